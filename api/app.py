@@ -1,0 +1,82 @@
+"""The FastAPI application: routers, middleware, and the process's long-lived services."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+
+from api import audit, errors, health, identity
+from api.deps import _REQUEST_ID, Platform
+from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, load_public_keys
+from domain.audit.sealer import Sealer
+from flasktrack.db import TenantSessions, app_url, make_engine
+from flasktrack.settings import Settings, get_settings
+
+log = structlog.get_logger("flasktrack.api")
+
+
+def build_platform(settings: Settings) -> Platform:
+    engine = make_engine(app_url(settings))
+    key = load_or_create_signing_key(settings.resolved_signing_key_path)
+    p = Platform(
+        settings=settings,
+        sessions=TenantSessions(engine),
+        checkpoints=CheckpointStore(settings.resolved_checkpoint_dir),
+        public_keys=load_public_keys([settings.resolved_signing_key_path.parent]),
+    )
+    p.extras["signing_key"] = key
+    return p
+
+
+
+
+def create_app(platform: Platform | None = None, *, background: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        p = platform or build_platform(get_settings())
+        app.state.platform = p
+        sealer = None
+        if background:
+            sealer = Sealer(p.sessions, interval_s=p.settings.seal_interval_s,
+                            signing_key=p.extras.get("signing_key"), store=p.checkpoints,
+                            checkpoint_interval_s=p.settings.checkpoint_interval_s).start()
+        try:
+            yield
+        finally:
+            if sealer:
+                sealer.stop()
+
+    app = FastAPI(
+        title="Flask Track",
+        version="0.1.0",
+        description="Laboratory operations and compliance: protocols as durable workflows, "
+        "a hash-chained audit log, and a lake analysts query over Flight SQL.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(identity.router)
+    app.include_router(audit.router)
+
+    @app.middleware("http")
+    async def request_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request.headers.get("x-request-id") or ""
+        if not _REQUEST_ID.match(rid):
+            rid = str(uuid.uuid4())
+        request.state.request_id = rid
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        start = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        log.info("request", method=request.method, path=request.url.path, status=response.status_code,
+                 ms=round((time.perf_counter() - start) * 1000, 1))
+        return response
+
+    return app
+

@@ -1,0 +1,50 @@
+"""GET /healthz: each dependency up or down."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.deps import Platform, platform
+
+router = APIRouter(tags=["health"])
+
+HEARTBEAT_FRESH = dt.timedelta(seconds=20)
+# Services that report liveness through service_heartbeats, with the component name shown.
+HEARTBEAT_SERVICES = {"worker": "worker", "lake_sink": "sink", "flight": "flight"}
+
+
+def _heartbeats(p: Platform) -> dict[str, dt.datetime]:
+    with p.tx(None) as s:
+        rows = s.execute(text("SELECT service, max(at) FROM service_heartbeats GROUP BY service")).all()
+    return {r[0]: r[1] for r in rows}
+
+
+@router.get("/healthz")
+def healthz(p: Platform = Depends(platform)) -> JSONResponse:
+    """Each dependency: database, Temporal, worker, lake sink, Flight SQL."""
+    checks: dict[str, dict[str, Any]] = {}
+    beats: dict[str, dt.datetime] = {}
+    try:
+        beats = _heartbeats(p)
+        checks["database"] = {"status": "up"}
+    except Exception as exc:  # noqa: BLE001 - report, never raise, from a health check
+        checks["database"] = {"status": "down", "error": type(exc).__name__}
+    probe: Callable[[], dict[str, Any]] | None = p.extras.get("temporal_probe")
+    checks["temporal"] = probe() if probe else {"status": "down", "error": "not configured"}
+    now = dt.datetime.now(dt.UTC)
+    for name, service in HEARTBEAT_SERVICES.items():
+        at = beats.get(service)
+        if at is None:
+            checks[name] = {"status": "down", "error": "never reported"}
+        else:
+            fresh = now - at <= HEARTBEAT_FRESH
+            checks[name] = {"status": "up" if fresh else "down", "last_seen": at.isoformat()}
+    ok = all(c["status"] == "up" for c in checks.values())
+    return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded",
+                                                                 "checks": checks})

@@ -1,0 +1,111 @@
+"""Login, logout, the current caller, members and API keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import Platform, current_caller, platform, request_context, require
+from domain.errors import Unauthenticated
+from domain.identity import service
+from domain.identity.models import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRead,
+    LoginRequest,
+    LoginResponse,
+    MemberCreate,
+    MemberRead,
+    MemberUpdate,
+    MeRead,
+)
+from domain.roles import Caller, Permission
+
+router = APIRouter(prefix="/api/v1", tags=["identity"])
+
+
+@router.post("/auth/login", response_model=LoginResponse)
+def login(data: LoginRequest, request: Request, p: Platform = Depends(platform)) -> LoginResponse:
+    """Email and password → an opaque bearer token (stored hashed; expires; revoked by logout)."""
+    s = p.settings
+    with p.tx(None) as session:
+        result, failure = service.login(
+            session, data, request_context(request), ttl=dt.timedelta(minutes=s.token_ttl_minutes),
+            max_fail=s.login_max_failures, max_fail_addr=s.login_max_failures_per_address,
+            lockout=dt.timedelta(minutes=s.login_lockout_minutes),
+        )
+    if result is None:
+        # The failed attempt is committed (and audited) above; the answer does not say which part was wrong.
+        raise Unauthenticated("login failed" if failure != "member of several organizations: name one in 'org'"
+                              else failure)
+    return result
+
+
+@router.post("/auth/logout", status_code=204)
+def logout(caller: Caller = Depends(current_caller), p: Platform = Depends(platform)) -> None:
+    """Revoke the token used for this call."""
+    with p.tx(caller) as s:
+        service.logout(s, caller)
+
+
+@router.get("/me", response_model=MeRead)
+def me(caller: Caller = Depends(require(Permission.org_read)), p: Platform = Depends(platform)) -> MeRead:
+    """Who the token belongs to, in which organization, with which role."""
+    with p.tx(caller) as s:
+        org = service.get_org(s, caller)
+    return MeRead(org=org, role=caller.role, actor_type=caller.actor.type, actor_id=caller.actor.id,
+                  display_name=caller.actor.display)
+
+
+@router.get("/members", response_model=list[MemberRead])
+def list_members(caller: Caller = Depends(require(Permission.members_read)),
+                 p: Platform = Depends(platform)) -> list[MemberRead]:
+    """Members of the caller's organization."""
+    with p.tx(caller) as s:
+        return service.list_members(s)
+
+
+@router.post("/members", response_model=MemberRead, status_code=201)
+def add_member(data: MemberCreate, caller: Caller = Depends(require(Permission.members_manage)),
+               p: Platform = Depends(platform)) -> MemberRead:
+    """Add a person (creating the account if the email is new) with a role."""
+    with p.tx(caller) as s:
+        return service.add_member(s, org_id=caller.org_id, actor=caller.actor, context=caller.context, data=data)
+
+
+@router.patch("/members/{user_id}", response_model=MemberRead)
+def change_role(user_id: uuid.UUID, data: MemberUpdate, caller: Caller = Depends(require(Permission.members_manage)),
+                p: Platform = Depends(platform)) -> MemberRead:
+    """Change a member's role, with the reason on record."""
+    with p.tx(caller) as s:
+        return service.change_member_role(s, caller, user_id, data)
+
+
+@router.get("/apikeys", response_model=list[ApiKeyRead])
+def list_api_keys(caller: Caller = Depends(require(Permission.apikeys_manage)),
+                  p: Platform = Depends(platform)) -> list[ApiKeyRead]:
+    """API keys of the organization (never the keys themselves)."""
+    with p.tx(caller) as s:
+        return service.list_api_keys(s)
+
+
+@router.post("/apikeys", response_model=ApiKeyCreated, status_code=201)
+def create_api_key(data: ApiKeyCreate, caller: Caller = Depends(require(Permission.apikeys_manage)),
+                   p: Platform = Depends(platform)) -> JSONResponse:
+    """A key for an integration, bound to this organization and one role. Shown once."""
+    with p.tx(caller) as s:
+        created = service.create_api_key(s, caller, data)
+    return JSONResponse(status_code=201, content=created.model_dump(mode="json"),
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.delete("/apikeys/{key_id}", response_model=ApiKeyRead)
+def revoke_api_key(key_id: uuid.UUID, reason: str | None = Body(default=None, embed=True, max_length=2000),
+                   caller: Caller = Depends(require(Permission.apikeys_manage)),
+                   p: Platform = Depends(platform)) -> ApiKeyRead:
+    """Revoke a key; calls with it fail from now on."""
+    with p.tx(caller) as s:
+        return service.revoke_api_key(s, caller, key_id, reason)

@@ -1,0 +1,322 @@
+"""Audit log service: sealing, checkpoints, verification, queries, export, entity history."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from domain.audit.chain import GENESIS, Problem, VerifyResult, verify_rows
+from domain.audit.checkpoints import Checkpoint, CheckpointStore, SigningKey, sign
+from domain.errors import Invalid
+from domain.roles import Caller, Role
+
+# Identity and access entries; lab managers and scientists see the operational rest.
+SECURITY_ENTITY_TYPES = ("organization", "user", "membership", "api_key", "auth_session", "endpoint")
+
+ROW_COLUMNS = """seq, body, body_hash, prev_hash, chain_hash, org_id::text,
+  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+  actor_type, actor_id, actor_display, action, entity_type, entity_id, severity, reason, request_id,
+  api_key_id::text"""
+
+
+def seal(session: Session, org_id: uuid.UUID | str | None = None, limit: int = 5000) -> int:
+    """Link pending entries into the chain now (one org, or all that the caller's role can reach)."""
+    if org_id is None:
+        return int(session.execute(text("SELECT audit_seal_all(:n)"), {"n": limit}).scalar_one())
+    total = 0
+    while True:
+        n = int(session.execute(text("SELECT audit_seal(:o, :n)"), {"o": str(org_id), "n": limit}).scalar_one())
+        total += n
+        if n < limit:
+            return total
+
+
+def head(session: Session, org_id: uuid.UUID | str) -> tuple[int, bytes]:
+    row = session.execute(
+        text("SELECT seq, chain_hash FROM audit_log WHERE org_id = :o ORDER BY seq DESC LIMIT 1"),
+        {"o": str(org_id)},
+    ).first()
+    return (int(row[0]), bytes(row[1])) if row else (0, GENESIS)
+
+
+def write_checkpoint(
+    session: Session, org_id: uuid.UUID | str, key: SigningKey, store: CheckpointStore
+) -> Checkpoint | None:
+    """Sign the org's current head, store the file outside the database and its record inside.
+    Nothing to sign for an empty chain; no new checkpoint when the head has not moved."""
+    size, head_hash = head(session, org_id)
+    if size == 0:
+        return None
+    last = session.execute(
+        text("SELECT max(size) FROM audit_checkpoints WHERE org_id = :o"), {"o": str(org_id)}
+    ).scalar()
+    if last is not None and int(last) >= size:
+        return None
+    cp = sign(key, str(org_id), size, head_hash, dt.datetime.now(dt.UTC))
+    store.write(cp)
+    session.execute(
+        text(
+            "INSERT INTO audit_checkpoints (org_id, size, head_hash, key_id, signature, issued_at) "
+            "VALUES (:o, :s, :h, :k, :sig, :t)"
+        ),
+        {"o": cp.org_id, "s": cp.size, "h": cp.head_hash, "k": cp.key_id, "sig": cp.signature, "t": cp.issued_at},
+    )
+    return cp
+
+
+def _checkpoint_anchors(
+    session: Session,
+    org_id: str,
+    store: CheckpointStore,
+    keys: dict[str, Ed25519PublicKey],
+    problems: list[Problem],
+) -> dict[int, bytes]:
+    """Check the checkpoint files and the database's record of them against each other;
+    return size → head hash for every checkpoint that holds up."""
+    anchors: dict[int, bytes] = {}
+    files: dict[tuple[int, bytes, bytes], Checkpoint] = {}
+    for path, cp in store.list(org_id):
+        if cp is None:
+            problems.append(Problem(None, f"checkpoint file {path.name} is unreadable"))
+            continue
+        if cp.org_id != org_id:
+            problems.append(Problem(None, f"checkpoint file {path.name} is for org {cp.org_id}"))
+            continue
+        bad = cp.check_signature(keys)
+        if bad:
+            problems.append(Problem(cp.size, bad))
+            continue
+        if cp.size in anchors and anchors[cp.size] != cp.head_hash:
+            problems.append(Problem(cp.size, f"two signed checkpoints of size {cp.size} disagree"))
+            continue
+        anchors[cp.size] = cp.head_hash
+        files[(cp.size, cp.head_hash, cp.signature)] = cp
+    recorded = session.execute(
+        text("SELECT size, head_hash, signature FROM audit_checkpoints WHERE org_id = :o ORDER BY size"),
+        {"o": org_id},
+    ).all()
+    recorded_keys = {(int(r[0]), bytes(r[1]), bytes(r[2])) for r in recorded}
+    for size, _h, _s in sorted(recorded_keys - set(files)):
+        problems.append(
+            Problem(size, f"checkpoint of size {size} recorded in the database is missing from the "
+                          f"checkpoint store (store rolled back or replaced)")
+        )
+    for size, _h, _s in sorted(set(files) - recorded_keys):
+        problems.append(
+            Problem(size, f"signed checkpoint of size {size} is missing from the database's record "
+                          f"(audit tables rolled back or rewritten)")
+        )
+    return anchors
+
+
+def verify_org(
+    session: Session,
+    org_id: uuid.UUID | str,
+    *,
+    store: CheckpointStore,
+    keys: dict[str, Ed25519PublicKey],
+    chunk: int = 20000,
+) -> VerifyResult:
+    """Verify one org's whole chain as stored, against its signed checkpoints."""
+    org = str(org_id)
+    seal(session, org)
+    problems: list[Problem] = []
+    anchors = _checkpoint_anchors(session, org, store, keys, problems)
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor(name=f"verify_{uuid.uuid4().hex}") as cur:
+        cur.itersize = chunk
+        cur.execute(f"SELECT {ROW_COLUMNS} FROM audit_log WHERE org_id = %s ORDER BY seq", (org,))
+        result = verify_rows(org, cur, anchors=anchors)
+    result.problems[:0] = problems
+    pending = session.execute(
+        text("SELECT count(*) FROM audit_pending WHERE org_id = :o AND occurred_at < now() - interval '1 minute'"),
+        {"o": org},
+    ).scalar_one()
+    if pending:
+        result.problems.append(Problem(None, f"{pending} entries left unsealed for over a minute"))
+    return result
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    entity_type: str | None = None
+    entity_id: str | None = None
+    actor_id: str | None = None
+    action: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    reason_contains: str | None = None
+    severity: str | None = None
+
+
+def _scope_sql(caller: Caller) -> tuple[str, dict[str, Any]]:
+    """What part of the log each role may read."""
+    if caller.role in (Role.owner, Role.admin, Role.auditor):
+        return "", {}
+    if caller.role in (Role.lab_manager, Role.scientist):
+        return " AND entity_type <> ALL(:security_types)", {"security_types": list(SECURITY_ENTITY_TYPES)}
+    if caller.role == Role.technician:
+        return " AND actor_id = :self_id", {"self_id": caller.actor.id}
+    return " AND false", {}
+
+
+def _where(caller: Caller, f: AuditFilter) -> tuple[str, dict[str, Any]]:
+    sql = "org_id = :org"
+    params: dict[str, Any] = {"org": str(caller.org_id)}
+    for col, val in (
+        ("entity_type", f.entity_type), ("entity_id", f.entity_id), ("actor_id", f.actor_id),
+        ("action", f.action), ("severity", f.severity),
+    ):
+        if val is not None:
+            sql += f" AND {col} = :{col}"
+            params[col] = val
+    if f.since is not None:
+        sql += " AND occurred_at >= :since"
+        params["since"] = f.since
+    if f.until is not None:
+        sql += " AND occurred_at < :until"
+        params["until"] = f.until
+    if f.reason_contains:
+        sql += " AND reason ILIKE :reason ESCAPE '\\'"
+        escaped = f.reason_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params["reason"] = f"%{escaped}%"
+    scope, sp = _scope_sql(caller)
+    return sql + scope, {**params, **sp}
+
+
+def entry_view(row: Any) -> dict[str, Any]:
+    body = orjson.loads(bytes(row.body))
+    return {
+        "seq": row.seq,
+        "occurred_at": body["occurred_at"],
+        "actor": body["actor"],
+        "action": body["action"],
+        "entity_type": body["entity"]["type"],
+        "entity_id": body["entity"]["id"],
+        "before": body["before"],
+        "after": body["after"],
+        "reason": body["reason"],
+        "severity": body["severity"],
+        "context": body["context"],
+        "chain_hash": bytes(row.chain_hash).hex(),
+    }
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("s:"):
+            raise ValueError
+        return int(raw[2:])
+    except ValueError as exc:
+        raise Invalid("cursor is not valid", reasons=["cursor: not a cursor returned by this API"]) from exc
+
+
+def query(
+    session: Session, caller: Caller, f: AuditFilter, *, limit: int = 100, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, `limit` per page; the cursor continues below the last seq returned."""
+    seal(session, caller.org_id)
+    where, params = _where(caller, f)
+    if cursor:
+        where += " AND seq < :before_seq"
+        params["before_seq"] = decode_cursor(cursor)
+    rows = session.execute(
+        text(f"SELECT seq, body, chain_hash FROM audit_log WHERE {where} ORDER BY seq DESC LIMIT :lim"),
+        {**params, "lim": limit + 1},
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [entry_view(r) for r in rows], (encode_cursor(rows[-1].seq) if more and rows else None)
+
+
+def export_lines(session: Session, caller: Caller, f: AuditFilter, fmt: str) -> Iterator[bytes]:
+    """Stream the chain as JSONL (verifiable offline: bodies verbatim with their hashes) or CSV,
+    oldest first, a chunk of rows at a time."""
+    seal(session, caller.org_id)
+    where, params = _where(caller, f)
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    sql, pos = _to_pyformat(f"SELECT {ROW_COLUMNS} FROM audit_log WHERE {where} ORDER BY seq", params)
+    csv_header = False
+    with raw.cursor(name=f"export_{uuid.uuid4().hex}") as cur:
+        cur.itersize = 5000
+        cur.execute(sql, pos)
+        for row in cur:
+            if fmt == "jsonl":
+                yield orjson.dumps(
+                    {
+                        "org_id": row[5],
+                        "seq": row[0],
+                        "body": bytes(row[1]).decode("utf-8"),
+                        "body_hash": bytes(row[2]).hex(),
+                        "prev_hash": bytes(row[3]).hex(),
+                        "chain_hash": bytes(row[4]).hex(),
+                    }
+                ) + b"\n"
+            else:
+                buf = io.StringIO()
+                w = csv.writer(buf)
+                if not csv_header:
+                    w.writerow(["seq", "occurred_at", "actor_type", "actor_id", "actor_display", "action",
+                                "entity_type", "entity_id", "severity", "reason", "request_id", "before",
+                                "after", "chain_hash"])
+                    csv_header = True
+                body = orjson.loads(bytes(row[1]))
+                w.writerow([row[0], row[6], row[7], row[8], row[9], row[10], row[11], row[12], row[13],
+                            row[14] or "", row[15] or "", orjson.dumps(body["before"]).decode(),
+                            orjson.dumps(body["after"]).decode(), bytes(row[4]).hex()])
+                yield buf.getvalue().encode()
+
+
+def _to_pyformat(sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """`:name` → `%(name)s` for the raw psycopg server-side cursor."""
+    import re
+
+    return re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", sql.replace("%", "%%")), params
+
+
+def entity_state(
+    session: Session, caller: Caller, entity_type: str, entity_id: str, at: dt.datetime
+) -> dict[str, Any]:
+    """The entity as the audit log says it was at `at`: the after-state of its last entry by then."""
+    seal(session, caller.org_id)
+    where, params = _where(caller, AuditFilter(entity_type=entity_type, entity_id=entity_id, until=None))
+    row = session.execute(
+        text(f"SELECT seq, body, chain_hash FROM audit_log WHERE {where} AND occurred_at <= :at "
+             "ORDER BY seq DESC LIMIT 1"),
+        {**params, "at": at},
+    ).first()
+    if row is None:
+        return {"entity_type": entity_type, "entity_id": entity_id, "at": at, "exists": False, "state": None,
+                "as_of_seq": None}
+    entry = entry_view(row)
+    deleted = entry["action"] in ("delete",)
+    return {
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "at": at,
+        "exists": not deleted,
+        "state": None if deleted else entry["after"],
+        "as_of_seq": entry["seq"],
+        "last_action": entry["action"],
+    }

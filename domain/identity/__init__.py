@@ -1,0 +1,1 @@
+"""Organizations, users, memberships, sessions and API keys."""

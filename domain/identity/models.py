@@ -1,0 +1,84 @@
+"""Shapes of identity data, one per direction (create / read)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from domain.roles import Role
+
+Slug = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class LoginRequest(Strict):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=1024)
+    org: str | None = Field(default=None, description="organization slug; needed only with several memberships")
+
+
+class LoginResponse(BaseModel):
+    token: str
+    token_type: str = "bearer"
+    expires_at: dt.datetime
+    org: str
+    role: Role
+    user_id: uuid.UUID
+    display_name: str
+
+
+class OrgRead(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+
+
+class MeRead(BaseModel):
+    org: OrgRead
+    role: Role
+    actor_type: str
+    actor_id: str
+    display_name: str
+
+
+class MemberCreate(Strict):
+    email: EmailStr
+    display_name: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=12, max_length=1024, description="at least 12 characters")
+    role: Role
+
+
+class MemberUpdate(Strict):
+    role: Role
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class MemberRead(BaseModel):
+    user_id: uuid.UUID
+    email: str
+    display_name: str
+    role: Role
+    active: bool
+
+
+class ApiKeyCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+
+
+class ApiKeyRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    role: Role
+    key_prefix: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="shown once; only its hash is stored")

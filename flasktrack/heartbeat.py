@@ -1,0 +1,37 @@
+"""Liveness reports from long-running services into service_heartbeats."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+from sqlalchemy import text
+
+from flasktrack.db import TenantSessions
+
+_UPSERT = text(
+    "INSERT INTO service_heartbeats (service, instance, at) VALUES (:s, :i, now()) "
+    "ON CONFLICT (service, instance) DO UPDATE SET at = excluded.at"
+)
+
+
+def beat(sessions: TenantSessions, service: str) -> None:
+    with sessions.begin(None) as s:
+        s.execute(_UPSERT, {"s": service, "i": f"{socket.gethostname()}:{os.getpid()}"})
+
+
+def start_heartbeat(sessions: TenantSessions, service: str, every_s: float = 5.0) -> threading.Event:
+    """Report every few seconds from a daemon thread; set the returned event to stop."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                beat(sessions, service)
+            except Exception:  # noqa: BLE001, S110 - a missed beat shows as "down", which is the point
+                pass
+            stop.wait(every_s)
+
+    threading.Thread(target=run, name=f"heartbeat-{service}", daemon=True).start()
+    return stop
