@@ -249,11 +249,16 @@ def query(
     return [entry_view(r) for r in rows], (encode_cursor(rows[-1].seq) if more and rows else None)
 
 
-def export_lines(session: Session, caller: Caller, f: AuditFilter, fmt: str) -> Iterator[bytes]:
+def export_lines(
+    session: Session, caller: Caller, f: AuditFilter, fmt: str, *, to_seq: int | None = None
+) -> Iterator[bytes]:
     """Stream the chain as JSONL (verifiable offline: bodies verbatim with their hashes) or CSV,
-    oldest first, a chunk of rows at a time."""
+    oldest first, a chunk of rows at a time; up to `to_seq` when given."""
     seal(session, caller.org_id)
     where, params = _where(caller, f)
+    if to_seq is not None:
+        where += " AND seq <= :to_seq"
+        params["to_seq"] = to_seq
     raw = session.connection().connection.driver_connection
     assert raw is not None
     sql, pos = _to_pyformat(f"SELECT {ROW_COLUMNS} FROM audit_log WHERE {where} ORDER BY seq", params)

@@ -1,0 +1,340 @@
+"""The `flasktrack` command: run the platform or one service, and administer it."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy import text
+
+from flasktrack.logging import configure_logging
+from flasktrack.settings import Settings, get_settings
+
+app = typer.Typer(help="Flask Track: laboratory operations and compliance platform.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
+user_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log: verify, export, checkpoint.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(org_app, name="org")
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(audit_app, name="audit")
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    s = get_settings()
+    configure_logging(s.log_level, s.log_json)
+    return s
+
+
+def _owner() -> tuple[Settings, object]:
+    from flasktrack.db import TenantSessions, make_engine, owner_url
+
+    s = _settings()
+    return s, TenantSessions(make_engine(owner_url(s), pool_size=2))
+
+
+def _org_id(sessions: object, slug: str) -> uuid.UUID:
+    from flasktrack.db import TenantSessions
+
+    assert isinstance(sessions, TenantSessions)
+    with sessions.begin(None) as s:
+        row = s.execute(text("SELECT id FROM organizations WHERE slug = :s"), {"s": slug}).first()
+    if row is None:
+        err.print(f"no organization '{slug}'")
+        raise typer.Exit(2)
+    return uuid.UUID(str(row[0]))
+
+
+# ---------------------------------------------------------------- services
+
+
+@app.command()
+def up() -> None:
+    """Run the whole platform (embedded PostgreSQL and Temporal unless configured) until Ctrl-C."""
+    from flasktrack.up import run_up
+
+    raise typer.Exit(run_up(_settings()))
+
+
+@app.command()
+def api(host: str | None = None, port: int | None = None) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    s = _settings()
+    uvicorn.run("api.main:app", host=host or s.api_host, port=port or s.api_port, log_config=None,
+                access_log=False, proxy_headers=False)
+
+
+@app.command()
+def worker() -> None:
+    """Serve the protocol-run workflows and their activities on the task queue."""
+    from worker.main import run_worker
+
+    run_worker(_settings())
+
+
+@app.command()
+def sink() -> None:
+    """Move outbox rows and audit entries into the Delta lake, exactly once."""
+    from lake.service import run_sink
+
+    run_sink(_settings())
+
+
+@app.command()
+def flight() -> None:
+    """Serve the lake to analysts over Flight SQL."""
+    from flight.service import run_flight
+
+    run_flight(_settings())
+
+
+# ---------------------------------------------------------------- administration
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations (as the owner role)."""
+    from flasktrack.db import owner_url, upgrade_schema
+
+    s = _settings()
+    upgrade_schema(owner_url(s), s.app_db_password)
+    out.print("database schema is up to date")
+
+
+@org_app.command("create")
+def org_create(slug: str, name: str) -> None:
+    """Create an organization."""
+    from domain.errors import DomainError
+    from domain.identity import service as identity
+    from flasktrack.db import TenantSessions
+
+    _, sessions = _owner()
+    assert isinstance(sessions, TenantSessions)
+    try:
+        with sessions.begin(None) as s:
+            org = identity.create_org(s, slug=slug, name=name)
+    except DomainError as exc:
+        err.print(exc.message)
+        raise typer.Exit(1) from None
+    out.print(f"created organization {org.slug} ({org.id})")
+
+
+@user_app.command("create")
+def user_create(
+    org: Annotated[str, typer.Option(help="organization slug")],
+    email: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option(help="display name")],
+    role: Annotated[str, typer.Option(help="owner|admin|lab_manager|scientist|technician|auditor|analyst")],
+    password: Annotated[str | None, typer.Option(help="prompted when omitted")] = None,
+) -> None:
+    """Add a user to an organization with a role."""
+    from pydantic import ValidationError
+
+    from domain.errors import DomainError
+    from domain.identity import service as identity
+    from domain.identity.models import MemberCreate
+    from domain.roles import Actor, RequestContext
+    from flasktrack.db import TenantSessions
+
+    _, sessions = _owner()
+    assert isinstance(sessions, TenantSessions)
+    org_id = _org_id(sessions, org)
+    pw = password or getpass.getpass("password: ")
+    try:
+        data = MemberCreate(email=email, display_name=name, password=pw, role=role)  # type: ignore[arg-type]
+        with sessions.begin(org_id) as s:
+            m = identity.add_member(s, org_id=org_id, actor=Actor("system", "cli", f"CLI ({getpass.getuser()})"),
+                                    context=RequestContext(), data=data)
+    except ValidationError as exc:
+        for e in exc.errors():
+            err.print(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}")
+        raise typer.Exit(2) from None
+    except DomainError as exc:
+        err.print(exc.message)
+        raise typer.Exit(1) from None
+    out.print(f"{m.email} is {m.role} of {org} (user {m.user_id})")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    org: Annotated[str, typer.Option(help="organization slug")],
+    name: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option()],
+) -> None:
+    """Create an API key bound to one organization and role; printed once."""
+    from domain.identity import service as identity
+    from domain.identity.models import ApiKeyCreate
+    from domain.roles import Actor, Caller, Role
+    from flasktrack.db import TenantSessions
+
+    _, sessions = _owner()
+    assert isinstance(sessions, TenantSessions)
+    org_id = _org_id(sessions, org)
+    caller = Caller(org_id=org_id, org_slug=org, role=Role.owner,
+                    actor=Actor("system", "cli", f"CLI ({getpass.getuser()})"))
+    with sessions.begin(org_id) as s:
+        created = identity.create_api_key(s, caller, ApiKeyCreate(name=name, role=Role(role)))
+    out.print(f"API key {created.id} ({created.role}); store it now, it is not shown again:")
+    out.print(created.key, soft_wrap=True)
+
+
+# ---------------------------------------------------------------- audit
+
+
+def _keys(s: Settings, public_key: list[Path] | None) -> dict[str, object]:
+    from domain.audit.checkpoints import load_public_keys
+
+    return dict(load_public_keys(public_key or [s.resolved_signing_key_path.parent]))
+
+
+@audit_app.command("verify")
+def audit_verify(
+    org: Annotated[str | None, typer.Option(help="organization slug; all when omitted")] = None,
+    file: Annotated[Path | None, typer.Option(help="a JSONL export to verify offline")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="the signed checkpoint for --file")] = None,
+    public_key: Annotated[list[Path] | None, typer.Option(help="trusted public key file or folder")] = None,
+) -> None:
+    """Recompute the hash chain and check the signed checkpoints. Exit 0 when intact, 1 when tampered."""
+    from domain.audit import service
+    from domain.audit.checkpoints import Checkpoint, CheckpointStore
+    from domain.audit.offline import verify_export
+    from flasktrack.db import TenantSessions
+
+    if file is not None:
+        s = get_settings()
+        cp = Checkpoint.from_json(checkpoint.read_bytes()) if checkpoint else None
+        with file.open("rb") as fh:
+            r = verify_export(fh, cp, _keys(s, public_key))  # type: ignore[arg-type]
+        if cp is None:
+            err.print("warning: no --checkpoint: a rewritten export cannot be told from the original")
+        (out if r.ok else err).print(r.summary())
+        raise typer.Exit(0 if r.ok else 1)
+    s, sessions = _owner()
+    assert isinstance(sessions, TenantSessions)
+    with sessions.begin(None) as db:
+        orgs = db.execute(text("SELECT id, slug FROM organizations ORDER BY slug")).all()
+    if org:
+        orgs = [o for o in orgs if o.slug == org]
+        if not orgs:
+            err.print(f"no organization '{org}'")
+            raise typer.Exit(2)
+    store = CheckpointStore(s.resolved_checkpoint_dir)
+    bad = 0
+    for o in orgs:
+        with sessions.begin(o.id) as db:
+            r = service.verify_org(db, o.id, store=store, keys=_keys(s, public_key))  # type: ignore[arg-type]
+        line = r.summary().replace(f"org {r.org_id}", f"org {o.slug}")
+        if r.ok:
+            out.print(line)
+        else:
+            bad += 1
+            err.print(line)
+            for p in r.problems[1:6]:
+                err.print(f"  also: seq {p.seq}: {p.what}")
+    raise typer.Exit(1 if bad else 0)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    org: Annotated[str | None, typer.Option(help="organization slug; all when omitted")] = None,
+) -> None:
+    """Seal pending entries and sign each org's current head into the checkpoint store."""
+    from domain.audit import service
+    from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key
+    from flasktrack.db import TenantSessions
+
+    s, sessions = _owner()
+    assert isinstance(sessions, TenantSessions)
+    key = load_or_create_signing_key(s.resolved_signing_key_path)
+    store = CheckpointStore(s.resolved_checkpoint_dir)
+    with sessions.begin(None) as db:
+        orgs = db.execute(text("SELECT id, slug FROM organizations ORDER BY slug")).all()
+    for o in orgs:
+        if org and o.slug != org:
+            continue
+        with sessions.begin(o.id) as db:
+            service.seal(db, o.id)
+        with sessions.begin(o.id) as db:
+            cp = service.write_checkpoint(db, o.id, key, store)
+            size, _ = service.head(db, o.id)
+        out.print(f"{o.slug}: " + (f"signed checkpoint at {cp.size} entries (key {cp.key_id})" if cp
+                                   else f"head unchanged at {size} entries"))
+
+
+@audit_app.command("export")
+def audit_export(
+    org: Annotated[str, typer.Option(help="organization slug")],
+    output: Annotated[Path, typer.Option("--out", help="file to write")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+) -> None:
+    """Stream the org's log to a file; JSONL comes with `<out>.checkpoint.json` for offline verification."""
+    from domain.audit import service
+    from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, sign
+    from domain.audit.service import AuditFilter
+    from domain.roles import SYSTEM_ACTOR, Caller, Role
+    from flasktrack.db import TenantSessions
+
+    if fmt not in ("jsonl", "csv"):
+        err.print("--format must be jsonl or csv")
+        raise typer.Exit(2)
+    s, sessions = _owner()
+    assert isinstance(sessions, TenantSessions)
+    org_id = _org_id(sessions, org)
+    caller = Caller(org_id=org_id, org_slug=org, role=Role.auditor, actor=SYSTEM_ACTOR)
+    with sessions.begin(org_id) as db:
+        service.seal(db, org_id)
+    key = load_or_create_signing_key(s.resolved_signing_key_path)
+    with sessions.begin(org_id) as db:
+        service.write_checkpoint(db, org_id, key, CheckpointStore(s.resolved_checkpoint_dir))
+        size, head_hash = service.head(db, org_id)
+    import datetime as dt
+
+    n = 0
+    with sessions.begin(org_id) as db, output.open("wb") as fh:
+        # Up to the signed head only: entries sealed meanwhile belong to the next export.
+        for line in service.export_lines(db, caller, AuditFilter(), fmt, to_seq=size):
+            fh.write(line)
+            n += 1
+    if fmt == "jsonl":
+        cp = sign(key, str(org_id), size, head_hash, dt.datetime.now(dt.UTC))
+        cp_path = output.with_name(output.name + ".checkpoint.json")
+        cp_path.write_bytes(cp.to_json())
+        out.print(f"wrote {size} entries to {output} and the signed checkpoint to {cp_path}")
+    else:
+        out.print(f"wrote {size} entries to {output}")
+
+
+def main() -> None:
+    try:
+        app()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    # Temporal's client can abort at interpreter exit (sdk-python #300): exit without teardown.
+    code = 0
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as e:
+        code = e.exit_code
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
