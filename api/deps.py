@@ -93,7 +93,7 @@ def require(permission: Permission) -> Callable[..., Caller]:
         request: Request, caller: Caller = Depends(current_caller), p: Platform = Depends(platform)
     ) -> Caller:
         if not caller.can(permission):
-            record_denial(p, caller, request, f"role {caller.role} lacks {permission}", Severity.warning)
+            # Recorded in the audit log by the error handler, like every 403.
             raise Forbidden(f"your role ({caller.role}) may not do this ({permission})")
         return caller
 
