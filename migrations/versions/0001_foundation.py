@@ -13,7 +13,7 @@ depends_on = None
 
 APP = "flasktrack_app"
 
-TENANT_TABLES = ["memberships", "auth_sessions", "api_keys", "audit_pending", "audit_log", "audit_checkpoints",
+TENANT_TABLES = ["memberships", "auth_sessions", "api_keys", "audit_pending", "audit_log", "audit_heads", "audit_checkpoints",
                  "outbox"]
 
 UPGRADE = r"""
