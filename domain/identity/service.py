@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -133,7 +134,7 @@ def change_member_role(
 # ---------------------------------------------------------------- login
 
 
-def _throttle(session: Session, email: str, address: str | None, *, max_fail: int, max_fail_addr: int,
+def check_throttle(session: Session, email: str, address: str | None, *, max_fail: int, max_fail_addr: int,
               window: dt.timedelta) -> None:
     now = dt.datetime.now(dt.UTC)
     since = now - window
@@ -172,8 +173,8 @@ def login(
     (org unknown yet); this function switches it to the chosen org once the password holds.
     Failures are recorded (attempt row + audit entry in each of the account's orgs) and
     committed by the caller before it answers 401."""
-    _throttle(session, data.email, context.client_address, max_fail=max_fail, max_fail_addr=max_fail_addr,
-              window=lockout)
+    check_throttle(session, data.email, context.client_address, max_fail=max_fail, max_fail_addr=max_fail_addr,
+                   window=lockout)
     user = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": data.email}).first()
     ok = secrets.verify_password(user.password_hash if user else None, data.password)
     memberships = (
@@ -195,20 +196,15 @@ def login(
             chosen = memberships[0]
         else:
             failure = "member of several organizations: name one in 'org'"
-    session.execute(
-        text("INSERT INTO login_attempts (email, client_address, succeeded) VALUES (:e, :a, :s)"),
-        {"e": data.email, "a": context.client_address, "s": failure is None},
-    )
     if failure is not None or chosen is None:
-        targets = memberships if not data.org else [m for m in memberships if m.org_slug == data.org]
-        for m in targets:
-            _set_org(session, m.org_id)
-            audit.record(session, org_id=m.org_id,
-                         actor=Actor("user", str(user.user_id), user.display_name) if user else SYSTEM_ACTOR,
-                         action="login", entity_type="auth_session", entity_id="-", reason=failure,
-                         severity=Severity.warning, context=context, after={"succeeded": False})
+        record_failed_login(session, data.email, failure or "login failed", context, org_slug=data.org,
+                            user=user, memberships=memberships)
         return None, failure
     assert user is not None
+    session.execute(
+        text("INSERT INTO login_attempts (email, client_address, succeeded) VALUES (:e, :a, true)"),
+        {"e": data.email, "a": context.client_address},
+    )
     _set_org(session, chosen.org_id)
     token = secrets.new_session_token()
     session_id = uuid.uuid4()
@@ -224,6 +220,36 @@ def login(
                  after={"succeeded": True, "role": chosen.role, "expires_at": expires})
     return LoginResponse(token=token, expires_at=expires, org=chosen.org_slug, role=Role(chosen.role),
                          user_id=user.user_id, display_name=user.display_name), None
+
+
+def record_failed_login(
+    session: Session,
+    email: str,
+    reason: str,
+    context: RequestContext,
+    *,
+    org_slug: str | None = None,
+    user: Any = None,
+    memberships: Sequence[Any] | None = None,
+) -> None:
+    """Count the failure for rate limiting and audit it in each org the account belongs to
+    (an unknown email belongs to none: it is only counted)."""
+    session.execute(
+        text("INSERT INTO login_attempts (email, client_address, succeeded) VALUES (:e, :a, false)"),
+        {"e": email, "a": context.client_address},
+    )
+    if user is None:
+        user = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": email}).first()
+    if user is None:
+        return
+    if memberships is None:
+        memberships = session.execute(text("SELECT * FROM auth_user_memberships(:u)"), {"u": user.user_id}).all()
+    targets = memberships if not org_slug else [m for m in memberships if m.org_slug == org_slug]
+    for m in targets:
+        _set_org(session, m.org_id)
+        audit.record(session, org_id=m.org_id, actor=Actor("user", str(user.user_id), user.display_name),
+                     action="login", entity_type="auth_session", entity_id="-", reason=reason,
+                     severity=Severity.warning, context=context, after={"succeeded": False})
 
 
 def _set_org(session: Session, org_id: uuid.UUID) -> None:
