@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from api.deps import Platform, platform, require
 from domain.audit import service
 from domain.audit.service import AuditFilter
+from domain.errors import Conflict
 from domain.roles import Caller, Permission
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -64,18 +65,34 @@ def verify(
     }
 
 
+@router.post("/checkpoints")
+def checkpoint(
+    caller: Caller = Depends(require(Permission.audit_export)), p: Platform = Depends(platform)
+) -> Response:
+    """Sign the org's current chain head now; export up to its `size` (`to_seq`) to verify the file offline
+    with `flasktrack audit verify --file EXPORT --checkpoint CHECKPOINT`."""
+    with p.tx(caller) as s:
+        service.seal(s, caller.org_id)
+    with p.tx(caller) as s:
+        cp = service.checkpoint_now(s, caller.org_id, p.extras["signing_key"], p.checkpoints)
+    if cp is None:
+        raise Conflict("the audit log of this organization is empty: nothing to sign")
+    return Response(content=cp.to_json(), media_type="application/json")
+
+
 @router.get("/export")
 def export(
     fmt: Literal["jsonl", "csv"] = Query(default="jsonl", alias="format"),
+    to_seq: int | None = Query(default=None, ge=1, description="last seq to include (a checkpoint's size)"),
     f: AuditFilter = Depends(audit_filter),
     caller: Caller = Depends(require(Permission.audit_export)),
     p: Platform = Depends(platform),
 ) -> StreamingResponse:
-    """Stream the log (JSONL verifies offline with a checkpoint; CSV for reading)."""
+    """Stream the log oldest first (JSONL verifies offline with a checkpoint; CSV for reading)."""
 
     def stream() -> Iterator[bytes]:
         with p.tx(caller) as s:
-            yield from service.export_lines(s, caller, f, fmt)
+            yield from service.export_lines(s, caller, f, fmt, to_seq=to_seq)
 
     media = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
     return StreamingResponse(stream(), media_type=media,

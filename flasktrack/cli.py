@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from sqlalchemy import text
+from typer import _click as click
 
 from flasktrack.logging import configure_logging
 from flasktrack.settings import Settings, get_settings
@@ -330,11 +331,17 @@ if __name__ == "__main__":
     # Temporal's client can abort at interpreter exit (sdk-python #300): exit without teardown.
     code = 0
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)  # click returns the exit code of typer.Exit here
+        code = result if isinstance(result, int) else 0
     except typer.Exit as e:
         code = e.exit_code
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
+    except click.exceptions.ClickException as e:  # usage errors: same message and code as standalone mode
+        e.show()
+        code = e.exit_code
+    except click.exceptions.Abort:
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

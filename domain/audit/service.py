@@ -75,6 +75,20 @@ def write_checkpoint(
     return cp
 
 
+def checkpoint_now(
+    session: Session, org_id: uuid.UUID | str, key: SigningKey, store: CheckpointStore
+) -> Checkpoint | None:
+    """The signed checkpoint of the current head: a new one, or the latest if the head has not moved."""
+    cp = write_checkpoint(session, org_id, key, store)
+    if cp is not None:
+        return cp
+    size, _ = head(session, org_id)
+    if size == 0:
+        return None
+    matching = [c for _, c in store.list(str(org_id)) if c is not None and c.size == size]
+    return matching[-1] if matching else None
+
+
 def _checkpoint_anchors(
     session: Session,
     org_id: str,

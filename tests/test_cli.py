@@ -1,0 +1,103 @@
+"""The flasktrack CLI as an operator runs it: administration and audit verification exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from domain.roles import Role
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run(database_url, data_dir):
+    env = {**os.environ, "FLASKTRACK_DATABASE_URL": database_url, "FLASKTRACK_DATA_DIR": str(data_dir),
+           "FLASKTRACK_LOG_LEVEL": "WARNING"}
+
+    def _run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flasktrack.cli", *args], capture_output=True, text=True,
+                              env=env, cwd=ROOT, timeout=120, input=input)
+
+    return _run
+
+
+def test_admin_commands_create_what_they_say(run, client):
+    r = run("org", "create", "cli-lab", "CLI Lab")
+    assert r.returncode == 0, r.stderr
+    assert run("org", "create", "cli-lab", "Again").returncode == 1
+    r = run("user", "create", "--org", "cli-lab", "--email", "ana@cli.example.org", "--name", "Ana",
+            "--role", "auditor", "--password", "a long enough password")
+    assert r.returncode == 0, r.stderr
+    bad = run("user", "create", "--org", "cli-lab", "--email", "x@cli.example.org", "--name", "X", "--role",
+              "wizard", "--password", "a long enough password")
+    assert bad.returncode == 2 and "role" in bad.stderr
+    login = client.post("/api/v1/auth/login", json={"email": "ana@cli.example.org",
+                                                    "password": "a long enough password"})
+    assert login.status_code == 200 and login.json()["role"] == "auditor"
+    r = run("apikey", "create", "--org", "cli-lab", "--name", "lims", "--role", "analyst")
+    key = r.stdout.strip().splitlines()[-1]
+    assert key.startswith("ftak_")
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {key}"}).json()["role"] == "analyst"
+
+
+def test_verify_export_and_tamper_exit_codes(run, client, org_a, owner, tmp_path):
+    client.post("/api/v1/apikeys", json={"name": "k", "role": "analyst"}, headers=org_a.headers(Role.admin))
+    assert run("audit", "checkpoint", "--org", org_a.slug).returncode == 0
+    ok = run("audit", "verify", "--org", org_a.slug)
+    assert ok.returncode == 0 and "ok" in ok.stdout and org_a.slug in ok.stdout, ok.stderr
+    export = tmp_path / "a.jsonl"
+    r = run("audit", "export", "--org", org_a.slug, "--out", str(export))
+    assert r.returncode == 0, r.stderr
+    cp = Path(str(export) + ".checkpoint.json")
+    assert run("audit", "verify", "--file", str(export), "--checkpoint", str(cp)).returncode == 0
+    lines = export.read_bytes().splitlines(keepends=True)
+    dropped = tmp_path / "dropped.jsonl"
+    dropped.write_bytes(b"".join(lines[:2] + lines[3:]))
+    r = run("audit", "verify", "--file", str(dropped), "--checkpoint", str(cp))
+    assert r.returncode == 1 and "seq 3" in r.stderr
+    # A superuser edits a sealed entry behind the triggers' back: verify names the org and the seq.
+    with owner.begin(None) as s:
+        s.execute(text("ALTER TABLE audit_log DISABLE TRIGGER ALL"))
+        s.execute(text("UPDATE audit_log SET reason = 'nothing happened' WHERE org_id = :o AND seq = 2"),
+                  {"o": org_a.id})
+        s.execute(text("ALTER TABLE audit_log ENABLE TRIGGER ALL"))
+        s.execute(text("ALTER TABLE audit_log ENABLE ALWAYS TRIGGER audit_log_append_only"))
+        s.execute(text("ALTER TABLE audit_log ENABLE ALWAYS TRIGGER audit_log_no_truncate"))
+    bad = run("audit", "verify", "--org", org_a.slug)
+    assert bad.returncode == 1
+    assert f"org {org_a.slug}" in bad.stderr and "seq 2" in bad.stderr and "reason" in bad.stderr
+    # Put it back so other tests see an honest chain.
+    with owner.begin(None) as s:
+        s.execute(text("ALTER TABLE audit_log DISABLE TRIGGER ALL"))
+        s.execute(text("UPDATE audit_log SET reason = convert_from(body, 'UTF8')::jsonb->>'reason' "
+                       "WHERE org_id = :o AND seq = 2"), {"o": org_a.id})
+        s.execute(text("ALTER TABLE audit_log ENABLE TRIGGER ALL"))
+        s.execute(text("ALTER TABLE audit_log ENABLE ALWAYS TRIGGER audit_log_append_only"))
+        s.execute(text("ALTER TABLE audit_log ENABLE ALWAYS TRIGGER audit_log_no_truncate"))
+    assert run("audit", "verify", "--org", org_a.slug).returncode == 0
+
+
+def test_http_export_with_checkpoint_verifies_offline(client, org_a, run, tmp_path):
+    h = org_a.headers(Role.auditor)
+    cp = client.post("/api/v1/audit/checkpoints", headers=h)
+    assert cp.status_code == 200, cp.text
+    size = cp.json()["size"]
+    body = client.get("/api/v1/audit/export", params={"format": "jsonl", "to_seq": size}, headers=h).content
+    assert len(body.splitlines()) == size
+    (tmp_path / "e.jsonl").write_bytes(body)
+    (tmp_path / "cp.json").write_bytes(cp.content)
+    r = run("audit", "verify", "--file", str(tmp_path / "e.jsonl"), "--checkpoint", str(tmp_path / "cp.json"))
+    assert r.returncode == 0, r.stderr
+    edited = body.replace(b'"action\\":\\"create', b'"action\\":\\"delete', 1)
+    assert edited != body
+    (tmp_path / "e2.jsonl").write_bytes(edited)
+    r = run("audit", "verify", "--file", str(tmp_path / "e2.jsonl"), "--checkpoint", str(tmp_path / "cp.json"))
+    assert r.returncode == 1
+    csv_text = client.get("/api/v1/audit/export", params={"format": "csv"}, headers=h).text
+    assert csv_text.startswith("seq,occurred_at") and len(csv_text.splitlines()) > size
