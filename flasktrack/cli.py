@@ -340,8 +340,6 @@ if __name__ == "__main__":
     except click.exceptions.ClickException as e:  # usage errors: same message and code as standalone mode
         e.show()
         code = e.exit_code
-    except click.exceptions.Abort:
-        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
