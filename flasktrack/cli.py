@@ -24,11 +24,13 @@ org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 user_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log: verify, export, checkpoint.", no_args_is_help=True)
+lake_app = typer.Typer(help="The Delta lake: maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(audit_app, name="audit")
+app.add_typer(lake_app, name="lake")
 out = Console()
 err = Console(stderr=True)
 
@@ -317,6 +319,26 @@ def audit_export(
         out.print(f"wrote {size} entries to {output} and the signed checkpoint to {cp_path}")
     else:
         out.print(f"wrote {size} entries to {output}")
+
+
+# ---------------------------------------------------------------- lake
+
+
+@lake_app.command("maintain")
+def lake_maintain(
+    table: Annotated[list[str] | None, typer.Option(help="table name; all when omitted")] = None,
+    retention_hours: Annotated[int, typer.Option(help="time travel kept by vacuum (720 h = 30 days)")] = 720,
+    allow_short_retention: Annotated[bool, typer.Option(
+        help="allow a retention below the tables' deletedFileRetentionDuration (7 days)")] = False,
+) -> None:
+    """Compact small files, write checkpoints and vacuum old files of the Delta tables."""
+    from lake.maintain import maintain_lake
+    from lake.writer import Lake
+
+    lake = Lake.from_settings(_settings())
+    for r in maintain_lake(lake, tables=table, retention_hours=retention_hours,
+                           enforce_retention=not allow_short_retention):
+        out.print(r.summary())
 
 
 def main() -> None:
