@@ -11,6 +11,7 @@ import structlog
 from fastapi import FastAPI, Request, Response
 
 from api import audit, errors, health, identity
+from api import protocols as protocols_api
 from api.deps import _REQUEST_ID, Platform
 from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, load_public_keys
 from domain.audit.sealer import Sealer
@@ -62,6 +63,7 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     app.include_router(health.router)
     app.include_router(identity.router)
     app.include_router(audit.router)
+    app.include_router(protocols_api.router)
 
     @app.middleware("http")
     async def request_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
