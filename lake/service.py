@@ -1,0 +1,49 @@
+"""`flasktrack sink`: the lake sink as a service.
+
+Connects with the owner URL because it reads and deletes outbox rows of every org (RLS would hide
+them from the app role). In production give it a dedicated least-privilege role instead: SELECT,
+UPDATE (batch_id), DELETE on outbox, SELECT on audit_log and audit_heads, USAGE on outbox_id_seq,
+INSERT/UPDATE on service_heartbeats, with BYPASSRLS — nothing else.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+import structlog
+
+from flasktrack.db import TenantSessions, make_engine, owner_url
+from flasktrack.heartbeat import start_heartbeat
+from flasktrack.settings import Settings
+from lake.sink import Sink, SinkSettings
+from lake.writer import Lake
+
+log = structlog.get_logger("flasktrack.sink")
+
+
+def build_sink(settings: Settings, config: SinkSettings | None = None) -> Sink:
+    return Sink(make_engine(owner_url(settings), pool_size=3), Lake.from_settings(settings), config)
+
+
+def run_sink(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set): the batch in flight is finished, then the sink exits."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("stopping the sink", signal=signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    sink = build_sink(settings)
+    beats = start_heartbeat(TenantSessions(sink.engine), "sink")
+    log.info("lake sink starting", lake=sink.lake.root, batch_rows=sink.config.batch_rows,
+             batch_max_age_s=sink.config.batch_max_age_s)
+    try:
+        sink.run(stop)
+    finally:
+        beats.set()
+        sink.engine.dispose()
+        log.info("lake sink stopped", batches=sink.batches, rows=sink.rows)

@@ -1,0 +1,358 @@
+"""The outbox → Delta sink: batches closed by size or time, each committed exactly once.
+
+A batch goes through three durable steps, and a crash between any two loses and repeats nothing:
+
+1. claim: one PostgreSQL transaction stamps up to `batch_rows` unbatched outbox rows with a new batch id
+   (drawn from the outbox's own id sequence: durable and increasing; rows locked FOR UPDATE SKIP LOCKED);
+2. commit: for each target table, append the batch's rows with the Delta app transaction
+   (`flasktrack-sink`, batch id), unless the table's recorded version already covers the batch
+   (checked on the same DeltaTable object the commit goes through, see lake/writer.py);
+3. acknowledge: delete the batch's outbox rows.
+
+On start, and after any error, batches that were claimed but not acknowledged are finished first, in
+batch order, before a new one is claimed. One sink is active at a time (a PostgreSQL advisory lock):
+batches must reach each table in increasing order, or a lower batch would be skipped as already done.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import structlog
+from deltalake import DeltaTable
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import Connection, Engine, text
+
+from lake import maintain
+from lake.audit import export_audit
+from lake.tables import (
+    IDENTIFIER,
+    RUNS,
+    SINK_APP_ID,
+    SINK_REJECTS,
+    STEP_EVENTS,
+    FormGroup,
+    TableSpec,
+    assemble_form,
+    form_description,
+    form_table_name,
+    type_form_rows,
+    type_rows,
+)
+from lake.writer import Append, Lake
+
+log = structlog.get_logger("flasktrack.sink")
+
+TOPICS = ("step_event", "run", "form_submission")
+LEADER_LOCK = 0x666C61736B  # pg advisory lock key held by the active sink ("flask")
+FAULT_ENV = "FLASKTRACK_SINK_FAULT"  # tests: before_commit | between_tables | after_commit | audit_after_commit
+
+
+class SinkSettings(BaseSettings):
+    """Tuning, from FLASKTRACK_SINK_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="FLASKTRACK_SINK_", extra="ignore")
+
+    batch_rows: int = Field(default=50_000, ge=1)  # a batch closes at this many rows...
+    batch_max_age_s: float = Field(default=1.0, gt=0)  # ...or when its oldest row is this old
+    poll_interval_s: float = Field(default=0.1, gt=0)
+    audit_batch_rows: int = Field(default=50_000, ge=1)
+    maintain_interval_s: float = Field(default=86_400.0, gt=0)  # compaction, checkpoint, vacuum
+    maintain_first_after_s: float = Field(default=600.0, ge=0)
+    vacuum_retention_hours: int = Field(default=720, ge=0)  # 30 days of time travel
+
+
+def fault(point: str) -> None:
+    """Fault injection for the crash tests: die at once, with no cleanup, at the named point."""
+    if os.environ.get(FAULT_ENV) == point:
+        sys.stderr.write(f"sink: injected fault at {point}\n")
+        sys.stderr.flush()
+        os._exit(70)
+
+
+@dataclass
+class OutboxRow:
+    id: int
+    org_id: str
+    topic: str
+    payload_text: str
+
+
+@dataclass
+class Part:
+    """What one batch appends to one table."""
+
+    fixed: pa.Table | None = None  # tables with a fixed schema
+    form_key: str | None = None
+    groups: list[FormGroup] | None = None
+
+    def data(self, existing: pa.Schema | None) -> tuple[pa.Table, dict[str, dict[str, str]]]:
+        if self.fixed is not None:
+            return self.fixed, {}
+        w = assemble_form(self.groups or [], existing)
+        return w.table, w.column_meta
+
+
+def prepare(batch_id: int, rows: list[OutboxRow]) -> dict[str, Part]:
+    """Route and type a batch's rows: table name → Part. Rows that cannot be typed go to sink_rejects,
+    so every outbox row lands in exactly one table."""
+    rejects: list[tuple[OutboxRow, str]] = []
+    routed: dict[str, list[tuple[OutboxRow, dict[str, Any]]]] = {}
+    for r in rows:
+        try:
+            payload = orjson.loads(r.payload_text)
+        except orjson.JSONDecodeError as exc:
+            rejects.append((r, f"payload is not JSON: {exc}"))
+            continue
+        if not isinstance(payload, dict):
+            rejects.append((r, "payload is not an object"))
+            continue
+        if payload.get("org_id", r.org_id) != r.org_id:
+            rejects.append((r, "payload org_id differs from the outbox row's org_id"))
+            continue
+        payload["org_id"] = r.org_id  # the outbox row's org (a foreign key) is the partition
+        if r.topic == "form_submission":
+            key = payload.get("form_key")
+            if not isinstance(key, str) or not IDENTIFIER.fullmatch(key):
+                rejects.append((r, f"form_key {key!r} is not an identifier like sample_intake"))
+                continue
+            name = form_table_name(key)
+        else:
+            name = STEP_EVENTS.name if r.topic == "step_event" else RUNS.name
+        routed.setdefault(name, []).append((r, payload))
+
+    parts: dict[str, Part] = {}
+    for name, items in routed.items():
+        payloads = [p for _, p in items]
+        if name in (STEP_EVENTS.name, RUNS.name):
+            spec = STEP_EVENTS if name == STEP_EVENTS.name else RUNS
+            typed = type_rows(spec.columns, payloads)
+            rejected = typed.rejected
+            if typed.accepted:
+                parts[name] = Part(fixed=typed.table)
+        else:
+            groups, accepted, rejected = type_form_rows(payloads)
+            if accepted:
+                parts[name] = Part(form_key=name.removeprefix("form_"), groups=groups)
+        rejects.extend((items[i][0], reason) for i, reason in sorted(rejected.items()))
+    if rejects:
+        log.warning("outbox rows rejected", batch_id=batch_id, count=len(rejects), first=rejects[0][1])
+        parts[SINK_REJECTS.name] = Part(fixed=type_rows(SINK_REJECTS.columns, [
+            {"org_id": r.org_id, "outbox_id": r.id, "batch_id": batch_id, "topic": r.topic,
+             "payload": r.payload_text, "error": reason} for r, reason in rejects]).table)
+    return parts
+
+
+_DUE = text(
+    """SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8
+       FROM (SELECT created_at FROM outbox WHERE batch_id IS NULL AND topic = ANY(:topics)
+             ORDER BY id LIMIT :n) s"""
+)
+_NEXT_BATCH = text("SELECT nextval(pg_get_serial_sequence('outbox', 'id'))")
+_CLAIM = text(
+    """WITH picked AS (
+         SELECT id FROM outbox WHERE batch_id IS NULL AND topic = ANY(:topics)
+         ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED)
+       UPDATE outbox o SET batch_id = :batch FROM picked WHERE o.id = picked.id
+       RETURNING o.id, o.org_id::text, o.topic, o.payload::text"""
+)
+_PENDING = text("SELECT DISTINCT batch_id FROM outbox WHERE batch_id IS NOT NULL ORDER BY batch_id")
+_BATCH_ROWS = text("SELECT id, org_id::text, topic, payload::text FROM outbox WHERE batch_id = :b ORDER BY id")
+_ACK = text("DELETE FROM outbox WHERE batch_id = :b")
+
+
+class AnotherSinkActive(RuntimeError):
+    pass
+
+
+class Sink:
+    def __init__(self, engine: Engine, lake: Lake, config: SinkSettings | None = None) -> None:
+        self.engine = engine
+        self.lake = lake
+        self.config = config or SinkSettings()
+        self._described: set[str] = set()
+        self.batches = 0
+        self.rows = 0
+
+    # ------------------------------------------------------------ one batch
+
+    def commit_batch(self, batch_id: int, rows: list[OutboxRow]) -> None:
+        """Steps 2 and 3 for a claimed batch (also the recovery path: already-committed tables are skipped)."""
+        started = time.perf_counter()
+        fault("before_commit")
+        parts = prepare(batch_id, rows)
+        for i, (name, part) in enumerate(sorted(parts.items())):
+            if i == 1:
+                fault("between_tables")
+            self._commit_part(batch_id, name, part)
+        fault("after_commit")
+        with self.engine.begin() as conn:
+            conn.execute(_ACK, {"b": batch_id})
+        self.batches += 1
+        self.rows += len(rows)
+        log.info("batch committed", batch_id=batch_id, rows=len(rows), tables=len(parts),
+                 ms=round((time.perf_counter() - started) * 1000, 1))
+
+    def _commit_part(self, batch_id: int, name: str, part: Part) -> None:
+        column_meta: dict[str, dict[str, str]] = {}
+
+        def plan(dt: DeltaTable | None) -> Append | None:
+            nonlocal column_meta
+            if dt is not None and (dt.transaction_version(SINK_APP_ID) or 0) >= batch_id:
+                return None  # committed before a crash: skip, never twice
+            existing = pa.schema(dt.schema().to_arrow()) if dt is not None else None
+            data, column_meta = part.data(existing)
+            return Append(data, {SINK_APP_ID: batch_id})
+
+        spec = _FIXED.get(name)
+        self.lake.append_once(name, plan, description=spec.description if spec else None)
+        if part.form_key is not None:
+            key = part.form_key
+            self.lake.describe(name, columns=column_meta, description=lambda s: form_description(key, s))
+        elif spec is not None and name not in self._described:
+            self.lake.describe(name, description=spec.description)
+            self._described.add(name)
+
+    # ------------------------------------------------------------ the loop
+
+    def due(self) -> tuple[bool, float]:
+        """Whether a batch should close now (full, or its oldest row is old enough); else how long to wait."""
+        c = self.config
+        with self.engine.connect() as conn:
+            count, age = conn.execute(_DUE, {"topics": list(TOPICS), "n": c.batch_rows}).one()
+        if count >= c.batch_rows or (count and age >= c.batch_max_age_s):
+            return True, 0.0
+        return False, min(c.poll_interval_s, c.batch_max_age_s - age) if count else c.poll_interval_s
+
+    def claim(self) -> tuple[int, list[OutboxRow]]:
+        with self.engine.begin() as conn:
+            batch_id = int(conn.execute(_NEXT_BATCH).scalar_one())
+            rows = conn.execute(_CLAIM, {"topics": list(TOPICS), "n": self.config.batch_rows, "batch": batch_id}).all()
+        return batch_id, sorted((OutboxRow(*r) for r in rows), key=lambda r: r.id)
+
+    def recover(self) -> int:
+        """Finish every claimed, unacknowledged batch, oldest first. Returns how many."""
+        with self.engine.connect() as conn:
+            pending = [b for (b,) in conn.execute(_PENDING).all()]
+        for b in pending:
+            with self.engine.connect() as conn:
+                rows = [OutboxRow(*r) for r in conn.execute(_BATCH_ROWS, {"b": b}).all()]
+            log.info("finishing an unacknowledged batch", batch_id=b, rows=len(rows))
+            self.commit_batch(b, rows)
+        return len(pending)
+
+    def raise_batch_floor(self) -> None:
+        """Batch ids must stay above every version already in the lake (e.g. a database restored from an
+        older backup, or recreated, under a kept lake): move the sequence past the highest one."""
+        floor = max((self.lake.txn_version(n, SINK_APP_ID) for n in self.lake.tables()), default=0)
+        with self.engine.begin() as conn:
+            seq = conn.execute(text("SELECT pg_get_serial_sequence('outbox', 'id')")).scalar_one()
+            last = conn.execute(text(f"SELECT last_value FROM {seq}")).scalar_one()
+            if floor >= last:
+                conn.execute(text("SELECT setval(CAST(:s AS regclass), :v)"), {"s": seq, "v": floor + 1})
+                log.warning("batch sequence moved past the lake's last batch", floor=floor)
+
+    def step(self, *, force: bool = False) -> tuple[int, float]:
+        """One round: close and commit a batch if due (or any rows, when forced), export new audit entries.
+        Returns rows moved and how long to wait before the next round."""
+        moved = 0
+        due, wait = self.due() if not force else (True, 0.0)
+        if due:
+            batch_id, rows = self.claim()
+            if rows:
+                self.commit_batch(batch_id, rows)
+                moved += len(rows)
+        audited = export_audit(self.engine, self.lake, max_rows=self.config.audit_batch_rows)
+        if audited:
+            fault("audit_after_commit")
+        if moved or audited:
+            return moved + audited, 0.0
+        return 0, wait or self.config.poll_interval_s
+
+    def drain(self) -> int:
+        """Move everything there is now, ignoring batch age (tests, benchmarks, a final flush)."""
+        with self.leadership(wait=False):
+            self.raise_batch_floor()
+            total = self.recover()
+            while True:
+                moved, _ = self.step(force=True)
+                total += moved
+                if not moved:
+                    return total
+
+    @contextmanager
+    def leadership(self, *, wait: bool = True, stop: threading.Event | None = None) -> Iterator[Connection | None]:
+        """Hold the sink's advisory lock on a dedicated connection; yields None if stopped while waiting."""
+        conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            announced = False
+            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK}).scalar_one():
+                if not wait:
+                    raise AnotherSinkActive("another sink holds the lake lock")
+                if not announced:
+                    log.info("another sink is active; standing by")
+                    announced = True
+                if stop is not None and stop.wait(2.0):
+                    yield None
+                    return
+            try:
+                yield conn
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_LOCK})
+        except Exception:
+            conn.invalidate()  # a broken connection must not return to the pool (it may still hold the lock)
+            raise
+        finally:
+            conn.close()
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set: lead, recover, then loop; after an error, start over from recovery."""
+        while not stop.is_set():
+            try:
+                with self.leadership(stop=stop) as lock:
+                    if lock is None:
+                        return
+                    log.info("sink active", lake=self.lake.root)
+                    self.raise_batch_floor()
+                    self.recover()
+                    self._loop(stop, lock)
+            except Exception:  # noqa: BLE001 - a database or storage outage: wait and start over
+                log.exception("sink round failed; retrying from recovery")
+                stop.wait(2.0)
+
+    def _loop(self, stop: threading.Event, lock: Connection) -> None:
+        c = self.config
+        next_maintenance = time.monotonic() + c.maintain_first_after_s
+        next_lock_check = time.monotonic() + 5.0
+        while not stop.is_set():
+            _, wait = self.step()
+            now = time.monotonic()
+            if now >= next_maintenance:
+                self.maintain()
+                next_maintenance = time.monotonic() + c.maintain_interval_s
+            if now >= next_lock_check:
+                lock.execute(text("SELECT 1"))  # the lock lives as long as this connection: fail if it is gone
+                next_lock_check = now + 5.0
+            if wait > 0:
+                stop.wait(wait)
+
+    def maintain(self) -> None:
+        try:
+            reports = maintain.maintain_lake(self.lake, retention_hours=self.config.vacuum_retention_hours)
+            log.info("lake maintained", tables=len(reports), files_removed=sum(r.files_removed for r in reports),
+                     vacuumed=sum(r.vacuumed for r in reports))
+        except Exception:  # noqa: BLE001 - maintenance is retried at the next interval; data flow goes on
+            log.exception("lake maintenance failed")
+
+
+_FIXED: dict[str, TableSpec] = {t.name: t for t in (STEP_EVENTS, RUNS, SINK_REJECTS)}

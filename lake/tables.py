@@ -1,0 +1,410 @@
+"""The lake's tables: names, typed schemas, column comments, and outbox payloads → Arrow.
+
+Every table is partitioned by the string column `org_id`. Conversion is strict: a value that does
+not fit its column (a float for an integer, text in a date, a missing required key) never gets
+coerced; the whole row goes to `sink_rejects` with the reason and its original payload instead.
+Form tables get their columns from the field definitions carried by each submission; the naming
+rule for a field whose type changed between protocol versions is `column_name` (see lake/README.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+PARTITION = "org_id"
+SINK_APP_ID = "flasktrack-sink"  # Delta app transaction of outbox batches; version = batch id
+TS = pa.timestamp("us", tz="UTC")
+
+FORM_PREFIX = "form_"
+IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_DECIMAL = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+# Form field type → (Arrow storage type, conversion kind).
+FIELD_TYPES: dict[str, tuple[pa.DataType, str]] = {
+    "number": (pa.float64(), "number"),
+    "integer": (pa.int64(), "int"),
+    "boolean": (pa.bool_(), "bool"),
+    "text": (pa.string(), "str"),
+    "choice": (pa.string(), "str"),
+    "date": (pa.date32(), "date"),
+    "datetime": (TS, "ts"),
+    "sample_ref": (pa.string(), "str"),
+    "batch_ref": (pa.string(), "str"),
+    "evidence_ref": (pa.string(), "str"),
+}
+
+
+def audit_app_id(org_id: str) -> str:
+    """Delta app transaction of one org's audit export; version = last seq included."""
+    return f"audit_log:{org_id}"
+
+
+def form_table_name(form_key: str) -> str:
+    return FORM_PREFIX + form_key
+
+
+class RowError(ValueError):
+    """A payload that does not fit its table; the row goes to sink_rejects."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    kind: str  # str | int | bool | number | ts | date | json | hex | bytes_text
+    comment: str
+    required: bool = False
+    key: str | None = None  # payload key when it differs from the column name
+    unit: str | None = None
+
+    def arrow_field(self) -> pa.Field:
+        meta = {"comment": self.comment}
+        if self.unit:
+            meta["unit"] = self.unit
+        return pa.field(self.name, self.type, nullable=True, metadata=meta)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([c.arrow_field() for c in self.columns])
+
+
+def _c(name: str, type_: pa.DataType, kind: str, comment: str, required: bool = False) -> Column:
+    return Column(name, type_, kind, comment, required)
+
+
+_S, _I, _TS = pa.string(), pa.int64(), TS
+ORG = _c("org_id", _S, "str", "Organization (tenant) id; the partition column", True)
+
+STEP_EVENTS = TableSpec("step_events", "Every step event of every protocol run (started, completed, overdue, "
+                        "signed, ...), one row per event, in the order the run engine recorded them.", (
+    ORG,
+    _c("event_id", _S, "str", "Unique id of this event", True),
+    _c("run_id", _S, "str", "The protocol run", True),
+    _c("protocol_key", _S, "str", "Protocol the run follows"),
+    _c("protocol_version", _I, "int", "Version of that protocol"),
+    _c("step_key", _S, "str", "Step of the protocol", True),
+    _c("step_kind", _S, "str", "task, approval, timer, parallel or repeat"),
+    _c("event", _S, "str", "What happened to the step", True),
+    _c("iteration", _I, "int", "Repeat iteration (0 outside repeats)"),
+    _c("actor_type", _S, "str", "user, api_key or system"),
+    _c("actor_id", _S, "str", "Who caused the event"),
+    _c("actor_display", _S, "str", "Their display name at the time"),
+    _c("occurred_at", _TS, "ts", "When it happened (UTC)", True),
+    _c("detail", _S, "json", "Event details as a JSON object"),
+))
+
+RUNS = TableSpec("runs", "Protocol runs: one row per revision of a run (append-only history); the current "
+                 "state of a run is its row with the highest revision.", (
+    ORG,
+    _c("run_id", _S, "str", "The protocol run", True),
+    _c("protocol_key", _S, "str", "Protocol the run follows"),
+    _c("protocol_version", _I, "int", "Version of that protocol"),
+    _c("status", _S, "str", "Run status at this revision", True),
+    _c("launched_by", _S, "str", "Who launched the run"),
+    _c("launched_at", _TS, "ts", "When it was launched (UTC)"),
+    _c("updated_at", _TS, "ts", "When this revision was recorded (UTC)", True),
+    _c("ended_at", _TS, "ts", "When the run ended (UTC); null while running"),
+    _c("subjects", _S, "json", "Samples/batches the run is about, JSON list of {type, id}"),
+    _c("parameters", _S, "json", "Launch parameters as a JSON object"),
+    _c("time_scale", pa.float64(), "number", "Time scale of the run (1 = real time)"),
+    _c("revision", _I, "int", "Revision number of the run, increasing", True),
+))
+
+AUDIT_LOG = TableSpec("audit_log", "The sealed, hash-chained audit log: every entry of every org with its "
+                      "gapless sequence number, canonical JSON body and chain hashes (verify with "
+                      "`flasktrack audit verify`). Exported exactly once from PostgreSQL.", (
+    ORG,
+    _c("seq", _I, "int", "Gapless position in the org's chain, from 1", True),
+    _c("occurred_at", _TS, "ts", "When it happened (UTC)", True),
+    _c("actor_type", _S, "str", "user, api_key or system"),
+    _c("actor_id", _S, "str", "Who acted"),
+    _c("actor_display", _S, "str", "Their display name at the time"),
+    _c("action", _S, "str", "What was done (create, update, sign, ...)"),
+    _c("entity_type", _S, "str", "Kind of thing acted on"),
+    _c("entity_id", _S, "str", "Id of the thing acted on"),
+    _c("severity", _S, "str", "info, notice, warning or critical"),
+    _c("reason", _S, "str", "Reason given, if any"),
+    _c("request_id", _S, "str", "API request that caused it"),
+    _c("api_key_id", _S, "str", "API key used, if any"),
+    _c("body", _S, "str", "Canonical JSON body (the hashed bytes, UTF-8)"),
+    _c("body_hash", _S, "str", "sha256 of body, hex"),
+    _c("prev_hash", _S, "str", "chain_hash of the previous entry, hex"),
+    _c("chain_hash", _S, "str", "sha256(prev_hash || seq || org || body_hash), hex"),
+    _c("sealed_at", _TS, "ts", "When it was linked into the chain (UTC)"),
+))
+
+SINK_REJECTS = TableSpec("sink_rejects", "Outbox rows the sink could not type (malformed payload, unknown "
+                         "field type, value that does not fit its column), kept verbatim with the reason; "
+                         "nothing the run engine writes is dropped.", (
+    ORG,
+    _c("outbox_id", _I, "int", "Id of the outbox row", True),
+    _c("batch_id", _I, "int", "Sink batch that carried it", True),
+    _c("topic", _S, "str", "Outbox topic", True),
+    _c("payload", _S, "str", "The payload, JSON", True),
+    _c("error", _S, "str", "Why it could not be typed", True),
+))
+
+FORM_COLUMNS: tuple[Column, ...] = (
+    ORG,
+    _c("run_id", _S, "str", "The protocol run", True),
+    _c("step_key", _S, "str", "Step the form belongs to"),
+    _c("iteration", _I, "int", "Repeat iteration (0 outside repeats)"),
+    _c("protocol_key", _S, "str", "Protocol the run follows"),
+    _c("protocol_version", _I, "int", "Version of that protocol"),
+    _c("submission_id", _S, "str", "Unique id of this submission", True),
+    _c("submitted_by", _S, "str", "Who submitted it"),
+    _c("submitted_by_display", _S, "str", "Their display name at the time"),
+    _c("submitted_at", _TS, "ts", "When it was submitted (UTC)", True),
+)
+FORM_RESERVED = frozenset(c.name for c in FORM_COLUMNS) | {"form_key"}
+
+
+# ---------------------------------------------------------------- payload → Arrow
+
+
+def _strings(raw: list[Any]) -> pa.Array:
+    return pa.array(raw, pa.string())  # raises on anything but str/None
+
+
+def _ints(raw: list[Any]) -> pa.Array:
+    for v in raw:
+        if v is not None and type(v) is not int:  # pyarrow would truncate 1.5 to 1 and accept no bools
+            raise RowError(f"expected an integer, got {v!r}")
+    return pa.array(raw, pa.int64())
+
+
+def _bools(raw: list[Any]) -> pa.Array:
+    for v in raw:
+        if v is not None and type(v) is not bool:
+            raise RowError(f"expected true or false, got {v!r}")
+    return pa.array(raw, pa.bool_())
+
+
+def _numbers(raw: list[Any]) -> pa.Array:
+    out: list[float | None] = []
+    for v in raw:
+        if v is None:
+            out.append(None)
+        elif type(v) is str and _DECIMAL.fullmatch(v) or type(v) in (int, float):
+            out.append(float(v))
+        else:
+            raise RowError(f"expected a decimal number, got {v!r}")
+    return pa.array(out, pa.float64())
+
+
+def _timestamps(raw: list[Any]) -> pa.Array:
+    # The cast needs an explicit zone ("Z" or an offset): naive timestamps are refused, not guessed.
+    return _strings(raw).cast(TS)
+
+
+def _dates(raw: list[Any]) -> pa.Array:
+    for v in raw:
+        if v is not None and (type(v) is not str or len(v) != 10):
+            raise RowError(f"expected a date YYYY-MM-DD, got {v!r}")
+    return _strings(raw).cast(pa.date32())
+
+
+def _json(raw: list[Any]) -> pa.Array:
+    return pa.array([None if v is None else orjson.dumps(v).decode() for v in raw], pa.string())
+
+
+CONVERTERS: dict[str, Callable[[list[Any]], pa.Array]] = {
+    "str": _strings, "int": _ints, "bool": _bools, "number": _numbers, "ts": _timestamps, "date": _dates,
+    "json": _json,
+}
+_FAILURES = (RowError, ValueError, TypeError, OverflowError, pa.ArrowException)
+
+
+def _build(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> pa.Table:
+    arrays = []
+    for c in columns:
+        key = c.key or c.name
+        arr = CONVERTERS[c.kind]([r.get(key) for r in rows])
+        if c.required and arr.null_count:
+            raise RowError(f"{key} is required")
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, schema=pa.schema([c.arrow_field() for c in columns]))
+
+
+@dataclass
+class Typed:
+    """Rows typed for one table; `rejected` maps the index of each refused row to the reason."""
+
+    table: pa.Table
+    accepted: list[int]
+    rejected: dict[int, str] = field(default_factory=dict)
+
+
+def type_rows(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> Typed:
+    """Convert all rows column by column; if any value fails, find the failing rows one by one."""
+    try:
+        return Typed(_build(columns, rows), list(range(len(rows))))
+    except _FAILURES:
+        pass
+    good: list[int] = []
+    bad: dict[int, str] = {}
+    for i, r in enumerate(rows):
+        try:
+            _build(columns, [r])
+            good.append(i)
+        except _FAILURES as exc:
+            bad[i] = str(exc).splitlines()[0][:500] or type(exc).__name__
+    return Typed(_build(columns, [rows[i] for i in good]), good, bad)
+
+
+# ---------------------------------------------------------------- form tables
+
+
+@dataclass(frozen=True)
+class FormField:
+    key: str
+    label: str
+    type: str
+    unit: str | None
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return FIELD_TYPES[self.type][0]
+
+
+def read_fields(payload: dict[str, Any]) -> tuple[FormField, ...]:
+    """The submission's field definitions; RowError when one cannot become a column."""
+    fields = payload.get("fields")
+    if not isinstance(fields, list):
+        raise RowError("fields must be a list")
+    out: list[FormField] = []
+    for f in fields:
+        if not isinstance(f, dict):
+            raise RowError("each field must be an object")
+        key, ftype = f.get("key"), f.get("type")
+        if not isinstance(key, str) or not IDENTIFIER.fullmatch(key):
+            raise RowError(f"field key {key!r} is not an identifier like ph_value")
+        if ftype not in FIELD_TYPES:
+            raise RowError(f"field {key}: unknown type {ftype!r}")
+        label, unit = f.get("label"), f.get("unit")
+        out.append(FormField(key, label if isinstance(label, str) else key, ftype,
+                             unit if isinstance(unit, str) and unit else None))
+    if len({f.key for f in out}) != len(out):
+        raise RowError("duplicate field keys")
+    values = payload.get("values")
+    if not isinstance(values, dict):
+        raise RowError("values must be an object")
+    extra = set(values) - {f.key for f in out}
+    if extra:
+        raise RowError(f"values for fields not in the form: {', '.join(sorted(extra))}")
+    return tuple(out)
+
+
+def column_name(key: str, field_type: str, taken: dict[str, pa.DataType]) -> str:
+    """The type-change rule. A field is stored in the column named by its key while that column's
+    Arrow type matches the field's; when the key is a metadata column, or its column already holds
+    another type (an earlier protocol version declared the field differently), the field goes to
+    `<key>__<field type>` (e.g. `ph__integer`). Nothing is ever coerced into a column of another type."""
+    want = FIELD_TYPES[field_type][0]
+    if key not in FORM_RESERVED and (key not in taken or taken[key] == want):
+        return key
+    return f"{key}__{field_type}"
+
+
+@dataclass
+class FormGroup:
+    """Accepted submissions of one form sharing the same field definitions."""
+
+    fields: tuple[FormField, ...]
+    table: pa.Table  # FORM_COLUMNS + one column per field, named by key
+    version_rank: tuple[int, int]  # (protocol_version, position) of the newest submission: whose labels win
+
+
+def type_form_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[FormGroup], list[int], dict[int, str]]:
+    """Type a form's submissions, grouped by their field definitions. Returns the groups, the indices
+    accepted (in group order) and the rejected indices with their reasons."""
+    rejected: dict[int, str] = {}
+    by_sig: dict[tuple[FormField, ...], list[int]] = {}
+    for i, r in enumerate(rows):
+        try:
+            by_sig.setdefault(read_fields(r), []).append(i)
+        except RowError as exc:
+            rejected[i] = str(exc)
+    groups: list[FormGroup] = []
+    accepted: list[int] = []
+    for sig, idx in by_sig.items():
+        # Field values sit beside the metadata keys under a prefix no payload key can have.
+        flat = [{**rows[i], **{f"\x00{k}": v for k, v in rows[i]["values"].items()}} for i in idx]
+        cols = [*FORM_COLUMNS, *(Column(f.key, f.arrow_type, FIELD_TYPES[f.type][1], f.label, key=f"\x00{f.key}",
+                                        unit=f.unit) for f in sig)]
+        typed = type_rows(cols, flat)
+        for j, reason in typed.rejected.items():
+            rejected[idx[j]] = reason
+        if typed.accepted:
+            ok = [idx[j] for j in typed.accepted]
+            accepted.extend(ok)
+            newest = max(ok, key=lambda i: (_int(rows[i].get("protocol_version")), i))
+            groups.append(FormGroup(sig, typed.table, (_int(rows[newest].get("protocol_version")), newest)))
+    return groups, accepted, rejected
+
+
+def _int(v: Any) -> int:
+    return v if type(v) is int else -1
+
+
+@dataclass
+class FormWrite:
+    table: pa.Table
+    column_meta: dict[str, dict[str, str]]  # every field column written → {"comment", "unit", "field_type"}
+
+
+def assemble_form(groups: Iterable[FormGroup], existing: pa.Schema | None) -> FormWrite:
+    """One Arrow table for a batch of a form's submissions against the table's current schema, applying
+    the type-change rule; columns absent from a group are null."""
+    taken: dict[str, pa.DataType] = {f.name: f.type for f in existing} if existing is not None else {}
+    meta: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
+    parts: list[pa.Table] = []
+    for g in sorted(groups, key=lambda g: g.version_rank):
+        names = [c.name for c in FORM_COLUMNS]
+        for f in g.fields:
+            name = column_name(f.key, f.type, taken)
+            taken.setdefault(name, f.arrow_type)
+            names.append(name)
+            m = {"comment": f.label, "field_type": f.type, **({"unit": f.unit} if f.unit else {})}
+            if name not in meta or meta[name][0] <= g.version_rank:
+                meta[name] = (g.version_rank, m)
+        parts.append(_strip(g.table.rename_columns(names)))
+    table = pa.concat_tables(parts, promote_options="default")
+    fields = [pa.field(f.name, f.type, True, metadata=_FORM_META.get(f.name) or meta[f.name][1])
+              for f in table.schema]
+    return FormWrite(table.cast(pa.schema(fields)), {k: v for k, (_, v) in meta.items()})
+
+
+_FORM_META = {c.name: c.arrow_field().metadata for c in FORM_COLUMNS}
+
+
+def _strip(t: pa.Table) -> pa.Table:
+    """Without field metadata, so tables whose labels differ concatenate."""
+    return t.cast(pa.schema([pa.field(f.name, f.type, True) for f in t.schema]))
+
+
+def form_description(form_key: str, schema: pa.Schema) -> str:
+    """Table comment: what a form table holds, listing its fields by label."""
+    parts = []
+    for f in schema:
+        if f.name in FORM_RESERVED:
+            continue
+        md = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+        unit = f", {md['unit']}" if md.get("unit") else ""
+        parts.append(f"{f.name} = {md.get('comment', f.name)} ({md.get('field_type', '?')}{unit})")
+    return (f"Form '{form_key}': one row per submitted form, from every protocol and version that uses it. "
+            "Fields: " + "; ".join(parts) + ". A field whose type changed between versions is in "
+            "<key>__<type>.")
