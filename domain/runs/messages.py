@@ -1,0 +1,197 @@
+"""What the run workflow, its activities and the API pass each other through Temporal.
+
+The workflow sandbox imports this module: it needs only pydantic, the standard library and the plan.
+Nothing here carries a password; a signature travels as the id of the row the API already wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.protocols.plan import ApprovalNode, ExecutionPlan, TaskNode
+
+RunStatus = Literal["running", "on_hold", "completed", "rejected", "cancelled", "failed"]
+ENDED: frozenset[str] = frozenset({"completed", "rejected", "cancelled", "failed"})
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunRef(_Message):
+    """Enough of the run for every record it writes (outbox payloads name the protocol version)."""
+
+    org_id: str
+    run_id: str
+    protocol_key: str
+    protocol_version: int
+
+
+class ActorRef(_Message):
+    """Who acts, as the API authenticated them: a person (with their role then) or an API key."""
+
+    type: str
+    id: str
+    display: str
+    user_id: str | None = None
+    role: str | None = None
+
+
+class RequestInfo(_Message):
+    request_id: str | None = None
+    client_address: str | None = None
+    user_agent: str | None = None
+    api_key_id: str | None = None
+
+
+class Resume(_Message):
+    """Where a run continued-as-new picks up: the next root step and what the run knows so far."""
+
+    next_index: int
+    values: dict[str, dict[str, Any]]
+    reached: dict[str, int]
+    held: bool
+
+
+class RunInput(_Message):
+    run: RunRef
+    plan: ExecutionPlan
+    time_scale: float = Field(default=1.0, gt=0, le=1)
+    resume: Resume | None = None
+
+
+class TaskBrief(_Message):
+    task_id: str
+    step_key: str
+    kind: Literal["task", "approval"]
+    title: str
+    iteration: int
+    due_at: dt.datetime | None = None
+
+
+HumanNode = Annotated[TaskNode | ApprovalNode, Field(discriminator="kind")]
+
+
+class OpenStep(_Message):
+    run: RunRef
+    task_id: str
+    step: HumanNode
+    iteration: int
+    opened_at: dt.datetime
+    due_at: dt.datetime | None
+
+
+class Completion(_Message):
+    """A technician's submission for one task (the Update's argument)."""
+
+    task_id: str
+    actor: ActorRef
+    values: dict[str, Any] = {}
+    checklist: dict[str, bool] = {}
+    evidence: list[str] = []
+    request: RequestInfo = RequestInfo()
+
+
+class CompleteTask(_Message):
+    run: RunRef
+    step: TaskNode
+    iteration: int
+    completion: Completion
+
+
+class Decision(_Message):
+    """An approver's decision on one approval step, signed beforehand by the API (the Update's argument)."""
+
+    task_id: str
+    actor: ActorRef
+    decision: Literal["approve", "reject"]
+    signature_id: str
+    content_hash: str
+    reason: str | None = None
+    request: RequestInfo = RequestInfo()
+
+
+class DecideApproval(_Message):
+    run: RunRef
+    step: ApprovalNode
+    iteration: int
+    decision: Decision
+
+
+class Outcome(_Message):
+    """The answer to a completion or a decision: done, or refused with every reason (status 403/409/422)."""
+
+    ok: bool
+    status: int = 200
+    message: str = ""
+    reasons: list[str] = []
+    task_id: str
+    run_id: str
+    step_key: str
+    iteration: int
+    result: Literal["completed", "approved", "rejected", "refused"]
+    submission_id: str | None = None
+    signature_id: str | None = None
+    closed_at: dt.datetime | None = None
+    values: dict[str, Any] | None = None
+    open_tasks: list[TaskBrief] = []  # what the run waits for next, once it has moved on
+    run_status: str | None = None
+
+
+class Escalate(_Message):
+    run: RunRef
+    task_id: str
+    step_key: str
+    step_kind: Literal["task", "approval"]
+    title: str
+    iteration: int
+    level: int  # 0 = the due time itself; n = the protocol's n-th escalation level
+    notify_roles: list[str]
+    due_at: dt.datetime
+    fired_at: dt.datetime  # the workflow's clock
+
+
+class StepEvent(_Message):
+    """A step event the workflow records itself: timers, skipped steps, the run's end."""
+
+    run: RunRef
+    key: str  # idempotency key, unique in the run
+    step_key: str
+    step_kind: str
+    event: str
+    iteration: int = 0
+    at: dt.datetime  # the workflow's clock
+    detail: dict[str, Any] = {}
+
+
+class Control(_Message):
+    """Hold, resume or cancel, with the reason on record."""
+
+    action: Literal["hold", "resume", "cancel"]
+    actor: ActorRef
+    reason: str = Field(min_length=1, max_length=2000)
+    request: RequestInfo = RequestInfo()
+
+
+class ControlRun(_Message):
+    run: RunRef
+    control: Control
+
+
+class FinishRun(_Message):
+    run: RunRef
+    status: Literal["completed", "rejected"]
+    reason: str | None = None
+
+
+class RunState(_Message):
+    """The workflow's own view (the Query), beside the runs row that mirrors it."""
+
+    run_id: str
+    status: str
+    held: bool
+    open_tasks: list[TaskBrief]
+    reached: dict[str, int]

@@ -1,0 +1,104 @@
+"""Shapes of run data over the API, one per direction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domain.runs.messages import TaskBrief
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Subject(_Input):
+    """A sample or batch the run works on, by its id."""
+
+    type: Literal["sample", "batch"]
+    id: str = Field(pattern=_ID)
+
+
+class RunLaunch(_Input):
+    """Launch a run of an approved protocol version: name it by key (+ version; default the newest approved)
+    or by `protocol_version_id`."""
+
+    protocol_key: str | None = Field(default=None, max_length=64)
+    protocol_version: int | None = Field(default=None, ge=1)
+    protocol_version_id: uuid.UUID | None = None
+    subjects: list[Subject] = Field(default=[], max_length=500)
+    parameters: dict[str, Any] = Field(default={}, description="free-form run parameters, recorded with the run")
+    time_scale: float = Field(
+        default=1.0, gt=0, le=1,
+        description="training/demo runs: multiplies every due time, escalation delay and timer (0.001: 48 h → 173 s)",
+    )
+
+    @model_validator(mode="after")
+    def _one_protocol(self) -> RunLaunch:
+        if (self.protocol_key is None) == (self.protocol_version_id is None):
+            raise ValueError("name the protocol by protocol_key (and protocol_version) or by protocol_version_id")
+        if self.protocol_version is not None and self.protocol_key is None:
+            raise ValueError("protocol_version goes with protocol_key")
+        return self
+
+
+class RunControl(_Input):
+    reason: str = Field(min_length=1, max_length=2000, description="why, for the audit trail")
+
+
+class ApprovalRequest(_Input):
+    """Approve or reject an approval step with an electronic signature (password re-entered)."""
+
+    task_id: uuid.UUID | None = Field(default=None, description="the approval task; default: the one open approval")
+    decision: Literal["approve", "reject"]
+    password: str = Field(min_length=1, max_length=1024)
+    reason: str | None = Field(default=None, max_length=2000, description="required when rejecting")
+
+
+class RunRead(BaseModel):
+    id: uuid.UUID
+    protocol_version_id: uuid.UUID
+    protocol_key: str
+    protocol_version: int
+    protocol_title: str
+    status: str
+    status_reason: str | None
+    subjects: list[Subject]
+    parameters: dict[str, Any]
+    time_scale: float
+    launched_by: str
+    launched_by_display: str
+    launched_at: dt.datetime
+    updated_at: dt.datetime
+    ended_at: dt.datetime | None
+    revision: int
+
+
+class RunDetail(RunRead):
+    open_tasks: list[TaskBrief]
+    steps: list[dict[str, Any]] = Field(description="every step event so far, oldest first")
+
+
+class ControlResult(BaseModel):
+    run_id: uuid.UUID
+    status: str
+    open_tasks: list[TaskBrief]
+
+
+class TimelineEntry(BaseModel):
+    at: str
+    source: Literal["audit", "temporal"]
+    kind: str  # audit action or Temporal event type
+    summary: str
+    detail: dict[str, Any]
+
+
+class RunHistory(BaseModel):
+    run: RunRead
+    temporal: dict[str, Any] = Field(description="whether Temporal's event history was available")
+    timeline: list[TimelineEntry]

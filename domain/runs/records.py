@@ -1,0 +1,158 @@
+"""The run's records for the lake: step events, run status revisions, form submissions, each with its
+outbox row in the caller's transaction.
+
+Outbox payloads are a contract with the lake sink (topics `step_event`, `run`, `form_submission`): keep
+their keys and types exactly. Step events carry ids derived from the run and an idempotency key, so an
+activity that runs twice writes one event and one outbox row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from domain.canonical import format_ts
+from domain.protocols.plan import TaskNode
+from domain.roles import Actor
+from domain.runs.messages import RunRef
+
+_OUTBOX = text("INSERT INTO outbox (org_id, topic, payload) VALUES (:o, :t, CAST(:p AS jsonb))")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def jsonable(value: Any) -> Any:
+    """JSON types as they are (numbers stay numbers); timestamps in the audit log's format, ids as text."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return format_ts(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    return value
+
+
+def outbox(session: Session, org_id: str | uuid.UUID, topic: str, payload: dict[str, Any]) -> None:
+    session.execute(_OUTBOX, {"o": str(org_id), "t": topic, "p": json.dumps(jsonable(payload))})
+
+
+def event_id(run_id: str | uuid.UUID, key: str) -> uuid.UUID:
+    return uuid.uuid5(uuid.UUID(str(run_id)), f"event:{key}")
+
+
+def step_event(
+    session: Session,
+    run: RunRef,
+    *,
+    key: str,
+    event: str,
+    step_key: str,
+    step_kind: str,
+    iteration: int = 0,
+    actor: Actor,
+    detail: dict[str, Any] | None = None,
+    task_id: str | uuid.UUID | None = None,
+    occurred_at: dt.datetime | None = None,
+) -> bool:
+    """Record one step event and its outbox row; False (and nothing written) when `key` was recorded before."""
+    eid = event_id(run.run_id, key)
+    at = occurred_at or now()
+    body = jsonable(detail or {})
+    inserted = session.execute(
+        text("INSERT INTO step_events (id, org_id, run_id, task_id, step_key, step_kind, event, iteration, actor_type,"
+             " actor_id, actor_display, occurred_at, detail) VALUES (:id, :o, :r, :t, :sk, :kind, :e, :i, :at_, :ai,"
+             " :ad, :ts, CAST(:d AS jsonb)) ON CONFLICT (id) DO NOTHING RETURNING id"),
+        {"id": eid, "o": run.org_id, "r": run.run_id, "t": str(task_id) if task_id else None, "sk": step_key,
+         "kind": step_kind, "e": event, "i": iteration, "at_": actor.type, "ai": actor.id, "ad": actor.display,
+         "ts": at, "d": json.dumps(body)},
+    ).first()
+    if inserted is None:
+        return False
+    outbox(session, run.org_id, "step_event", {
+        "event_id": str(eid), "org_id": str(run.org_id), "run_id": str(run.run_id),
+        "protocol_key": run.protocol_key, "protocol_version": int(run.protocol_version),
+        "step_key": step_key, "step_kind": step_kind, "event": event, "iteration": int(iteration),
+        "actor_type": actor.type, "actor_id": actor.id, "actor_display": actor.display,
+        "occurred_at": format_ts(at), "detail": body,
+    })
+    return True
+
+
+RUN_COLUMNS = ("id, org_id, protocol_version_id, protocol_key, protocol_version, protocol_title, status, status_reason,"
+               " subjects, parameters, time_scale, launched_by, launched_by_display, launched_at, updated_at, ended_at,"
+               " revision")
+
+
+def run_payload(row: Any) -> dict[str, Any]:
+    """The `run` outbox payload of a runs row (one per revision)."""
+    return {
+        "run_id": str(row.id), "org_id": str(row.org_id), "protocol_key": row.protocol_key,
+        "protocol_version": int(row.protocol_version), "status": row.status, "launched_by": row.launched_by,
+        "launched_at": format_ts(row.launched_at), "updated_at": format_ts(row.updated_at),
+        "ended_at": format_ts(row.ended_at) if row.ended_at else None,
+        "subjects": [{"type": s["type"], "id": s["id"]} for s in row.subjects],
+        "parameters": row.parameters, "time_scale": float(row.time_scale), "revision": int(row.revision),
+    }
+
+
+def set_run_status(session: Session, run_id: str | uuid.UUID, status: str, reason: str | None) -> Any:
+    """Move the run to `status` (a new revision, in the outbox too); the row before and after."""
+    before = session.execute(text(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = :r FOR UPDATE"), {"r": str(run_id)}).one()
+    ended = status in ("completed", "rejected", "cancelled", "failed")
+    after = session.execute(
+        text(f"UPDATE runs SET status = :s, status_reason = :why, revision = revision + 1, updated_at = :t,"
+             f" ended_at = CASE WHEN :ended THEN :t ELSE NULL END WHERE id = :r RETURNING {RUN_COLUMNS}"),
+        {"s": status, "why": reason, "t": now(), "ended": ended, "r": str(run_id)},
+    ).one()
+    outbox(session, after.org_id, "run", run_payload(after))
+    return before, after
+
+
+def form_submission(
+    session: Session,
+    run: RunRef,
+    *,
+    task_id: str,
+    step: TaskNode,
+    iteration: int,
+    actor: Actor,
+    values: dict[str, Any],
+    checklist: list[str],
+    evidence: list[str],
+    request_id: str | None,
+    at: dt.datetime,
+) -> str | None:
+    """Store the form of a completed task (none when the step has no form) and its outbox row; the submission id."""
+    if step.form is None:
+        return None
+    sid = uuid.uuid5(uuid.UUID(task_id), "submission")
+    fields = [{"key": f.key, "label": f.label, "type": f.type, "unit": f.unit, "required": f.required}
+              for f in step.form.fields]
+    session.execute(
+        text("INSERT INTO form_submissions (id, org_id, run_id, task_id, step_key, form_key, iteration, submitted_by,"
+             " submitted_by_display, submitted_at, fields, field_values, checklist, evidence, request_id) VALUES"
+             " (:id, :o, :r, :t, :sk, :fk, :i, :by, :byd, :at, CAST(:f AS jsonb), CAST(:v AS jsonb),"
+             " CAST(:c AS jsonb), CAST(:e AS jsonb), :rq)"),
+        {"id": sid, "o": run.org_id, "r": run.run_id, "t": task_id, "sk": step.key, "fk": step.form.key,
+         "i": iteration, "by": actor.id, "byd": actor.display, "at": at, "f": json.dumps(fields),
+         "v": json.dumps(values), "c": json.dumps(checklist), "e": json.dumps(evidence), "rq": request_id},
+    )
+    outbox(session, run.org_id, "form_submission", {
+        "submission_id": str(sid), "org_id": str(run.org_id), "run_id": str(run.run_id),
+        "protocol_key": run.protocol_key, "protocol_version": int(run.protocol_version), "step_key": step.key,
+        "form_key": step.form.key, "iteration": int(iteration), "submitted_by": actor.id,
+        "submitted_by_display": actor.display, "submitted_at": format_ts(at), "fields": fields, "values": values,
+    })
+    return str(sid)

@@ -1,0 +1,81 @@
+"""Shapes of the task inbox over the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_REF = r"^[^\s]{1,128}$"
+
+
+class TaskCompletion(BaseModel):
+    """What a technician submits: form values, checklist confirmations, evidence references."""
+
+    model_config = ConfigDict(extra="forbid")
+    values: dict[str, Any] = Field(default={}, description="form values by field key")
+    checklist: dict[str, bool] | list[str] = Field(
+        default={}, description="confirmed checklist items: {item_key: true} or [item_key, …]"
+    )
+    evidence: list[str] = Field(default=[], max_length=100, description="ids of stored evidence (photos, printouts)")
+
+    @field_validator("evidence")
+    @classmethod
+    def _refs(cls, v: list[str]) -> list[str]:
+        import re
+
+        bad = [ref for ref in v if not re.match(_REF, ref)]
+        if bad:
+            raise ValueError(f"evidence references are ids without spaces, at most 128 characters: {bad[:3]}")
+        return v
+
+    def confirmed(self) -> dict[str, bool]:
+        return dict(self.checklist) if isinstance(self.checklist, dict) else dict.fromkeys(self.checklist, True)
+
+
+class TaskRead(BaseModel):
+    id: uuid.UUID
+    run_id: uuid.UUID
+    protocol_key: str
+    protocol_version: int
+    step_key: str
+    iteration: int
+    kind: str
+    title: str
+    instructions: str
+    roles: list[str]
+    form: dict[str, Any] | None = Field(description="the form to fill in: key and fields")
+    checklist: list[dict[str, str]] = Field(description="items to confirm, the protocol's and the compliance ones")
+    meaning: str | None = Field(default=None, description="approvals: what the signature means")
+    status: str
+    opened_at: dt.datetime
+    due_at: dt.datetime | None
+    overdue: bool
+    escalation_level: int
+    claimed_by: uuid.UUID | None
+    claimed_by_display: str | None
+    closed_at: dt.datetime | None
+    closed_by_display: str | None
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    mine: bool = False  # claimed by me
+    my_roles: bool = False  # workable by my role
+    overdue: bool = False
+    run_id: uuid.UUID | None = None
+    status: str | None = "open"  # None: any
+
+
+class NotificationRead(BaseModel):
+    id: uuid.UUID
+    run_id: uuid.UUID | None
+    task_id: uuid.UUID | None
+    recipient_role: str
+    channel: str
+    subject: str
+    body: str
+    created_at: dt.datetime
