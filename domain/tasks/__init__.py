@@ -1,0 +1,1 @@
+"""Tasks of runs: the inbox, claims, completion gates, escalations."""
