@@ -62,6 +62,7 @@ class ApprovalRequest(_Input):
 
 class RunRead(BaseModel):
     id: uuid.UUID
+    org_id: uuid.UUID
     protocol_version_id: uuid.UUID
     protocol_key: str
     protocol_version: int

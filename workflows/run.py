@@ -1,0 +1,351 @@
+"""The protocol run workflow: a deterministic interpreter of the pinned execution plan.
+
+One recursive `execute` dispatches on the node kind (the samples-python `dsl` pattern). People act through
+Updates — `complete_task`, `decide`, `hold`, `resume`, `cancel` — whose validators refuse the wrong step or
+state without writing anything; the handlers run one local activity each (gates + records in one
+transaction) and answer once the run has moved on, so the answer names what is open next.
+
+Every wait for people or time goes through `_wait`, which also ends the wait when the run stops (cancelled,
+or rejected at an approval that ends it). Due times are watched with `wait_condition(..., timeout=...)`:
+on `asyncio.TimeoutError` (the builtin TimeoutError since 3.11) the escalation activity fires that level
+and the run keeps waiting.
+No I/O here: every record is written by activities/runs.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.protocols.expressions import evaluate
+    from domain.protocols.plan import (
+        ApprovalNode,
+        ParallelNode,
+        RepeatNode,
+        SequenceNode,
+        StepNode,
+        TaskNode,
+        TimerNode,
+    )
+    from domain.runs.messages import (
+        CompleteTask,
+        Completion,
+        Control,
+        ControlRun,
+        DecideApproval,
+        Decision,
+        Escalate,
+        FinishRun,
+        OpenStep,
+        Outcome,
+        Resume,
+        RunInput,
+        RunState,
+        StepEvent,
+        TaskBrief,
+    )
+
+WORKFLOW_NAME = "ProtocolRun"
+# Activity names (activities/runs.py); by name, so this module imports nothing that does I/O.
+OPEN_STEP, COMPLETE_TASK, DECIDE_APPROVAL = "open_step", "complete_task", "decide_approval"
+ESCALATE, RECORD_EVENT, CONTROL_RUN, FINISH_RUN = "escalate", "record_event", "control_run", "finish_run"
+
+RECORD_RETRY = RetryPolicy(initial_interval=dt.timedelta(milliseconds=200), maximum_interval=dt.timedelta(seconds=10))
+RECORD_TIMEOUT = dt.timedelta(seconds=30)
+
+
+class _Stopped(Exception):
+    """The run stops where it stands: cancelled, or rejected at an approval that ends it."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass
+class _Pending:
+    """A human step the run waits on."""
+
+    task_id: str
+    node: TaskNode | ApprovalNode
+    iteration: int
+    due_at: dt.datetime | None
+    done: bool = False
+    observed: bool = False  # the interpreter has seen `done` and moved on
+    outcome: Outcome | None = None
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class ProtocolRun:
+    @workflow.init
+    def __init__(self, inp: RunInput) -> None:
+        self.inp = inp
+        resume = inp.resume
+        self.values: dict[str, dict[str, Any]] = dict(resume.values) if resume else {}
+        self.reached: dict[str, int] = dict(resume.reached) if resume else {}
+        self.held = resume.held if resume else False
+        self.stop: str | None = None
+        self.finished = False
+        self.pending: dict[str, _Pending] = {}
+        self.lanes = 1  # branches executing now
+        self.idle = 0  # of them, waiting for people or time
+
+    # ------------------------------------------------------------------ the interpreter
+
+    @workflow.run
+    async def run(self, inp: RunInput) -> str:
+        try:
+            await self._sequence(inp.plan.root, start=inp.resume.next_index if inp.resume else 0, root=True)
+            status = "completed"
+            await self._local(FINISH_RUN, FinishRun(run=inp.run, status="completed"))
+        except _Stopped as stopped:
+            status = stopped.status
+            if status == "rejected":
+                await self._local(FINISH_RUN, FinishRun(run=inp.run, status="rejected",
+                                                        reason="rejected at an approval that ends the run"))
+        self.finished = True
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return status
+
+    async def execute(self, node: StepNode | SequenceNode) -> str | None:
+        """Run one node; an approval rejected with `repeat` answers the step to go back to."""
+        if isinstance(node, SequenceNode):
+            await self._sequence(node)
+            return None
+        iteration = self.reached.get(node.key, 0)
+        self.reached[node.key] = iteration + 1
+        if node.when is not None and not evaluate(node.when, self.values):
+            await self._event(node.key, node.kind, "skipped", iteration, {"when": node.when_source})
+            return None
+        if isinstance(node, TaskNode):
+            await self._human(node, iteration)
+        elif isinstance(node, ApprovalNode):
+            return await self._approval(node, iteration)
+        elif isinstance(node, TimerNode):
+            await self._timer(node, iteration)
+        elif isinstance(node, ParallelNode):
+            await self._parallel(node)
+        elif isinstance(node, RepeatNode):
+            for _ in range(node.max_iterations):
+                await self._sequence(node.body)
+                if evaluate(node.until, self.values):
+                    break
+        return None
+
+    async def _sequence(self, node: SequenceNode, start: int = 0, root: bool = False) -> None:
+        keys = [step.key for step in node.steps]
+        i = start
+        while i < len(node.steps):
+            if root and i > start and workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new(i)
+            back_to = await self.execute(node.steps[i])
+            # The compiler guarantees `from_step` is an earlier step of this same sequence.
+            i = keys.index(back_to) if back_to is not None else i + 1
+
+    async def _parallel(self, node: ParallelNode) -> None:
+        self.lanes += len(node.branches) - 1
+
+        async def lane(branch: SequenceNode) -> None:
+            try:
+                await self._sequence(branch)
+            finally:
+                self.lanes -= 1
+
+        # gather does not cancel siblings when one branch raises: every branch ends (a stop ends them all),
+        # then the first failure is raised.
+        results = await asyncio.gather(*(lane(b) for b in node.branches), return_exceptions=True)
+        self.lanes += 1
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _timer(self, node: TimerNode, iteration: int) -> None:
+        await self._wait(lambda: not self.held)
+        duration = self._scaled(node.duration_seconds)
+        await self._event(node.key, "timer", "timer_started", iteration,
+                          {"duration_seconds": duration.total_seconds(), "fires_at": workflow.now() + duration})
+        try:
+            await self._wait(lambda: False, timeout=duration)
+        except TimeoutError:
+            pass
+        await self._event(node.key, "timer", "timer_fired", iteration, {})
+
+    async def _human(self, node: TaskNode | ApprovalNode, iteration: int) -> _Pending:
+        """Open the step for people and wait until it is done, escalating each level as its time passes."""
+        await self._wait(lambda: not self.held)
+        task_id = str(uuid.uuid5(uuid.UUID(self.inp.run.run_id), f"task:{node.key}:{iteration}"))
+        opened = workflow.now()
+        due = opened + self._scaled(node.due_seconds) if node.due_seconds is not None else None
+        pending = self.pending[task_id] = _Pending(task_id, node, iteration, due)
+        await self._local(OPEN_STEP, OpenStep(run=self.inp.run, task_id=task_id, step=node, iteration=iteration,
+                                              opened_at=opened, due_at=due))
+        levels: list[tuple[dt.datetime, list[str]]] = []
+        if due is not None:
+            levels = [(due, list(node.roles))]
+            levels += [(due + self._scaled(lv.seconds_after_due), [lv.notify_role]) for lv in node.escalation]
+        for level, (at, roles) in enumerate(levels):
+            if at > workflow.now():
+                try:
+                    await self._wait(lambda: pending.done, timeout=at - workflow.now())
+                except TimeoutError:
+                    pass
+            if not pending.done and self.held:  # a held run escalates nothing until it resumes
+                await self._wait(lambda: pending.done or not self.held)
+            if pending.done:
+                break
+            assert due is not None
+            await self._local(ESCALATE, Escalate(
+                run=self.inp.run, task_id=task_id, step_key=node.key, step_kind=node.kind, title=node.title,
+                iteration=iteration, level=level, notify_roles=roles, due_at=due, fired_at=workflow.now()))
+        await self._wait(lambda: pending.done)
+        pending.observed = True
+        del self.pending[task_id]
+        return pending
+
+    async def _approval(self, node: ApprovalNode, iteration: int) -> str | None:
+        pending = await self._human(node, iteration)
+        if pending.outcome is not None and pending.outcome.result == "rejected":
+            if node.on_reject.action == "repeat":
+                return node.on_reject.from_step
+            self.stop = "rejected"
+            raise _Stopped("rejected")
+        return None
+
+    # ------------------------------------------------------------------ people: updates and their validators
+
+    @workflow.update
+    async def complete_task(self, c: Completion) -> Outcome:
+        pending = self.pending[c.task_id]
+        assert isinstance(pending.node, TaskNode)
+        outcome = await self._local(COMPLETE_TASK, CompleteTask(
+            run=self.inp.run, step=pending.node, iteration=pending.iteration, completion=c), Outcome)
+        return await self._settle(pending, outcome)
+
+    @complete_task.validator
+    def _validate_completion(self, c: Completion) -> None:
+        self._check_open(c.task_id, "task")
+
+    @workflow.update
+    async def decide(self, d: Decision) -> Outcome:
+        pending = self.pending[d.task_id]
+        assert isinstance(pending.node, ApprovalNode)
+        outcome = await self._local(DECIDE_APPROVAL, DecideApproval(
+            run=self.inp.run, step=pending.node, iteration=pending.iteration, decision=d), Outcome)
+        return await self._settle(pending, outcome)
+
+    @decide.validator
+    def _validate_decision(self, d: Decision) -> None:
+        self._check_open(d.task_id, "approval")
+
+    @workflow.update
+    async def hold(self, c: Control) -> RunState:
+        return await self._control(c)
+
+    @hold.validator
+    def _validate_hold(self, c: Control) -> None:
+        self._check_running()
+        if self.held:
+            raise ApplicationError("the run is already on hold", type="WrongState", non_retryable=True)
+
+    @workflow.update
+    async def resume(self, c: Control) -> RunState:
+        return await self._control(c)
+
+    @resume.validator
+    def _validate_resume(self, c: Control) -> None:
+        self._check_running()
+        if not self.held:
+            raise ApplicationError("the run is not on hold", type="WrongState", non_retryable=True)
+
+    @workflow.update
+    async def cancel(self, c: Control) -> RunState:
+        return await self._control(c)
+
+    @cancel.validator
+    def _validate_cancel(self, c: Control) -> None:
+        self._check_running()
+
+    @workflow.query
+    def state(self) -> RunState:
+        status = self.stop or ("completed" if self.finished else "on_hold" if self.held else "running")
+        return RunState(run_id=self.inp.run.run_id, status=status, held=self.held, open_tasks=self._open_tasks(),
+                        reached=dict(self.reached))
+
+    def _check_running(self) -> None:
+        if self.stop is not None or self.finished:
+            raise ApplicationError(f"the run has ended ({self.stop or 'completed'})", type="WrongState",
+                                   non_retryable=True)
+
+    def _check_open(self, task_id: str, kind: str) -> None:
+        self._check_running()
+        pending = self.pending.get(task_id)
+        if pending is None or pending.done:
+            raise ApplicationError(f"step is not open: task {task_id} is not waiting for anyone in this run",
+                                   type="WrongStep", non_retryable=True)
+        if pending.node.kind != kind:
+            use = "POST /api/v1/runs/{run_id}/approvals" if pending.node.kind == "approval" else \
+                "POST /api/v1/tasks/{task_id}/complete"
+            raise ApplicationError(f"wrong step: '{pending.node.key}' is {pending.node.kind} step; use {use}",
+                                   type="WrongStep", non_retryable=True)
+
+    async def _settle(self, pending: _Pending, outcome: Outcome) -> Outcome:
+        """Mark the step done, then answer once the run waits again (or has ended), naming what is open next."""
+        if outcome.ok and not pending.done:
+            pending.done, pending.outcome = True, outcome
+            if outcome.values is not None:
+                self.values[pending.node.key] = outcome.values
+        if outcome.ok:  # a run that stops meanwhile ends up `finished` too
+            await workflow.wait_condition(lambda: self.finished or (pending.observed and self.idle >= self.lanes))
+        return outcome.model_copy(update={"open_tasks": self._open_tasks(), "run_status": self.state().status})
+
+    async def _control(self, c: Control) -> RunState:
+        status = await self._local(CONTROL_RUN, ControlRun(run=self.inp.run, control=c), str)
+        if c.action == "cancel":
+            self.stop = "cancelled"
+        else:
+            self.held = status == "on_hold"
+        return self.state()
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _wait(self, ready: Callable[[], bool], timeout: dt.timedelta | None = None) -> None:
+        """Wait for people or time; raise _Stopped when the run stops meanwhile."""
+        self.idle += 1
+        try:
+            await workflow.wait_condition(lambda: ready() or self.stop is not None, timeout=timeout)
+        finally:
+            self.idle -= 1
+        if self.stop is not None:
+            raise _Stopped(self.stop)
+
+    def _scaled(self, seconds: int) -> dt.timedelta:
+        """A protocol duration under the run's time scale; a scaled one is never under a second."""
+        scale = self.inp.time_scale
+        return dt.timedelta(seconds=seconds if scale == 1 else max(seconds * scale, min(seconds, 1)))
+
+    def _open_tasks(self) -> list[TaskBrief]:
+        return [TaskBrief(task_id=p.task_id, step_key=p.node.key, kind=p.node.kind, title=p.node.title,
+                          iteration=p.iteration, due_at=p.due_at) for p in self.pending.values() if not p.done]
+
+    async def _event(self, step_key: str, step_kind: str, event: str, iteration: int, detail: dict[str, Any]) -> None:
+        await self._local(RECORD_EVENT, StepEvent(
+            run=self.inp.run, key=f"{event}:{step_key}:{iteration}", step_key=step_key, step_kind=step_kind,
+            event=event, iteration=iteration, at=workflow.now(), detail=detail))
+
+    async def _local(self, activity: str, arg: Any, result_type: type | None = None) -> Any:
+        return await workflow.execute_local_activity(
+            activity, arg, result_type=result_type, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
+
+    async def _continue_as_new(self, next_index: int) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        resume = Resume(next_index=next_index, values=self.values, reached=self.reached, held=self.held)
+        workflow.continue_as_new(self.inp.model_copy(update={"resume": resume}))
