@@ -12,6 +12,9 @@ from fastapi import FastAPI, Request, Response
 
 from api import audit, errors, health, identity
 from api import protocols as protocols_api
+from api import runs as runs_api
+from api import tasks as tasks_api
+from api import temporal as temporal_api
 from api.deps import _REQUEST_ID, Platform
 from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, load_public_keys
 from domain.audit.sealer import Sealer
@@ -46,9 +49,11 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
             sealer = Sealer(p.sessions, interval_s=p.settings.seal_interval_s,
                             signing_key=p.extras.get("signing_key"), store=p.checkpoints,
                             checkpoint_interval_s=p.settings.checkpoint_interval_s).start()
+        close_temporal = await temporal_api.attach(p)  # lazy: the API starts even when Temporal is down
         try:
             yield
         finally:
+            await close_temporal()
             if sealer:
                 sealer.stop()
 
@@ -64,6 +69,8 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     app.include_router(identity.router)
     app.include_router(audit.router)
     app.include_router(protocols_api.router)
+    app.include_router(runs_api.router)
+    app.include_router(tasks_api.router)
 
     @app.middleware("http")
     async def request_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

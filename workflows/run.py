@@ -96,8 +96,7 @@ class ProtocolRun:
         self.stop: str | None = None
         self.finished = False
         self.pending: dict[str, _Pending] = {}
-        self.lanes = 1  # branches executing now
-        self.idle = 0  # of them, waiting for people or time
+        self.busy = 1  # branches doing the run's own work now (not waiting for people or time)
 
     # ------------------------------------------------------------------ the interpreter
 
@@ -152,18 +151,23 @@ class ProtocolRun:
             i = keys.index(back_to) if back_to is not None else i + 1
 
     async def _parallel(self, node: ParallelNode) -> None:
-        self.lanes += len(node.branches) - 1
+        # This lane's busy unit passes to its branches and comes back with the last one to end, so the
+        # count never drops to zero while the run is about to move on.
+        remaining = len(node.branches)
+        self.busy += remaining - 1
 
         async def lane(branch: SequenceNode) -> None:
+            nonlocal remaining
             try:
                 await self._sequence(branch)
             finally:
-                self.lanes -= 1
+                remaining -= 1
+                if remaining:
+                    self.busy -= 1
 
         # gather does not cancel siblings when one branch raises: every branch ends (a stop ends them all),
         # then the first failure is raised.
         results = await asyncio.gather(*(lane(b) for b in node.branches), return_exceptions=True)
-        self.lanes += 1
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -304,7 +308,7 @@ class ProtocolRun:
             if outcome.values is not None:
                 self.values[pending.node.key] = outcome.values
         if outcome.ok:  # a run that stops meanwhile ends up `finished` too
-            await workflow.wait_condition(lambda: self.finished or (pending.observed and self.idle >= self.lanes))
+            await workflow.wait_condition(lambda: self.finished or (pending.observed and self.busy == 0))
         return outcome.model_copy(update={"open_tasks": self._open_tasks(), "run_status": self.state().status})
 
     async def _control(self, c: Control) -> RunState:
@@ -319,11 +323,13 @@ class ProtocolRun:
 
     async def _wait(self, ready: Callable[[], bool], timeout: dt.timedelta | None = None) -> None:
         """Wait for people or time; raise _Stopped when the run stops meanwhile."""
-        self.idle += 1
+        if ready() and self.stop is None:
+            return  # nothing to wait for: stay busy, so no answer goes out before the run moves on
+        self.busy -= 1
         try:
             await workflow.wait_condition(lambda: ready() or self.stop is not None, timeout=timeout)
         finally:
-            self.idle -= 1
+            self.busy += 1
         if self.stop is not None:
             raise _Stopped(self.stop)
 

@@ -1,0 +1,192 @@
+"""Runs of approved protocols: launch, read, hold/resume/cancel, approvals (e-signatures), history.
+
+Handlers are async because they talk to Temporal; their database work runs in the thread pool through
+`in_tx`, one transaction per call, as in the other routers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api import temporal
+from api.deps import Platform, platform, require
+from domain import audit
+from domain.audit import Severity
+from domain.errors import Conflict, DomainError, Forbidden, Invalid, Unavailable
+from domain.roles import Caller, Permission
+from domain.runs import service as runs
+from domain.runs.messages import Control, Decision, Outcome, RunInput, RunState
+from domain.runs.models import ApprovalRequest, ControlResult, RunControl, RunDetail, RunHistory, RunLaunch, RunRead
+from domain.signatures import Meaning, SignatureInput, sign
+from domain.tasks import service as tasks
+
+router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+T = TypeVar("T")
+
+
+async def in_tx(p: Platform, caller: Caller, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(session, *args)` in one transaction of the caller's org, off the event loop."""
+
+    def work() -> T:
+        with p.tx(caller) as s:
+            return fn(s, *args)
+
+    return await run_in_threadpool(work)
+
+
+def record_refusal(s: Session, caller: Caller, entity_type: str, entity_id: str, doing: str, exc: DomainError) -> None:
+    """A refused request that changed nothing stays on record (403s and 404s are recorded by api/errors.py)."""
+    audit.record(s, org_id=caller.org_id, actor=caller.actor, action="refuse", entity_type=entity_type,
+                 entity_id=entity_id, after={"doing": doing, "status": exc.status, "reasons": exc.reasons},
+                 reason=f"{doing} refused: {exc.message}"[:2000], severity=Severity.warning, context=caller.context)
+
+
+async def refused(p: Platform, caller: Caller, entity_type: str, entity_id: str, doing: str, exc: DomainError) -> None:
+    if not isinstance(exc, Forbidden) and exc.status < 500:
+        await in_tx(p, caller, record_refusal, caller, entity_type, entity_id, doing, exc)
+
+
+def answer(outcome: Outcome) -> JSONResponse:
+    """A done step answers 200 with the outcome; a refused one its status with every reason."""
+    body = outcome.model_dump(mode="json")
+    if not outcome.ok:
+        body = {"detail": outcome.message, "reasons": outcome.reasons, **body}
+    return JSONResponse(status_code=200 if outcome.ok else outcome.status, content=body)
+
+
+@router.post("", response_model=RunRead, status_code=201)
+async def launch(data: RunLaunch, caller: Caller = Depends(require(Permission.runs_launch)),
+                 p: Platform = Depends(platform)) -> JSONResponse:
+    """Launch a run of an approved protocol version on samples/batches: a durable workflow (id = run id)
+    interprets the pinned plan. `time_scale` (0 < x ≤ 1) shortens every due time, escalation and timer for
+    training and demo runs. Retrying with the same X-Request-ID returns the same run (200)."""
+    temporal.client_of(p)  # 503 before anything is written when Temporal is not configured
+    run, plan, created = await in_tx(p, caller, runs.launch, caller, data)
+    if created:
+        try:
+            await temporal.start_run(p, RunInput(run=runs.ref(run), plan=plan, time_scale=run.time_scale))
+        except Unavailable as exc:
+            await in_tx(p, caller, runs.launch_failed, caller, run.id, exc.message)
+            raise
+    return JSONResponse(status_code=201 if created else 200, content=run.model_dump(mode="json"))
+
+
+@router.get("", response_model=list[RunRead])
+def list_runs(status: str | None = Query(default=None, max_length=20),
+              protocol_key: str | None = Query(default=None, max_length=64),
+              subject: str | None = Query(default=None, max_length=128, description="a sample or batch id"),
+              limit: int = Query(default=100, ge=1, le=1000),
+              caller: Caller = Depends(require(Permission.runs_read)),
+              p: Platform = Depends(platform)) -> list[RunRead]:
+    """Runs of the organization, newest first."""
+    with p.tx(caller) as s:
+        return runs.list_runs(s, status=status, protocol_key=protocol_key, subject=subject, limit=limit)
+
+
+@router.get("/{run_id}", response_model=RunDetail)
+def get_run(run_id: uuid.UUID, caller: Caller = Depends(require(Permission.runs_read)),
+            p: Platform = Depends(platform)) -> RunDetail:
+    """The run, what it waits for now, and every step event so far."""
+    with p.tx(caller) as s:
+        return runs.detail(s, run_id)
+
+
+async def _control(action: Literal["hold", "resume", "cancel"], run_id: uuid.UUID, data: RunControl, caller: Caller,
+                   p: Platform) -> ControlResult:
+    await in_tx(p, caller, runs.get, run_id)
+    msg = Control(action=action, actor=runs.actor_ref(caller), reason=data.reason, request=runs.request_info(caller))
+    try:
+        state = await temporal.update(p, run_id, action, msg, request_id=caller.context.request_id,
+                                      result_type=RunState)
+    except Conflict as exc:
+        await refused(p, caller, "run", str(run_id), action, exc)
+        raise
+    return ControlResult(run_id=run_id, status=state.status, open_tasks=state.open_tasks)
+
+
+@router.post("/{run_id}/hold", response_model=ControlResult)
+async def hold(run_id: uuid.UUID, data: RunControl, caller: Caller = Depends(require(Permission.runs_control)),
+               p: Platform = Depends(platform)) -> ControlResult:
+    """Put a running run on hold, with the reason: completions and approvals are refused until it resumes,
+    no new step opens and escalations wait; timers (incubations) keep running."""
+    return await _control("hold", run_id, data, caller, p)
+
+
+@router.post("/{run_id}/resume", response_model=ControlResult)
+async def resume(run_id: uuid.UUID, data: RunControl, caller: Caller = Depends(require(Permission.runs_control)),
+                 p: Platform = Depends(platform)) -> ControlResult:
+    """Resume a held run, with the reason."""
+    return await _control("resume", run_id, data, caller, p)
+
+
+@router.post("/{run_id}/cancel", response_model=ControlResult)
+async def cancel(run_id: uuid.UUID, data: RunControl, caller: Caller = Depends(require(Permission.runs_control)),
+                 p: Platform = Depends(platform)) -> ControlResult:
+    """Cancel the run, with the reason: its open tasks close and it takes no more work."""
+    return await _control("cancel", run_id, data, caller, p)
+
+
+def _sign(s: Session, caller: Caller, run_id: uuid.UUID, data: ApprovalRequest) -> tuple[str, str, str] | Outcome:
+    """Gates, then the signature bound to the reviewed records: (task id, signature id, content hash)."""
+    prior = tasks.prior_answer(s, caller.context.request_id)
+    if prior is not None:
+        return prior[1]
+    task = runs.approval_task(s, run_id, data.task_id)
+    content_hash = runs.check_approval(s, caller, task, data.decision, data.reason)
+    meaning = Meaning(task.spec["meaning"]) if data.decision == "approve" else Meaning.rejected
+    sig = sign(s, caller, SignatureInput(password=data.password, meaning=meaning, reason=data.reason),
+               entity_type="task", entity_id=str(task.id), content_hash=content_hash)
+    return str(task.id), str(sig.id), content_hash
+
+
+@router.post("/{run_id}/approvals", response_model=Outcome)
+async def decide(run_id: uuid.UUID, data: ApprovalRequest, caller: Caller = Depends(require(Permission.approvals_sign)),
+                 p: Platform = Depends(platform)) -> JSONResponse:
+    """Approve or reject the run's open approval with an electronic signature: password re-entered, the meaning
+    the protocol gives it (or `rejected`), a reason when rejecting. The signature is bound to the hash of the
+    reviewed step records. Whoever performed a reviewed step in this run may not sign it (403). A rejection
+    follows the step's `on_reject`: the steps from `from_step` open again, or the run ends as rejected."""
+    temporal.client_of(p)
+    try:
+        signed = await in_tx(p, caller, _sign, caller, run_id, data)
+    except (Conflict, Invalid) as exc:
+        await refused(p, caller, "run", str(run_id), "approval", exc)
+        raise
+    if isinstance(signed, Outcome):
+        return answer(signed)
+    task_id, signature_id, content_hash = signed
+    decision = Decision(task_id=task_id, actor=runs.actor_ref(caller), decision=data.decision,
+                        signature_id=signature_id, content_hash=content_hash, reason=data.reason,
+                        request=runs.request_info(caller))
+    try:
+        outcome = await temporal.update(p, run_id, "decide", decision, request_id=caller.context.request_id,
+                                        result_type=Outcome)
+    except Conflict as exc:
+        await refused(p, caller, "task", task_id, "approval", exc)
+        raise
+    return answer(outcome)
+
+
+@router.get("/{run_id}/history", response_model=RunHistory)
+async def history(run_id: uuid.UUID, download: bool = Query(default=False, description="as a JSON file to keep"),
+                  caller: Caller = Depends(require(Permission.runs_history)),
+                  p: Platform = Depends(platform)) -> JSONResponse:
+    """One timeline of the run for auditors: the audit entries (run, tasks, signatures, refusals) merged with
+    Temporal's event history. When Temporal no longer keeps the history, the audit part still answers.
+    `download=1` adds Temporal's raw history and answers as a file."""
+    await in_tx(p, caller, runs.get, run_id)
+    events, availability, raw = await temporal.history_events(p, run_id)
+    run, timeline = await in_tx(p, caller, runs.history, run_id, events)
+    body: dict[str, Any] = RunHistory(run=run, temporal=availability, timeline=timeline).model_dump(mode="json")
+    headers = {}
+    if download:
+        body["temporal_history"] = raw
+        headers["Content-Disposition"] = f'attachment; filename="run-{run_id}-history.json"'
+    return JSONResponse(content=body, headers=headers)

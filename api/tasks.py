@@ -1,0 +1,103 @@
+"""The task inbox: list, claim, release, complete; and the notifications escalations send."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from api import temporal
+from api.deps import Platform, platform, require
+from api.runs import answer, in_tx, refused
+from domain import notifications
+from domain.errors import Conflict
+from domain.roles import Caller, Permission
+from domain.runs import service as runs
+from domain.runs.messages import Completion, Outcome
+from domain.tasks import service
+from domain.tasks.models import NotificationRead, TaskCompletion, TaskFilter, TaskRead
+
+router = APIRouter(prefix="/api/v1", tags=["tasks"])
+Status = Literal["open", "completed", "approved", "rejected", "cancelled", "any"]
+
+
+@router.get("/tasks", response_model=list[TaskRead])
+def inbox(mine: bool = Query(default=False, description="only tasks I have claimed"),
+          my_roles: bool = Query(default=False, description="only tasks my role may work on"),
+          overdue: bool = Query(default=False, description="only open tasks past their due time"),
+          run_id: uuid.UUID | None = None, status: Status = "open",
+          limit: int = Query(default=200, ge=1, le=1000),
+          caller: Caller = Depends(require(Permission.tasks_read)), p: Platform = Depends(platform)) -> list[TaskRead]:
+    """Tasks and approvals, most urgent first, with what each needs: form fields, checklist, due time."""
+    f = TaskFilter(mine=mine, my_roles=my_roles, overdue=overdue, run_id=run_id,
+                   status=None if status == "any" else status)
+    with p.tx(caller) as s:
+        return service.inbox(s, caller, f, limit=limit)
+
+
+@router.get("/tasks/{task_id}", response_model=TaskRead)
+def get_task(task_id: uuid.UUID, caller: Caller = Depends(require(Permission.tasks_read)),
+             p: Platform = Depends(platform)) -> TaskRead:
+    """One task with its form, checklist and state."""
+    with p.tx(caller) as s:
+        return service.get(s, task_id)
+
+
+@router.post("/tasks/{task_id}/claim", response_model=TaskRead)
+def claim(task_id: uuid.UUID, caller: Caller = Depends(require(Permission.tasks_work)),
+          p: Platform = Depends(platform)) -> TaskRead:
+    """Take the task: others see who works on it, and only you can complete it until you release it."""
+    with p.tx(caller) as s:
+        return service.claim(s, caller, task_id)
+
+
+@router.post("/tasks/{task_id}/release", response_model=TaskRead)
+def release(task_id: uuid.UUID, caller: Caller = Depends(require(Permission.tasks_work)),
+            p: Platform = Depends(platform)) -> TaskRead:
+    """Give the task back (yours, or any as a lab manager)."""
+    with p.tx(caller) as s:
+        return service.release(s, caller, task_id)
+
+
+def _locate(s: Session, task_id: uuid.UUID, request_id: str | None) -> tuple[Any, tuple[str, Outcome] | None]:
+    return service.locate(s, task_id), service.prior_answer(s, request_id)
+
+
+@router.post("/tasks/{task_id}/complete", response_model=Outcome)
+async def complete(task_id: uuid.UUID, data: TaskCompletion, caller: Caller = Depends(require(Permission.tasks_work)),
+                   p: Platform = Depends(platform)) -> JSONResponse:
+    """Complete a task with its form values, checklist confirmations and evidence references.
+
+    Gates: your role is allowed for the step, every checklist item is confirmed, the run is not on hold, the
+    task is open and not claimed by someone else, the values fit the form. A refusal answers 403, 409 or 422
+    with every reason and is on record. The X-Request-ID header is the idempotency key: a retried request
+    never completes twice and gets the first answer. The answer names the tasks open next."""
+    request_id = caller.context.request_id
+    task, prior = await in_tx(p, caller, _locate, task_id, request_id)
+    if prior is not None and prior[0] == str(task_id):
+        return answer(prior[1])
+    try:
+        if prior is not None:
+            raise Conflict(f"X-Request-ID {request_id} already answered a request about another task")
+        completion = Completion(task_id=str(task_id), actor=runs.actor_ref(caller), values=data.values,
+                                checklist=data.confirmed(), evidence=data.evidence, request=runs.request_info(caller))
+        outcome = await temporal.update(p, task.run_id, "complete_task", completion, request_id=request_id,
+                                        result_type=Outcome)
+        if outcome.task_id != str(task_id):
+            raise Conflict(f"X-Request-ID {request_id} already answered a request about another task")
+    except Conflict as exc:
+        await refused(p, caller, "task", str(task_id), "completion", exc)
+        raise
+    return answer(outcome)
+
+
+@router.get("/notifications", response_model=list[NotificationRead])
+def my_notifications(limit: int = Query(default=100, ge=1, le=1000),
+                     caller: Caller = Depends(require(Permission.tasks_read)),
+                     p: Platform = Depends(platform)) -> list[NotificationRead]:
+    """Notifications addressed to your role (escalations of overdue work), newest first."""
+    with p.tx(caller) as s:
+        return notifications.for_role(s, caller.role.value, limit=limit)

@@ -1,0 +1,164 @@
+"""The API's one Temporal client and every call the API makes through it.
+
+The client is created in the app's lifespan with `lazy=True`: the API starts even when Temporal is down and
+reconnects on its own once it is up. Every call carries an `rpc_timeout`, so a stopped Temporal or a missing
+worker answers 503 with what to do instead of hanging. /healthz reads the last result of a background probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from google.protobuf.json_format import MessageToDict
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import Platform
+from domain.canonical import format_ts
+from domain.errors import Conflict, Unavailable
+from domain.runs.messages import RunInput
+from domain.runs.service import temporal_summary
+
+log = structlog.get_logger("flasktrack.api.temporal")
+
+START_TIMEOUT = dt.timedelta(seconds=5)
+UPDATE_TIMEOUT = dt.timedelta(seconds=10)
+READ_TIMEOUT = dt.timedelta(seconds=10)
+PROBE_EVERY_S = 5.0
+NO_WORKER = ("no worker answered within {s:.0f} s: is `flasktrack worker` running? Retry with the same X-Request-ID "
+             "header; the platform will not act twice.")
+
+
+class UpdateRefused(Conflict):
+    """The run's workflow refused the request (wrong step, wrong state): 409, nothing changed."""
+
+
+async def attach(p: Platform) -> Callable[[], Awaitable[None]]:
+    """Create the client (unless one is there already, e.g. a test's) and start the health probe; the closer."""
+    address = p.settings.temporal_address
+    if p.extras.get("temporal") is None and address:
+        p.extras["temporal"] = await Client.connect(address, namespace=p.settings.temporal_namespace,
+                                                    data_converter=pydantic_data_converter, lazy=True)
+    state: dict[str, Any] = {"status": "down", "error": "not checked yet"}
+    p.extras["temporal_probe"] = lambda: dict(state)
+    task = asyncio.create_task(_probe(p, state))
+
+    async def close() -> None:
+        task.cancel()
+
+    return close
+
+
+async def _probe(p: Platform, state: dict[str, Any]) -> None:
+    while True:
+        client: Client | None = p.extras.get("temporal")
+        checked = dt.datetime.now(dt.UTC).isoformat()
+        if client is None:
+            state.update(status="down", error="not configured: set FLASKTRACK_TEMPORAL_ADDRESS", checked_at=checked)
+        else:
+            try:
+                await client.service_client.check_health(timeout=dt.timedelta(seconds=2))
+                state.clear()
+                state.update(status="up", address=client.service_client.config.target_host, checked_at=checked)
+            except Exception as exc:  # noqa: BLE001 - report, never raise, from a health probe
+                state.update(status="down", error=_why(exc), checked_at=checked)
+        await asyncio.sleep(PROBE_EVERY_S)
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def client_of(p: Platform) -> Client:
+    client: Client | None = p.extras.get("temporal")
+    if client is None:
+        raise Unavailable("Temporal is not configured for this API (set FLASKTRACK_TEMPORAL_ADDRESS); "
+                          "runs cannot be launched or worked on")
+    return client
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    log.warning("temporal call failed", error=_why(exc))
+    return Unavailable(f"Temporal is not reachable ({_why(exc)}); try again shortly")
+
+
+async def start_run(p: Platform, inp: RunInput) -> None:
+    """Start the run's workflow (workflow id = run id); a start already made counts as done."""
+    from workflows.run import WORKFLOW_NAME
+
+    try:
+        await client_of(p).start_workflow(
+            WORKFLOW_NAME, inp, id=inp.run.run_id, task_queue=p.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, rpc_timeout=START_TIMEOUT)
+    except WorkflowAlreadyStartedError:
+        pass
+    except (RPCError, RuntimeError) as exc:
+        raise _unavailable(exc) from exc
+
+
+async def update(p: Platform, run_id: uuid.UUID | str, name: str, arg: Any, *, request_id: str | None,
+                 result_type: type) -> Any:
+    """One Update on the run's workflow, its id the request id: the same id never acts twice."""
+    handle = client_of(p).get_workflow_handle(str(run_id))
+    try:
+        return await handle.execute_update(name, arg, id=request_id, result_type=result_type,
+                                           rpc_timeout=UPDATE_TIMEOUT)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        raise UpdateRefused(getattr(cause, "message", None) or str(cause or exc)) from exc
+    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+        raise Unavailable(NO_WORKER.format(s=UPDATE_TIMEOUT.total_seconds())) from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UpdateRefused("the run has ended: its workflow takes no more requests") from exc
+        if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            raise Unavailable(NO_WORKER.format(s=UPDATE_TIMEOUT.total_seconds())) from exc
+        raise _unavailable(exc) from exc
+    except RuntimeError as exc:  # the lazy client could not connect
+        raise _unavailable(exc) from exc
+
+
+_BULKY = {"input", "result", "payloads", "details", "header", "data", "lastFailure", "failure", "memo",
+          "searchAttributes", "userMetadata"}
+
+
+def _prune(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _prune(v) for k, v in value.items() if k not in _BULKY}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+async def history_events(p: Platform, run_id: uuid.UUID) -> tuple[list[dict[str, Any]], dict[str, Any], Any]:
+    """Temporal's events of the run as timeline items, whether they were available, and the raw history
+    (JSON) for exports. Never raises: when Temporal has dropped the history (retention) or is down, the
+    audit log still tells the story."""
+    try:
+        history = await client_of(p).get_workflow_handle(str(run_id)).fetch_history(rpc_timeout=READ_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - the audit part answers regardless
+        gone = isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND
+        reason = "no longer kept by Temporal (past the namespace's retention)" if gone else _why(exc)
+        return [], {"available": False, "reason": reason}, None
+    events = []
+    for e in history.events:
+        kind = EventType.Name(e.event_type)
+        which = e.WhichOneof("attributes")
+        attrs = MessageToDict(getattr(e, which)) if which else {}
+        events.append({"at": format_ts(e.event_time.ToDatetime(tzinfo=dt.UTC)), "event_id": e.event_id,
+                       "type": kind, "summary": temporal_summary(kind, attrs), "attributes": _prune(attrs)})
+    return events, {"available": True, "events": len(events), "run_id": history.run_id}, history.to_json_dict()
