@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +81,7 @@ def fault(point: str) -> None:
         os._exit(70)
 
 
-@dataclass
+@dataclass(slots=True)
 class OutboxRow:
     id: int
     org_id: str
@@ -107,32 +108,36 @@ def prepare(batch_id: int, rows: list[OutboxRow]) -> dict[str, Part]:
     """Route and type a batch's rows: table name → Part. Rows that cannot be typed go to sink_rejects,
     so every outbox row lands in exactly one table."""
     rejects: list[tuple[OutboxRow, str]] = []
-    routed: dict[str, list[tuple[OutboxRow, dict[str, Any]]]] = {}
+    routed: dict[str, list[tuple[OutboxRow, dict[str, Any]]]] = {STEP_EVENTS.name: [], RUNS.name: []}
+    fixed_table = {"step_event": routed[STEP_EVENTS.name], "run": routed[RUNS.name]}
+    loads = orjson.loads
     for r in rows:
         try:
-            payload = orjson.loads(r.payload_text)
+            payload = loads(r.payload_text)
         except orjson.JSONDecodeError as exc:
             rejects.append((r, f"payload is not JSON: {exc}"))
             continue
-        if not isinstance(payload, dict):
+        if type(payload) is not dict:
             rejects.append((r, "payload is not an object"))
             continue
-        if payload.get("org_id", r.org_id) != r.org_id:
+        org = r.org_id
+        if payload.setdefault("org_id", org) != org:
             rejects.append((r, "payload org_id differs from the outbox row's org_id"))
             continue
-        payload["org_id"] = r.org_id  # the outbox row's org (a foreign key) is the partition
-        if r.topic == "form_submission":
+        # (the outbox row's org, a foreign key, is the partition)
+        target = fixed_table.get(r.topic)
+        if target is None:  # form_submission
             key = payload.get("form_key")
-            if not isinstance(key, str) or not IDENTIFIER.fullmatch(key):
+            if type(key) is not str or not IDENTIFIER.fullmatch(key):
                 rejects.append((r, f"form_key {key!r} is not an identifier like sample_intake"))
                 continue
-            name = form_table_name(key)
-        else:
-            name = STEP_EVENTS.name if r.topic == "step_event" else RUNS.name
-        routed.setdefault(name, []).append((r, payload))
+            target = routed.setdefault(form_table_name(key), [])
+        target.append((r, payload))
 
     parts: dict[str, Part] = {}
     for name, items in routed.items():
+        if not items:
+            continue
         payloads = [p for _, p in items]
         if name in (STEP_EVENTS.name, RUNS.name):
             spec = STEP_EVENTS if name == STEP_EVENTS.name else RUNS
@@ -158,16 +163,14 @@ _DUE = text(
        FROM (SELECT created_at FROM outbox WHERE batch_id IS NULL AND topic = ANY(:topics)
              ORDER BY id LIMIT :n) s"""
 )
-_NEXT_BATCH = text("SELECT nextval(pg_get_serial_sequence('outbox', 'id'))")
-_CLAIM = text(
-    """WITH picked AS (
-         SELECT id FROM outbox WHERE batch_id IS NULL AND topic = ANY(:topics)
-         ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED)
-       UPDATE outbox o SET batch_id = :batch FROM picked WHERE o.id = picked.id
-       RETURNING o.id, o.org_id::text, o.topic, o.payload::text"""
-)
+# The claim and the batch read go through the psycopg cursor: tens of thousands of rows per batch.
+_NEXT_BATCH = "SELECT nextval(pg_get_serial_sequence('outbox', 'id'))"
+_CLAIM = """UPDATE outbox SET batch_id = %(batch)s WHERE id IN (
+              SELECT id FROM outbox WHERE batch_id IS NULL AND topic = ANY(%(topics)s)
+              ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+            RETURNING id, org_id::text, topic, payload::text"""
 _PENDING = text("SELECT DISTINCT batch_id FROM outbox WHERE batch_id IS NOT NULL ORDER BY batch_id")
-_BATCH_ROWS = text("SELECT id, org_id::text, topic, payload::text FROM outbox WHERE batch_id = :b ORDER BY id")
+_BATCH_ROWS = "SELECT id, org_id::text, topic, payload::text FROM outbox WHERE batch_id = %(b)s ORDER BY id"
 _ACK = text("DELETE FROM outbox WHERE batch_id = :b")
 
 
@@ -181,6 +184,10 @@ class Sink:
         self.lake = lake
         self.config = config or SinkSettings()
         self._described: set[str] = set()
+        # While a backlog drains, the next batch is claimed (PostgreSQL's work) while this one is typed
+        # and committed (ours). Claims are ordered, so batches still reach the lake in batch order.
+        self._claims = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-claim")
+        self._ahead: Future[tuple[int, list[OutboxRow]]] | None = None
         self.batches = 0
         self.rows = 0
 
@@ -235,18 +242,40 @@ class Sink:
         return False, min(c.poll_interval_s, c.batch_max_age_s - age) if count else c.poll_interval_s
 
     def claim(self) -> tuple[int, list[OutboxRow]]:
+        """Step 1: stamp the next batch id on up to batch_rows unbatched rows, committed."""
         with self.engine.begin() as conn:
-            batch_id = int(conn.execute(_NEXT_BATCH).scalar_one())
-            rows = conn.execute(_CLAIM, {"topics": list(TOPICS), "n": self.config.batch_rows, "batch": batch_id}).all()
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cur.execute(_NEXT_BATCH)
+            batch_id = int(cur.fetchone()[0])
+            cur.execute(_CLAIM, {"topics": list(TOPICS), "n": self.config.batch_rows, "batch": batch_id})
+            rows = cur.fetchall()
         return batch_id, sorted((OutboxRow(*r) for r in rows), key=lambda r: r.id)
+
+    def _next_claim(self) -> tuple[int, list[OutboxRow]]:
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            return ahead.result()
+        return self.claim()
+
+    def _settle_claim_ahead(self) -> None:
+        """Let a claim running ahead finish: its batch is then pending in the outbox, for recover()."""
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            try:
+                ahead.result()
+            except Exception:  # noqa: BLE001 - nothing was claimed; the rows stay unbatched
+                log.warning("claim ahead failed", exc_info=True)
 
     def recover(self) -> int:
         """Finish every claimed, unacknowledged batch, oldest first. Returns how many."""
+        self._settle_claim_ahead()
         with self.engine.connect() as conn:
             pending = [b for (b,) in conn.execute(_PENDING).all()]
         for b in pending:
             with self.engine.connect() as conn:
-                rows = [OutboxRow(*r) for r in conn.execute(_BATCH_ROWS, {"b": b}).all()]
+                cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cur.execute(_BATCH_ROWS, {"b": b})
+                rows = [OutboxRow(*r) for r in cur.fetchall()]
             log.info("finishing an unacknowledged batch", batch_id=b, rows=len(rows))
             self.commit_batch(b, rows)
         return len(pending)
@@ -268,8 +297,10 @@ class Sink:
         moved = 0
         due, wait = self.due() if not force else (True, 0.0)
         if due:
-            batch_id, rows = self.claim()
+            batch_id, rows = self._next_claim()
             if rows:
+                if len(rows) >= self.config.batch_rows:  # a backlog: claim the next batch meanwhile
+                    self._ahead = self._claims.submit(self.claim)
                 self.commit_batch(batch_id, rows)
                 moved += len(rows)
         audited = export_audit(self.engine, self.lake, max_rows=self.config.audit_batch_rows)
@@ -345,6 +376,7 @@ class Sink:
                 next_lock_check = now + 5.0
             if wait > 0:
                 stop.wait(wait)
+        self.recover()  # a clean stop leaves no claimed batch behind
 
     def maintain(self) -> None:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -62,6 +63,7 @@ class Column:
     required: bool = False
     key: str | None = None  # payload key when it differs from the column name
     unit: str | None = None
+    in_values: bool = False  # a form field: read from payload["values"]
 
     def arrow_field(self) -> pa.Field:
         meta = {"comment": self.comment}
@@ -228,15 +230,38 @@ CONVERTERS: dict[str, Callable[[list[Any]], pa.Array]] = {
 _FAILURES = (RowError, ValueError, TypeError, OverflowError, pa.ArrowException)
 
 
+# Kinds pyarrow reads straight from the row dicts (in C++), as this type; timestamps and dates are read as
+# strings and cast (the cast refuses what is not ISO-8601 with a zone, or not a date).
+_DIRECT = {"str": pa.string(), "int": pa.int64(), "bool": pa.bool_(), "ts": pa.string(), "date": pa.string()}
+
+
 def _build(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> pa.Table:
-    arrays = []
-    for c in columns:
-        key = c.key or c.name
-        arr = CONVERTERS[c.kind]([r.get(key) for r in rows])
-        if c.required and arr.null_count:
-            raise RowError(f"{key} is required")
-        arrays.append(arr)
-    return pa.Table.from_arrays(arrays, schema=pa.schema([c.arrow_field() for c in columns]))
+    arrays: dict[int, pa.Array] = {}  # by position: a form field may share a metadata column's name
+    for in_values in (False, True):
+        cols = [(j, c) for j, c in enumerate(columns) if c.in_values is in_values]
+        if not cols:
+            continue
+        dicts = [r["values"] for r in rows] if in_values else rows
+        direct = [(j, c) for j, c in cols if c.kind in _DIRECT]  # keys are unique within one source
+        read = pa.Table.from_pylist(dicts, schema=pa.schema([(c.key or c.name, _DIRECT[c.kind]) for _, c in direct]))
+        for i, (j, c) in enumerate(direct):
+            arr = read.column(i).combine_chunks()
+            if c.kind == "int":
+                _ints([d.get(c.key or c.name) for d in dicts])  # pyarrow would truncate 1.5 to 1
+            elif c.kind == "ts":
+                arr = arr.cast(TS)
+            elif c.kind == "date":
+                _dates(arr.to_pylist())
+                arr = arr.cast(pa.date32())
+            arrays[j] = arr
+        for j, c in cols:
+            if c.kind not in _DIRECT:
+                arrays[j] = CONVERTERS[c.kind]([d.get(c.key or c.name) for d in dicts])
+    for j, c in enumerate(columns):
+        if c.required and arrays[j].null_count:
+            raise RowError(f"{c.key or c.name} is required")
+    return pa.Table.from_arrays([arrays[j] for j in range(len(columns))],
+                                schema=pa.schema([c.arrow_field() for c in columns]))
 
 
 @dataclass
@@ -281,31 +306,40 @@ class FormField:
 
 
 def read_fields(payload: dict[str, Any]) -> tuple[FormField, ...]:
-    """The submission's field definitions; RowError when one cannot become a column."""
+    """The submission's field definitions; RowError when one cannot become a column or a value has no field."""
     fields = payload.get("fields")
     if not isinstance(fields, list):
         raise RowError("fields must be a list")
+    try:
+        spec = tuple((f.get("key"), f.get("type"), f.get("label"), f.get("unit")) for f in fields)
+    except AttributeError:
+        raise RowError("each field must be an object") from None
+    try:
+        sig, keys = _signature(spec)  # every submission of a form version carries the same definitions
+    except TypeError:  # something unhashable in a label or unit: parse without the cache
+        sig, keys = _signature.__wrapped__(spec)
+    values = payload.get("values")
+    if not isinstance(values, dict):
+        raise RowError("values must be an object")
+    if not values.keys() <= keys:
+        raise RowError(f"values for fields not in the form: {', '.join(sorted(values.keys() - keys))}")
+    return sig
+
+
+@lru_cache(maxsize=4096)
+def _signature(spec: tuple[tuple[Any, Any, Any, Any], ...]) -> tuple[tuple[FormField, ...], frozenset[str]]:
     out: list[FormField] = []
-    for f in fields:
-        if not isinstance(f, dict):
-            raise RowError("each field must be an object")
-        key, ftype = f.get("key"), f.get("type")
+    for key, ftype, label, unit in spec:
         if not isinstance(key, str) or not IDENTIFIER.fullmatch(key):
             raise RowError(f"field key {key!r} is not an identifier like ph_value")
         if ftype not in FIELD_TYPES:
             raise RowError(f"field {key}: unknown type {ftype!r}")
-        label, unit = f.get("label"), f.get("unit")
         out.append(FormField(key, label if isinstance(label, str) else key, ftype,
                              unit if isinstance(unit, str) and unit else None))
-    if len({f.key for f in out}) != len(out):
+    keys = frozenset(f.key for f in out)
+    if len(keys) != len(out):
         raise RowError("duplicate field keys")
-    values = payload.get("values")
-    if not isinstance(values, dict):
-        raise RowError("values must be an object")
-    extra = set(values) - {f.key for f in out}
-    if extra:
-        raise RowError(f"values for fields not in the form: {', '.join(sorted(extra))}")
-    return tuple(out)
+    return tuple(out), keys
 
 
 def column_name(key: str, field_type: str, taken: dict[str, pa.DataType]) -> str:
@@ -341,11 +375,9 @@ def type_form_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[FormGroup], lis
     groups: list[FormGroup] = []
     accepted: list[int] = []
     for sig, idx in by_sig.items():
-        # Field values sit beside the metadata keys under a prefix no payload key can have.
-        flat = [{**rows[i], **{f"\x00{k}": v for k, v in rows[i]["values"].items()}} for i in idx]
-        cols = [*FORM_COLUMNS, *(Column(f.key, f.arrow_type, FIELD_TYPES[f.type][1], f.label, key=f"\x00{f.key}",
-                                        unit=f.unit) for f in sig)]
-        typed = type_rows(cols, flat)
+        cols = [*FORM_COLUMNS, *(Column(f.key, f.arrow_type, FIELD_TYPES[f.type][1], f.label, unit=f.unit,
+                                        in_values=True) for f in sig)]
+        typed = type_rows(cols, [rows[i] for i in idx])
         for j, reason in typed.rejected.items():
             rejected[idx[j]] = reason
         if typed.accepted:
