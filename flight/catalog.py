@@ -1,0 +1,390 @@
+"""The lake as the Flight SQL server sees it: tables, per-org views, time travel.
+
+Every table lives at `<lake_uri>/<name>` and is partitioned by `org_id`. A caller only
+ever gets datasets restricted to their own org: the partition predicate prunes other
+orgs' files before anything is read, and a row filter on `org_id` backs it up.
+
+Which tables an org sees: the shared tables (`audit_log`, `step_events`, `runs`) always,
+and a `form_*` table once the org has a partition in it. Another org's form tables are
+not listed and cannot be queried (not even their column names leak).
+
+Time travel: `name@v<N>` (a Delta version) or `name@<ISO-8601 timestamp>` (the latest
+version committed at or before that instant; no zone = UTC).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from deltalake import DeltaTable
+
+from flight import protocol
+
+SHARED_TABLES = frozenset({"audit_log", "step_events", "runs"})
+FORM_PREFIX = "form_"
+PARTITION_COLUMN = "org_id"
+TABLE_TYPE = "TABLE"
+
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
+_VERSION = re.compile(r"^v(\d{1,18})$")
+
+
+class TableNotFound(LookupError):
+    """The table does not exist in the caller's view of the lake."""
+
+
+class TimeTravelError(ValueError):
+    """A `name@...` reference that cannot be resolved (bad syntax, no such version/instant)."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table as written in SQL: `runs`, `form_x@v3`, `runs@2026-11-01T12:00:00Z`."""
+
+    name: str
+    version: int | None = None
+    as_of: datetime | None = None
+
+    @property
+    def sql_name(self) -> str:
+        if self.version is not None:
+            return f"{self.name}@v{self.version}"
+        if self.as_of is not None:
+            return f"{self.name}@{self.as_of.isoformat().replace('+00:00', 'Z')}"
+        return self.name
+
+
+def parse_table_ref(text: str) -> TableRef | None:
+    """Parse a referenced table name; None if it cannot be a lake table at all."""
+    name, sep, suffix = text.partition("@")
+    name = name.lower()  # DuckDB resolves identifiers case-insensitively
+    if not _TABLE_NAME.match(name):
+        return None
+    if not sep:
+        return TableRef(name)
+    version = _VERSION.match(suffix)
+    if version:
+        return TableRef(name, version=int(version.group(1)))
+    try:
+        instant = datetime.fromisoformat(suffix)
+    except ValueError:
+        raise TimeTravelError(
+            f'cannot read "{text}": after @ put v<version> or an ISO-8601 timestamp '
+            '(e.g. "runs@v3", "runs@2026-11-01T12:00:00Z")'
+        ) from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    return TableRef(name, as_of=instant.astimezone(UTC))
+
+
+def list_table_names(lake_uri: str) -> list[str]:
+    """Names of the Delta tables directly under the lake folder.
+
+    Local paths and file:// URIs only; object stores (s3://, …) plug in here.
+    """
+    parsed = urlparse(lake_uri)
+    if parsed.scheme not in ("", "file") and not re.match(r"^[a-zA-Z]$", parsed.scheme):
+        raise NotImplementedError(f"listing tables under {parsed.scheme}:// lakes is not implemented yet")
+    root = parsed.path if parsed.scheme == "file" else lake_uri
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return []
+    return sorted(
+        e.name
+        for e in entries
+        if e.is_dir() and _TABLE_NAME.match(e.name) and os.path.isdir(os.path.join(e.path, "_delta_log"))
+    )
+
+
+def table_uri(lake_uri: str, name: str) -> str:
+    return lake_uri.rstrip("/") + "/" + name
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A table's current shape, for GetTables: Arrow schema with remarks, description."""
+
+    name: str
+    schema: pa.Schema
+    description: str | None
+    version: int
+
+
+class _Cached:
+    """One DeltaTable kept loaded and refreshed cheaply (`update_incremental`)."""
+
+    def __init__(self, table: DeltaTable, now: float) -> None:
+        self.table = table
+        self.lock = threading.Lock()
+        self.checked_at = now
+        self.orgs: tuple[int, frozenset[str]] | None = None  # (version, orgs with a partition)
+        self.info: TableInfo | None = None
+
+
+class _LRU(OrderedDict[Any, Any]):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def remember(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+    def recall(self, key: Any) -> Any:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+
+class LakeCatalog:
+    """Discovers tables under `lake_uri` and hands out org-restricted Arrow datasets."""
+
+    def __init__(
+        self,
+        lake_uri: str,
+        *,
+        storage_options: dict[str, str] | None = None,
+        refresh_interval_s: float = 0.5,
+        listing_ttl_s: float = 2.0,
+        catalog_name: str = "flasktrack",
+        schema_name: str = "main",
+        pinned_cache_size: int = 32,
+        dataset_cache_size: int = 256,
+    ) -> None:
+        self.lake_uri = lake_uri.rstrip("/")
+        self.storage_options = storage_options
+        self.refresh_interval_s = refresh_interval_s
+        self.listing_ttl_s = listing_ttl_s
+        self.catalog_name = catalog_name
+        self.schema_name = schema_name
+        self._lock = threading.Lock()
+        self._tables: dict[str, _Cached] = {}
+        self._listing: tuple[float, list[str]] | None = None
+        self._pinned = _LRU(pinned_cache_size)  # (name, version) → DeltaTable at that version
+        self._datasets = _LRU(dataset_cache_size)  # (name, version, org) → org dataset
+
+    # --- discovery ------------------------------------------------------------------
+
+    def table_names(self, *, fresh: bool = False) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            if not fresh and self._listing and now - self._listing[0] < self.listing_ttl_s:
+                return self._listing[1]
+        names = list_table_names(self.lake_uri)
+        with self._lock:
+            self._listing = (now, names)
+        return names
+
+    def visible_tables(self, org_id: str) -> list[str]:
+        return [n for n in self.table_names() if self._visible(n, org_id)]
+
+    def is_visible(self, name: str, org_id: str) -> bool:
+        if not _TABLE_NAME.match(name):
+            return False
+        if name not in self.table_names() and name not in self.table_names(fresh=True):
+            return False
+        return self._visible(name, org_id)
+
+    def _visible(self, name: str, org_id: str) -> bool:
+        cached = self._current(name)
+        with cached.lock:
+            return self._visible_locked(cached, name, org_id)
+
+    @staticmethod
+    def _visible_locked(cached: _Cached, name: str, org_id: str) -> bool:
+        table = cached.table
+        if PARTITION_COLUMN not in table.metadata().partition_columns:
+            return False  # a table not partitioned by org cannot be served per tenant
+        if name in SHARED_TABLES:
+            return True
+        version = table.version()
+        if cached.orgs is None or cached.orgs[0] != version:
+            orgs = frozenset(p[PARTITION_COLUMN] for p in table.partitions() if p.get(PARTITION_COLUMN))
+            cached.orgs = (version, orgs)
+        return org_id in cached.orgs[1]
+
+    def info(self, name: str) -> TableInfo:
+        cached = self._current(name)
+        with cached.lock:
+            version = cached.table.version()
+            if cached.info is None or cached.info.version != version:
+                cached.info = self._describe(name, cached.table, version)
+            return cached.info
+
+    # --- data -----------------------------------------------------------------------
+
+    def dataset(self, ref: TableRef, org_id: str) -> pads.Dataset:
+        """The org's rows of `ref` (current, a version, or as of an instant) as a dataset.
+
+        Raises TableNotFound when the table is not in the org's view. Datasets are cached
+        per (table, version, org): building one lists the files, which costs milliseconds.
+        """
+        if not self.is_visible(ref.name, org_id):
+            raise TableNotFound(ref.name)
+        if ref.version is None and ref.as_of is None:
+            cached = self._current(ref.name)
+            with cached.lock:
+                version = cached.table.version()
+                return self._org_dataset(ref.name, version, cached.table, org_id)
+        table = self._pinned_table(ref)
+        return self._org_dataset(ref.name, table.version(), table, org_id)
+
+    def _org_dataset(self, name: str, version: int, table: DeltaTable, org_id: str) -> pads.Dataset:
+        key = (name, version, org_id)
+        with self._lock:
+            dataset = self._datasets.recall(key)
+        if dataset is None:
+            dataset = _org_dataset(table, org_id)
+            with self._lock:
+                self._datasets.remember(key, dataset)
+        return dataset
+
+    def _pinned_table(self, ref: TableRef) -> DeltaTable:
+        uri = table_uri(self.lake_uri, ref.name)
+        if ref.as_of is not None:
+            version = self._version_at(ref, uri)
+        else:
+            assert ref.version is not None
+            version = ref.version
+        key = (ref.name, version)
+        with self._lock:
+            table = self._pinned.recall(key)
+        if table is not None:
+            return table
+        try:
+            table = DeltaTable(uri, version=version, storage_options=self.storage_options)
+        except Exception as exc:  # noqa: BLE001 - delta-rs raises a generic error for a missing version
+            raise TimeTravelError(f'"{ref.sql_name}": table {ref.name} has no version {version}') from exc
+        with self._lock:
+            self._pinned.remember(key, table)
+        return table
+
+    def _version_at(self, ref: TableRef, uri: str) -> int:
+        assert ref.as_of is not None
+        table = DeltaTable(uri, storage_options=self.storage_options)
+        history = table.history()
+        at_ms = ref.as_of.timestamp() * 1000
+        versions = [h["version"] for h in history if h.get("timestamp", 0) <= at_ms]
+        if not versions:
+            raise TimeTravelError(f'"{ref.sql_name}": table {ref.name} did not exist yet at that instant')
+        return int(max(versions))
+
+    def _current(self, name: str) -> _Cached:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._tables.get(name)
+        if cached is None:
+            try:
+                table = DeltaTable(table_uri(self.lake_uri, name), storage_options=self.storage_options)
+            except Exception as exc:  # noqa: BLE001 - TableNotFoundError and storage errors alike
+                raise TableNotFound(name) from exc
+            with self._lock:
+                cached = self._tables.setdefault(name, _Cached(table, now))
+            return cached
+        if now - cached.checked_at >= self.refresh_interval_s:
+            with cached.lock:
+                if now - cached.checked_at >= self.refresh_interval_s:
+                    cached.table.update_incremental()
+                    cached.checked_at = now
+        return cached
+
+    def _describe(self, name: str, table: DeltaTable, version: int) -> TableInfo:
+        metadata = table.metadata()
+        schema = table.to_pyarrow_dataset().schema
+        comments = {f.name: f.metadata.get("comment") for f in table.schema().fields}
+        fields = []
+        for f in schema:
+            meta = {
+                protocol.META_CATALOG_NAME: self.catalog_name,
+                protocol.META_DB_SCHEMA_NAME: self.schema_name,
+                protocol.META_SCHEMA_NAME: self.schema_name,
+                protocol.META_TABLE_NAME: name,
+                protocol.META_TYPE_NAME: sql_type_name(f.type),
+                protocol.META_IS_READ_ONLY: "1",
+                protocol.META_IS_SEARCHABLE: "1",
+                protocol.META_IS_AUTO_INCREMENT: "0",
+                protocol.META_IS_CASE_SENSITIVE: "1" if pa.types.is_string(f.type) else "0",
+            }
+            comment = comments.get(f.name)
+            if comment:
+                meta[protocol.META_REMARKS] = str(comment)
+            fields.append(f.with_metadata(meta))
+        schema_meta = {protocol.META_REMARKS: metadata.description} if metadata.description else None
+        return TableInfo(name, pa.schema(fields, metadata=schema_meta), metadata.description, version)
+
+
+def _org_dataset(table: DeltaTable, org_id: str) -> pads.Dataset:
+    dataset = table.to_pyarrow_dataset(file_pruning_predicate=[(PARTITION_COLUMN, "=", org_id)])
+    # Files are already pruned to the org's partition; the row filter is a second lock.
+    return dataset.filter(pc.field(PARTITION_COLUMN) == org_id)
+
+
+def sql_type_name(arrow_type: pa.DataType) -> str:
+    """The SQL (DuckDB) name of an Arrow type, for ARROW:FLIGHT:SQL:TYPE_NAME."""
+    t = arrow_type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "VARCHAR"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_int8(t):
+        return "TINYINT"
+    if pa.types.is_int16(t):
+        return "SMALLINT"
+    if pa.types.is_int32(t):
+        return "INTEGER"
+    if pa.types.is_int64(t):
+        return "BIGINT"
+    if pa.types.is_float32(t):
+        return "FLOAT"
+    if pa.types.is_float64(t):
+        return "DOUBLE"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP WITH TIME ZONE" if t.tz else "TIMESTAMP"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "BLOB"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{sql_type_name(t.value_type)}[]"
+    if pa.types.is_struct(t):
+        return "STRUCT"
+    if pa.types.is_map(t):
+        return "MAP"
+    return str(t).upper()
+
+
+def like_to_regex(pattern: str) -> re.Pattern[str]:
+    """A Flight SQL filter pattern (`%` any run, `_` one char, `\\` escapes) as a regex."""
+    out: list[str] = []
+    escaped = False
+    for ch in pattern:
+        if escaped:
+            out.append(re.escape(ch))
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "%":
+            out.append(".*")
+        elif ch == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("^" + "".join(out) + "$", re.DOTALL)

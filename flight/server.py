@@ -1,0 +1,945 @@
+"""Flight SQL server over the Delta lake: tenant-isolated, sandboxed, read-only.
+
+Request flow (what ADBC / JDBC / DBeaver do):
+
+    Handshake (Basic)        → bearer token (auth.BearerAuthMiddlewareFactory)
+    GetFlightInfo(CommandStatementQuery) or DoAction(CreatePreparedStatement)
+        → a fresh sandboxed DuckDB connection (sandbox.py) holding only the caller's org's
+          datasets for the tables the SQL names; the result schema is bound, nothing runs
+    DoGet(TicketStatementQuery)
+        → the query runs on that same connection and streams record batches
+
+Tickets and prepared-statement handles are random, single-server, and bound to the
+caller's org, actor and bearer token; a ticket is consumed by its first DoGet.
+Metadata tickets carry the command itself and are always answered for the caller's
+own org, so replaying them leaks nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from typing import Any, NoReturn
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.flight as flight
+import structlog
+from google.protobuf.message import Message
+
+from flight import protocol as P
+from flight.auth import (
+    Authenticator,
+    BearerAuthMiddleware,
+    BearerAuthMiddlewareFactory,
+    NoOpAuthHandler,
+    Outcome,
+    Principal,
+    QueryEvent,
+    SessionStore,
+    caller,
+    record,
+)
+from flight.catalog import (
+    TABLE_TYPE,
+    LakeCatalog,
+    TableNotFound,
+    TimeTravelError,
+    like_to_regex,
+    parse_table_ref,
+)
+from flight.sandbox import (
+    ConnectionPool,
+    Deadline,
+    QueryTimeout,
+    Sandbox,
+    SandboxSettings,
+    SqlRefused,
+    check_statement,
+    plain_scan_table,
+    referenced_tables,
+)
+
+log = structlog.get_logger(__name__)
+
+SERVER_NAME = "Flask Track"
+DEFAULT_PORT = 8815
+
+_DEFAULT_BATCH_BYTES = 8 * 1024 * 1024  # the ADBC Go client accepts 16 MiB messages by default
+
+
+def _server_version() -> str:
+    try:
+        return importlib_metadata.version("flasktrack")
+    except importlib_metadata.PackageNotFoundError:
+        return "0.1.0"
+
+
+# --- errors as Flight statuses ---------------------------------------------------------
+
+
+def _status(exc: BaseException) -> BaseException:
+    """The Flight error a client should see for `exc` (no server tracebacks leak out)."""
+    if isinstance(exc, flight.FlightError):
+        return exc
+    if isinstance(exc, QueryTimeout):
+        return flight.FlightTimedOutError(str(exc))
+    if isinstance(exc, SqlRefused):
+        return flight.FlightUnauthorizedError(f"refused: {exc}")
+    if isinstance(exc, TableNotFound):
+        return flight.FlightServerError(f"Catalog Error: Table with name {exc} does not exist")
+    if isinstance(exc, duckdb.Error | TimeTravelError | P.ProtocolError):
+        return flight.FlightServerError(_first_lines(exc))
+    return flight.FlightInternalError("internal error (see server log)")
+
+
+def _first_lines(exc: BaseException, limit: int = 6) -> str:
+    text = str(exc).strip()
+    return "\n".join(text.splitlines()[:limit]) if text else type(exc).__name__
+
+
+def _not_found(what: str) -> flight.FlightServerError:
+    return flight.FlightServerError(f"not found: {what}")
+
+
+def _unsupported(what: str) -> flight.FlightServerError:
+    return flight.FlightServerError(f"not supported: {what}")
+
+
+# --- statements and tickets --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Owner:
+    org_id: str
+    actor_type: str
+    actor_id: str
+    token: str
+
+    @classmethod
+    def of(cls, session: BearerAuthMiddleware) -> _Owner:
+        p = session.principal
+        return cls(p.org_id, p.actor_type, p.actor_id, session.token)
+
+
+@dataclass
+class _Prepared:
+    """A statement whose SQL was checked and bound: a ticket to run, or a prepared statement."""
+
+    handle: bytes
+    sql: str
+    owner: _Owner
+    schema: pa.Schema
+    tables: tuple[str, ...]
+    prepare_ms: float
+    sandbox: Sandbox | None  # bound connection, used by the next execution
+    expires_at: float
+    scan: pads.Dataset | None = None  # set when the SQL just reads one whole table
+    ttl_s: float = 0.0
+    client_address: str | None = None
+
+    def release(self) -> Sandbox | None:
+        sandbox, self.sandbox = self.sandbox, None
+        return sandbox
+
+
+@dataclass
+class _Registry:
+    """Handles → statements, with expiry; closing an entry closes its DuckDB connection."""
+
+    max_per_session: int
+    _entries: dict[bytes, _Prepared] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, entry: _Prepared) -> None:
+        evicted: list[_Prepared] = []
+        now = time.monotonic()
+        with self._lock:
+            for handle, other in list(self._entries.items()):
+                if other.expires_at < now:
+                    evicted.append(self._entries.pop(handle))
+            mine = [e for e in self._entries.values() if e.owner.token == entry.owner.token]
+            for old in sorted(mine, key=lambda e: e.expires_at)[: max(0, len(mine) + 1 - self.max_per_session)]:
+                evicted.append(self._entries.pop(old.handle))
+            self._entries[entry.handle] = entry
+        for old in evicted:
+            _close(old.release())
+
+    def get(self, handle: bytes) -> _Prepared | None:
+        with self._lock:
+            entry = self._entries.get(handle)
+            if entry is None:
+                return None
+            if entry.expires_at < time.monotonic():
+                del self._entries[handle]
+                _close(entry.release())
+                return None
+            if entry.ttl_s:
+                entry.expires_at = time.monotonic() + entry.ttl_s
+            return entry
+
+    def pop(self, handle: bytes) -> _Prepared | None:
+        with self._lock:
+            return self._entries.pop(handle, None)
+
+    def close_all(self) -> None:
+        with self._lock:
+            entries, self._entries = list(self._entries.values()), {}
+        for entry in entries:
+            _close(entry.release())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _close(sandbox: Sandbox | None) -> None:
+    if sandbox is not None:
+        sandbox.close()
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+class FlightSqlServer(flight.FlightServerBase):
+    """Flight SQL over `<lake_uri>/<table>` Delta tables, one org per caller, read-only."""
+
+    def __init__(
+        self,
+        location: str,
+        lake_uri: str,
+        authenticator: Authenticator,
+        *,
+        memory_limit: str = "1GB",
+        threads: int = 2,
+        query_timeout_s: float = 30.0,
+        storage_options: dict[str, str] | None = None,
+        catalog_name: str = "flasktrack",
+        schema_name: str = "main",
+        max_batch_bytes: int = _DEFAULT_BATCH_BYTES,
+        prefetch_batches: int = 4,
+        max_concurrent_queries: int = 4,
+        statement_ttl_s: float = 600.0,
+        max_statements_per_session: int = 64,
+        token_idle_ttl_s: float = 3600.0,
+        token_max_ttl_s: float = 12 * 3600.0,
+        warm_connections: int = 2,
+        spill_dir: str | None = None,
+        tls_certificates: list[flight.CertKeyPair] | None = None,
+    ) -> None:
+        self.authenticator = authenticator
+        self.sessions = SessionStore(idle_ttl_s=token_idle_ttl_s, max_ttl_s=token_max_ttl_s)
+        self.catalog = LakeCatalog(
+            lake_uri, storage_options=storage_options, catalog_name=catalog_name, schema_name=schema_name
+        )
+        self.settings = SandboxSettings(
+            memory_limit=memory_limit,
+            threads=threads,
+            timeout_s=query_timeout_s,
+            catalog=catalog_name,
+            spill_dir=spill_dir,
+        )
+        self.pool = ConnectionPool(self.settings, size=warm_connections)
+        self.max_batch_bytes = max_batch_bytes
+        self.prefetch_batches = prefetch_batches
+        self.statement_ttl_s = statement_ttl_s
+        self._tickets = _Registry(max_per_session=max_statements_per_session)
+        self._prepared = _Registry(max_per_session=max_statements_per_session)
+        self._slots = threading.BoundedSemaphore(max_concurrent_queries)
+        self._sql_info = _sql_info_values(self.settings)
+        super().__init__(
+            location,
+            auth_handler=NoOpAuthHandler(),
+            middleware={"auth": BearerAuthMiddlewareFactory(authenticator, self.sessions)},
+            tls_certificates=tls_certificates,
+        )
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._tickets.close_all()
+        self._prepared.close_all()
+        self.pool.close()
+
+    # --- Flight RPCs ----------------------------------------------------------------------
+
+    def get_flight_info(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        session = caller(context)
+        name, command = self._command(descriptor)
+        if name == "CommandStatementQuery":
+            entry = self._prepare(context, session, command.query)
+            return self._ticket_info(descriptor, entry)
+        if name == "CommandPreparedStatementQuery":
+            entry = self._execute_prepared(context, session, command.prepared_statement_handle)
+            return self._ticket_info(descriptor, entry)
+        schema = self._metadata_schema(session, name, command)
+        endpoint = flight.FlightEndpoint(descriptor.command, [])
+        return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
+
+    def get_schema(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
+        session = caller(context)
+        name, command = self._command(descriptor)
+        if name == "CommandStatementQuery":
+            entry = self._prepare(context, session, command.query)
+            _close(entry.release())
+            return flight.SchemaResult(entry.schema)
+        if name == "CommandPreparedStatementQuery":
+            prepared = self._owned(self._prepared, command.prepared_statement_handle, session, "prepared statement")
+            return flight.SchemaResult(prepared.schema)
+        return flight.SchemaResult(self._metadata_schema(session, name, command))
+
+    def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
+        session = caller(context)
+        try:
+            name, command = P.unpack(ticket.ticket)
+        except P.ProtocolError as exc:
+            raise _status(exc) from None
+        if name == "TicketStatementQuery":
+            handle = command.statement_handle
+            entry = self._owned(self._tickets, handle, session, "ticket", consume=True)
+            return self._stream(context, session, entry)
+        if command is None:
+            raise _unsupported(f"ticket {name}")
+        table = self._metadata_table(session, name, command)
+        return flight.RecordBatchStream(table)
+
+    def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
+        session = caller(context)
+        kind = action.type
+        if kind == "CreatePreparedStatement":
+            request = self._action_body(action, P.ActionCreatePreparedStatementRequest)
+            if request.HasField("transaction_id"):
+                raise _unsupported("transactions (the server is read-only)")
+            entry = self._prepare(context, session, request.query, prepared=True)
+            result = P.ActionCreatePreparedStatementResult(
+                prepared_statement_handle=entry.handle, dataset_schema=P.serialize_schema(entry.schema)
+            )
+            return iter([P.pack(result)])
+        if kind == "ClosePreparedStatement":
+            request = self._action_body(action, P.ActionClosePreparedStatementRequest)
+            handle = request.prepared_statement_handle
+            entry = self._owned(self._prepared, handle, session, "prepared statement", consume=True)
+            _close(entry.release())
+            return iter([])
+        if kind in ("BeginTransaction", "EndTransaction", "BeginSavepoint", "EndSavepoint"):
+            raise _unsupported(f"{kind}: transactions (the server is read-only)")
+        raise _unsupported(f"action {kind}")
+
+    def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
+        return [
+            ("CreatePreparedStatement", "Bind a SELECT; returns a handle and the result schema."),
+            ("ClosePreparedStatement", "Release a prepared statement."),
+        ]
+
+    def do_put(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        session = caller(context)
+        name, command = self._command(descriptor)
+        sql = getattr(command, "query", "") or ""
+        if name == "CommandPreparedStatementQuery":
+            prepared = self._owned(self._prepared, command.prepared_statement_handle, session, "prepared statement")
+            sql = prepared.sql
+            reason = "query parameters are not supported: inline the values in the SQL"
+        elif name == "CommandStatementIngest":
+            reason = f"read-only server: bulk ingestion into {command.table!r} is refused"
+        else:
+            reason = f"read-only server: {name} is refused (updates and ingestion are not accepted)"
+        self._audit(session.principal, context, sql, "refused", reason=reason)
+        raise flight.FlightUnauthorizedError(f"refused: {reason}")
+
+    def do_exchange(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.MetadataRecordBatchWriter,
+    ) -> None:
+        caller(context)
+        raise _unsupported("DoExchange")
+
+    def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        caller(context)
+        return iter([])
+
+    # --- statements -----------------------------------------------------------------------
+
+    def _prepare(
+        self, context: flight.ServerCallContext, session: BearerAuthMiddleware, sql: str, *, prepared: bool = False
+    ) -> _Prepared:
+        """Check and bind `sql` on a fresh sandbox holding the caller's datasets."""
+        principal = session.principal
+        self._require_query_role(principal, context, sql)
+        started = time.perf_counter()
+        sandbox = Sandbox(self.pool.take(), self.settings)
+        tables: tuple[str, ...] = ()
+        try:
+            check_statement(sandbox.con, sql)
+            datasets = self._register_tables(sandbox, principal, sql)
+            tables = tuple(datasets)
+            sandbox.deadline.start()
+            try:
+                schema = sandbox.result_schema(sql)
+            finally:
+                sandbox.deadline.cancel()
+        except Exception as raw:  # noqa: BLE001 - every failure is audited, then mapped to a status
+            exc = sandbox.translate(raw)
+            sandbox.close()
+            outcome: Outcome = "refused" if isinstance(exc, SqlRefused) else "error"
+            self._audit(
+                principal,
+                context,
+                sql,
+                outcome,
+                reason=_first_lines(exc, 3),
+                duration_ms=_ms(started),
+                tables=tables,
+            )
+            if not isinstance(exc, SqlRefused | duckdb.Error | TableNotFound | TimeTravelError | QueryTimeout):
+                log.exception("flight.prepare_failed")
+            raise _status(exc) from None
+        ttl = self.statement_ttl_s
+        entry = _Prepared(
+            handle=secrets.token_bytes(16),
+            sql=sql,
+            owner=_Owner.of(session),
+            schema=schema,
+            tables=tables,
+            prepare_ms=_ms(started),
+            sandbox=sandbox,
+            expires_at=time.monotonic() + ttl,
+            ttl_s=ttl if prepared else 0.0,
+            client_address=_peer(context),
+            scan=_whole_table_scan(sql, datasets, schema),
+        )
+        (self._prepared if prepared else self._tickets).add(entry)
+        return entry
+
+    def _register_tables(self, sandbox: Sandbox, principal: Principal, sql: str) -> dict[str, pads.Dataset]:
+        """Register the caller's org's dataset for every lake table the SQL names."""
+        registered: dict[str, pads.Dataset] = {}
+        for name in sorted(referenced_tables(sandbox.con, sql)):
+            ref = parse_table_ref(name)
+            if ref is None:
+                continue
+            try:
+                dataset = self.catalog.dataset(ref, principal.org_id)
+            except TableNotFound:
+                continue  # not in this org's view: DuckDB reports "table does not exist"
+            sandbox.register(name, dataset)
+            registered[name] = dataset
+        return registered
+
+    def _execute_prepared(
+        self, context: flight.ServerCallContext, session: BearerAuthMiddleware, handle: bytes
+    ) -> _Prepared:
+        prepared = self._owned(self._prepared, handle, session, "prepared statement")
+        sandbox = prepared.release()
+        if sandbox is None:  # already executed once: bind again on a fresh connection
+            return self._prepare(context, session, prepared.sql)
+        entry = _Prepared(
+            handle=secrets.token_bytes(16),
+            sql=prepared.sql,
+            owner=prepared.owner,
+            schema=prepared.schema,
+            tables=prepared.tables,
+            prepare_ms=prepared.prepare_ms,
+            sandbox=sandbox,
+            expires_at=time.monotonic() + self.statement_ttl_s,
+            client_address=_peer(context),
+            scan=prepared.scan,
+        )
+        self._tickets.add(entry)
+        return entry
+
+    def _ticket_info(self, descriptor: flight.FlightDescriptor, entry: _Prepared) -> flight.FlightInfo:
+        ticket = P.pack(P.TicketStatementQuery(statement_handle=entry.handle))
+        return flight.FlightInfo(entry.schema, descriptor, [flight.FlightEndpoint(ticket, [])], -1, -1)
+
+    def _stream(
+        self, context: flight.ServerCallContext, session: BearerAuthMiddleware, entry: _Prepared
+    ) -> flight.FlightDataStream:
+        sandbox = entry.release()
+        if sandbox is None:  # pragma: no cover - tickets always carry their connection
+            raise _not_found("ticket")
+        principal = session.principal
+        max_bytes = self.max_batch_bytes
+        batch_rows = _batch_rows(entry.schema, max_bytes)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            started = time.perf_counter()
+            rows = 0
+            outcome: Outcome = "ok"
+            reason: str | None = None
+            acquired = self._slots.acquire(timeout=self.settings.timeout_s)
+            try:
+                if not acquired:
+                    raise flight.FlightUnavailableError("server busy: too many queries running, retry shortly")
+                sandbox.deadline.start()
+                if entry.scan is not None:
+                    source = _scan_batches(entry.scan, entry.schema, batch_rows, sandbox.deadline)
+                else:
+                    source = sandbox.batches(entry.sql, batch_rows, prefetch=self.prefetch_batches)
+                for batch in source:
+                    rows += batch.num_rows
+                    if batch.nbytes > max_bytes and batch.num_rows > 1:
+                        yield from _split(batch, max_bytes)
+                    else:
+                        yield batch
+            except GeneratorExit:
+                outcome, reason = "error", "client went away before the end of the stream"
+                raise
+            except BaseException as raw:  # noqa: BLE001 - audited, then mapped to a Flight status
+                exc = sandbox.translate(raw)
+                outcome = "refused" if isinstance(exc, SqlRefused) else "error"
+                reason = _first_lines(exc, 3)
+                if not isinstance(exc, QueryTimeout | SqlRefused | duckdb.Error | OSError | flight.FlightError):
+                    log.exception("flight.stream_failed")
+                raise _status(exc) from None
+            finally:
+                sandbox.close()
+                if acquired:
+                    self._slots.release()
+                self._audit(
+                    principal,
+                    context,
+                    entry.sql,
+                    outcome,
+                    rows=rows,
+                    reason=reason,
+                    duration_ms=entry.prepare_ms + _ms(started),
+                    tables=entry.tables,
+                    client_address=entry.client_address,
+                )
+
+        return flight.GeneratorStream(entry.schema, batches())
+
+    def _owned(
+        self, registry: _Registry, handle: bytes, session: BearerAuthMiddleware, what: str, *, consume: bool = False
+    ) -> _Prepared:
+        """Look a handle up for its owner only; anyone else is refused and audited."""
+        entry = registry.get(handle)
+        if entry is None:
+            raise _not_found(f"{what} (unknown, expired or already used)")
+        if entry.owner != _Owner.of(session):
+            reason = f"{what} belongs to another session"
+            self._audit(session.principal, None, "", "denied", reason=reason)
+            raise flight.FlightUnauthorizedError(f"permission denied: {reason}")
+        if consume:
+            registry.pop(handle)
+        return entry
+
+    # --- metadata -------------------------------------------------------------------------
+
+    _METADATA_SCHEMAS: dict[str, pa.Schema] = {
+        "CommandGetSqlInfo": P.SQL_INFO_SCHEMA,
+        "CommandGetXdbcTypeInfo": P.XDBC_TYPE_INFO_SCHEMA,
+        "CommandGetCatalogs": P.CATALOGS_SCHEMA,
+        "CommandGetDbSchemas": P.DB_SCHEMAS_SCHEMA,
+        "CommandGetTableTypes": P.TABLE_TYPES_SCHEMA,
+        "CommandGetPrimaryKeys": P.PRIMARY_KEYS_SCHEMA,
+        "CommandGetExportedKeys": P.KEYS_SCHEMA,
+        "CommandGetImportedKeys": P.KEYS_SCHEMA,
+        "CommandGetCrossReference": P.KEYS_SCHEMA,
+    }
+
+    def _metadata_schema(self, session: BearerAuthMiddleware, name: str, command: Any) -> pa.Schema:
+        if name == "CommandGetTables":
+            self._require_metadata_role(session.principal, name)
+            assert command is not None
+            return P.TABLES_WITH_SCHEMA_SCHEMA if command.include_schema else P.TABLES_SCHEMA
+        schema = self._METADATA_SCHEMAS.get(name)
+        if schema is None or command is None:
+            self._refuse_command(session, name)
+        if name != "CommandGetSqlInfo":
+            self._require_metadata_role(session.principal, name)
+        return schema
+
+    def _metadata_table(self, session: BearerAuthMiddleware, name: str, command: Any) -> pa.Table:
+        self._metadata_schema(session, name, command)  # role and command checks
+        org_id = session.principal.org_id
+        cat = self.catalog
+        if name == "CommandGetSqlInfo":
+            return P.sql_info_table(self._sql_info, list(command.info))
+        if name == "CommandGetCatalogs":
+            return pa.Table.from_pylist([{"catalog_name": cat.catalog_name}], schema=P.CATALOGS_SCHEMA)
+        if name == "CommandGetDbSchemas":
+            rows = []
+            if _catalog_matches(command, "catalog", cat.catalog_name) and _pattern_matches(
+                command, "db_schema_filter_pattern", cat.schema_name
+            ):
+                rows.append({"catalog_name": cat.catalog_name, "db_schema_name": cat.schema_name})
+            return pa.Table.from_pylist(rows, schema=P.DB_SCHEMAS_SCHEMA)
+        if name == "CommandGetTables":
+            return self._tables_table(org_id, command)
+        if name == "CommandGetTableTypes":
+            return pa.Table.from_pylist([{"table_type": TABLE_TYPE}], schema=P.TABLE_TYPES_SCHEMA)
+        if name == "CommandGetXdbcTypeInfo":
+            return _xdbc_type_info(command)
+        # Primary/foreign keys: Delta tables declare none.
+        return self._METADATA_SCHEMAS[name].empty_table()
+
+    def _tables_table(self, org_id: str, command: Any) -> pa.Table:
+        cat = self.catalog
+        include_schema = bool(command.include_schema)
+        schema = P.TABLES_WITH_SCHEMA_SCHEMA if include_schema else P.TABLES_SCHEMA
+        types = list(command.table_types)
+        if (
+            not _catalog_matches(command, "catalog", cat.catalog_name)
+            or not _pattern_matches(command, "db_schema_filter_pattern", cat.schema_name)
+            or (types and TABLE_TYPE not in types)
+        ):
+            return schema.empty_table()
+        rows: list[dict[str, Any]] = []
+        for table in cat.visible_tables(org_id):
+            if not _pattern_matches(command, "table_name_filter_pattern", table):
+                continue
+            row: dict[str, Any] = {
+                "catalog_name": cat.catalog_name,
+                "db_schema_name": cat.schema_name,
+                "table_name": table,
+                "table_type": TABLE_TYPE,
+            }
+            if include_schema:
+                row["table_schema"] = P.serialize_schema(cat.info(table).schema)
+            rows.append(row)
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    # --- checks and audit -----------------------------------------------------------------
+
+    def _command(self, descriptor: flight.FlightDescriptor) -> tuple[str, Any]:
+        if descriptor.descriptor_type != flight.DescriptorType.CMD:
+            raise _unsupported("path descriptors (send a Flight SQL command)")
+        try:
+            return P.unpack(descriptor.command)
+        except P.ProtocolError as exc:
+            raise _status(exc) from None
+
+    def _refuse_command(self, session: BearerAuthMiddleware, name: str) -> NoReturn:
+        if name in ("CommandStatementUpdate", "CommandPreparedStatementUpdate", "CommandStatementIngest"):
+            raise flight.FlightUnauthorizedError(f"refused: read-only server: {name} is refused")
+        raise _unsupported(f"command {name}")
+
+    def _require_query_role(self, principal: Principal, context: flight.ServerCallContext, sql: str) -> None:
+        if not principal.may_query:
+            reason = f"role {principal.role!r} may not run queries"
+            self._audit(principal, context, sql, "denied", reason=reason)
+            raise flight.FlightUnauthorizedError(f"permission denied: {reason}")
+
+    def _require_metadata_role(self, principal: Principal, name: str) -> None:
+        if not principal.may_query:
+            reason = f"role {principal.role!r} may not browse the catalog ({name})"
+            self._audit(principal, None, "", "denied", reason=reason)
+            raise flight.FlightUnauthorizedError(f"permission denied: {reason}")
+
+    def _audit(
+        self,
+        principal: Principal | None,
+        context: flight.ServerCallContext | None,
+        sql: str,
+        outcome: Outcome,
+        *,
+        rows: int = 0,
+        reason: str | None = None,
+        duration_ms: float = 0.0,
+        tables: tuple[str, ...] = (),
+        client_address: str | None = None,
+    ) -> None:
+        event = QueryEvent(
+            sql=sql,
+            outcome=outcome,
+            rows=rows,
+            duration_ms=round(duration_ms, 3),
+            reason=reason,
+            client_address=client_address or (_peer(context) if context is not None else None),
+            tables=tables,
+        )
+        record(self.authenticator, principal, event)
+        log.info(
+            "flight.query",
+            outcome=outcome,
+            org_id=principal.org_id if principal else None,
+            actor_id=principal.actor_id if principal else None,
+            rows=rows,
+            duration_ms=event.duration_ms,
+            reason=reason,
+        )
+
+    @staticmethod
+    def _action_body(action: flight.Action, cls: Callable[[], Message]) -> Any:
+        try:
+            name, message = P.unpack(action.body.to_pybytes())
+        except P.ProtocolError as exc:
+            raise _status(exc) from None
+        expected = type(cls()).DESCRIPTOR.name
+        if message is None or name != expected:
+            raise flight.FlightServerError(f"{action.type}: expected {expected}, got {name}")
+        return message
+
+
+def _peer(context: flight.ServerCallContext | None) -> str | None:
+    if context is None:
+        return None
+    try:
+        peer = context.peer()
+    except Exception:  # noqa: BLE001
+        return None
+    return peer.decode() if isinstance(peer, bytes) else peer
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _catalog_matches(command: Message, field_name: str, catalog: str) -> bool:
+    if not command.HasField(field_name):
+        return True
+    return bool(getattr(command, field_name) == catalog)
+
+
+def _pattern_matches(command: Message, field_name: str, value: str) -> bool:
+    if not command.HasField(field_name):
+        return True
+    pattern = getattr(command, field_name)
+    return pattern == "" or bool(like_to_regex(pattern).match(value))
+
+
+def _batch_rows(schema: pa.Schema, max_bytes: int) -> int:
+    """Rows per batch so a batch stays under `max_bytes` (strings guessed at 32 bytes)."""
+    width = 0
+    for f in schema:
+        try:
+            width += max(f.type.bit_width // 8, 1)
+        except ValueError:
+            width += 36
+    return max(1024, min(1 << 20, max_bytes // max(width, 1)))
+
+
+def _whole_table_scan(sql: str, datasets: dict[str, pads.Dataset], schema: pa.Schema) -> pads.Dataset | None:
+    """The dataset to stream directly when `sql` reads one whole table with unchanged types."""
+    name = plain_scan_table(sql)
+    if name is None:
+        return None
+    matches = [d for n, d in datasets.items() if n.lower() == name.lower()]
+    if len(matches) != 1:
+        return None
+    dataset = matches[0]
+    source = dataset.schema
+    if source.names != schema.names:
+        return None
+    if not all(f.type.equals(g.type) for f, g in zip(source, schema, strict=True)):
+        return None
+    return dataset
+
+
+def _scan_batches(
+    dataset: pads.Dataset, schema: pa.Schema, batch_rows: int, deadline: Deadline
+) -> Iterator[pa.RecordBatch]:
+    """A whole-table read straight from Arrow (no engine, no copies), as `schema`."""
+    scanner = dataset.scanner(batch_size=batch_rows, batch_readahead=4, fragment_readahead=2)
+    for batch in scanner.to_reader():
+        if deadline.expired:
+            raise QueryTimeout(f"query interrupted after {deadline.timeout_s:g} s (query timeout)")
+        yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+
+
+def _split(batch: pa.RecordBatch, max_bytes: int) -> Iterator[pa.RecordBatch]:
+    pieces = -(-batch.nbytes // max_bytes)
+    step = -(-batch.num_rows // pieces)
+    for offset in range(0, batch.num_rows, step):
+        yield batch.slice(offset, step)
+
+
+# --- GetSqlInfo and GetXdbcTypeInfo -------------------------------------------------------
+
+_NUMERIC_FUNCTIONS = (
+    "abs acos asin atan atan2 cbrt ceil cos cot degrees exp floor ln log log10 log2 mod pi pow "
+    "power radians random round sign sin sqrt tan trunc"
+).split()
+_STRING_FUNCTIONS = (
+    "ascii chr concat concat_ws contains ends_with left length lower lpad ltrim md5 position "
+    "regexp_extract regexp_matches regexp_replace repeat replace reverse right rpad rtrim "
+    "split_part starts_with strpos substring trim upper"
+).split()
+_DATETIME_FUNCTIONS = (
+    "age current_date current_time current_timestamp date_diff date_part date_trunc datediff "
+    "datepart datetrunc day dayname epoch extract hour make_date make_timestamp minute month "
+    "monthname now quarter second strftime strptime time_bucket to_timestamp week year"
+).split()
+_SYSTEM_FUNCTIONS = "coalesce current_database current_schema greatest ifnull least nullif typeof version".split()
+
+
+def _keywords() -> list[str]:
+    con = duckdb.connect(":memory:")
+    try:
+        return sorted(r[0].upper() for r in con.execute("SELECT keyword_name FROM duckdb_keywords()").fetchall())
+    finally:
+        con.close()
+
+
+def _sql_info_values(settings: SandboxSettings) -> dict[int, P.SqlInfoValue]:
+    S, i32 = P.SqlInfo, P.int32
+    values: dict[int, P.SqlInfoValue] = {
+        S.FLIGHT_SQL_SERVER_NAME: SERVER_NAME,
+        S.FLIGHT_SQL_SERVER_VERSION: _server_version(),
+        S.FLIGHT_SQL_SERVER_ARROW_VERSION: pa.__version__,
+        S.FLIGHT_SQL_SERVER_READ_ONLY: True,
+        S.FLIGHT_SQL_SERVER_SQL: True,
+        S.FLIGHT_SQL_SERVER_SUBSTRAIT: False,
+        S.FLIGHT_SQL_SERVER_TRANSACTION: i32(0),  # SQL_SUPPORTED_TRANSACTION_NONE
+        S.FLIGHT_SQL_SERVER_CANCEL: False,
+        S.FLIGHT_SQL_SERVER_BULK_INGESTION: False,
+        S.FLIGHT_SQL_SERVER_INGEST_TRANSACTIONS_SUPPORTED: False,
+        S.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: i32(int(settings.timeout_s * 1000)),
+        S.FLIGHT_SQL_SERVER_TRANSACTION_TIMEOUT: i32(0),
+        S.SQL_DDL_CATALOG: False,
+        S.SQL_DDL_SCHEMA: False,
+        S.SQL_DDL_TABLE: False,
+        S.SQL_IDENTIFIER_CASE: i32(1),  # SQL_CASE_SENSITIVITY_CASE_INSENSITIVE
+        S.SQL_IDENTIFIER_QUOTE_CHAR: '"',
+        S.SQL_QUOTED_IDENTIFIER_CASE: i32(1),
+        S.SQL_ALL_TABLES_ARE_SELECTABLE: True,
+        S.SQL_NULL_ORDERING: i32(3),  # SQL_NULLS_SORTED_AT_END (DuckDB: NULLS LAST)
+        S.SQL_KEYWORDS: _keywords(),
+        S.SQL_NUMERIC_FUNCTIONS: _NUMERIC_FUNCTIONS,
+        S.SQL_STRING_FUNCTIONS: _STRING_FUNCTIONS,
+        S.SQL_SYSTEM_FUNCTIONS: _SYSTEM_FUNCTIONS,
+        S.SQL_DATETIME_FUNCTIONS: _DATETIME_FUNCTIONS,
+        S.SQL_SEARCH_STRING_ESCAPE: "\\",
+        S.SQL_EXTRA_NAME_CHARACTERS: "",
+        S.SQL_SUPPORTS_COLUMN_ALIASING: True,
+        S.SQL_NULL_PLUS_NULL_IS_NULL: True,
+        S.SQL_SUPPORTS_CONVERT: {},
+        S.SQL_SUPPORTS_TABLE_CORRELATION_NAMES: True,
+        S.SQL_SUPPORTS_DIFFERENT_TABLE_CORRELATION_NAMES: False,
+        S.SQL_SUPPORTS_EXPRESSIONS_IN_ORDER_BY: True,
+        S.SQL_SUPPORTS_ORDER_BY_UNRELATED: True,
+        S.SQL_SUPPORTED_GROUP_BY: i32(0b11),  # UNRELATED | BEYOND_SELECT
+        S.SQL_SUPPORTS_LIKE_ESCAPE_CLAUSE: True,
+        S.SQL_SUPPORTS_NON_NULLABLE_COLUMNS: True,
+        S.SQL_SUPPORTED_GRAMMAR: i32(0b111),  # minimum | core | extended
+        S.SQL_ANSI92_SUPPORTED_LEVEL: i32(0b011),  # entry | intermediate
+        S.SQL_SUPPORTS_INTEGRITY_ENHANCEMENT_FACILITY: False,
+        S.SQL_OUTER_JOINS_SUPPORT_LEVEL: i32(2),  # SQL_FULL_OUTER_JOINS
+        S.SQL_SCHEMA_TERM: "schema",
+        S.SQL_PROCEDURE_TERM: "procedure",
+        S.SQL_CATALOG_TERM: "catalog",
+        S.SQL_CATALOG_AT_START: True,
+        S.SQL_SCHEMAS_SUPPORTED_ACTIONS: i32(0),
+        S.SQL_CATALOGS_SUPPORTED_ACTIONS: i32(0),
+        S.SQL_SUPPORTED_POSITIONED_COMMANDS: i32(0),
+        S.SQL_SELECT_FOR_UPDATE_SUPPORTED: False,
+        S.SQL_STORED_PROCEDURES_SUPPORTED: False,
+        S.SQL_SUPPORTED_SUBQUERIES: i32(0b1111),  # comparisons | exists | in | quantified
+        S.SQL_CORRELATED_SUBQUERIES_SUPPORTED: True,
+        S.SQL_SUPPORTED_UNIONS: i32(0b11),  # UNION | UNION ALL
+        S.SQL_DEFAULT_TRANSACTION_ISOLATION: i32(0),  # SQL_TRANSACTION_NONE
+        S.SQL_TRANSACTIONS_SUPPORTED: False,
+        S.SQL_SUPPORTED_TRANSACTIONS_ISOLATION_LEVELS: i32(0),
+        S.SQL_DATA_DEFINITION_CAUSES_TRANSACTION_COMMIT: False,
+        S.SQL_DATA_DEFINITIONS_IN_TRANSACTIONS_IGNORED: False,
+        S.SQL_SUPPORTED_RESULT_SET_TYPES: i32(0b10),  # FORWARD_ONLY
+        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_UNSPECIFIED: i32(0),
+        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_FORWARD_ONLY: i32(0b10),  # READ_ONLY
+        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_SCROLL_SENSITIVE: i32(0),
+        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_SCROLL_INSENSITIVE: i32(0),
+        S.SQL_BATCH_UPDATES_SUPPORTED: False,
+        S.SQL_SAVEPOINTS_SUPPORTED: False,
+        S.SQL_NAMED_PARAMETERS_SUPPORTED: False,
+        S.SQL_LOCATORS_UPDATE_COPY: False,
+        S.SQL_STORED_FUNCTIONS_USING_CALL_SYNTAX_SUPPORTED: False,
+    }
+    # Length/count limits: 0 = no limit or unknown.
+    for code in range(S.SQL_MAX_BINARY_LITERAL_LENGTH, S.SQL_MAX_ROW_SIZE_INCLUDES_BLOBS):
+        values[code] = 0
+    values[S.SQL_MAX_ROW_SIZE_INCLUDES_BLOBS] = False
+    for code in range(S.SQL_MAX_STATEMENT_LENGTH, S.SQL_MAX_USERNAME_LENGTH + 1):
+        values[code] = 0
+    return {int(k): v for k, v in values.items()}
+
+
+# (type_name, data_type, column_size, prefix, suffix, case_sensitive, searchable, unsigned,
+#  fixed_prec_scale, sql_data_type, datetime_subcode, num_prec_radix)
+_XDBC_TYPES: list[tuple[Any, ...]] = [
+    ("BIGINT", -5, 19, None, None, False, 2, False, False, -5, None, 10),
+    ("BOOLEAN", -7, 1, None, None, False, 2, None, False, -7, None, None),
+    ("BLOB", -3, None, "'", "'::BLOB", False, 2, None, False, -3, None, None),
+    ("TINYINT", -6, 3, None, None, False, 2, False, False, -6, None, 10),
+    ("DECIMAL", 3, 38, None, None, False, 2, False, True, 3, None, 10),
+    ("INTEGER", 4, 10, None, None, False, 2, False, False, 4, None, 10),
+    ("SMALLINT", 5, 5, None, None, False, 2, False, False, 5, None, 10),
+    ("FLOAT", 6, 24, None, None, False, 2, False, False, 6, None, 2),
+    ("DOUBLE", 8, 53, None, None, False, 2, False, False, 8, None, 2),
+    ("VARCHAR", 12, None, "'", "'", True, 3, None, False, 12, None, None),
+    ("DATE", 91, 10, "DATE '", "'", False, 2, None, False, 9, 1, None),
+    ("TIME", 92, 15, "TIME '", "'", False, 2, None, False, 9, 2, None),
+    ("TIMESTAMP", 93, 26, "TIMESTAMP '", "'", False, 2, None, False, 9, 3, None),
+    ("TIMESTAMP WITH TIME ZONE", 93, 32, "TIMESTAMPTZ '", "'", False, 2, None, False, 9, 5, None),
+]
+
+
+def _xdbc_type_info(command: Any) -> pa.Table:
+    wanted = command.data_type if command.HasField("data_type") else None
+    rows = []
+    for name, dtype, size, prefix, suffix, case, search, unsigned, fixed, sql_type, sub, radix in sorted(
+        _XDBC_TYPES, key=lambda t: (t[1], t[0])
+    ):
+        if wanted is not None and dtype != wanted:
+            continue
+        rows.append(
+            {
+                "type_name": name,
+                "data_type": dtype,
+                "column_size": size,
+                "literal_prefix": prefix,
+                "literal_suffix": suffix,
+                "create_params": ["precision", "scale"] if name == "DECIMAL" else None,
+                "nullable": 1,  # NULLABILITY_NULLABLE
+                "case_sensitive": case,
+                "searchable": search,
+                "unsigned_attribute": unsigned,
+                "fixed_prec_scale": fixed,
+                "auto_increment": False if radix else None,
+                "local_type_name": name,
+                "minimum_scale": 0 if name == "DECIMAL" else None,
+                "maximum_scale": 38 if name == "DECIMAL" else None,
+                "sql_data_type": sql_type,
+                "datetime_subcode": sub,
+                "num_prec_radix": radix,
+                "interval_precision": None,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=P.XDBC_TYPE_INFO_SCHEMA)
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def serve(server: FlightSqlServer) -> None:
+    """Block until the server is shut down (signal or `shutdown()`)."""
+    log.info("flight.serving", port=server.port, lake=server.catalog.lake_uri)
+    try:
+        server.serve()
+    finally:
+        server.shutdown()
+
+
+def run_server(
+    host: str,
+    port: int,
+    lake_uri: str,
+    authenticator: Authenticator,
+    **opts: Any,
+) -> None:
+    """Start the Flight SQL server on grpc://host:port and block (`flasktrack flight`)."""
+    server = FlightSqlServer(f"grpc://{host}:{port}", lake_uri, authenticator, **opts)
+    serve(server)

@@ -1,0 +1,295 @@
+"""Who may ask, what they see, and what the sandbox refuses — through the real ADBC client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import duckdb
+import pyarrow as pa
+import pyarrow.flight as pa_flight
+import pytest
+from adbc_driver_manager import Error as AdbcError
+
+from flight import protocol as P
+from flight.sandbox import SandboxSettings, open_connection
+from flight.server import FlightSqlServer
+from tests.flight.flightkit import ORG_A, ORG_B, PASSWORD, Lake, RecordingAuthenticator, connect, query
+
+
+def _raw_client(uri: str, username: str, password: str = PASSWORD) -> tuple[Any, Any]:
+    client = pa_flight.connect(uri)
+    token = client.authenticate_basic_token(username, password)
+    return client, pa_flight.FlightCallOptions(headers=[token])
+
+
+def _statement(sql: str) -> Any:
+    return pa_flight.FlightDescriptor.for_command(P.pack(P.CommandStatementQuery(query=sql)))
+
+
+# --- authentication and roles --------------------------------------------------------------
+
+
+def test_wrong_credentials_are_unauthenticated(uri: str, auth: RecordingAuthenticator) -> None:
+    with pytest.raises(AdbcError, match="UNAUTHENTICATED"):
+        connect(uri, "ana@a.example", "wrong password")
+    failed = [e for p, e in auth.events if p is None and e.username == "ana@a.example"]
+    assert failed and failed[-1].outcome == "unauthenticated"
+
+
+def test_calls_without_a_valid_bearer_are_refused(uri: str) -> None:
+    client = pa_flight.connect(uri)
+    with pytest.raises(pa_flight.FlightUnauthenticatedError):
+        client.get_flight_info(_statement("SELECT 1"))
+    forged = pa_flight.FlightCallOptions(headers=[(b"authorization", b"Bearer not-a-token")])
+    with pytest.raises(pa_flight.FlightUnauthenticatedError):
+        client.get_flight_info(_statement("SELECT 1"), forged)
+    client.close()
+
+
+def test_api_key_login(uri: str) -> None:
+    conn = connect(uri, "apikey", "ftak_b_owner_key")
+    try:
+        assert query(conn, "SELECT DISTINCT org_id FROM runs").to_pylist() == [{"org_id": ORG_B}]
+    finally:
+        conn.close()
+
+
+def test_technician_is_permission_denied(uri: str, auth: RecordingAuthenticator) -> None:
+    conn = connect(uri, "tec@a.example")  # may log in (connecting reads GetSqlInfo) …
+    try:
+        sql = "SELECT * FROM runs -- technician"
+        with pytest.raises(AdbcError, match="UNAUTHORIZED|PERMISSION") as err:
+            query(conn, sql)
+        assert "may not run queries" in str(err.value)
+        with pytest.raises(AdbcError, match="may not browse"):
+            conn.adbc_get_objects().read_all()
+    finally:
+        conn.close()
+    [(principal, event)] = auth.events_for(sql)
+    assert principal is not None and principal.role == "technician" and event.outcome == "denied"
+
+
+def test_auditor_may_query(uri: str) -> None:
+    conn = connect(uri, "aud@a.example")
+    try:
+        assert query(conn, "SELECT count(*) AS n FROM audit_log").to_pylist() == [{"n": 1}]
+    finally:
+        conn.close()
+
+
+# --- tenant isolation ---------------------------------------------------------------------
+
+
+def test_queries_see_only_the_callers_org(ana: Any, bob: Any) -> None:
+    for table in ("runs", "step_events", "audit_log", "form_x"):
+        assert set(query(ana, f"SELECT org_id FROM {table}").column("org_id").to_pylist()) == {ORG_A}
+        assert set(query(bob, f"SELECT org_id FROM {table}").column("org_id").to_pylist()) == {ORG_B}
+    sneaky = f"SELECT * FROM runs WHERE org_id = '{ORG_B}' OR status = 'B-CONFIDENTIAL'"
+    assert query(ana, sneaky).num_rows == 0
+    assert query(ana, "SELECT count(*) AS n FROM form_x").to_pylist() == [{"n": 2}]
+
+
+def test_other_orgs_tables_do_not_exist_for_you(ana: Any, bob: Any) -> None:
+    assert query(bob, "SELECT b_only_secret_column FROM form_bsecret").num_rows == 1
+    for sql in ("SELECT * FROM form_bsecret", "SELECT b_only_secret_column FROM form_bsecret"):
+        with pytest.raises(AdbcError, match="does not exist") as err:
+            query(ana, sql)
+        assert "b_only_secret_column" not in str(err.value)
+    with pytest.raises(AdbcError, match="does not exist"):
+        query(ana, "SELECT * FROM internal_state")  # not partitioned by org: nobody's
+    with pytest.raises(AdbcError):
+        ana.adbc_get_table_schema("form_bsecret")
+    names = [
+        t["table_name"]
+        for t in ana.adbc_get_objects().read_all().to_pylist()[0]["catalog_db_schemas"][0]["db_schema_tables"]
+    ]
+    assert "form_bsecret" not in names and "internal_state" not in names
+    bob_names = [
+        t["table_name"]
+        for t in bob.adbc_get_objects().read_all().to_pylist()[0]["catalog_db_schemas"][0]["db_schema_tables"]
+    ]
+    assert "form_bsecret" in bob_names and "form_big" not in bob_names
+
+
+def test_replayed_ticket_of_another_org_returns_nothing(uri: str, auth: RecordingAuthenticator) -> None:
+    bob_client, bob_opts = _raw_client(uri, "bob@b.example")
+    ana_client, ana_opts = _raw_client(uri, "ana@a.example")
+    ticket = bob_client.get_flight_info(_statement("SELECT * FROM runs"), bob_opts).endpoints[0].ticket
+    with pytest.raises(pa_flight.FlightUnauthorizedError, match="another session"):
+        ana_client.do_get(ticket, ana_opts).read_all()
+    assert any(p is not None and p.org_id == ORG_A and e.outcome == "denied" for p, e in auth.events)
+    # The owner can still use it once; afterwards it is gone for everybody.
+    assert set(bob_client.do_get(ticket, bob_opts).read_all().column("org_id").to_pylist()) == {ORG_B}
+    for client, opts in ((ana_client, ana_opts), (bob_client, bob_opts)):
+        with pytest.raises(pa_flight.FlightServerError, match="not found"):
+            client.do_get(ticket, opts).read_all()
+    # Metadata tickets carry only the command: replayed, they answer for the caller's org.
+    command = P.pack(P.CommandGetTables())
+    info = bob_client.get_flight_info(pa_flight.FlightDescriptor.for_command(command), bob_opts)
+    tables = ana_client.do_get(info.endpoints[0].ticket, ana_opts).read_all().column("table_name").to_pylist()
+    assert "form_bsecret" not in tables
+    bob_client.close()
+    ana_client.close()
+
+
+def test_prepared_statement_handles_are_bound_to_their_session(uri: str) -> None:
+    bob_client, bob_opts = _raw_client(uri, "bob@b.example")
+    ana_client, ana_opts = _raw_client(uri, "ana@a.example")
+    request = P.pack(P.ActionCreatePreparedStatementRequest(query="SELECT * FROM runs"))
+    [result] = list(bob_client.do_action(pa_flight.Action("CreatePreparedStatement", request), bob_opts))
+    _, created = P.unpack(result.body.to_pybytes())
+    handle = created.prepared_statement_handle
+    schema = pa.ipc.read_schema(pa.py_buffer(created.dataset_schema))
+    assert schema.names == ["org_id", "run_id", "status", "updated_at"]
+    command = P.CommandPreparedStatementQuery(prepared_statement_handle=handle)
+    execute = pa_flight.FlightDescriptor.for_command(P.pack(command))
+    with pytest.raises(pa_flight.FlightUnauthorizedError):
+        ana_client.get_flight_info(execute, ana_opts)
+    close = P.pack(P.ActionClosePreparedStatementRequest(prepared_statement_handle=handle))
+    with pytest.raises(pa_flight.FlightUnauthorizedError):
+        list(ana_client.do_action(pa_flight.Action("ClosePreparedStatement", close), ana_opts))
+    # Same person, new login (new token): still refused.
+    bob_again, bob_again_opts = _raw_client(uri, "bob@b.example")
+    with pytest.raises(pa_flight.FlightUnauthorizedError):
+        bob_again.get_flight_info(execute, bob_again_opts)
+    info = bob_client.get_flight_info(execute, bob_opts)
+    assert bob_client.do_get(info.endpoints[0].ticket, bob_opts).read_all().num_rows == 2
+    list(bob_client.do_action(pa_flight.Action("ClosePreparedStatement", close), bob_opts))
+    for client in (bob_client, ana_client, bob_again):
+        client.close()
+
+
+# --- the sandbox --------------------------------------------------------------------------
+
+ESCAPES = [
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM glob('/etc/*')",
+    "SELECT * FROM read_parquet('/tmp/x.parquet')",
+    "COPY (SELECT * FROM runs) TO '/tmp/flasktrack-leak.csv'",
+    "ATTACH '/tmp/flasktrack-leak.duckdb' AS leak",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET enable_external_access = true",
+    "SET lock_configuration = false",
+    "PRAGMA threads = 64",
+    "CREATE SECRET leak (TYPE s3, KEY_ID 'x', SECRET 'y')",
+    "EXPORT DATABASE '/tmp/flasktrack-leak'",
+    "CREATE TABLE t AS SELECT 1",
+    "INSERT INTO runs VALUES ('x')",
+    "SELECT 1; SELECT 2",
+]
+
+
+@pytest.mark.parametrize("sql", ESCAPES)
+def test_sandbox_escapes_are_refused(ana: Any, auth: RecordingAuthenticator, sql: str) -> None:
+    with pytest.raises(AdbcError, match="refused"):
+        query(ana, sql)
+    assert [e.outcome for _, e in auth.events_for(sql)] == ["refused"]
+
+
+def test_getenv_and_python_variables_are_unreachable(ana: Any) -> None:
+    with pytest.raises(AdbcError, match="getenv"):
+        query(ana, "SELECT getenv('HOME')")
+    # Replacement scans would let SQL read Python variables of the server's frames.
+    for name in ("self", "sandbox", "dataset", "datasets", "principal", "registered", "'/etc/passwd'"):
+        with pytest.raises(AdbcError, match="does not exist"):
+            query(ana, f"SELECT * FROM {name}")
+
+
+def test_sandbox_settings_are_locked() -> None:
+    con = open_connection(SandboxSettings(memory_limit="256MB", threads=1))
+    secret = pa.table({"leak": ["B-CONFIDENTIAL"]})  # noqa: F841 - a replacement-scan target
+    try:
+        settings = dict(
+            con.execute(
+                "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
+                "'autoload_known_extensions', 'autoinstall_known_extensions', 'python_enable_replacements', "
+                "'lock_configuration', 'threads', 'memory_limit', 'TimeZone')"
+            ).fetchall()
+        )
+        assert settings["enable_external_access"] == "false"
+        assert settings["autoload_known_extensions"] == "false"
+        assert settings["autoinstall_known_extensions"] == "false"
+        assert settings["python_enable_replacements"] == "false"
+        assert settings["lock_configuration"] == "true"
+        assert settings["threads"] == "1" and settings["TimeZone"] == "UTC"
+        assert settings["memory_limit"].startswith("244")  # 256 MB in MiB
+        with pytest.raises(duckdb.CatalogException):
+            con.sql("SELECT * FROM secret").fetchall()
+        with pytest.raises(duckdb.InvalidInputException, match="locked"):
+            con.execute("SET memory_limit = '64GB'")
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def impatient_server(lake: Lake, auth: RecordingAuthenticator) -> Iterator[str]:
+    srv = FlightSqlServer("grpc://127.0.0.1:0", lake.uri, auth, query_timeout_s=1.0, warm_connections=0)
+    yield f"grpc://127.0.0.1:{srv.port}"
+    srv.shutdown()
+
+
+def test_runaway_query_is_interrupted_and_server_stays_healthy(
+    impatient_server: str, auth: RecordingAuthenticator
+) -> None:
+    conn = connect(impatient_server, "ana@a.example")
+    try:
+        runaway = "SELECT count(*) FROM range(1000000000000) a"
+        started = time.monotonic()
+        with pytest.raises(AdbcError, match="timeout|interrupted"):
+            query(conn, runaway)
+        assert time.monotonic() - started < 10
+        assert query(conn, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 3}]
+    finally:
+        conn.close()
+    [(_, event)] = auth.wait_for(runaway)
+    assert event.outcome == "error" and "timeout" in (event.reason or "")
+
+
+# --- read-only ----------------------------------------------------------------------------
+
+
+def test_updates_and_ingestion_are_refused(ana: Any, auth: RecordingAuthenticator) -> None:
+    with ana.cursor() as cur:
+        cur.adbc_statement.set_sql_query("DELETE FROM runs")
+        with pytest.raises(AdbcError, match="read-only"):
+            cur.adbc_statement.execute_update()  # DoPut CommandStatementUpdate
+        with pytest.raises(AdbcError, match="read-only"):
+            cur.adbc_ingest("runs", pa.table({"org_id": [ORG_A]}), mode="append")
+    assert [e.outcome for _, e in auth.events_for("DELETE FROM runs")] == ["refused"]
+    assert query(ana, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 3}]
+
+
+def test_audit_hook_sees_every_outcome(uri: str, ana: Any, auth: RecordingAuthenticator) -> None:
+    sql = "SELECT run_id FROM runs WHERE status = 'completed'"
+    assert query(ana, sql).num_rows == 1
+    [(principal, event)] = auth.wait_for(sql)
+    assert principal is not None and principal.actor_id == "user-ana"
+    assert event.outcome == "ok" and event.rows == 1 and event.duration_ms > 0
+    assert event.tables == ("runs",) and event.client_address and "127.0.0.1" in event.client_address
+
+    refused, failed = "COPY runs TO '/tmp/x.csv' -- audit", "SELECT nope FROM runs -- audit"
+    denied = "SELECT 1 -- audit"
+    for statement in (refused, failed):
+        with pytest.raises(AdbcError):
+            query(ana, statement)
+    technician = connect(uri, "tec@a.example")
+    with pytest.raises(AdbcError):
+        query(technician, denied)
+    technician.close()
+    with pytest.raises(AdbcError):
+        connect(uri, "nobody@a.example", "guess")
+    assert [e.outcome for _, e in auth.events_for(refused)] == ["refused"]
+    assert [e.outcome for _, e in auth.events_for(failed)] == ["error"]
+    assert [e.outcome for _, e in auth.events_for(denied)] == ["denied"]
+    logins = [e.outcome for p, e in auth.events if p is None and e.username == "nobody@a.example"]
+    assert logins == ["unauthenticated"]
+
+
+def test_connecting_without_a_password_fails_cleanly(uri: str) -> None:
+    with pytest.raises(AdbcError, match="UNAUTHENTICATED"):
+        flight_sql.connect(uri).cursor().execute("SELECT 1")
