@@ -1,0 +1,112 @@
+"""`flasktrack flight`: the Flight SQL server wired to the platform's identity and audit log.
+
+The server itself (flight/server.py) knows only the `Authenticator` protocol; this module
+implements it with real accounts and API keys, login throttling, and an audit entry for
+every query (who, SQL, rows, duration, outcome) in the caller's organization.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import signal
+import uuid
+
+import structlog
+
+from domain import audit
+from domain.audit import Severity
+from domain.errors import RateLimited
+from domain.identity import service as identity
+from domain.roles import Actor, Caller, RequestContext
+from flasktrack.db import TenantSessions, app_url, make_engine
+from flasktrack.heartbeat import start_heartbeat
+from flasktrack.settings import Settings
+from flight.auth import Principal, QueryEvent
+
+log = structlog.get_logger("flasktrack.flight")
+
+
+def _split_username(username: str) -> tuple[str | None, str]:
+    """`email` or `org-slug/email` (for people in several organizations)."""
+    if "/" in username:
+        org, _, email = username.partition("/")
+        return org or None, email
+    return None, username
+
+
+class PlatformAuthenticator:
+    """Flight SQL credentials → the same principals as the HTTP API."""
+
+    def __init__(self, sessions: TenantSessions, settings: Settings) -> None:
+        self.sessions = sessions
+        self.settings = settings
+
+    def authenticate(self, username: str, password: str, client_address: str | None) -> Principal | None:
+        org_slug, email = _split_username(username.strip())
+        ctx = RequestContext(client_address=client_address, user_agent="flight-sql")
+        s = self.settings
+        try:
+            with self.sessions.begin(None) as session:
+                if not password.startswith("ftak_"):
+                    identity.check_throttle(session, email, client_address, max_fail=s.login_max_failures,
+                                            max_fail_addr=s.login_max_failures_per_address,
+                                            window=dt.timedelta(minutes=s.login_lockout_minutes))
+                caller = identity.authenticate_password(session, email, password, org_slug)
+                if caller is None and not password.startswith("ftak_"):
+                    identity.record_failed_login(session, email, "wrong email or password (Flight SQL)", ctx,
+                                                 org_slug=org_slug)
+        except RateLimited:
+            log.warning("flight login throttled", username=username)
+            return None
+        if caller is None:
+            return None
+        return Principal(org_id=str(caller.org_id), role=caller.role.value, actor_type=caller.actor.type,
+                         actor_id=caller.actor.id, display=caller.actor.display)
+
+    def record_query(self, principal: Principal | None, event: QueryEvent) -> None:
+        if principal is None:
+            return  # failed logins are recorded by authenticate()
+        try:
+            org = uuid.UUID(principal.org_id)
+            actor = Actor(principal.actor_type, principal.actor_id, principal.display)
+            denied = event.outcome in ("denied", "refused")
+            with self.sessions.begin(org) as session:
+                audit.record(
+                    session, org_id=org, actor=actor,
+                    action="deny" if event.outcome == "denied" else "execute",
+                    entity_type="lake_query", entity_id=hashlib.sha256(event.sql.encode()).hexdigest()[:16],
+                    after={"sql": event.sql[:10000], "outcome": event.outcome, "rows": event.rows,
+                           "duration_ms": round(event.duration_ms, 3), "tables": list(event.tables)},
+                    reason=event.reason, severity=Severity.warning if denied else Severity.info,
+                    context=RequestContext(client_address=event.client_address, user_agent="flight-sql",
+                                           api_key_id=principal.actor_id if principal.actor_type == "api_key"
+                                           else None),
+                )
+        except Exception:  # noqa: BLE001 - the hook must not raise into the server; the log says why
+            log.exception("could not audit a Flight SQL query")
+
+
+def caller_principal(caller: Caller) -> Principal:
+    return Principal(org_id=str(caller.org_id), role=caller.role.value, actor_type=caller.actor.type,
+                     actor_id=caller.actor.id, display=caller.actor.display)
+
+
+def run_flight(settings: Settings) -> None:
+    from flight.server import run_server
+
+    sessions = TenantSessions(make_engine(app_url(settings), pool_size=4))
+    stop_beat = start_heartbeat(sessions, "flight")
+    settings_lake = settings.resolved_lake_uri
+    log.info("flight sql serving", host=settings.flight_host, port=settings.flight_port, lake=settings_lake)
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        run_server(settings.flight_host, settings.flight_port, settings_lake, PlatformAuthenticator(sessions, settings),
+                   storage_options=settings.lake_storage_options or None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_beat.set()
