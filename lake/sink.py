@@ -188,6 +188,7 @@ class Sink:
         # and committed (ours). Claims are ordered, so batches still reach the lake in batch order.
         self._claims = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-claim")
         self._ahead: Future[tuple[int, list[OutboxRow]]] | None = None
+        self._next_audit = 0.0
         self.batches = 0
         self.rows = 0
 
@@ -303,7 +304,10 @@ class Sink:
                     self._ahead = self._claims.submit(self.claim)
                 self.commit_batch(batch_id, rows)
                 moved += len(rows)
-        audited = export_audit(self.engine, self.lake, max_rows=self.config.audit_batch_rows)
+        audited = 0
+        if force or time.monotonic() >= self._next_audit:  # sealed entries, at the batches' cadence
+            audited = export_audit(self.engine, self.lake, max_rows=self.config.audit_batch_rows)
+            self._next_audit = time.monotonic() + (0.0 if audited else self.config.batch_max_age_s)
         if audited:
             fault("audit_after_commit")
         if moved or audited:
