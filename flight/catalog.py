@@ -192,7 +192,14 @@ class LakeCatalog:
         return names
 
     def visible_tables(self, org_id: str) -> list[str]:
-        return [n for n in self.table_names() if self._visible(n, org_id)]
+        names = []
+        for name in self.table_names():
+            try:
+                if self._visible(name, org_id):
+                    names.append(name)
+            except TableNotFound:
+                continue  # removed, or not readable right now
+        return names
 
     def is_visible(self, name: str, org_id: str) -> bool:
         if not _TABLE_NAME.match(name):
@@ -306,8 +313,9 @@ class LakeCatalog:
 
     def _describe(self, name: str, table: DeltaTable, version: int) -> TableInfo:
         metadata = table.metadata()
-        schema = table.to_pyarrow_dataset().schema
-        comments = {f.name: f.metadata.get("comment") for f in table.schema().fields}
+        delta_schema = table.schema()
+        schema = pa.schema(delta_schema.to_arrow())  # what queries return, without listing files
+        comments = {f.name: f.metadata.get("comment") for f in delta_schema.fields}
         fields = []
         for f in schema:
             meta = {

@@ -18,6 +18,7 @@ own org, so replaying them leaks nothing.
 from __future__ import annotations
 
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -107,8 +108,10 @@ def _not_found(what: str) -> flight.FlightServerError:
     return flight.FlightServerError(f"not found: {what}")
 
 
-def _unsupported(what: str) -> flight.FlightServerError:
-    return flight.FlightServerError(f"not supported: {what}")
+def _unsupported(what: str) -> NotImplementedError:
+    # UNIMPLEMENTED is what clients test for to fall back (ADBC: GetSqlInfo, GetSessionOptions,
+    # CreatePreparedStatement); pyarrow only sends it for NotImplementedError.
+    return NotImplementedError(f"not supported: {what}")
 
 
 # --- statements and tickets --------------------------------------------------------------
@@ -250,7 +253,10 @@ class FlightSqlServer(flight.FlightServerBase):
         self._tickets = _Registry(max_per_session=max_statements_per_session)
         self._prepared = _Registry(max_per_session=max_statements_per_session)
         self._slots = threading.BoundedSemaphore(max_concurrent_queries)
-        self._sql_info = _sql_info_values(self.settings)
+        self._sql_info = _sql_info_values(self.settings, statement_ttl_s)
+        self.stop_requested = threading.Event()  # set by signals (see serve) or shutdown()
+        self._shutdown_lock = threading.Lock()
+        self._shut_down = False
         super().__init__(
             location,
             auth_handler=NoOpAuthHandler(),
@@ -259,6 +265,12 @@ class FlightSqlServer(flight.FlightServerBase):
         )
 
     def shutdown(self) -> None:
+        """Stop serving (waits for running calls), release every DuckDB connection. Idempotent."""
+        with self._shutdown_lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        self.stop_requested.set()
         super().shutdown()
         self._tickets.close_all()
         self._prepared.close_all()
@@ -786,7 +798,7 @@ def _keywords() -> list[str]:
         con.close()
 
 
-def _sql_info_values(settings: SandboxSettings) -> dict[int, P.SqlInfoValue]:
+def _sql_info_values(settings: SandboxSettings, statement_ttl_s: float) -> dict[int, P.SqlInfoValue]:
     S, i32 = P.SqlInfo, P.int32
     values: dict[int, P.SqlInfoValue] = {
         S.FLIGHT_SQL_SERVER_NAME: SERVER_NAME,
@@ -799,7 +811,7 @@ def _sql_info_values(settings: SandboxSettings) -> dict[int, P.SqlInfoValue]:
         S.FLIGHT_SQL_SERVER_CANCEL: False,
         S.FLIGHT_SQL_SERVER_BULK_INGESTION: False,
         S.FLIGHT_SQL_SERVER_INGEST_TRANSACTIONS_SUPPORTED: False,
-        S.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: i32(int(settings.timeout_s * 1000)),
+        S.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: i32(int(statement_ttl_s * 1000)),  # handle lifetime
         S.FLIGHT_SQL_SERVER_TRANSACTION_TIMEOUT: i32(0),
         S.SQL_DDL_CATALOG: False,
         S.SQL_DDL_SCHEMA: False,
@@ -925,11 +937,25 @@ def _xdbc_type_info(command: Any) -> pa.Table:
 
 
 def serve(server: FlightSqlServer) -> None:
-    """Block until the server is shut down (signal or `shutdown()`)."""
+    """Block until `server.shutdown()` is called, SIGINT, or SIGTERM; then shut down gracefully.
+
+    pyarrow's own `serve()` waits in C++ where Python signal handlers never run, so the wait
+    happens here. SIGTERM is handled only if nobody installed a handler for it already.
+    """
     log.info("flight.serving", port=server.port, lake=server.catalog.lake_uri)
+    previous: Any = None
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: server.stop_requested.set())
     try:
-        server.serve()
+        while not server.stop_requested.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        log.info("flight.stopping", port=server.port)
         server.shutdown()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from adbc_driver_manager import Error as AdbcError
 
 from flight import protocol as P
 from flight.sandbox import SandboxSettings, open_connection
-from flight.server import FlightSqlServer
+from flight.server import FlightSqlServer, serve
 from tests.flight.flightkit import ORG_A, ORG_B, PASSWORD, Lake, RecordingAuthenticator, connect, query
 
 
@@ -291,5 +292,43 @@ def test_audit_hook_sees_every_outcome(uri: str, ana: Any, auth: RecordingAuthen
 
 
 def test_connecting_without_a_password_fails_cleanly(uri: str) -> None:
-    with pytest.raises(AdbcError, match="UNAUTHENTICATED"):
-        flight_sql.connect(uri).cursor().execute("SELECT 1")
+    with flight_sql.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
+        with pytest.raises(AdbcError, match="UNAUTHENTICATED"):
+            cur.execute("SELECT 1")
+
+
+def test_concurrent_queries_stay_isolated(uri: str) -> None:
+    expected = {"ana@a.example": ORG_A, "bob@b.example": ORG_B}
+    errors: list[BaseException] = []
+
+    def worker(username: str) -> None:
+        try:
+            conn = connect(uri, username)
+            try:
+                for sql in ("SELECT * FROM runs", "SELECT org_id, count(*) FROM step_events GROUP BY ALL"):
+                    orgs = set(query(conn, sql).column("org_id").to_pylist())
+                    assert orgs == {expected[username]}, (username, orgs)
+            finally:
+                conn.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(u,)) for u in list(expected) * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+
+
+def test_serve_returns_once_the_server_is_shut_down(lake: Lake, auth: RecordingAuthenticator) -> None:
+    srv = FlightSqlServer("grpc://127.0.0.1:0", lake.uri, auth, warm_connections=0)
+    runner = threading.Thread(target=serve, args=(srv,))
+    runner.start()
+    conn = connect(f"grpc://127.0.0.1:{srv.port}", "ana@a.example")
+    assert query(conn, "SELECT 1 AS one").to_pylist() == [{"one": 1}]
+    conn.close()
+    srv.shutdown()
+    runner.join(10)
+    assert not runner.is_alive()
+    srv.shutdown()  # idempotent
