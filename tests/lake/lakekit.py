@@ -97,13 +97,12 @@ class Kit:
         return t.filter(pa.compute.equal(t["org_id"], org)) if org else t
 
     def spawn(self, fault: str | None = None, **env: str) -> subprocess.Popen[bytes]:
-        """`run_sink` in a fresh interpreter (deltalake must not be forked), as `flasktrack sink` runs it."""
+        """`flasktrack sink` in a fresh interpreter (deltalake must not be forked), configured by environment."""
         e = {**os.environ, "FLASKTRACK_DATABASE_URL": self.database_url, "FLASKTRACK_LAKE_URI": self.lake_uri,
              "FLASKTRACK_DATA_DIR": str(self.root), "FLASKTRACK_SINK_BATCH_MAX_AGE_S": "0.05",
              "FLASKTRACK_SINK_MAINTAIN_FIRST_AFTER_S": "3600", "FLASKTRACK_LOG_JSON": "true", **env}
         e.pop("FLASKTRACK_SINK_FAULT", None)
         if fault:
             e["FLASKTRACK_SINK_FAULT"] = fault
-        code = "from flasktrack.settings import Settings; from lake.service import run_sink; run_sink(Settings())"
-        return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=e, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "flasktrack.cli", "sink"], cwd=ROOT, env=e,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

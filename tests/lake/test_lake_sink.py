@@ -83,7 +83,8 @@ def test_malformed_rows_are_kept_in_sink_rejects_not_dropped(kit):
     assert kit.outbox(org) == []
 
 
-def test_freshness_and_heartbeat_with_the_service_running(kit):
+def test_freshness_heartbeat_and_scheduled_maintenance_with_the_service_running(kit, monkeypatch):
+    monkeypatch.setenv("FLASKTRACK_SINK_MAINTAIN_FIRST_AFTER_S", "1.5")
     stop = threading.Event()
     t = threading.Thread(target=run_sink, args=(kit.settings(), stop), daemon=True)
     t.start()
@@ -106,6 +107,11 @@ def test_freshness_and_heartbeat_with_the_service_running(kit):
         with kit.owner.begin(None) as s:
             beat = s.execute(text("SELECT max(at) FROM service_heartbeats WHERE service = 'sink'")).scalar()
         assert beat is not None
+        checkpoint = kit.root / "lake" / "step_events" / "_delta_log" / "_last_checkpoint"
+        deadline = time.monotonic() + 10
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert checkpoint.exists(), "the scheduled maintenance did not run"
     finally:
         stop.set()
         t.join(10)
