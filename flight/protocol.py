@@ -545,3 +545,158 @@ def sql_info_table(values: dict[int, SqlInfoValue], requested: list[int] | None 
 def serialize_schema(schema: pa.Schema) -> bytes:
     """An Arrow schema as an IPC message (what `dataset_schema` / `table_schema` carry)."""
     return schema.serialize().to_pybytes()
+
+
+# --- What this server answers to GetSqlInfo and GetXdbcTypeInfo -------------------------
+
+_NUMERIC_FUNCTIONS = (
+    "abs acos asin atan atan2 cbrt ceil cos cot degrees exp floor ln log log10 log2 mod pi pow "
+    "power radians random round sign sin sqrt tan trunc"
+).split()
+_STRING_FUNCTIONS = (
+    "ascii chr concat concat_ws contains ends_with left length lower lpad ltrim md5 position "
+    "regexp_extract regexp_matches regexp_replace repeat replace reverse right rpad rtrim "
+    "split_part starts_with strpos substring trim upper"
+).split()
+_DATETIME_FUNCTIONS = (
+    "age current_date current_time current_timestamp date_diff date_part date_trunc datediff "
+    "datepart datetrunc day dayname epoch extract hour make_date make_timestamp minute month "
+    "monthname now quarter second strftime strptime time_bucket to_timestamp week year"
+).split()
+_SYSTEM_FUNCTIONS = "coalesce current_database current_schema greatest ifnull least nullif typeof version".split()
+
+
+def server_sql_info(name: str, version: str, statement_ttl_ms: int, keywords: list[str]) -> dict[int, SqlInfoValue]:
+    """GetSqlInfo answers of a read-only DuckDB-dialect server without transactions."""
+    S, i32 = SqlInfo, int32
+    values: dict[int, SqlInfoValue] = {
+        S.FLIGHT_SQL_SERVER_NAME: name,
+        S.FLIGHT_SQL_SERVER_VERSION: version,
+        S.FLIGHT_SQL_SERVER_ARROW_VERSION: pa.__version__,
+        S.FLIGHT_SQL_SERVER_READ_ONLY: True,
+        S.FLIGHT_SQL_SERVER_SQL: True,
+        S.FLIGHT_SQL_SERVER_SUBSTRAIT: False,
+        S.FLIGHT_SQL_SERVER_TRANSACTION: i32(0),  # SQL_SUPPORTED_TRANSACTION_NONE
+        S.FLIGHT_SQL_SERVER_CANCEL: False,
+        S.FLIGHT_SQL_SERVER_BULK_INGESTION: False,
+        S.FLIGHT_SQL_SERVER_INGEST_TRANSACTIONS_SUPPORTED: False,
+        S.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: i32(statement_ttl_ms),  # prepared-statement lifetime
+        S.FLIGHT_SQL_SERVER_TRANSACTION_TIMEOUT: i32(0),
+        S.SQL_DDL_CATALOG: False,
+        S.SQL_DDL_SCHEMA: False,
+        S.SQL_DDL_TABLE: False,
+        S.SQL_IDENTIFIER_CASE: i32(1),  # SQL_CASE_SENSITIVITY_CASE_INSENSITIVE
+        S.SQL_IDENTIFIER_QUOTE_CHAR: '"',
+        S.SQL_QUOTED_IDENTIFIER_CASE: i32(1),
+        S.SQL_ALL_TABLES_ARE_SELECTABLE: True,
+        S.SQL_NULL_ORDERING: i32(3),  # SQL_NULLS_SORTED_AT_END (DuckDB: NULLS LAST)
+        S.SQL_KEYWORDS: keywords,
+        S.SQL_NUMERIC_FUNCTIONS: _NUMERIC_FUNCTIONS,
+        S.SQL_STRING_FUNCTIONS: _STRING_FUNCTIONS,
+        S.SQL_SYSTEM_FUNCTIONS: _SYSTEM_FUNCTIONS,
+        S.SQL_DATETIME_FUNCTIONS: _DATETIME_FUNCTIONS,
+        S.SQL_SEARCH_STRING_ESCAPE: "\\",
+        S.SQL_EXTRA_NAME_CHARACTERS: "",
+        S.SQL_SUPPORTS_COLUMN_ALIASING: True,
+        S.SQL_NULL_PLUS_NULL_IS_NULL: True,
+        S.SQL_SUPPORTS_CONVERT: {},
+        S.SQL_SUPPORTS_TABLE_CORRELATION_NAMES: True,
+        S.SQL_SUPPORTS_DIFFERENT_TABLE_CORRELATION_NAMES: False,
+        S.SQL_SUPPORTS_EXPRESSIONS_IN_ORDER_BY: True,
+        S.SQL_SUPPORTS_ORDER_BY_UNRELATED: True,
+        S.SQL_SUPPORTED_GROUP_BY: i32(0b11),  # UNRELATED | BEYOND_SELECT
+        S.SQL_SUPPORTS_LIKE_ESCAPE_CLAUSE: True,
+        S.SQL_SUPPORTS_NON_NULLABLE_COLUMNS: True,
+        S.SQL_SUPPORTED_GRAMMAR: i32(0b111),  # minimum | core | extended
+        S.SQL_ANSI92_SUPPORTED_LEVEL: i32(0b011),  # entry | intermediate
+        S.SQL_SUPPORTS_INTEGRITY_ENHANCEMENT_FACILITY: False,
+        S.SQL_OUTER_JOINS_SUPPORT_LEVEL: i32(2),  # SQL_FULL_OUTER_JOINS
+        S.SQL_SCHEMA_TERM: "schema",
+        S.SQL_PROCEDURE_TERM: "procedure",
+        S.SQL_CATALOG_TERM: "catalog",
+        S.SQL_CATALOG_AT_START: True,
+        S.SQL_SCHEMAS_SUPPORTED_ACTIONS: i32(0),
+        S.SQL_CATALOGS_SUPPORTED_ACTIONS: i32(0),
+        S.SQL_SUPPORTED_POSITIONED_COMMANDS: i32(0),
+        S.SQL_SELECT_FOR_UPDATE_SUPPORTED: False,
+        S.SQL_STORED_PROCEDURES_SUPPORTED: False,
+        S.SQL_SUPPORTED_SUBQUERIES: i32(0b1111),  # comparisons | exists | in | quantified
+        S.SQL_CORRELATED_SUBQUERIES_SUPPORTED: True,
+        S.SQL_SUPPORTED_UNIONS: i32(0b11),  # UNION | UNION ALL
+        S.SQL_DEFAULT_TRANSACTION_ISOLATION: i32(0),  # SQL_TRANSACTION_NONE
+        S.SQL_TRANSACTIONS_SUPPORTED: False,
+        S.SQL_SUPPORTED_TRANSACTIONS_ISOLATION_LEVELS: i32(0),
+        S.SQL_DATA_DEFINITION_CAUSES_TRANSACTION_COMMIT: False,
+        S.SQL_DATA_DEFINITIONS_IN_TRANSACTIONS_IGNORED: False,
+        S.SQL_SUPPORTED_RESULT_SET_TYPES: i32(0b10),  # FORWARD_ONLY
+        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_UNSPECIFIED: i32(0),
+        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_FORWARD_ONLY: i32(0b10),  # READ_ONLY
+        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_SCROLL_SENSITIVE: i32(0),
+        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_SCROLL_INSENSITIVE: i32(0),
+        S.SQL_BATCH_UPDATES_SUPPORTED: False,
+        S.SQL_SAVEPOINTS_SUPPORTED: False,
+        S.SQL_NAMED_PARAMETERS_SUPPORTED: False,
+        S.SQL_LOCATORS_UPDATE_COPY: False,
+        S.SQL_STORED_FUNCTIONS_USING_CALL_SYNTAX_SUPPORTED: False,
+    }
+    # Length/count limits: 0 = no limit or unknown.
+    for code in range(S.SQL_MAX_BINARY_LITERAL_LENGTH, S.SQL_MAX_ROW_SIZE_INCLUDES_BLOBS):
+        values[code] = 0
+    values[S.SQL_MAX_ROW_SIZE_INCLUDES_BLOBS] = False
+    for code in range(S.SQL_MAX_STATEMENT_LENGTH, S.SQL_MAX_USERNAME_LENGTH + 1):
+        values[code] = 0
+    return {int(k): v for k, v in values.items()}
+
+
+# (type_name, data_type, column_size, prefix, suffix, case_sensitive, searchable, unsigned,
+#  fixed_prec_scale, sql_data_type, datetime_subcode, num_prec_radix)
+_XDBC_TYPES: list[tuple[Any, ...]] = [
+    ("BIGINT", -5, 19, None, None, False, 2, False, False, -5, None, 10),
+    ("BOOLEAN", -7, 1, None, None, False, 2, None, False, -7, None, None),
+    ("BLOB", -3, None, "'", "'::BLOB", False, 2, None, False, -3, None, None),
+    ("TINYINT", -6, 3, None, None, False, 2, False, False, -6, None, 10),
+    ("DECIMAL", 3, 38, None, None, False, 2, False, True, 3, None, 10),
+    ("INTEGER", 4, 10, None, None, False, 2, False, False, 4, None, 10),
+    ("SMALLINT", 5, 5, None, None, False, 2, False, False, 5, None, 10),
+    ("FLOAT", 6, 24, None, None, False, 2, False, False, 6, None, 2),
+    ("DOUBLE", 8, 53, None, None, False, 2, False, False, 8, None, 2),
+    ("VARCHAR", 12, None, "'", "'", True, 3, None, False, 12, None, None),
+    ("DATE", 91, 10, "DATE '", "'", False, 2, None, False, 9, 1, None),
+    ("TIME", 92, 15, "TIME '", "'", False, 2, None, False, 9, 2, None),
+    ("TIMESTAMP", 93, 26, "TIMESTAMP '", "'", False, 2, None, False, 9, 3, None),
+    ("TIMESTAMP WITH TIME ZONE", 93, 32, "TIMESTAMPTZ '", "'", False, 2, None, False, 9, 5, None),
+]
+
+
+def xdbc_type_info(wanted: int | None = None) -> pa.Table:
+    """The CommandGetXdbcTypeInfo result (one data type, or all), ordered by data_type, type_name."""
+    rows = []
+    for name, dtype, size, prefix, suffix, case, search, unsigned, fixed, sql_type, sub, radix in sorted(
+        _XDBC_TYPES, key=lambda t: (t[1], t[0])
+    ):
+        if wanted is not None and dtype != wanted:
+            continue
+        rows.append(
+            {
+                "type_name": name,
+                "data_type": dtype,
+                "column_size": size,
+                "literal_prefix": prefix,
+                "literal_suffix": suffix,
+                "create_params": ["precision", "scale"] if name == "DECIMAL" else None,
+                "nullable": 1,  # NULLABILITY_NULLABLE
+                "case_sensitive": case,
+                "searchable": search,
+                "unsigned_attribute": unsigned,
+                "fixed_prec_scale": fixed,
+                "auto_increment": False if radix else None,
+                "local_type_name": name,
+                "minimum_scale": 0 if name == "DECIMAL" else None,
+                "maximum_scale": 38 if name == "DECIMAL" else None,
+                "sql_data_type": sql_type,
+                "datetime_subcode": sub,
+                "num_prec_radix": radix,
+                "interval_precision": None,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=XDBC_TYPE_INFO_SCHEMA)

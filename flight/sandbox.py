@@ -142,6 +142,15 @@ class ConnectionPool:
                     break
 
 
+def duckdb_keywords() -> list[str]:
+    """DuckDB's SQL keywords, upper case (for GetSqlInfo)."""
+    con = duckdb.connect(":memory:")
+    try:
+        return sorted(r[0].upper() for r in con.execute("SELECT keyword_name FROM duckdb_keywords()").fetchall())
+    finally:
+        con.close()
+
+
 _ALLOWED = {duckdb.StatementType.SELECT}
 
 

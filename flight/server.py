@@ -62,6 +62,7 @@ from flight.sandbox import (
     SandboxSettings,
     SqlRefused,
     check_statement,
+    duckdb_keywords,
     plain_scan_table,
     referenced_tables,
 )
@@ -143,11 +144,14 @@ class _Prepared:
     sandbox: Sandbox | None  # bound connection, used by the next execution
     expires_at: float
     scan: pads.Dataset | None = None  # set when the SQL just reads one whole table
-    ttl_s: float = 0.0
+    ttl_s: float = 0.0  # prepared statements: idle lifetime, renewed on use
     client_address: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def release(self) -> Sandbox | None:
-        sandbox, self.sandbox = self.sandbox, None
+        """Take the bound connection (once: concurrent callers get None)."""
+        with self._lock:
+            sandbox, self.sandbox = self.sandbox, None
         return sandbox
 
 
@@ -173,22 +177,22 @@ class _Registry:
         for old in evicted:
             _close(old.release())
 
-    def get(self, handle: bytes) -> _Prepared | None:
+    def lookup(self, handle: bytes, owner: _Owner, *, consume: bool) -> tuple[_Prepared | None, bool]:
+        """(entry, is it the caller's); the caller's entry is removed when `consume`."""
+        evicted = None
         with self._lock:
             entry = self._entries.get(handle)
-            if entry is None:
-                return None
-            if entry.expires_at < time.monotonic():
-                del self._entries[handle]
-                _close(entry.release())
-                return None
-            if entry.ttl_s:
-                entry.expires_at = time.monotonic() + entry.ttl_s
-            return entry
-
-    def pop(self, handle: bytes) -> _Prepared | None:
-        with self._lock:
-            return self._entries.pop(handle, None)
+            if entry is not None and entry.expires_at < time.monotonic():
+                evicted = self._entries.pop(handle)
+                entry = None
+            elif entry is not None and entry.owner == owner:
+                if consume:
+                    del self._entries[handle]
+                elif entry.ttl_s:
+                    entry.expires_at = time.monotonic() + entry.ttl_s
+        if evicted is not None:
+            _close(evicted.release())
+        return entry, entry is not None and entry.owner == owner
 
     def close_all(self) -> None:
         with self._lock:
@@ -253,7 +257,9 @@ class FlightSqlServer(flight.FlightServerBase):
         self._tickets = _Registry(max_per_session=max_statements_per_session)
         self._prepared = _Registry(max_per_session=max_statements_per_session)
         self._slots = threading.BoundedSemaphore(max_concurrent_queries)
-        self._sql_info = _sql_info_values(self.settings, statement_ttl_s)
+        self._sql_info = P.server_sql_info(
+            SERVER_NAME, _server_version(), int(statement_ttl_s * 1000), duckdb_keywords()
+        )
         self.stop_requested = threading.Event()  # set by signals (see serve) or shutdown()
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
@@ -285,6 +291,7 @@ class FlightSqlServer(flight.FlightServerBase):
         name, command = self._command(descriptor)
         if name == "CommandStatementQuery":
             entry = self._prepare(context, session, command.query)
+            self._tickets.add(entry)
             return self._ticket_info(descriptor, entry)
         if name == "CommandPreparedStatementQuery":
             entry = self._execute_prepared(context, session, command.prepared_statement_handle)
@@ -328,6 +335,7 @@ class FlightSqlServer(flight.FlightServerBase):
             if request.HasField("transaction_id"):
                 raise _unsupported("transactions (the server is read-only)")
             entry = self._prepare(context, session, request.query, prepared=True)
+            self._prepared.add(entry)
             result = P.ActionCreatePreparedStatementResult(
                 prepared_statement_handle=entry.handle, dataset_schema=P.serialize_schema(entry.schema)
             )
@@ -433,7 +441,6 @@ class FlightSqlServer(flight.FlightServerBase):
             client_address=_peer(context),
             scan=_whole_table_scan(sql, datasets, schema),
         )
-        (self._prepared if prepared else self._tickets).add(entry)
         return entry
 
     def _register_tables(self, sandbox: Sandbox, principal: Principal, sql: str) -> dict[str, pads.Dataset]:
@@ -457,7 +464,9 @@ class FlightSqlServer(flight.FlightServerBase):
         prepared = self._owned(self._prepared, handle, session, "prepared statement")
         sandbox = prepared.release()
         if sandbox is None:  # already executed once: bind again on a fresh connection
-            return self._prepare(context, session, prepared.sql)
+            entry = self._prepare(context, session, prepared.sql)
+            self._tickets.add(entry)
+            return entry
         entry = _Prepared(
             handle=secrets.token_bytes(16),
             sql=prepared.sql,
@@ -539,15 +548,13 @@ class FlightSqlServer(flight.FlightServerBase):
         self, registry: _Registry, handle: bytes, session: BearerAuthMiddleware, what: str, *, consume: bool = False
     ) -> _Prepared:
         """Look a handle up for its owner only; anyone else is refused and audited."""
-        entry = registry.get(handle)
+        entry, mine = registry.lookup(handle, _Owner.of(session), consume=consume)
         if entry is None:
             raise _not_found(f"{what} (unknown, expired or already used)")
-        if entry.owner != _Owner.of(session):
+        if not mine:
             reason = f"{what} belongs to another session"
             self._audit(session.principal, None, "", "denied", reason=reason)
             raise flight.FlightUnauthorizedError(f"permission denied: {reason}")
-        if consume:
-            registry.pop(handle)
         return entry
 
     # --- metadata -------------------------------------------------------------------------
@@ -596,7 +603,7 @@ class FlightSqlServer(flight.FlightServerBase):
         if name == "CommandGetTableTypes":
             return pa.Table.from_pylist([{"table_type": TABLE_TYPE}], schema=P.TABLE_TYPES_SCHEMA)
         if name == "CommandGetXdbcTypeInfo":
-            return _xdbc_type_info(command)
+            return P.xdbc_type_info(command.data_type if command.HasField("data_type") else None)
         # Primary/foreign keys: Delta tables declare none.
         return self._METADATA_SCHEMAS[name].empty_table()
 
@@ -769,168 +776,6 @@ def _split(batch: pa.RecordBatch, max_bytes: int) -> Iterator[pa.RecordBatch]:
     step = -(-batch.num_rows // pieces)
     for offset in range(0, batch.num_rows, step):
         yield batch.slice(offset, step)
-
-
-# --- GetSqlInfo and GetXdbcTypeInfo -------------------------------------------------------
-
-_NUMERIC_FUNCTIONS = (
-    "abs acos asin atan atan2 cbrt ceil cos cot degrees exp floor ln log log10 log2 mod pi pow "
-    "power radians random round sign sin sqrt tan trunc"
-).split()
-_STRING_FUNCTIONS = (
-    "ascii chr concat concat_ws contains ends_with left length lower lpad ltrim md5 position "
-    "regexp_extract regexp_matches regexp_replace repeat replace reverse right rpad rtrim "
-    "split_part starts_with strpos substring trim upper"
-).split()
-_DATETIME_FUNCTIONS = (
-    "age current_date current_time current_timestamp date_diff date_part date_trunc datediff "
-    "datepart datetrunc day dayname epoch extract hour make_date make_timestamp minute month "
-    "monthname now quarter second strftime strptime time_bucket to_timestamp week year"
-).split()
-_SYSTEM_FUNCTIONS = "coalesce current_database current_schema greatest ifnull least nullif typeof version".split()
-
-
-def _keywords() -> list[str]:
-    con = duckdb.connect(":memory:")
-    try:
-        return sorted(r[0].upper() for r in con.execute("SELECT keyword_name FROM duckdb_keywords()").fetchall())
-    finally:
-        con.close()
-
-
-def _sql_info_values(settings: SandboxSettings, statement_ttl_s: float) -> dict[int, P.SqlInfoValue]:
-    S, i32 = P.SqlInfo, P.int32
-    values: dict[int, P.SqlInfoValue] = {
-        S.FLIGHT_SQL_SERVER_NAME: SERVER_NAME,
-        S.FLIGHT_SQL_SERVER_VERSION: _server_version(),
-        S.FLIGHT_SQL_SERVER_ARROW_VERSION: pa.__version__,
-        S.FLIGHT_SQL_SERVER_READ_ONLY: True,
-        S.FLIGHT_SQL_SERVER_SQL: True,
-        S.FLIGHT_SQL_SERVER_SUBSTRAIT: False,
-        S.FLIGHT_SQL_SERVER_TRANSACTION: i32(0),  # SQL_SUPPORTED_TRANSACTION_NONE
-        S.FLIGHT_SQL_SERVER_CANCEL: False,
-        S.FLIGHT_SQL_SERVER_BULK_INGESTION: False,
-        S.FLIGHT_SQL_SERVER_INGEST_TRANSACTIONS_SUPPORTED: False,
-        S.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: i32(int(statement_ttl_s * 1000)),  # handle lifetime
-        S.FLIGHT_SQL_SERVER_TRANSACTION_TIMEOUT: i32(0),
-        S.SQL_DDL_CATALOG: False,
-        S.SQL_DDL_SCHEMA: False,
-        S.SQL_DDL_TABLE: False,
-        S.SQL_IDENTIFIER_CASE: i32(1),  # SQL_CASE_SENSITIVITY_CASE_INSENSITIVE
-        S.SQL_IDENTIFIER_QUOTE_CHAR: '"',
-        S.SQL_QUOTED_IDENTIFIER_CASE: i32(1),
-        S.SQL_ALL_TABLES_ARE_SELECTABLE: True,
-        S.SQL_NULL_ORDERING: i32(3),  # SQL_NULLS_SORTED_AT_END (DuckDB: NULLS LAST)
-        S.SQL_KEYWORDS: _keywords(),
-        S.SQL_NUMERIC_FUNCTIONS: _NUMERIC_FUNCTIONS,
-        S.SQL_STRING_FUNCTIONS: _STRING_FUNCTIONS,
-        S.SQL_SYSTEM_FUNCTIONS: _SYSTEM_FUNCTIONS,
-        S.SQL_DATETIME_FUNCTIONS: _DATETIME_FUNCTIONS,
-        S.SQL_SEARCH_STRING_ESCAPE: "\\",
-        S.SQL_EXTRA_NAME_CHARACTERS: "",
-        S.SQL_SUPPORTS_COLUMN_ALIASING: True,
-        S.SQL_NULL_PLUS_NULL_IS_NULL: True,
-        S.SQL_SUPPORTS_CONVERT: {},
-        S.SQL_SUPPORTS_TABLE_CORRELATION_NAMES: True,
-        S.SQL_SUPPORTS_DIFFERENT_TABLE_CORRELATION_NAMES: False,
-        S.SQL_SUPPORTS_EXPRESSIONS_IN_ORDER_BY: True,
-        S.SQL_SUPPORTS_ORDER_BY_UNRELATED: True,
-        S.SQL_SUPPORTED_GROUP_BY: i32(0b11),  # UNRELATED | BEYOND_SELECT
-        S.SQL_SUPPORTS_LIKE_ESCAPE_CLAUSE: True,
-        S.SQL_SUPPORTS_NON_NULLABLE_COLUMNS: True,
-        S.SQL_SUPPORTED_GRAMMAR: i32(0b111),  # minimum | core | extended
-        S.SQL_ANSI92_SUPPORTED_LEVEL: i32(0b011),  # entry | intermediate
-        S.SQL_SUPPORTS_INTEGRITY_ENHANCEMENT_FACILITY: False,
-        S.SQL_OUTER_JOINS_SUPPORT_LEVEL: i32(2),  # SQL_FULL_OUTER_JOINS
-        S.SQL_SCHEMA_TERM: "schema",
-        S.SQL_PROCEDURE_TERM: "procedure",
-        S.SQL_CATALOG_TERM: "catalog",
-        S.SQL_CATALOG_AT_START: True,
-        S.SQL_SCHEMAS_SUPPORTED_ACTIONS: i32(0),
-        S.SQL_CATALOGS_SUPPORTED_ACTIONS: i32(0),
-        S.SQL_SUPPORTED_POSITIONED_COMMANDS: i32(0),
-        S.SQL_SELECT_FOR_UPDATE_SUPPORTED: False,
-        S.SQL_STORED_PROCEDURES_SUPPORTED: False,
-        S.SQL_SUPPORTED_SUBQUERIES: i32(0b1111),  # comparisons | exists | in | quantified
-        S.SQL_CORRELATED_SUBQUERIES_SUPPORTED: True,
-        S.SQL_SUPPORTED_UNIONS: i32(0b11),  # UNION | UNION ALL
-        S.SQL_DEFAULT_TRANSACTION_ISOLATION: i32(0),  # SQL_TRANSACTION_NONE
-        S.SQL_TRANSACTIONS_SUPPORTED: False,
-        S.SQL_SUPPORTED_TRANSACTIONS_ISOLATION_LEVELS: i32(0),
-        S.SQL_DATA_DEFINITION_CAUSES_TRANSACTION_COMMIT: False,
-        S.SQL_DATA_DEFINITIONS_IN_TRANSACTIONS_IGNORED: False,
-        S.SQL_SUPPORTED_RESULT_SET_TYPES: i32(0b10),  # FORWARD_ONLY
-        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_UNSPECIFIED: i32(0),
-        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_FORWARD_ONLY: i32(0b10),  # READ_ONLY
-        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_SCROLL_SENSITIVE: i32(0),
-        S.SQL_SUPPORTED_CONCURRENCIES_FOR_RESULT_SET_SCROLL_INSENSITIVE: i32(0),
-        S.SQL_BATCH_UPDATES_SUPPORTED: False,
-        S.SQL_SAVEPOINTS_SUPPORTED: False,
-        S.SQL_NAMED_PARAMETERS_SUPPORTED: False,
-        S.SQL_LOCATORS_UPDATE_COPY: False,
-        S.SQL_STORED_FUNCTIONS_USING_CALL_SYNTAX_SUPPORTED: False,
-    }
-    # Length/count limits: 0 = no limit or unknown.
-    for code in range(S.SQL_MAX_BINARY_LITERAL_LENGTH, S.SQL_MAX_ROW_SIZE_INCLUDES_BLOBS):
-        values[code] = 0
-    values[S.SQL_MAX_ROW_SIZE_INCLUDES_BLOBS] = False
-    for code in range(S.SQL_MAX_STATEMENT_LENGTH, S.SQL_MAX_USERNAME_LENGTH + 1):
-        values[code] = 0
-    return {int(k): v for k, v in values.items()}
-
-
-# (type_name, data_type, column_size, prefix, suffix, case_sensitive, searchable, unsigned,
-#  fixed_prec_scale, sql_data_type, datetime_subcode, num_prec_radix)
-_XDBC_TYPES: list[tuple[Any, ...]] = [
-    ("BIGINT", -5, 19, None, None, False, 2, False, False, -5, None, 10),
-    ("BOOLEAN", -7, 1, None, None, False, 2, None, False, -7, None, None),
-    ("BLOB", -3, None, "'", "'::BLOB", False, 2, None, False, -3, None, None),
-    ("TINYINT", -6, 3, None, None, False, 2, False, False, -6, None, 10),
-    ("DECIMAL", 3, 38, None, None, False, 2, False, True, 3, None, 10),
-    ("INTEGER", 4, 10, None, None, False, 2, False, False, 4, None, 10),
-    ("SMALLINT", 5, 5, None, None, False, 2, False, False, 5, None, 10),
-    ("FLOAT", 6, 24, None, None, False, 2, False, False, 6, None, 2),
-    ("DOUBLE", 8, 53, None, None, False, 2, False, False, 8, None, 2),
-    ("VARCHAR", 12, None, "'", "'", True, 3, None, False, 12, None, None),
-    ("DATE", 91, 10, "DATE '", "'", False, 2, None, False, 9, 1, None),
-    ("TIME", 92, 15, "TIME '", "'", False, 2, None, False, 9, 2, None),
-    ("TIMESTAMP", 93, 26, "TIMESTAMP '", "'", False, 2, None, False, 9, 3, None),
-    ("TIMESTAMP WITH TIME ZONE", 93, 32, "TIMESTAMPTZ '", "'", False, 2, None, False, 9, 5, None),
-]
-
-
-def _xdbc_type_info(command: Any) -> pa.Table:
-    wanted = command.data_type if command.HasField("data_type") else None
-    rows = []
-    for name, dtype, size, prefix, suffix, case, search, unsigned, fixed, sql_type, sub, radix in sorted(
-        _XDBC_TYPES, key=lambda t: (t[1], t[0])
-    ):
-        if wanted is not None and dtype != wanted:
-            continue
-        rows.append(
-            {
-                "type_name": name,
-                "data_type": dtype,
-                "column_size": size,
-                "literal_prefix": prefix,
-                "literal_suffix": suffix,
-                "create_params": ["precision", "scale"] if name == "DECIMAL" else None,
-                "nullable": 1,  # NULLABILITY_NULLABLE
-                "case_sensitive": case,
-                "searchable": search,
-                "unsigned_attribute": unsigned,
-                "fixed_prec_scale": fixed,
-                "auto_increment": False if radix else None,
-                "local_type_name": name,
-                "minimum_scale": 0 if name == "DECIMAL" else None,
-                "maximum_scale": 38 if name == "DECIMAL" else None,
-                "sql_data_type": sql_type,
-                "datetime_subcode": sub,
-                "num_prec_radix": radix,
-                "interval_precision": None,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=P.XDBC_TYPE_INFO_SCHEMA)
 
 
 # --- entry point ----------------------------------------------------------------------------
