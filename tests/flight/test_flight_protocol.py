@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+
 import pyarrow as pa
 from google.protobuf import any_pb2
 
 from flight import protocol as P
+from flight.auth import Principal, SessionStore, parse_basic, parse_bearer
 from flight.catalog import like_to_regex, parse_table_ref
 from flight.sandbox import plain_scan_table
 
@@ -89,3 +92,38 @@ def test_table_references_and_patterns() -> None:
     assert like_to_regex("r_ns").match("runs")
     assert plain_scan_table('SELECT * FROM flasktrack.main."runs@v1";') == "runs@v1"
     assert plain_scan_table("SELECT * FROM runs WHERE status = 'x'") is None
+
+
+def test_basic_credentials_with_or_without_padding() -> None:
+    padded = base64.b64encode(b"ana@a.example:pw").decode()
+    assert parse_basic(f"Basic {padded}") == ("ana@a.example", "pw")
+    assert parse_basic(f"Basic {padded.rstrip('=')}") == ("ana@a.example", "pw")  # the Go client
+    assert parse_basic("Basic !!!") is None
+    assert parse_basic(f"Bearer {padded}") is None
+    assert parse_bearer("Bearer abc") == "abc" and parse_bearer("Basic abc") is None
+
+
+def test_sessions_expire_when_idle_and_at_most_after_max_ttl() -> None:
+    now = [0.0]
+    store = SessionStore(idle_ttl_s=10, max_ttl_s=25, clock=lambda: now[0])
+    principal = Principal("org", "analyst", "user", "u", "U")
+    session = store.open(principal)
+    assert store.lookup(session.token) is session
+    now[0] = 9
+    assert store.lookup(session.token) is session  # use renews the idle timer
+    now[0] = 18
+    assert store.lookup(session.token) is session
+    now[0] = 26
+    assert store.lookup(session.token) is None  # past the absolute lifetime
+    other = store.open(principal)
+    now[0] = 37
+    assert store.lookup(other.token) is None  # idle too long
+    assert store.lookup("forged") is None
+
+
+def test_xdbc_type_info_table() -> None:
+    table = P.xdbc_type_info()
+    assert table.schema == P.XDBC_TYPE_INFO_SCHEMA
+    codes = table.column("data_type").to_pylist()
+    assert codes == sorted(codes)
+    assert P.xdbc_type_info(12).column("type_name").to_pylist() == ["VARCHAR"]

@@ -149,3 +149,32 @@ def test_sql_errors_are_reported(ana: Any, auth: RecordingAuthenticator) -> None
         query(ana, "SELEC 1")
     assert [e.outcome for _, e in auth.events_for("SELEC 1")] == ["error"]
     assert query(ana, "SELECT 42 AS answer").to_pylist() == [{"answer": 42}]
+
+
+def _metadata(uri: str, command: Any) -> pa.Table:
+    client = pa_flight.connect(uri)
+    options = pa_flight.FlightCallOptions(headers=[client.authenticate_basic_token("ana@a.example", PASSWORD)])
+    descriptor = pa_flight.FlightDescriptor.for_command(P.pack(command))
+    info = client.get_flight_info(descriptor, options)
+    table = client.do_get(info.endpoints[0].ticket, options).read_all()
+    assert table.schema == info.schema == client.get_schema(descriptor, options).schema
+    client.close()
+    return table
+
+
+def test_metadata_filters(uri: str) -> None:
+    schemas = _metadata(uri, P.CommandGetDbSchemas(catalog="flasktrack", db_schema_filter_pattern="ma%"))
+    assert schemas.to_pylist() == [{"catalog_name": "flasktrack", "db_schema_name": "main"}]
+    assert _metadata(uri, P.CommandGetDbSchemas(catalog="elsewhere")).num_rows == 0
+    assert _metadata(uri, P.CommandGetTables(table_types=["VIEW"])).num_rows == 0
+    assert _metadata(uri, P.CommandGetTables(db_schema_filter_pattern="other")).num_rows == 0
+    tables = _metadata(uri, P.CommandGetTables(table_name_filter_pattern="%s", table_types=["TABLE"]))
+    assert tables.column("table_name").to_pylist() == ["runs", "step_events"]
+    assert _metadata(uri, P.CommandGetCatalogs()).to_pylist() == [{"catalog_name": "flasktrack"}]
+    assert _metadata(uri, P.CommandGetTableTypes()).to_pylist() == [{"table_type": "TABLE"}]
+    assert _metadata(uri, P.CommandGetPrimaryKeys(table="runs")).schema == P.PRIMARY_KEYS_SCHEMA
+    assert _metadata(uri, P.CommandGetImportedKeys(table="runs")).num_rows == 0
+    assert _metadata(uri, P.CommandGetXdbcTypeInfo(data_type=93)).column("type_name").to_pylist() == [
+        "TIMESTAMP",
+        "TIMESTAMP WITH TIME ZONE",
+    ]
