@@ -133,17 +133,26 @@ async def cancel(run_id: uuid.UUID, data: RunControl, caller: Caller = Depends(r
     return await _control("cancel", run_id, data, caller, p)
 
 
-def _sign(s: Session, caller: Caller, run_id: uuid.UUID, data: ApprovalRequest) -> tuple[str, str, str] | Outcome:
-    """Gates, then the signature bound to the reviewed records: (task id, signature id, content hash)."""
+def _sign(s: Session, caller: Caller, run_id: uuid.UUID, data: ApprovalRequest) -> Decision:
+    """Gates, then the signature bound to the reviewed records; a retried request reuses the first signature."""
     prior = tasks.prior_answer(s, caller.context.request_id)
-    if prior is not None:
-        return prior[1]
-    task = runs.approval_task(s, run_id, data.task_id)
-    content_hash = runs.check_approval(s, caller, task, data.decision, data.reason)
-    meaning = Meaning(task.spec["meaning"]) if data.decision == "approve" else Meaning.rejected
-    sig = sign(s, caller, SignatureInput(password=data.password, meaning=meaning, reason=data.reason),
-               entity_type="task", entity_id=str(task.id), content_hash=content_hash)
-    return str(task.id), str(sig.id), content_hash
+    if prior is not None and prior[1].signature_id:
+        task = runs.approval_task(s, run_id, uuid.UUID(prior[0]))
+        signature_id, content_hash = prior[1].signature_id, runs.signed_hash(s, prior[1].signature_id)
+    else:
+        task = runs.approval_task(s, run_id, data.task_id)
+        content_hash = runs.check_approval(s, caller, task, data.decision, data.reason)
+        meaning = Meaning(task.spec["meaning"]) if data.decision == "approve" else Meaning.rejected
+        signature_id = str(sign(s, caller, SignatureInput(password=data.password, meaning=meaning, reason=data.reason),
+                                entity_type="task", entity_id=str(task.id), content_hash=content_hash).id)
+    return Decision(task_id=str(task.id), actor=runs.actor_ref(caller), decision=data.decision,
+                    signature_id=signature_id, content_hash=content_hash, reason=data.reason,
+                    request=runs.request_info(caller))
+
+
+async def _still_open(p: Platform, caller: Caller, decision: Decision) -> bool:
+    task = await in_tx(p, caller, tasks.locate, uuid.UUID(decision.task_id))
+    return bool(task.status == "open" and task.run_status in ("running", "on_hold"))
 
 
 @router.post("/{run_id}/approvals", response_model=Outcome)
@@ -152,24 +161,22 @@ async def decide(run_id: uuid.UUID, data: ApprovalRequest, caller: Caller = Depe
     """Approve or reject the run's open approval with an electronic signature: password re-entered, the meaning
     the protocol gives it (or `rejected`), a reason when rejecting. The signature is bound to the hash of the
     reviewed step records. Whoever performed a reviewed step in this run may not sign it (403). A rejection
-    follows the step's `on_reject`: the steps from `from_step` open again, or the run ends as rejected."""
+    follows the step's `on_reject`: the steps from `from_step` open again, or the run ends as rejected.
+    The X-Request-ID header is the idempotency key, as for completions."""
     temporal.client_of(p)
     try:
-        signed = await in_tx(p, caller, _sign, caller, run_id, data)
+        decision = await in_tx(p, caller, _sign, caller, run_id, data)
     except (Conflict, Invalid) as exc:
         await refused(p, caller, "run", str(run_id), "approval", exc)
         raise
-    if isinstance(signed, Outcome):
-        return answer(signed)
-    task_id, signature_id, content_hash = signed
-    decision = Decision(task_id=task_id, actor=runs.actor_ref(caller), decision=data.decision,
-                        signature_id=signature_id, content_hash=content_hash, reason=data.reason,
-                        request=runs.request_info(caller))
     try:
-        outcome = await temporal.update(p, run_id, "decide", decision, request_id=caller.context.request_id,
-                                        result_type=Outcome)
+        outcome = await temporal.update_step(p, run_id, "decide", decision, request_id=caller.context.request_id,
+                                             result_type=Outcome, still_open=lambda: _still_open(p, caller, decision))
     except Conflict as exc:
-        await refused(p, caller, "task", task_id, "approval", exc)
+        prior = await in_tx(p, caller, tasks.prior_answer, caller.context.request_id)
+        if prior is not None and prior[0] == decision.task_id:
+            return answer(prior[1])
+        await refused(p, caller, "task", decision.task_id, "approval", exc)
         raise
     return answer(outcome)
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
 from api import temporal
 from api.deps import Platform, platform, require
@@ -62,8 +61,9 @@ def release(task_id: uuid.UUID, caller: Caller = Depends(require(Permission.task
         return service.release(s, caller, task_id)
 
 
-def _locate(s: Session, task_id: uuid.UUID, request_id: str | None) -> tuple[Any, tuple[str, Outcome] | None]:
-    return service.locate(s, task_id), service.prior_answer(s, request_id)
+async def _still_open(p: Platform, caller: Caller, task_id: uuid.UUID) -> bool:
+    task = await in_tx(p, caller, service.locate, task_id)
+    return bool(task.status == "open" and task.run_status in ("running", "on_hold"))
 
 
 @router.post("/tasks/{task_id}/complete", response_model=Outcome)
@@ -76,21 +76,24 @@ async def complete(task_id: uuid.UUID, data: TaskCompletion, caller: Caller = De
     with every reason and is on record. The X-Request-ID header is the idempotency key: a retried request
     never completes twice and gets the first answer. The answer names the tasks open next."""
     request_id = caller.context.request_id
-    task, prior = await in_tx(p, caller, _locate, task_id, request_id)
-    if prior is not None and prior[0] == str(task_id):
-        return answer(prior[1])
+    task = await in_tx(p, caller, service.locate, task_id)
+    completion = Completion(task_id=str(task_id), actor=runs.actor_ref(caller), values=data.values,
+                            checklist=data.confirmed(), evidence=data.evidence, request=runs.request_info(caller))
     try:
-        if prior is not None:
-            raise Conflict(f"X-Request-ID {request_id} already answered a request about another task")
-        completion = Completion(task_id=str(task_id), actor=runs.actor_ref(caller), values=data.values,
-                                checklist=data.confirmed(), evidence=data.evidence, request=runs.request_info(caller))
-        outcome = await temporal.update(p, task.run_id, "complete_task", completion, request_id=request_id,
-                                        result_type=Outcome)
-        if outcome.task_id != str(task_id):
-            raise Conflict(f"X-Request-ID {request_id} already answered a request about another task")
+        # Always through the workflow, even for a retry: it must learn of a completion its activity recorded.
+        outcome = await temporal.update_step(p, task.run_id, "complete_task", completion, request_id=request_id,
+                                             result_type=Outcome, still_open=lambda: _still_open(p, caller, task_id))
     except Conflict as exc:
+        # The run moved on (or ended) after answering this very request before: the first answer.
+        prior = await in_tx(p, caller, service.prior_answer, request_id)
+        if prior is not None and prior[0] == str(task_id):
+            return answer(prior[1])
         await refused(p, caller, "task", str(task_id), "completion", exc)
         raise
+    if outcome.task_id != str(task_id):
+        reused = Conflict(f"X-Request-ID {request_id} already answered a request about another task")
+        await refused(p, caller, "task", str(task_id), "completion", reused)
+        raise reused
     return answer(outcome)
 
 

@@ -42,8 +42,17 @@ NO_WORKER = ("no worker answered within {s:.0f} s: is `flasktrack worker` runnin
              "header; the platform will not act twice.")
 
 
+CATCH_UP_S = 5.0
+CATCHING_UP = ("the run is catching up (its worker restarted) and has not reached this step again yet; retry "
+               "with the same X-Request-ID header")
+
+
 class UpdateRefused(Conflict):
     """The run's workflow refused the request (wrong step, wrong state): 409, nothing changed."""
+
+    def __init__(self, message: str, *, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind  # the validator's error type: WrongStep, WrongState; "" when the run has ended
 
 
 async def attach(p: Platform) -> Callable[[], Awaitable[None]]:
@@ -119,7 +128,8 @@ async def update(p: Platform, run_id: uuid.UUID | str, name: str, arg: Any, *, r
                                            rpc_timeout=UPDATE_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
-        raise UpdateRefused(getattr(cause, "message", None) or str(cause or exc)) from exc
+        raise UpdateRefused(getattr(cause, "message", None) or str(cause or exc),
+                            kind=getattr(cause, "type", None) or "") from exc
     except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
         raise Unavailable(NO_WORKER.format(s=UPDATE_TIMEOUT.total_seconds())) from exc
     except RPCError as exc:
@@ -130,6 +140,23 @@ async def update(p: Platform, run_id: uuid.UUID | str, name: str, arg: Any, *, r
         raise _unavailable(exc) from exc
     except RuntimeError as exc:  # the lazy client could not connect
         raise _unavailable(exc) from exc
+
+
+async def update_step(p: Platform, run_id: uuid.UUID | str, name: str, arg: Any, *, request_id: str | None,
+                      result_type: type, still_open: Callable[[], Awaitable[bool]]) -> Any:
+    """An Update about one step. A step the database shows open but the workflow does not wait on yet is a run
+    catching up after a worker crash (it re-runs the last activities of a lost workflow task): retry a few
+    seconds, then 503."""
+    deadline = asyncio.get_running_loop().time() + CATCH_UP_S
+    while True:
+        try:
+            return await update(p, run_id, name, arg, request_id=request_id, result_type=result_type)
+        except UpdateRefused as exc:
+            if exc.kind != "WrongStep" or not await still_open():
+                raise
+            if asyncio.get_running_loop().time() > deadline:
+                raise Unavailable(CATCHING_UP) from exc
+            await asyncio.sleep(0.2)
 
 
 _BULKY = {"input", "result", "payloads", "details", "header", "data", "lastFailure", "failure", "memo",

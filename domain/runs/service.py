@@ -288,6 +288,11 @@ def check_approval(session: Session, caller: Caller, task: Any, decision: str, r
     return content_hash
 
 
+def signed_hash(session: Session, signature_id: str) -> str:
+    row = session.execute(text("SELECT content_hash FROM signatures WHERE id = :s"), {"s": signature_id}).one()
+    return str(row.content_hash)
+
+
 def actor_ref(caller: Caller) -> ActorRef:
     return ActorRef(type=caller.actor.type, id=caller.actor.id, display=caller.actor.display,
                     user_id=str(caller.user_id) if caller.user_id else None, role=caller.role.value)
