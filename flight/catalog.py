@@ -94,7 +94,7 @@ def list_table_names(lake_uri: str) -> list[str]:
     Local paths and file:// URIs only; object stores (s3://, …) plug in here.
     """
     parsed = urlparse(lake_uri)
-    if parsed.scheme not in ("", "file") and not re.match(r"^[a-zA-Z]$", parsed.scheme):
+    if parsed.scheme not in ("", "file"):
         raise NotImplementedError(f"listing tables under {parsed.scheme}:// lakes is not implemented yet")
     root = parsed.path if parsed.scheme == "file" else lake_uri
     try:

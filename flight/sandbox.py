@@ -25,7 +25,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -271,7 +271,7 @@ class Sandbox:
         with self._translated():
             return self.con.sql(sql).to_arrow_reader(batch_size)
 
-    def batches(self, sql: str, batch_size: int, prefetch: int = 0) -> Iterator[pa.RecordBatch]:
+    def batches(self, sql: str, batch_size: int, prefetch: int = 0) -> Generator[pa.RecordBatch, None, None]:
         """Run `sql` and yield its batches; with `prefetch` > 0 a thread reads up to that many
         batches ahead, so DuckDB keeps computing while the caller sends the previous ones."""
         reader = self.stream(sql, batch_size)

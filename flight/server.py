@@ -17,11 +17,12 @@ own org, so replaying them leaks nothing.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from typing import Any, NoReturn
@@ -501,6 +502,7 @@ class FlightSqlServer(flight.FlightServerBase):
             rows = 0
             outcome: Outcome = "ok"
             reason: str | None = None
+            source: Generator[pa.RecordBatch, None, None] | None = None
             acquired = self._slots.acquire(timeout=self.settings.timeout_s)
             try:
                 if not acquired:
@@ -516,8 +518,8 @@ class FlightSqlServer(flight.FlightServerBase):
                         yield from _split(batch, max_bytes)
                     else:
                         yield batch
-            except GeneratorExit:
-                outcome, reason = "error", "client went away before the end of the stream"
+            except GeneratorExit:  # the client stopped reading (e.g. a GUI showing the first page)
+                reason = f"client closed the stream after {rows} rows"
                 raise
             except BaseException as raw:  # noqa: BLE001 - audited, then mapped to a Flight status
                 exc = sandbox.translate(raw)
@@ -527,6 +529,9 @@ class FlightSqlServer(flight.FlightServerBase):
                     log.exception("flight.stream_failed")
                 raise _status(exc) from None
             finally:
+                if source is not None:
+                    with contextlib.suppress(Exception):
+                        source.close()  # stops the prefetch thread before its connection closes
                 sandbox.close()
                 if acquired:
                     self._slots.release()
@@ -762,7 +767,7 @@ def _whole_table_scan(sql: str, datasets: dict[str, pads.Dataset], schema: pa.Sc
 
 def _scan_batches(
     dataset: pads.Dataset, schema: pa.Schema, batch_rows: int, deadline: Deadline
-) -> Iterator[pa.RecordBatch]:
+) -> Generator[pa.RecordBatch, None, None]:
     """A whole-table read straight from Arrow (no engine, no copies), as `schema`."""
     scanner = dataset.scanner(batch_size=batch_rows, batch_readahead=4, fragment_readahead=2)
     for batch in scanner.to_reader():

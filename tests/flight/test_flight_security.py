@@ -332,3 +332,17 @@ def test_serve_returns_once_the_server_is_shut_down(lake: Lake, auth: RecordingA
     runner.join(10)
     assert not runner.is_alive()
     srv.shutdown()  # idempotent
+
+
+def test_a_client_that_stops_reading_frees_the_query(uri: str, ana: Any, auth: RecordingAuthenticator) -> None:
+    client, options = _raw_client(uri, "ana@a.example")
+    sql = "SELECT i, label, r.range AS copy FROM form_big, range(40) r"  # 2M rows through DuckDB
+    info = client.get_flight_info(_statement(sql), options)
+    reader = client.do_get(info.endpoints[0].ticket, options)
+    assert reader.read_chunk().data.num_rows > 0
+    reader.cancel()
+    client.close()
+    [(_, event)] = auth.wait_for(sql, timeout=20)
+    assert event.outcome == "ok" and event.rows < 2_000_000
+    assert "client closed the stream" in (event.reason or "")
+    assert query(ana, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 3}]
