@@ -57,12 +57,36 @@ FIELDS = {k: [{"key": f, "label": lbl, "type": t, "unit": u, "required": True} f
           for k, v in FORMS.items()}
 
 
+PGDATA: Path | None = None  # the embedded server's data folder, to account for its CPU time
+
+
 def server() -> str:
+    global PGDATA
     url = os.environ.get("FLASKTRACK_BENCH_DATABASE_URL")
     if url:
         return url
     data = Path(os.environ.get("FLASKTRACK_BENCH_DATA_DIR", Path(tempfile.gettempdir()) / "flasktrack-bench"))
+    PGDATA = data / "pg"
     return start_embedded_postgres(data)
+
+
+def postgres_cpu_s() -> float | None:
+    """CPU seconds used so far by the embedded server's processes (postmaster children), from /proc."""
+    try:
+        postmaster = int((PGDATA / "postmaster.pid").read_text().split()[0]) if PGDATA else None
+    except (OSError, ValueError):
+        return None
+    if postmaster is None:
+        return None
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:  # ppid
+            ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -136,13 +160,17 @@ def one_round(url: str, orgs: list[str]) -> tuple[float, int, int, int, dict[str
     with tempfile.TemporaryDirectory(prefix="sinkbench-") as d:
         engine = make_engine(url, pool_size=2)
         sink = Sink(engine, Lake(d), SinkSettings())
-        started = time.perf_counter()
+        pg0, cpu0, started = postgres_cpu_s(), time.process_time(), time.perf_counter()
         moved = sink.drain()
         elapsed = time.perf_counter() - started
+        sink_cpu, pg1 = time.process_time() - cpu0, postgres_cpu_s()
         files = files_per_table(d)
         engine.dispose()
-    print(f"  loaded {ROWS:,} outbox rows by COPY in {load_s:.1f} s; drained {moved:,} rows in {elapsed:.2f} s "
-          f"({sink.batches} batches): {moved / elapsed:,.0f} rows/s, files {files}")
+    print(f"  load average {os.getloadavg()[0]:.2f}; loaded {ROWS:,} outbox rows by COPY in {load_s:.1f} s; "
+          f"drained {moved:,} rows in {elapsed:.2f} s ({sink.batches} batches): {moved / elapsed:,.0f} rows/s, "
+          f"files {files}")
+    pg = f", PostgreSQL {(pg1 - pg0) / moved * 1e6:.1f} µs" if pg0 is not None and pg1 is not None else ""
+    print(f"  CPU per row: sink process {sink_cpu / moved * 1e6:.1f} µs{pg}")
     return elapsed, moved, sink.batches, sum(files.values()), files
 
 
@@ -160,7 +188,7 @@ def main() -> None:
                 c.execute("INSERT INTO organizations (id, slug, name) VALUES (%s, %s, %s)", (o, f"bench-{k}", "Bench"))
         cfg = SinkSettings()
         print(f"sink throughput: {ROWS:,} outbox rows, {ORGS} orgs, batches of {cfg.batch_rows:,} rows, "
-              f"{ROUNDS} rounds (best reported)")
+              f"{ROUNDS} rounds (best reported); {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
         results = [one_round(url, orgs) for _ in range(ROUNDS)]
     elapsed, moved, batches, files, per_table = min(results, key=lambda r: r[0])
     # One file per (table, org partition) per batch at most: target_file_size is far above a batch.

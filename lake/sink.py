@@ -87,6 +87,16 @@ class OutboxRow:
     org_id: str
     topic: str
     payload_text: str
+    # A form submission's field definitions, split off by PostgreSQL: identical for every submission of
+    # a form version, so the sink parses each distinct text once instead of once per row.
+    fields_text: str | None = None
+
+    def full_payload(self) -> str:
+        """The payload as stored (fields put back), for sink_rejects."""
+        if self.fields_text is None:
+            return self.payload_text
+        rest = self.payload_text.rstrip()[:-1].rstrip()
+        return f'{rest}{", " if rest != "{" else ""}"fields": {self.fields_text}}}'
 
 
 @dataclass
@@ -111,6 +121,7 @@ def prepare(batch_id: int, rows: list[OutboxRow]) -> dict[str, Part]:
     routed: dict[str, list[tuple[OutboxRow, dict[str, Any]]]] = {STEP_EVENTS.name: [], RUNS.name: []}
     fixed_table = {"step_event": routed[STEP_EVENTS.name], "run": routed[RUNS.name]}
     loads = orjson.loads
+    fields: dict[str, Any] = {}
     for r in rows:
         try:
             payload = loads(r.payload_text)
@@ -120,11 +131,13 @@ def prepare(batch_id: int, rows: list[OutboxRow]) -> dict[str, Part]:
         if type(payload) is not dict:
             rejects.append((r, "payload is not an object"))
             continue
-        org = r.org_id
+        if r.fields_text is not None:
+            defs = fields.get(r.fields_text)
+            payload["fields"] = defs if defs is not None else fields.setdefault(r.fields_text, loads(r.fields_text))
+        org = r.org_id  # the outbox row's org (a foreign key) is the partition; the payload must agree
         if payload.setdefault("org_id", org) != org:
             rejects.append((r, "payload org_id differs from the outbox row's org_id"))
             continue
-        # (the outbox row's org, a foreign key, is the partition)
         target = fixed_table.get(r.topic)
         if target is None:  # form_submission
             key = payload.get("form_key")
@@ -154,7 +167,7 @@ def prepare(batch_id: int, rows: list[OutboxRow]) -> dict[str, Part]:
         log.warning("outbox rows rejected", batch_id=batch_id, count=len(rejects), first=rejects[0][1])
         parts[SINK_REJECTS.name] = Part(fixed=type_rows(SINK_REJECTS.columns, [
             {"org_id": r.org_id, "outbox_id": r.id, "batch_id": batch_id, "topic": r.topic,
-             "payload": r.payload_text, "error": reason} for r, reason in rejects]).table)
+             "payload": r.full_payload(), "error": reason} for r, reason in rejects]).table)
     return parts
 
 
@@ -165,12 +178,15 @@ _DUE = text(
 )
 # The claim and the batch read go through the psycopg cursor: tens of thousands of rows per batch.
 _NEXT_BATCH = "SELECT nextval(pg_get_serial_sequence('outbox', 'id'))"
-_CLAIM = """UPDATE outbox SET batch_id = %(batch)s WHERE id IN (
-              SELECT id FROM outbox WHERE batch_id IS NULL AND topic = ANY(%(topics)s)
-              ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
-            RETURNING id, org_id::text, topic, payload::text"""
+_SPLIT = "topic = 'form_submission' AND jsonb_typeof(payload->'fields') = 'array'"
+_ROW = (f"id, org_id::text, topic, CASE WHEN {_SPLIT} THEN (payload - 'fields')::text ELSE payload::text END, "
+        f"CASE WHEN {_SPLIT} THEN (payload->'fields')::text END")
+_CLAIM = f"""UPDATE outbox SET batch_id = %(batch)s WHERE id IN (
+               SELECT id FROM outbox WHERE batch_id IS NULL AND topic = ANY(%(topics)s)
+               ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+             RETURNING {_ROW}"""
 _PENDING = text("SELECT DISTINCT batch_id FROM outbox WHERE batch_id IS NOT NULL ORDER BY batch_id")
-_BATCH_ROWS = "SELECT id, org_id::text, topic, payload::text FROM outbox WHERE batch_id = %(b)s ORDER BY id"
+_BATCH_ROWS = f"SELECT {_ROW} FROM outbox WHERE batch_id = %(b)s ORDER BY id"
 _ACK = text("DELETE FROM outbox WHERE batch_id = :b")
 
 

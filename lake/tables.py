@@ -315,15 +315,21 @@ def read_fields(payload: dict[str, Any]) -> tuple[FormField, ...]:
     except AttributeError:
         raise RowError("each field must be an object") from None
     try:
-        sig, keys = _signature(spec)  # every submission of a form version carries the same definitions
+        sig, _ = _signature(spec)  # every submission of a form version carries the same definitions
     except TypeError:  # something unhashable in a label or unit: parse without the cache
-        sig, keys = _signature.__wrapped__(spec)
+        sig, _ = _signature.__wrapped__(spec)
+    read_values(payload, sig)
+    return sig
+
+
+def read_values(payload: dict[str, Any], sig: tuple[FormField, ...]) -> None:
+    """RowError unless `values` is an object with values only for the form's fields."""
     values = payload.get("values")
     if not isinstance(values, dict):
         raise RowError("values must be an object")
+    keys = {f.key for f in sig}
     if not values.keys() <= keys:
         raise RowError(f"values for fields not in the form: {', '.join(sorted(values.keys() - keys))}")
-    return sig
 
 
 @lru_cache(maxsize=4096)
@@ -367,9 +373,17 @@ def type_form_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[FormGroup], lis
     accepted (in group order) and the rejected indices with their reasons."""
     rejected: dict[int, str] = {}
     by_sig: dict[tuple[FormField, ...], list[int]] = {}
+    seen: dict[int, tuple[FormField, ...]] = {}  # by id() of a `fields` list that rows share (see lake.sink)
     for i, r in enumerate(rows):
         try:
-            by_sig.setdefault(read_fields(r), []).append(i)
+            shared = seen.get(id(r.get("fields")))
+            if shared is not None:
+                read_values(r, shared)
+                sig = shared
+            else:
+                sig = read_fields(r)
+                seen[id(r["fields"])] = sig
+            by_sig.setdefault(sig, []).append(i)
         except RowError as exc:
             rejected[i] = str(exc)
     groups: list[FormGroup] = []
