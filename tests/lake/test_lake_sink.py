@@ -79,6 +79,8 @@ def test_malformed_rows_are_kept_in_sink_rejects_not_dropped(kit):
     kept = {orjson.loads(p).get("submission_id") or orjson.loads(p)["event_id"] for p in rejects["payload"].to_pylist()}
     assert kept == {bad_int["submission_id"], bad_type["submission_id"], no_time["event_id"]}
     assert any("integer" in e for e in rejects["error"].to_pylist())
+    kept_forms = [orjson.loads(p) for p in rejects["payload"].to_pylist() if "submission_id" in orjson.loads(p)]
+    assert all(p["fields"] and p["values"] for p in kept_forms), "rejected payloads are kept whole"
     assert kit.table("form_rejects_demo", org)["n"].to_pylist() == [2]
     assert kit.outbox(org) == []
 
