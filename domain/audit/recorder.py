@@ -53,9 +53,12 @@ def entry_body(
 ) -> dict[str, Any]:
     """The hashed content of one entry: every field, including the org."""
     ctx = context or RequestContext()
+    # uuids in their canonical lower-case form: the columns (uuid type) read back that way, and the
+    # verifier compares the body with them
+    api_key_id = str(uuid.UUID(str(ctx.api_key_id))) if ctx.api_key_id is not None else None
     return {
         "v": BODY_VERSION,
-        "org_id": str(org_id),
+        "org_id": str(uuid.UUID(str(org_id))),
         "occurred_at": format_ts(occurred_at),
         "actor": {"type": actor.type, "id": actor.id, "display": actor.display},
         "action": action,
@@ -68,7 +71,7 @@ def entry_body(
             "request_id": ctx.request_id,
             "client_address": ctx.client_address,
             "user_agent": ctx.user_agent,
-            "api_key_id": ctx.api_key_id,
+            "api_key_id": api_key_id,
         },
     }
 

@@ -14,29 +14,30 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from domain.audit.chain import GENESIS, Problem, VerifyResult, verify_rows
 from domain.audit.checkpoints import Checkpoint, CheckpointStore, SigningKey, sign
+from domain.audit.parallel import ROW_COLUMNS, default_workers, verify_chain
 from domain.errors import Invalid
 from domain.roles import Caller, Role
 
 # Identity and access entries; lab managers and scientists see the operational rest.
 SECURITY_ENTITY_TYPES = ("organization", "user", "membership", "api_key", "auth_session", "endpoint")
 
-ROW_COLUMNS = """seq, body, body_hash, prev_hash, chain_hash, org_id::text,
-  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-  actor_type, actor_id, actor_display, action, entity_type, entity_id, severity, reason, request_id,
-  api_key_id::text"""
+def seal(session: Session, org_id: uuid.UUID | str | None = None, limit: int = 5000, *, wait: bool = False) -> int:
+    """Link pending entries into the chain now (one org, or all that the caller's role can reach).
 
-
-def seal(session: Session, org_id: uuid.UUID | str | None = None, limit: int = 5000) -> int:
-    """Link pending entries into the chain now (one org, or all that the caller's role can reach)."""
+    With `wait`, queue for the org's chain head instead of skipping it when another sealer holds it;
+    either way, once this has sealed anything (or found nothing to seal), the head row stays locked
+    until the caller's transaction ends, so the chain cannot move under a verification."""
     if org_id is None:
         return int(session.execute(text("SELECT audit_seal_all(:n)"), {"n": limit}).scalar_one())
     total = 0
     while True:
-        n = int(session.execute(text("SELECT audit_seal(:o, :n)"), {"o": str(org_id), "n": limit}).scalar_one())
+        n = int(session.execute(text("SELECT audit_seal(:o, :n, :w)"),
+                                {"o": str(org_id), "n": limit, "w": wait}).scalar_one())
         total += n
         if n < limit:
             return total
@@ -50,20 +51,29 @@ def head(session: Session, org_id: uuid.UUID | str) -> tuple[int, bytes]:
     return (int(row[0]), bytes(row[1])) if row else (0, GENESIS)
 
 
+class ChainNotVerified(Exception):
+    """Refusing to sign a head that does not verify: a checkpoint must never vouch for tampering."""
+
+
 def write_checkpoint(
     session: Session, org_id: uuid.UUID | str, key: SigningKey, store: CheckpointStore
 ) -> Checkpoint | None:
-    """Sign the org's current head, store the file outside the database and its record inside.
-    Nothing to sign for an empty chain; no new checkpoint when the head has not moved."""
-    size, head_hash = head(session, org_id)
+    """Seal what is pending and sign the org's head, store the file outside the database and its
+    record inside. Nothing to sign for an empty chain; no new checkpoint when the head has not moved.
+
+    Only what verifies is signed: the entries since the latest checkpoint file of this key must link
+    from its signed head to the current one, which must be where the sealer left the chain
+    (raises ChainNotVerified otherwise)."""
+    org = str(org_id)
+    seal(session, org, wait=True)  # and hold the head still while it is checked and signed
+    size, head_hash = head(session, org)
     if size == 0:
         return None
-    last = session.execute(
-        text("SELECT max(size) FROM audit_checkpoints WHERE org_id = :o"), {"o": str(org_id)}
-    ).scalar()
+    last = session.execute(text("SELECT max(size) FROM audit_checkpoints WHERE org_id = :o"), {"o": org}).scalar()
     if last is not None and int(last) >= size:
         return None
-    cp = sign(key, str(org_id), size, head_hash, dt.datetime.now(dt.UTC))
+    _verify_since_last_checkpoint(session, org, size, head_hash, key, store)
+    cp = sign(key, org, size, head_hash, dt.datetime.now(dt.UTC))
     store.write(cp)
     session.execute(
         text(
@@ -73,6 +83,36 @@ def write_checkpoint(
         {"o": cp.org_id, "s": cp.size, "h": cp.head_hash, "k": cp.key_id, "sig": cp.signature, "t": cp.issued_at},
     )
     return cp
+
+
+def _verify_since_last_checkpoint(
+    session: Session, org: str, size: int, head_hash: bytes, key: SigningKey, store: CheckpointStore
+) -> None:
+    keys = {key.key_id: key.public}
+    signed = [c for _, c in store.list(org)
+              if c is not None and c.org_id == org and c.size <= size and c.check_signature(keys) is None]
+    base = max(signed, key=lambda c: c.size, default=None)
+    start_seq, start_prev = (base.size + 1, base.head_hash) if base else (1, GENESIS)
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor(binary=True) as cur:
+        rows = cur.stream(f"SELECT {ROW_COLUMNS} FROM audit_log WHERE org_id = %s AND seq >= %s AND seq <= %s "
+                          "ORDER BY seq", (org, base.size if base else 1, size), size=2000)
+        try:
+            if base:  # the entry the last checkpoint signed must still carry its signed hash
+                first = next(rows, None)
+                if first is None or first[0] != base.size or bytes(first[4]) != base.head_hash:
+                    raise ChainNotVerified(f"not signing the head of org {org}: the chain no longer holds the "
+                                           f"signed checkpoint of size {base.size}")
+            res = verify_rows(org, rows, start_seq=start_seq, start_prev=start_prev)
+        finally:
+            rows.close()
+    sealed = session.execute(text("SELECT seq, chain_hash FROM audit_heads WHERE org_id = :o"), {"o": org}).first()
+    res.problems.extend(_head_problems(res, sealed))
+    if res.head_seq != size or res.head_hash != head_hash:
+        res.problems.append(Problem(size, "the head moved while it was being verified"))
+    if not res.ok:
+        raise ChainNotVerified(f"not signing the head of org {org}: {res.summary()}")
 
 
 def checkpoint_now(
@@ -107,6 +147,7 @@ def _checkpoint_anchors(
         if cp.org_id != org_id:
             problems.append(Problem(None, f"checkpoint file {path.name} is for org {cp.org_id}"))
             continue
+        files[(cp.size, cp.head_hash, cp.signature)] = cp  # present in the store, whatever its worth
         bad = cp.check_signature(keys)
         if bad:
             problems.append(Problem(cp.size, bad))
@@ -115,7 +156,6 @@ def _checkpoint_anchors(
             problems.append(Problem(cp.size, f"two signed checkpoints of size {cp.size} disagree"))
             continue
         anchors[cp.size] = cp.head_hash
-        files[(cp.size, cp.head_hash, cp.signature)] = cp
     recorded = session.execute(
         text("SELECT size, head_hash, signature FROM audit_checkpoints WHERE org_id = :o ORDER BY size"),
         {"o": org_id},
@@ -140,27 +180,62 @@ def verify_org(
     *,
     store: CheckpointStore,
     keys: dict[str, Ed25519PublicKey],
-    chunk: int = 20000,
+    chunk: int = 2000,
+    workers: int | None = None,
 ) -> VerifyResult:
-    """Verify one org's whole chain as stored, against its signed checkpoints."""
+    """Verify one org's whole chain as stored, against its signed checkpoints and its sealed head.
+
+    Seals what is pending first and keeps the org's head row locked for the rest of the
+    transaction, so the chain verified is exactly the chain the head describes."""
     org = str(org_id)
-    seal(session, org)
     problems: list[Problem] = []
+    try:
+        with session.begin_nested():
+            seal(session, org, wait=True)
+    except SQLAlchemyError as exc:
+        # e.g. a row forged at the next seq: the sealer's INSERT collides with it
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        problems.append(Problem(None, f"pending entries cannot be sealed into the chain: {reason}"))
     anchors = _checkpoint_anchors(session, org, store, keys, problems)
+    sealed_head = session.execute(
+        text("SELECT seq, chain_hash FROM audit_heads WHERE org_id = :o"), {"o": org}
+    ).first()
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    with raw.cursor(name=f"verify_{uuid.uuid4().hex}") as cur:
-        cur.itersize = chunk
-        cur.execute(f"SELECT {ROW_COLUMNS} FROM audit_log WHERE org_id = %s ORDER BY seq", (org,))
-        result = verify_rows(org, cur, anchors=anchors)
+    expected_size = int(sealed_head[0]) if sealed_head else 0
+    result = verify_chain(raw, org, anchors=anchors, expected_size=expected_size, url=_libpq_url(session),
+                          workers=default_workers() if workers is None else workers, chunk=chunk)
     result.problems[:0] = problems
-    pending = session.execute(
-        text("SELECT count(*) FROM audit_pending WHERE org_id = :o AND occurred_at < now() - interval '1 minute'"),
-        {"o": org},
-    ).scalar_one()
-    if pending:
-        result.problems.append(Problem(None, f"{pending} entries left unsealed for over a minute"))
+    if not result.stopped_early:
+        result.problems.extend(_head_problems(result, sealed_head))
     return result
+
+
+def _libpq_url(session: Session) -> str | None:
+    """Where helper processes connect: the session's own database and role."""
+    bind = session.get_bind()
+    url = getattr(bind, "url", None)
+    if url is None or not str(url.drivername).startswith("postgresql"):
+        return None
+    return str(url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+
+def _head_problems(result: VerifyResult, sealed_head: Any) -> list[Problem]:
+    """The chain must end exactly where the sealer left it (audit_heads)."""
+    end = result.head_seq
+    if sealed_head is None:
+        return [Problem(1, "entries exist but no sealed head records them (inserted outside the sealer)")
+                ] if end else []
+    seq, head_hash = int(sealed_head[0]), bytes(sealed_head[1])
+    if seq < end:
+        return [Problem(seq + 1, f"entries {seq + 1}..{end} lie past the sealed head (seq {seq}): "
+                                 f"appended outside the sealer")]
+    if seq > end:
+        return [Problem(end + 1, f"the sealed head is at seq {seq} but the chain ends at seq {end}: "
+                                 f"entries removed")]
+    if head_hash != result.head_hash:
+        return [Problem(seq, "the last entry's chain hash differs from the sealed head's (rewritten after sealing)")]
+    return []
 
 
 # ---------------------------------------------------------------- reading

@@ -185,36 +185,53 @@ ALTER TABLE audit_checkpoints ENABLE ALWAYS TRIGGER audit_checkpoints_append_onl
 ALTER TABLE audit_checkpoints ENABLE ALWAYS TRIGGER audit_checkpoints_no_truncate;
 
 -- Link up to p_limit pending entries of one org into its chain. SKIP LOCKED on the
--- head row: when another sealer holds this org, return 0 at once instead of queueing.
+-- head row: when another sealer holds this org, return 0 at once instead of queueing
+-- (p_wait: queue for it instead, as verification does). The head row stays locked until
+-- the calling transaction ends.
 -- chain_hash(n) = sha256(chain_hash(n-1) || int8(seq) || uuid(org) || sha256(body)).
-CREATE FUNCTION audit_seal(p_org uuid, p_limit int DEFAULT 5000) RETURNS int
+-- Set-based: one read of the batch, the links computed over arrays, one INSERT, one DELETE.
+CREATE FUNCTION audit_seal(p_org uuid, p_limit int DEFAULT 5000, p_wait boolean DEFAULT false) RETURNS int
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
-  h record; r record; s bigint; prev bytea; bh bytea; ch bytea; ids bigint[] := '{{}}'; n int := 0;
+  h record; ids bigint[]; bhs bytea[]; prevs bytea[] := '{{}}'; chs bytea[] := '{{}}';
+  s bigint; prev bytea; bh bytea; orgb bytea := uuid_send(p_org); n int; i int;
 BEGIN
   INSERT INTO audit_heads (org_id, seq, chain_hash)
     VALUES (p_org, 0, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
     ON CONFLICT (org_id) DO NOTHING;
-  SELECT seq, chain_hash INTO h FROM audit_heads WHERE org_id = p_org FOR UPDATE SKIP LOCKED;
-  IF NOT FOUND THEN RETURN 0; END IF;
-  s := h.seq; prev := h.chain_hash;
-  FOR r IN SELECT * FROM audit_pending WHERE org_id = p_org ORDER BY id LIMIT p_limit LOOP
-    s := s + 1;
-    bh := sha256(r.body);
-    ch := sha256(prev || int8send(s) || uuid_send(p_org) || bh);
-    INSERT INTO audit_log (org_id, seq, body, body_hash, prev_hash, chain_hash, occurred_at, actor_type,
-        actor_id, actor_display, action, entity_type, entity_id, severity, reason, request_id, api_key_id)
-      VALUES (p_org, s, r.body, bh, prev, ch, r.occurred_at, r.actor_type, r.actor_id, r.actor_display,
-        r.action, r.entity_type, r.entity_id, r.severity, r.reason, r.request_id, r.api_key_id);
-    ids := ids || r.id;
-    prev := ch; n := n + 1;
-  END LOOP;
-  IF n > 0 THEN
-    PERFORM set_config('flasktrack.sealing', 'on', true);
-    DELETE FROM audit_pending WHERE id = ANY(ids);
-    PERFORM set_config('flasktrack.sealing', 'off', true);
-    UPDATE audit_heads SET seq = s, chain_hash = prev WHERE org_id = p_org;
+  IF p_wait THEN
+    SELECT seq, chain_hash INTO h FROM audit_heads WHERE org_id = p_org FOR UPDATE;
+  ELSE
+    SELECT seq, chain_hash INTO h FROM audit_heads WHERE org_id = p_org FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN RETURN 0; END IF;
   END IF;
+  SELECT array_agg(b.id ORDER BY b.id), array_agg(sha256(b.body) ORDER BY b.id) INTO ids, bhs
+    FROM (SELECT id, body FROM audit_pending WHERE org_id = p_org ORDER BY id LIMIT p_limit) b;
+  n := coalesce(array_length(ids, 1), 0);
+  IF n = 0 THEN RETURN 0; END IF;
+  s := h.seq; prev := h.chain_hash;
+  i := 0;
+  FOREACH bh IN ARRAY bhs LOOP  -- sequential: subscripting a varlena array is O(i)
+    i := i + 1;
+    prevs := array_append(prevs, prev);
+    prev := sha256(prev || int8send(s + i) || orgb || bh);
+    chs := array_append(chs, prev);
+  END LOOP;
+  INSERT INTO audit_log (org_id, seq, body, body_hash, prev_hash, chain_hash, occurred_at, actor_type,
+      actor_id, actor_display, action, entity_type, entity_id, severity, reason, request_id, api_key_id)
+    SELECT p_org, s + x.ord, p.body, x.bh, x.pv, x.ch, p.occurred_at, p.actor_type, p.actor_id,
+      p.actor_display, p.action, p.entity_type, p.entity_id, p.severity, p.reason, p.request_id, p.api_key_id
+    FROM unnest(ids, bhs, prevs, chs) WITH ORDINALITY AS x(id, bh, pv, ch, ord)
+    JOIN audit_pending p ON p.id = x.id
+    ORDER BY x.ord;
+  GET DIAGNOSTICS i = ROW_COUNT;
+  IF i <> n THEN
+    RAISE EXCEPTION 'audit_seal: % of % pending entries found', i, n;
+  END IF;
+  PERFORM set_config('flasktrack.sealing', 'on', true);
+  DELETE FROM audit_pending WHERE id = ANY(ids);
+  PERFORM set_config('flasktrack.sealing', 'off', true);
+  UPDATE audit_heads SET seq = s + n, chain_hash = prev WHERE org_id = p_org;
   RETURN n;
 END $$;
 
@@ -322,13 +339,14 @@ GRANT SELECT, INSERT ON login_attempts TO {app};
 GRANT SELECT, INSERT, UPDATE ON service_heartbeats TO {app};
 GRANT SELECT, INSERT ON audit_pending TO {app};
 GRANT SELECT ON audit_log TO {app};
+GRANT SELECT ON audit_heads TO {app};
 GRANT SELECT, INSERT ON audit_checkpoints TO {app};
 GRANT INSERT ON outbox TO {app};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {app};
-REVOKE ALL ON FUNCTION audit_seal(uuid, int), audit_seal_all(int), audit_log_orgs(), auth_user_by_email(text),
+REVOKE ALL ON FUNCTION audit_seal(uuid, int, boolean), audit_seal_all(int), audit_log_orgs(), auth_user_by_email(text),
   auth_user_memberships(uuid), auth_resolve_session(bytea), auth_resolve_api_key(bytea),
   auth_org_by_slug(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION audit_seal(uuid, int), audit_seal_all(int), audit_log_orgs(), auth_user_by_email(text),
+GRANT EXECUTE ON FUNCTION audit_seal(uuid, int, boolean), audit_seal_all(int), audit_log_orgs(), auth_user_by_email(text),
   auth_user_memberships(uuid), auth_resolve_session(bytea), auth_resolve_api_key(bytea),
   auth_org_by_slug(text) TO {app};
 """
@@ -345,7 +363,7 @@ def downgrade() -> None:
     for t in ["service_heartbeats", "outbox", "audit_checkpoints", "audit_heads", "audit_log", "audit_pending", "login_attempts",
               "api_keys", "auth_sessions", "memberships", "users", "organizations"]:
         op.execute(f"DROP TABLE IF EXISTS {t} CASCADE")
-    for f in ["audit_log_orgs()", "audit_seal_all(int)", "audit_seal(uuid, int)", "audit_refuse_change()", "current_org()",
+    for f in ["audit_log_orgs()", "audit_seal_all(int)", "audit_seal(uuid, int, boolean)", "audit_refuse_change()", "current_org()",
               "auth_user_by_email(text)", "auth_user_memberships(uuid)", "auth_resolve_session(bytea)",
               "auth_resolve_api_key(bytea)", "auth_org_by_slug(text)"]:
         op.execute(f"DROP FUNCTION IF EXISTS {f}")
