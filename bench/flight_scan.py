@@ -169,7 +169,11 @@ def best_of(repeat: int, fn: Callable[[], int]) -> tuple[float, int]:
     return best, rows
 
 
-def measure_flight(uri: str, repeat: int) -> dict[str, tuple[float, int]]:
+Runner = Callable[[str], int]
+
+
+def flight_runner(uri: str) -> tuple[Runner, Callable[[], None]]:
+    """Each call: a new cursor, execute (prepare + GetFlightInfo), fetch everything (DoGet)."""
     import adbc_driver_flightsql.dbapi as flight_sql
 
     conn = flight_sql.connect(uri, db_kwargs={"username": ANALYST[0], "password": ANALYST[1]}, autocommit=True)
@@ -179,17 +183,14 @@ def measure_flight(uri: str, repeat: int) -> dict[str, tuple[float, int]]:
             cur.execute(sql)
             return int(cur.fetch_arrow_table().num_rows)
 
-    try:
-        return {sql: best_of(repeat, lambda sql=sql: run(sql)) for sql in (FULL_SCAN, ENGINE_SCAN, AGGREGATE)}
-    finally:
-        conn.close()
+    return run, conn.close
 
 
-def measure_in_process(lake: Path, org_id: str, repeat: int) -> dict[str, tuple[float, int]]:
+def in_process_runner(lake: Path, org_id: str) -> tuple[Runner, Callable[[], None]]:
+    """The tightest ceiling: one warm DuckDB connection with the org's dataset registered once."""
     import duckdb
     from deltalake import DeltaTable
 
-    # The tightest ceiling: one warm connection, the dataset registered once; only the query is timed.
     con = duckdb.connect(config={"threads": 2})
     dataset = DeltaTable(str(lake / TABLE)).to_pyarrow_dataset(file_pruning_predicate=[("org_id", "=", org_id)])
     con.register(TABLE, dataset)
@@ -197,7 +198,26 @@ def measure_in_process(lake: Path, org_id: str, repeat: int) -> dict[str, tuple[
     def run(sql: str) -> int:
         return int(con.sql(sql).to_arrow_table().num_rows)
 
-    return {sql: best_of(repeat, lambda sql=sql: run(sql)) for sql in (FULL_SCAN, ENGINE_SCAN, AGGREGATE)}
+    return run, con.close
+
+
+Timings = dict[tuple[str, str], tuple[float, int]]  # (runner, query) → (best seconds, rows)
+
+
+def interleaved(runners: dict[str, Runner], queries: list[str], repeat: int) -> Timings:
+    """Best of `repeat` for every (runner, query), alternating runners so both see the same load."""
+    best: Timings = {}
+    for sql in queries:
+        for run in runners.values():
+            run(sql)  # warm-up
+        for _ in range(repeat):
+            for name, run in runners.items():
+                t0 = time.perf_counter()
+                rows = run(sql)
+                elapsed = time.perf_counter() - t0
+                if (name, sql) not in best or elapsed < best[(name, sql)][0]:
+                    best[(name, sql)] = (elapsed, rows)
+    return best
 
 
 def measure_psycopg(lake: Path, org_id: str, repeat: int) -> tuple[float, int] | None:
@@ -242,7 +262,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--orgs", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--batch-bytes", type=int, default=8 * 1024 * 1024)
     parser.add_argument("--prefetch", type=int, default=4, help="batches DuckDB may compute ahead")
     args = parser.parse_args()
@@ -254,21 +274,24 @@ def main() -> None:
 
     opts = {"max_batch_bytes": args.batch_bytes, "prefetch_batches": args.prefetch}
     proc, uri = start_server(lake, org_id, opts)
+    ours, close_ours = flight_runner(uri)
+    local, close_local = in_process_runner(lake, org_id)
+    queries = [FULL_SCAN, ENGINE_SCAN, AGGREGATE]
     try:
-        ours = measure_flight(uri, args.repeat)
+        best = interleaved({"flight": ours, "local": local}, queries, args.repeat)
     finally:
+        close_ours()
+        close_local()
         proc.terminate()
         proc.join(10)
-    local = measure_in_process(lake, org_id, args.repeat)
-    assert local[FULL_SCAN][1] == ours[FULL_SCAN][1] == ours[ENGINE_SCAN][1], (local, ours)
+    assert best[("flight", FULL_SCAN)][1] == best[("local", FULL_SCAN)][1] == best[("flight", ENGINE_SCAN)][1]
     labels = {FULL_SCAN: "full scan", ENGINE_SCAN: "full scan via engine", AGGREGATE: "aggregate"}
-    for sql, label in labels.items():
-        seconds, rows = ours[sql]
-        print(f"flight sql (ADBC)  {label:22s} {seconds * 1000:8.1f} ms  ({rows:,} rows)")
-    for sql, label in labels.items():
-        print(f"duckdb in-process  {label:22s} {local[sql][0] * 1000:8.1f} ms")
+    for who, title in (("flight", "flight sql (ADBC)"), ("local", "duckdb in-process")):
+        for sql, label in labels.items():
+            seconds, rows = best[(who, sql)]
+            print(f"{title:18s} {label:22s} {seconds * 1000:8.1f} ms  ({rows:,} rows)")
     print(f"  ({FULL_SCAN!r} is streamed straight from the Delta dataset; {ENGINE_SCAN!r} runs in DuckDB)")
-    flight_scan, local_scan = ours[FULL_SCAN][0], local[FULL_SCAN][0]
+    flight_scan, local_scan = best[("flight", FULL_SCAN)][0], best[("local", FULL_SCAN)][0]
 
     pg = measure_psycopg(lake, org_id, args.repeat)
     if pg is not None:

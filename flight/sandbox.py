@@ -175,16 +175,49 @@ _PLAIN_SCAN = re.compile(
 )
 
 
-def plain_scan_table(sql: str) -> str | None:
-    """The table name if `sql` only reads a whole table (`SELECT * FROM t`, `FROM t`, `TABLE t`).
+def plain_scan_table(sql: str, catalog: str) -> str | None:
+    """The table name if `sql` only reads a whole table (`SELECT * FROM t`, `FROM t`, `TABLE t`,
+    optionally qualified as `main.t` or `<catalog>.main.t`).
 
     Such a query needs no SQL engine: the server streams the table's dataset directly.
     """
     match = _PLAIN_SCAN.match(sql)
     if match is None:
         return None
-    last = re.findall(_IDENT, match.group("qualified"))[-1]
-    return last[1:-1].replace('""', '"') if last.startswith('"') else last
+    parts = [
+        p[1:-1].replace('""', '"') if p.startswith('"') else p for p in re.findall(_IDENT, match.group("qualified"))
+    ]
+    qualifier = [p.lower() for p in parts[:-1]]
+    if qualifier not in ([], ["main"], [catalog.lower(), "main"]):
+        return None
+    return parts[-1]
+
+
+_ENGINE_SCHEMAS: dict[bytes, pa.Schema] = {}
+_ENGINE_LOCK = threading.Lock()
+
+
+def engine_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema DuckDB (in the sandbox's settings) gives `SELECT *` over data of `schema`.
+
+    Binds an empty table of that schema on a private connection: no user input involved.
+    """
+    key = schema.serialize().to_pybytes()
+    with _ENGINE_LOCK:
+        cached = _ENGINE_SCHEMAS.get(key)
+        if cached is not None:
+            return cached
+        con = duckdb.connect(":memory:", config={"threads": 1, "python_enable_replacements": False})
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.register("t", schema.empty_table())
+            result = con.sql("SELECT * FROM t").limit(0).to_arrow_table().schema
+        finally:
+            con.close()
+        if len(_ENGINE_SCHEMAS) > 1024:
+            _ENGINE_SCHEMAS.clear()
+        _ENGINE_SCHEMAS[key] = result
+        return result
 
 
 def referenced_tables(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:

@@ -57,13 +57,13 @@ from flight.catalog import (
 )
 from flight.sandbox import (
     ConnectionPool,
-    Deadline,
     QueryTimeout,
     Sandbox,
     SandboxSettings,
     SqlRefused,
     check_statement,
     duckdb_keywords,
+    engine_schema,
     plain_scan_table,
     referenced_tables,
 )
@@ -401,6 +401,10 @@ class FlightSqlServer(flight.FlightServerBase):
         principal = session.principal
         self._require_query_role(principal, context, sql)
         started = time.perf_counter()
+        whole = self._whole_table(principal, sql)
+        if whole is not None:
+            name, dataset, schema = whole
+            return self._entry(context, session, sql, schema, (name,), started, None, prepared, scan=dataset)
         sandbox = Sandbox(self.pool.take(), self.settings)
         tables: tuple[str, ...] = ()
         try:
@@ -428,8 +432,22 @@ class FlightSqlServer(flight.FlightServerBase):
             if not isinstance(exc, SqlRefused | duckdb.Error | TableNotFound | TimeTravelError | QueryTimeout):
                 log.exception("flight.prepare_failed")
             raise _status(exc) from None
+        return self._entry(context, session, sql, schema, tables, started, sandbox, prepared)
+
+    def _entry(
+        self,
+        context: flight.ServerCallContext,
+        session: BearerAuthMiddleware,
+        sql: str,
+        schema: pa.Schema,
+        tables: tuple[str, ...],
+        started: float,
+        sandbox: Sandbox | None,
+        prepared: bool,
+        scan: pads.Dataset | None = None,
+    ) -> _Prepared:
         ttl = self.statement_ttl_s
-        entry = _Prepared(
+        return _Prepared(
             handle=secrets.token_bytes(16),
             sql=sql,
             owner=_Owner.of(session),
@@ -438,11 +456,31 @@ class FlightSqlServer(flight.FlightServerBase):
             prepare_ms=_ms(started),
             sandbox=sandbox,
             expires_at=time.monotonic() + ttl,
+            scan=scan,
             ttl_s=ttl if prepared else 0.0,
             client_address=_peer(context),
-            scan=_whole_table_scan(sql, datasets, schema),
         )
-        return entry
+
+    def _whole_table(self, principal: Principal, sql: str) -> tuple[str, pads.Dataset, pa.Schema] | None:
+        """For `SELECT * FROM t` (t in the caller's view): the dataset to stream without an engine.
+
+        None means "take the general path", which also produces every error message.
+        """
+        name = plain_scan_table(sql, self.catalog.catalog_name)
+        if name is None:
+            return None
+        try:
+            ref = parse_table_ref(name)
+            if ref is None:
+                return None
+            dataset = self.catalog.dataset(ref, principal.org_id)
+        except (TableNotFound, TimeTravelError):
+            return None
+        schema = engine_schema(dataset.schema)
+        same_types = schema.names == dataset.schema.names and all(
+            f.type.equals(g.type) for f, g in zip(dataset.schema, schema, strict=True)
+        )
+        return (name, dataset, schema) if same_types else None
 
     def _register_tables(self, sandbox: Sandbox, principal: Principal, sql: str) -> dict[str, pads.Dataset]:
         """Register the caller's org's dataset for every lake table the SQL names."""
@@ -491,9 +529,10 @@ class FlightSqlServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, session: BearerAuthMiddleware, entry: _Prepared
     ) -> flight.FlightDataStream:
         sandbox = entry.release()
-        if sandbox is None:  # pragma: no cover - tickets always carry their connection
+        if sandbox is None and entry.scan is None:  # pragma: no cover - tickets carry one or the other
             raise _not_found("ticket")
         principal = session.principal
+        timeout_s = self.settings.timeout_s
         max_bytes = self.max_batch_bytes
         batch_rows = _batch_rows(entry.schema, max_bytes)
 
@@ -507,10 +546,11 @@ class FlightSqlServer(flight.FlightServerBase):
             try:
                 if not acquired:
                     raise flight.FlightUnavailableError("server busy: too many queries running, retry shortly")
-                sandbox.deadline.start()
-                if entry.scan is not None:
-                    source = _scan_batches(entry.scan, entry.schema, batch_rows, sandbox.deadline)
+                if sandbox is None:
+                    assert entry.scan is not None
+                    source = _scan_batches(entry.scan, entry.schema, batch_rows, time.monotonic() + timeout_s)
                 else:
+                    sandbox.deadline.start()
                     source = sandbox.batches(entry.sql, batch_rows, prefetch=self.prefetch_batches)
                 for batch in source:
                     rows += batch.num_rows
@@ -522,7 +562,7 @@ class FlightSqlServer(flight.FlightServerBase):
                 reason = f"client closed the stream after {rows} rows"
                 raise
             except BaseException as raw:  # noqa: BLE001 - audited, then mapped to a Flight status
-                exc = sandbox.translate(raw)
+                exc = sandbox.translate(raw) if sandbox is not None else raw
                 outcome = "refused" if isinstance(exc, SqlRefused) else "error"
                 reason = _first_lines(exc, 3)
                 if not isinstance(exc, QueryTimeout | SqlRefused | duckdb.Error | OSError | flight.FlightError):
@@ -532,7 +572,8 @@ class FlightSqlServer(flight.FlightServerBase):
                 if source is not None:
                     with contextlib.suppress(Exception):
                         source.close()  # stops the prefetch thread before its connection closes
-                sandbox.close()
+                if sandbox is not None:
+                    sandbox.close()
                 if acquired:
                     self._slots.release()
                 self._audit(
@@ -748,31 +789,14 @@ def _batch_rows(schema: pa.Schema, max_bytes: int) -> int:
     return max(1024, min(1 << 20, max_bytes // max(width, 1)))
 
 
-def _whole_table_scan(sql: str, datasets: dict[str, pads.Dataset], schema: pa.Schema) -> pads.Dataset | None:
-    """The dataset to stream directly when `sql` reads one whole table with unchanged types."""
-    name = plain_scan_table(sql)
-    if name is None:
-        return None
-    matches = [d for n, d in datasets.items() if n.lower() == name.lower()]
-    if len(matches) != 1:
-        return None
-    dataset = matches[0]
-    source = dataset.schema
-    if source.names != schema.names:
-        return None
-    if not all(f.type.equals(g.type) for f, g in zip(source, schema, strict=True)):
-        return None
-    return dataset
-
-
 def _scan_batches(
-    dataset: pads.Dataset, schema: pa.Schema, batch_rows: int, deadline: Deadline
+    dataset: pads.Dataset, schema: pa.Schema, batch_rows: int, deadline: float
 ) -> Generator[pa.RecordBatch, None, None]:
     """A whole-table read straight from Arrow (no engine, no copies), as `schema`."""
     scanner = dataset.scanner(batch_size=batch_rows, batch_readahead=4, fragment_readahead=2)
     for batch in scanner.to_reader():
-        if deadline.expired:
-            raise QueryTimeout(f"query interrupted after {deadline.timeout_s:g} s (query timeout)")
+        if time.monotonic() > deadline:
+            raise QueryTimeout("query interrupted: it ran past the query timeout")
         yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
 
 
@@ -793,13 +817,14 @@ def serve(server: FlightSqlServer) -> None:
     happens here. SIGTERM is handled only if nobody installed a handler for it already.
     """
     log.info("flight.serving", port=server.port, lake=server.catalog.lake_uri)
+    signalled: list[int] = []  # a signal handler must not take locks: it only appends here
     previous: Any = None
     in_main = threading.current_thread() is threading.main_thread()
     if in_main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: server.stop_requested.set())
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: signalled.append(signum))
     try:
-        while not server.stop_requested.wait(0.5):
-            pass
+        while not signalled and not server.stop_requested.is_set():
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:

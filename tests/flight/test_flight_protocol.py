@@ -90,8 +90,9 @@ def test_table_references_and_patterns() -> None:
     assert parse_table_ref("Not-A-Table") is None
     assert like_to_regex("form\\_%").match("form_x") and not like_to_regex("form\\_%").match("formxx")
     assert like_to_regex("r_ns").match("runs")
-    assert plain_scan_table('SELECT * FROM flasktrack.main."runs@v1";') == "runs@v1"
-    assert plain_scan_table("SELECT * FROM runs WHERE status = 'x'") is None
+    assert plain_scan_table('SELECT * FROM flasktrack.main."runs@v1";', "flasktrack") == "runs@v1"
+    assert plain_scan_table("FROM elsewhere.main.runs", "flasktrack") is None
+    assert plain_scan_table("SELECT * FROM runs WHERE status = 'x'", "flasktrack") is None
 
 
 def test_basic_credentials_with_or_without_padding() -> None:

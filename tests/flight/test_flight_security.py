@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -346,3 +351,33 @@ def test_a_client_that_stops_reading_frees_the_query(uri: str, ana: Any, auth: R
     assert event.outcome == "ok" and event.rows < 2_000_000
     assert "client closed the stream" in (event.reason or "")
     assert query(ana, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 3}]
+
+
+def test_run_server_stops_gracefully_on_sigterm(lake: Lake) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = (
+        "from flight.server import run_server\n"
+        "from tests.flight.flightkit import RecordingAuthenticator\n"
+        f"run_server('127.0.0.1', {port}, {lake.uri!r}, RecordingAuthenticator(), warm_connections=0)\n"
+        "print('stopped cleanly', flush=True)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        conn = connect(f"grpc://127.0.0.1:{port}", "ana@a.example")
+        assert query(conn, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 3}]
+        conn.close()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "stopped cleanly" in out
