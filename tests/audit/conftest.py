@@ -94,9 +94,9 @@ class Chain:
         assert cp is not None
         return cp
 
-    def verify(self, org: uuid.UUID | None = None) -> VerifyResult:
+    def verify(self, org: uuid.UUID | None = None, *, workers: int = 1) -> VerifyResult:
         with self.app.begin(org or self.org) as s:
-            return service.verify_org(s, org or self.org, store=self.store, keys=self.keys)
+            return service.verify_org(s, org or self.org, store=self.store, keys=self.keys, workers=workers)
 
     def size(self) -> int:
         with self.owner.begin(None) as s:

@@ -525,6 +525,69 @@ def test_15c_export_of_a_tampered_database_does_not_verify(make_chain):
     bad(verify_export(lines, cp, c.keys), N, f"signed checkpoint of size {N} disagrees")
 
 
+# ---------------------------------------------------------------- verification in parallel slices
+
+
+def _delete(*seqs: int):
+    def go(c: Chain, conn: psycopg.Connection) -> None:
+        conn.execute("DELETE FROM audit_log WHERE org_id = %s AND seq = ANY(%s)", (c.org, list(seqs)))
+    return go
+
+
+def _edit(seq: int, relink_from: int | None = None):
+    def go(c: Chain, conn: psycopg.Connection) -> None:
+        body = rows(conn, c.org)[seq - 1]["body"]
+        conn.execute("UPDATE audit_log SET body = %s WHERE org_id = %s AND seq = %s",
+                     (edit_body(body, reason="edited"), c.org, seq))
+        if relink_from:
+            relink(conn, c.org, relink_from, move_head=False)
+    return go
+
+
+def _truncate(c: Chain, conn: psycopg.Connection) -> None:
+    conn.execute("DELETE FROM audit_log WHERE org_id = %s AND seq > 9", (c.org,))
+    set_head(conn, c.org)
+
+
+def _append(c: Chain, conn: psycopg.Connection) -> None:
+    conn.execute(FORGE, _forged(c, N + 1, bytes(rows(conn, c.org)[-1]["chain_hash"])))
+
+
+@pytest.mark.parametrize("tamper", [
+    None, _delete(5), _delete(4), _delete(4, 5), _delete(7, 8), _delete(1), _edit(6), _edit(8), _edit(4, 4),
+    _edit(5, 5), _edit(4, 5), _truncate, _append,
+], ids=["honest", "del5", "del4", "del4-5", "del7-8", "del1", "edit6", "edit8", "relink4", "relink5",
+        "row4-rewritten", "truncate", "append"])
+def test_parallel_slices_report_what_one_process_reports(make_chain, monkeypatch, tamper):
+    """Slices 1..4, 5..8, 9.. verified by the caller and two helper processes: same verdict and same first
+    bad seq as one process, including at the seams (checkpoints at 8 and 12)."""
+    from domain.audit import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ENTRIES", 1)
+    started: list[object] = []
+
+    class Counted(parallel._Helper):  # noqa: SLF001
+        def __init__(self, *args: object) -> None:
+            started.append(args)
+            super().__init__(*args)
+
+    monkeypatch.setattr(parallel, "_Helper", Counted)
+    c: Chain = make_chain(5)  # 6 entries, checkpoint at 6
+    c.write(2, start=200)
+    c.checkpoint()  # at 8
+    c.write(4, start=210)
+    c.checkpoint()  # at 12
+    if tamper is not None:
+        with c.attacker() as conn:
+            tamper(c, conn)
+    one, three = c.verify(workers=1), c.verify(workers=3)
+    assert len(started) == 2  # two helper processes took slices 5..8 and 9..
+    assert one.ok == three.ok == (tamper is None), (one.problems, three.problems)
+    assert one.count == three.count and one.head_seq == three.head_seq and one.head_hash == three.head_hash
+    if tamper is not None:
+        assert one.first_problem == three.first_problem, (one.problems, three.problems)
+
+
 # ---------------------------------------------------------------- append-only, as the app
 
 
