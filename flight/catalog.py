@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from flight import protocol
@@ -236,7 +238,7 @@ class LakeCatalog:
 
     # --- data -----------------------------------------------------------------------
 
-    def dataset(self, ref: TableRef, org_id: str) -> pads.Dataset:
+    def dataset(self, ref: TableRef, org_id: str) -> OrgDataset:
         """The org's rows of `ref` (current, a version, or as of an instant) as a dataset.
 
         Raises TableNotFound when the table is not in the org's view. Datasets are cached
@@ -252,7 +254,7 @@ class LakeCatalog:
         table = self._pinned_table(ref)
         return self._org_dataset(ref.name, table.version(), table, org_id)
 
-    def _org_dataset(self, name: str, version: int, table: DeltaTable, org_id: str) -> pads.Dataset:
+    def _org_dataset(self, name: str, version: int, table: DeltaTable, org_id: str) -> OrgDataset:
         key = (name, version, org_id)
         with self._lock:
             dataset = self._datasets.recall(key)
@@ -337,10 +339,57 @@ class LakeCatalog:
         return TableInfo(name, pa.schema(fields, metadata=schema_meta), metadata.description, version)
 
 
-def _org_dataset(table: DeltaTable, org_id: str) -> pads.Dataset:
-    dataset = table.to_pyarrow_dataset(file_pruning_predicate=[(PARTITION_COLUMN, "=", org_id)])
-    # Files are already pruned to the org's partition; the row filter is a second lock.
-    return dataset.filter(pc.field(PARTITION_COLUMN) == org_id)
+@dataclass(frozen=True)
+class OrgDataset:
+    """One org's rows of one table version."""
+
+    org_id: str
+    files: pads.FileSystemDataset  # the org's files only (partition pruning)
+    rows: pads.Dataset  # the same with a row filter on org_id as a second lock: what SQL sees
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.files.schema
+
+    def read_whole(self, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        return read_whole(self.files, self.org_id, batch_rows)
+
+
+def _org_dataset(table: DeltaTable, org_id: str) -> OrgDataset:
+    files = table.to_pyarrow_dataset(file_pruning_predicate=[(PARTITION_COLUMN, "=", org_id)])
+    return OrgDataset(org_id, files, files.filter(pc.field(PARTITION_COLUMN) == org_id))
+
+
+def read_whole(dataset: pads.FileSystemDataset, org_id: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Every row of an org dataset, in the dataset's schema, decoded `batch_rows` at a time.
+
+    The dataset scanner decodes a whole Parquet row group before its first batch; reading
+    each file with `iter_batches` streams within row groups, so decoding overlaps sending and
+    memory stays bounded by the batch size. Every file must belong to `org_id`'s partition
+    (checked); partition values are added back, columns missing from older files are nulls.
+    """
+    if not isinstance(dataset, pads.FileSystemDataset):
+        raise TypeError("read_whole needs a file-backed dataset")
+    schema = dataset.schema
+    for fragment in dataset.get_fragments():
+        keys = pads.get_partition_keys(fragment.partition_expression)
+        if keys.get(PARTITION_COLUMN) != org_id:
+            raise PermissionError(f"a file outside the org's partition reached a scan: {fragment.path}")
+        parquet = pq.ParquetFile(dataset.filesystem.open_input_file(fragment.path), pre_buffer=False)
+        physical = parquet.schema_arrow
+        columns = [f.name for f in schema if f.name in physical.names and f.name not in keys]
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
+            n = batch.num_rows
+            arrays = []
+            for field in schema:
+                if field.name in keys:
+                    arrays.append(pa.repeat(pa.scalar(keys[field.name], field.type), n))
+                elif field.name in physical.names:
+                    column = batch.column(field.name)
+                    arrays.append(column if column.type.equals(field.type) else column.cast(field.type))
+                else:
+                    arrays.append(pa.nulls(n, field.type))
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def sql_type_name(arrow_type: pa.DataType) -> str:

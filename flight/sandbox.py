@@ -25,9 +25,10 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -308,50 +309,8 @@ class Sandbox:
         """Run `sql` and yield its batches; with `prefetch` > 0 a thread reads up to that many
         batches ahead, so DuckDB keeps computing while the caller sends the previous ones."""
         reader = self.stream(sql, batch_size)
-        if prefetch <= 0:
-            with self._translated():
-                yield from reader
-            return
-        ready: queue.Queue[object] = queue.Queue(maxsize=prefetch)
-        stop = threading.Event()
-
-        def put(item: object) -> bool:
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.05)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                for batch in reader:
-                    if not put(batch):
-                        return
-                put(_END)
-            except BaseException as exc:  # noqa: BLE001 - handed over to the consuming thread
-                put(_Failure(exc))
-
-        producer = threading.Thread(target=produce, name="flight-prefetch", daemon=True)
-        producer.start()
-        try:
-            while True:
-                item = ready.get()
-                if item is _END:
-                    return
-                if isinstance(item, _Failure):
-                    mapped = self.translate(item.exc)
-                    if mapped is item.exc:
-                        raise mapped
-                    raise mapped from item.exc
-                yield item  # type: ignore[misc]
-        finally:
-            stop.set()
-            if producer.is_alive():
-                with contextlib.suppress(Exception):
-                    self.con.interrupt()
-                producer.join(timeout=10)
+        with self._translated():
+            yield from prefetched(reader, prefetch, on_abort=self.con.interrupt)
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -394,6 +353,61 @@ _END = object()
 @dataclass(frozen=True)
 class _Failure:
     exc: BaseException
+
+
+T = TypeVar("T")
+
+
+def prefetched(
+    source: Iterable[T], depth: int, on_abort: Callable[[], object] | None = None
+) -> Generator[T, None, None]:
+    """Iterate `source` in a thread up to `depth` items ahead of the consumer.
+
+    The producer's errors are raised in the consumer. If the consumer stops early, the
+    producer is told to stop (`on_abort` can interrupt a blocking producer) and joined,
+    so the source's resources can be released safely afterwards.
+    """
+    if depth <= 0:
+        yield from source
+        return
+    ready: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed over to the consuming thread
+            put(_Failure(exc))
+
+    producer = threading.Thread(target=produce, name="flight-prefetch", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        if producer.is_alive():
+            if on_abort is not None:
+                with contextlib.suppress(Exception):
+                    on_abort()
+            producer.join(timeout=10)
 
 
 def _first_line(exc: BaseException) -> str:

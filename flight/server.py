@@ -29,7 +29,6 @@ from typing import Any, NoReturn
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.flight as flight
 import structlog
 from google.protobuf.message import Message
@@ -50,6 +49,7 @@ from flight.auth import (
 from flight.catalog import (
     TABLE_TYPE,
     LakeCatalog,
+    OrgDataset,
     TableNotFound,
     TimeTravelError,
     like_to_regex,
@@ -65,6 +65,7 @@ from flight.sandbox import (
     duckdb_keywords,
     engine_schema,
     plain_scan_table,
+    prefetched,
     referenced_tables,
 )
 
@@ -144,7 +145,7 @@ class _Prepared:
     prepare_ms: float
     sandbox: Sandbox | None  # bound connection, used by the next execution
     expires_at: float
-    scan: pads.Dataset | None = None  # set when the SQL just reads one whole table
+    scan: OrgDataset | None = None  # set when the SQL just reads one whole table
     ttl_s: float = 0.0  # prepared statements: idle lifetime, renewed on use
     client_address: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -444,7 +445,7 @@ class FlightSqlServer(flight.FlightServerBase):
         started: float,
         sandbox: Sandbox | None,
         prepared: bool,
-        scan: pads.Dataset | None = None,
+        scan: OrgDataset | None = None,
     ) -> _Prepared:
         ttl = self.statement_ttl_s
         return _Prepared(
@@ -461,7 +462,7 @@ class FlightSqlServer(flight.FlightServerBase):
             client_address=_peer(context),
         )
 
-    def _whole_table(self, principal: Principal, sql: str) -> tuple[str, pads.Dataset, pa.Schema] | None:
+    def _whole_table(self, principal: Principal, sql: str) -> tuple[str, OrgDataset, pa.Schema] | None:
         """For `SELECT * FROM t` (t in the caller's view): the dataset to stream without an engine.
 
         None means "take the general path", which also produces every error message.
@@ -482,9 +483,9 @@ class FlightSqlServer(flight.FlightServerBase):
         )
         return (name, dataset, schema) if same_types else None
 
-    def _register_tables(self, sandbox: Sandbox, principal: Principal, sql: str) -> dict[str, pads.Dataset]:
+    def _register_tables(self, sandbox: Sandbox, principal: Principal, sql: str) -> dict[str, OrgDataset]:
         """Register the caller's org's dataset for every lake table the SQL names."""
-        registered: dict[str, pads.Dataset] = {}
+        registered: dict[str, OrgDataset] = {}
         for name in sorted(referenced_tables(sandbox.con, sql)):
             ref = parse_table_ref(name)
             if ref is None:
@@ -493,7 +494,7 @@ class FlightSqlServer(flight.FlightServerBase):
                 dataset = self.catalog.dataset(ref, principal.org_id)
             except TableNotFound:
                 continue  # not in this org's view: DuckDB reports "table does not exist"
-            sandbox.register(name, dataset)
+            sandbox.register(name, dataset.rows)
             registered[name] = dataset
         return registered
 
@@ -548,7 +549,8 @@ class FlightSqlServer(flight.FlightServerBase):
                     raise flight.FlightUnavailableError("server busy: too many queries running, retry shortly")
                 if sandbox is None:
                     assert entry.scan is not None
-                    source = _scan_batches(entry.scan, entry.schema, batch_rows, time.monotonic() + timeout_s)
+                    deadline = time.monotonic() + timeout_s
+                    source = _scan_batches(entry.scan, entry.schema, batch_rows, deadline, self.prefetch_batches)
                 else:
                     sandbox.deadline.start()
                     source = sandbox.batches(entry.sql, batch_rows, prefetch=self.prefetch_batches)
@@ -790,11 +792,10 @@ def _batch_rows(schema: pa.Schema, max_bytes: int) -> int:
 
 
 def _scan_batches(
-    dataset: pads.Dataset, schema: pa.Schema, batch_rows: int, deadline: float
+    dataset: OrgDataset, schema: pa.Schema, batch_rows: int, deadline: float, prefetch: int
 ) -> Generator[pa.RecordBatch, None, None]:
-    """A whole-table read straight from Arrow (no engine, no copies), as `schema`."""
-    scanner = dataset.scanner(batch_size=batch_rows, batch_readahead=4, fragment_readahead=2)
-    for batch in scanner.to_reader():
+    """A whole-table read straight from the files (no engine, no copies), as `schema`."""
+    for batch in prefetched(dataset.read_whole(batch_rows), prefetch):
         if time.monotonic() > deadline:
             raise QueryTimeout("query interrupted: it ran past the query timeout")
         yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)

@@ -143,6 +143,12 @@ def build_lake(root: Path) -> Lake:
     # A table nobody may read through Flight: not partitioned by org.
     write_deltalake(str(lake / "internal_state"), pa.table({"k": ["x"], "v": ["B-CONFIDENTIAL"]}))
 
+    # A form whose definition grew a field: older files lack the column.
+    evolving = str(lake / "form_evolving")
+    write_deltalake(evolving, pa.table({"org_id": [ORG_A, ORG_B], "n": [1, 2]}), partition_by=["org_id"])
+    grown = pa.table({"org_id": [ORG_A], "n": [3], "grade": ["B"]})
+    write_deltalake(evolving, grown, partition_by=["org_id"], mode="append", schema_mode="merge")
+
     # Enough of org A's rows to need several batches.
     n = 50_000
     big = pa.table(

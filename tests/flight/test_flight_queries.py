@@ -30,6 +30,14 @@ def test_whole_table_and_engine_queries_agree(ana: Any) -> None:
     assert set(direct.column("org_id").to_pylist()) == {ORG_A}
 
 
+def test_whole_table_reads_handle_schema_evolution(ana: Any) -> None:
+    direct = query(ana, "SELECT * FROM form_evolving")
+    engine = query(ana, "SELECT * FROM form_evolving WHERE true")
+    assert direct.schema == engine.schema and sorted(direct.schema.names) == ["grade", "n", "org_id"]
+    assert sorted(direct.to_pylist(), key=lambda r: r["n"]) == sorted(engine.to_pylist(), key=lambda r: r["n"])
+    assert sorted((r["n"], r["grade"]) for r in direct.to_pylist()) == [(1, None), (3, "B")]
+
+
 def test_result_schema_without_running(ana: Any) -> None:
     with ana.cursor() as cur:
         schema = cur.adbc_execute_schema("SELECT run_id, count(*) AS n FROM runs GROUP BY run_id")  # GetSchema
@@ -62,7 +70,7 @@ def test_get_objects_lists_the_org_view(ana: Any) -> None:
     schemas = objects[0]["catalog_db_schemas"]
     assert [s["db_schema_name"] for s in schemas] == ["main"]
     tables = {t["table_name"]: t for t in schemas[0]["db_schema_tables"]}
-    assert sorted(tables) == ["audit_log", "form_big", "form_x", "runs", "step_events"]
+    assert sorted(tables) == ["audit_log", "form_big", "form_evolving", "form_x", "runs", "step_events"]
     columns = [c["column_name"] for c in tables["form_x"]["table_columns"]]
     assert columns == ["org_id", "run_id", "ph", "colony_count", "submitted_at"]
     only_forms = ana.adbc_get_objects(table_name_filter="form\\_x").read_all().to_pylist()
