@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
@@ -259,10 +260,16 @@ class LakeCatalog:
         with self._lock:
             dataset = self._datasets.recall(key)
         if dataset is None:
-            dataset = _org_dataset(table, org_id)
+            dataset = _org_dataset(table, org_id, self._local_root(name))
             with self._lock:
                 self._datasets.remember(key, dataset)
         return dataset
+
+    def _local_root(self, name: str) -> str | None:
+        parsed = urlparse(self.lake_uri)
+        if parsed.scheme not in ("", "file"):
+            return None
+        return os.path.join(parsed.path if parsed.scheme == "file" else self.lake_uri, name)
 
     def _pinned_table(self, ref: TableRef) -> DeltaTable:
         uri = table_uri(self.lake_uri, ref.name)
@@ -346,21 +353,27 @@ class OrgDataset:
     org_id: str
     files: pads.FileSystemDataset  # the org's files only (partition pruning)
     rows: pads.Dataset  # the same with a row filter on org_id as a second lock: what SQL sees
+    local_root: str | None = None  # the table's folder when the lake is on local disk
 
     @property
     def schema(self) -> pa.Schema:
         return self.files.schema
 
     def read_whole(self, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        return read_whole(self.files, self.org_id, batch_rows)
+        return read_whole(self.files, self.org_id, batch_rows, local_root=self.local_root)
 
 
-def _org_dataset(table: DeltaTable, org_id: str) -> OrgDataset:
+def _org_dataset(table: DeltaTable, org_id: str, local_root: str | None) -> OrgDataset:
     files = table.to_pyarrow_dataset(file_pruning_predicate=[(PARTITION_COLUMN, "=", org_id)])
-    return OrgDataset(org_id, files, files.filter(pc.field(PARTITION_COLUMN) == org_id))
+    return OrgDataset(org_id, files, files.filter(pc.field(PARTITION_COLUMN) == org_id), local_root)
 
 
-def read_whole(dataset: pads.FileSystemDataset, org_id: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+_LOCAL_FS = pafs.LocalFileSystem()
+
+
+def read_whole(
+    dataset: pads.FileSystemDataset, org_id: str, batch_rows: int, *, local_root: str | None = None
+) -> Iterator[pa.RecordBatch]:
     """Every row of an org dataset, in the dataset's schema, decoded `batch_rows` at a time.
 
     The dataset scanner decodes a whole Parquet row group before its first batch; reading
@@ -375,7 +388,7 @@ def read_whole(dataset: pads.FileSystemDataset, org_id: str, batch_rows: int) ->
         keys = pads.get_partition_keys(fragment.partition_expression)
         if keys.get(PARTITION_COLUMN) != org_id:
             raise PermissionError(f"a file outside the org's partition reached a scan: {fragment.path}")
-        parquet = pq.ParquetFile(dataset.filesystem.open_input_file(fragment.path), pre_buffer=False)
+        parquet = pq.ParquetFile(_open(dataset, fragment.path, local_root), pre_buffer=True)
         physical = parquet.schema_arrow
         columns = [f.name for f in schema if f.name in physical.names and f.name not in keys]
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
@@ -390,6 +403,15 @@ def read_whole(dataset: pads.FileSystemDataset, org_id: str, batch_rows: int) ->
                 else:
                     arrays.append(pa.nulls(n, field.type))
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _open(dataset: pads.FileSystemDataset, path: str, local_root: str | None) -> pa.NativeFile:
+    """Local files straight from disk (no Python file-system layer in the read path)."""
+    if local_root is not None:
+        full = os.path.join(local_root, path)
+        if os.path.isfile(full):
+            return _LOCAL_FS.open_input_file(full)
+    return dataset.filesystem.open_input_file(path)
 
 
 def sql_type_name(arrow_type: pa.DataType) -> str:
