@@ -199,13 +199,19 @@ class BearerAuthMiddleware(flight.ServerMiddleware):
 class BearerAuthMiddlewareFactory(flight.ServerMiddlewareFactory):
     """Basic → Bearer on Handshake (or on any call that sends Basic); Bearer required afterwards."""
 
-    def __init__(self, authenticator: Authenticator, sessions: SessionStore) -> None:
+    def __init__(
+        self, authenticator: Authenticator, sessions: SessionStore, *, trust_forwarded_for: bool = False
+    ) -> None:
         self.authenticator = authenticator
         self.sessions = sessions
+        # pyarrow shows a middleware the headers, not the peer: the client address is only known
+        # from X-Forwarded-For, which only a trusted proxy in front of the server may set.
+        self.trust_forwarded_for = trust_forwarded_for
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str | bytes]]) -> BearerAuthMiddleware:
         authorization = _header(headers, "authorization")
-        address = _header(headers, "x-forwarded-for")
+        forwarded = _header(headers, "x-forwarded-for") if self.trust_forwarded_for else None
+        address = forwarded.split(",")[0].strip() if forwarded else None
         if authorization is not None:
             token = parse_bearer(authorization)
             if token is not None:
@@ -226,6 +232,7 @@ class BearerAuthMiddlewareFactory(flight.ServerMiddlewareFactory):
         try:
             return self.authenticator.authenticate(username, password, address)
         except Exception:  # noqa: BLE001 - an identity-layer failure must read as a refusal
+            log.exception("flight.authenticator_failed")
             return None
 
     def _reject(self, username: str | None, reason: str, address: str | None) -> NoReturn:

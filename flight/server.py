@@ -239,6 +239,7 @@ class FlightSqlServer(flight.FlightServerBase):
         warm_connections: int = 2,
         spill_dir: str | None = None,
         tls_certificates: list[flight.CertKeyPair] | None = None,
+        trust_forwarded_for: bool = False,
     ) -> None:
         self.authenticator = authenticator
         self.sessions = SessionStore(idle_ttl_s=token_idle_ttl_s, max_ttl_s=token_max_ttl_s)
@@ -268,7 +269,11 @@ class FlightSqlServer(flight.FlightServerBase):
         super().__init__(
             location,
             auth_handler=NoOpAuthHandler(),
-            middleware={"auth": BearerAuthMiddlewareFactory(authenticator, self.sessions)},
+            middleware={
+                "auth": BearerAuthMiddlewareFactory(
+                    authenticator, self.sessions, trust_forwarded_for=trust_forwarded_for
+                )
+            },
             tls_certificates=tls_certificates,
         )
 
