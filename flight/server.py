@@ -196,6 +196,13 @@ class _Registry:
             _close(evicted.release())
         return entry, entry is not None and entry.owner == owner
 
+    def close_session(self, token: str) -> None:
+        with self._lock:
+            gone = [h for h, e in self._entries.items() if e.owner.token == token]
+            entries = [self._entries.pop(h) for h in gone]
+        for entry in entries:
+            _close(entry.release())
+
     def close_all(self) -> None:
         with self._lock:
             entries, self._entries = list(self._entries.values()), {}
@@ -204,6 +211,10 @@ class _Registry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+# Flight.proto CloseSessionResult{status: CLOSED} (field 1, varint 1); not Any-wrapped.
+_CLOSE_SESSION_CLOSED = b"\x08\x01"
 
 
 def _close(sandbox: Sandbox | None) -> None:
@@ -353,6 +364,11 @@ class FlightSqlServer(flight.FlightServerBase):
             entry = self._owned(self._prepared, handle, session, "prepared statement", consume=True)
             _close(entry.release())
             return iter([])
+        if kind == "CloseSession":  # Flight session action (JDBC sends it on close): log out
+            self.sessions.revoke(session.token)
+            self._tickets.close_session(session.token)
+            self._prepared.close_session(session.token)
+            return iter([_CLOSE_SESSION_CLOSED])
         if kind in ("BeginTransaction", "EndTransaction", "BeginSavepoint", "EndSavepoint"):
             raise _unsupported(f"{kind}: transactions (the server is read-only)")
         raise _unsupported(f"action {kind}")
@@ -361,6 +377,7 @@ class FlightSqlServer(flight.FlightServerBase):
         return [
             ("CreatePreparedStatement", "Bind a SELECT; returns a handle and the result schema."),
             ("ClosePreparedStatement", "Release a prepared statement."),
+            ("CloseSession", "Log out: the bearer token and its statements are released."),
         ]
 
     def do_put(

@@ -381,3 +381,13 @@ def test_run_server_stops_gracefully_on_sigterm(lake: Lake) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and "stopped cleanly" in out
+
+
+def test_close_session_logs_out(uri: str) -> None:
+    client, options = _raw_client(uri, "ana@a.example")
+    assert client.get_flight_info(_statement("SELECT 1"), options).schema.names == ["1"]
+    [result] = list(client.do_action(pa_flight.Action("CloseSession", b""), options))
+    assert result.body.to_pybytes() == b"\x08\x01"  # CloseSessionResult{status: CLOSED}
+    with pytest.raises(pa_flight.FlightUnauthenticatedError):
+        client.get_flight_info(_statement("SELECT 1"), options)
+    client.close()
