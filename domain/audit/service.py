@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from domain.audit.chain import GENESIS, Problem, VerifyResult, verify_rows
 from domain.audit.checkpoints import Checkpoint, CheckpointStore, SigningKey, sign
 from domain.audit.parallel import ROW_COLUMNS, default_workers, verify_chain
-from domain.errors import Invalid
+from domain.errors import Conflict, Invalid
 from domain.roles import Caller, Role
 
 # Identity and access entries; lab managers and scientists see the operational rest.
@@ -51,7 +51,7 @@ def head(session: Session, org_id: uuid.UUID | str) -> tuple[int, bytes]:
     return (int(row[0]), bytes(row[1])) if row else (0, GENESIS)
 
 
-class ChainNotVerified(Exception):
+class ChainNotVerified(Conflict):
     """Refusing to sign a head that does not verify: a checkpoint must never vouch for tampering."""
 
 
