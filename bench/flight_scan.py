@@ -262,9 +262,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--orgs", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--batch-bytes", type=int, default=8 * 1024 * 1024)
-    parser.add_argument("--prefetch", type=int, default=4, help="batches DuckDB may compute ahead")
+    parser.add_argument("--prefetch", type=int, default=4, help="batches the server may prepare ahead")
+    parser.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL comparison")
     args = parser.parse_args()
 
     root = Path(os.environ.get("FLASKTRACK_BENCH_DIR", Path(tempfile.gettempdir()) / "flasktrack-bench"))
@@ -293,7 +294,7 @@ def main() -> None:
     print(f"  ({FULL_SCAN!r} is streamed straight from the Delta dataset; {ENGINE_SCAN!r} runs in DuckDB)")
     flight_scan, local_scan = best[("flight", FULL_SCAN)][0], best[("local", FULL_SCAN)][0]
 
-    pg = measure_psycopg(lake, org_id, args.repeat)
+    pg = None if args.no_pg else measure_psycopg(lake, org_id, args.repeat)
     if pg is not None:
         print(f"psycopg fetchall   {'full scan':22s} {pg[0] * 1000:8.1f} ms  ({pg[1]:,} rows)")
     x = flight_scan / local_scan

@@ -18,6 +18,7 @@ from flight.auth import Principal, QueryEvent
 
 ORG_A = str(uuid.UUID(int=0xA))
 ORG_B = str(uuid.UUID(int=0xB))
+ORG_C = str(uuid.UUID(int=0xC))  # an org with no data yet
 PASSWORD = "correct horse battery staple"
 
 USERS = {
@@ -25,6 +26,7 @@ USERS = {
     "aud@a.example": Principal(ORG_A, "auditor", "user", "user-aud", "Aud (auditor, A)"),
     "tec@a.example": Principal(ORG_A, "technician", "user", "user-tec", "Tec (technician, A)"),
     "bob@b.example": Principal(ORG_B, "analyst", "user", "user-bob", "Bob (analyst, B)"),
+    "cy@c.example": Principal(ORG_C, "admin", "user", "user-cy", "Cy (admin, C)"),
 }
 API_KEYS = {"ftak_b_owner_key": Principal(ORG_B, "owner", "api_key", "key-b1", "B's owner key")}
 

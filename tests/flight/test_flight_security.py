@@ -391,3 +391,17 @@ def test_close_session_logs_out(uri: str) -> None:
     with pytest.raises(pa_flight.FlightUnauthenticatedError):
         client.get_flight_info(_statement("SELECT 1"), options)
     client.close()
+
+
+def test_an_org_without_data_sees_empty_shared_tables(uri: str) -> None:
+    conn = connect(uri, "cy@c.example")
+    try:
+        for sql in ("SELECT * FROM runs", "SELECT * FROM runs WHERE true", 'SELECT * FROM "runs@v0"'):
+            table = query(conn, sql)
+            assert table.num_rows == 0 and table.schema.names == ["org_id", "run_id", "status", "updated_at"]
+        tables = conn.adbc_get_objects().read_all().to_pylist()[0]["catalog_db_schemas"][0]["db_schema_tables"]
+        assert sorted(t["table_name"] for t in tables) == ["audit_log", "runs", "step_events"]
+        with pytest.raises(AdbcError, match="does not exist"):
+            query(conn, "SELECT * FROM form_x")
+    finally:
+        conn.close()
