@@ -16,7 +16,7 @@
 Server: FLASKTRACK_BENCH_DATABASE_URL (owner role) or an embedded PostgreSQL under
 FLASKTRACK_BENCH_DATA_DIR (default <tmp>/flasktrack-bench). A scratch database is created,
 migrated with `flasktrack.db.upgrade_schema`, and dropped at the end.
-Knobs: FLASKTRACK_BENCH_WRITERS (16), FLASKTRACK_BENCH_PER_WRITER (1000), FLASKTRACK_BENCH_ROUNDS (2),
+Knobs: FLASKTRACK_BENCH_WRITERS (16), FLASKTRACK_BENCH_PER_WRITER (1000), FLASKTRACK_BENCH_ROUNDS (3),
 FLASKTRACK_BENCH_VERIFY_ENTRIES (1000000).
 The last line is exactly `ratio R  verify V entries/s`.
 """
@@ -63,7 +63,7 @@ from flasktrack.settings import Settings  # noqa: E402
 
 WRITERS = int(os.environ.get("FLASKTRACK_BENCH_WRITERS", "16"))
 PER_WRITER = int(os.environ.get("FLASKTRACK_BENCH_PER_WRITER", "1000"))
-ROUNDS = int(os.environ.get("FLASKTRACK_BENCH_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("FLASKTRACK_BENCH_ROUNDS", "3"))
 VERIFY_ENTRIES = int(os.environ.get("FLASKTRACK_BENCH_VERIFY_ENTRIES", "1000000"))
 VERIFY_RUNS = int(os.environ.get("FLASKTRACK_BENCH_VERIFY_RUNS", "2"))
 

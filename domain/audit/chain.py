@@ -96,9 +96,12 @@ def _fast_check(org_s: str, with_derived: bool) -> Callable[[bytes, tuple[Any, .
     and its last `,"context":{"api_key_id":` (a quote inside a JSON string is always escaped, so only
     structure can match it, and nothing after the top-level context is structure) is followed by
     K,"client_address":...,"request_id":Q,"user_agent": -- each value being the column's own JSON
-    encoding. A JSON string token ends at its first unescaped quote, so these byte matches hold exactly
-    when the body's values equal the columns. A body that is not in that canonical form fails the match
-    and gets the parsing check."""
+    encoding. A JSON string token ends at its first unescaped quote, so for a body in that form these
+    byte matches hold exactly when the body's values equal the columns; anything else fails them and gets
+    the parsing check. (Bodies have that form by construction: the recorder writes them and the chain
+    authenticates them. A hand-made body inserted straight into audit_pending with duplicate keys between
+    "after" and "context" could pass here where the parsing check, which takes the last duplicate, would
+    name a column.) "v":1 is the recorder's BODY_VERSION: other versions take the parsing check."""
     loads = orjson.loads
     dumps = orjson.dumps
 

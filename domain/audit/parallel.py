@@ -31,6 +31,7 @@ ROW_COLUMNS = """seq, body, body_hash, prev_hash, chain_hash, org_id::text,
 # Below this many entries one process is faster than starting to share the work.
 PARALLEL_MIN_ENTRIES = 100_000
 
+
 def default_workers() -> int:
     env = os.environ.get("FLASKTRACK_VERIFY_WORKERS")
     if env:
@@ -136,7 +137,12 @@ def verify_chain(
     helpers = [_Helper(url, org, lo, hi, part(lo, hi), chunk) for lo, hi in bounds[1:]]
     try:
         parts = [verify_slice(conn, org, bounds[0][0], bounds[0][1], part(*bounds[0]), chunk, final=False)]
-        parts += [h.result() for h in helpers]
+        for h, (lo, hi) in zip(helpers, bounds[1:], strict=True):
+            try:
+                parts.append(h.result())
+            except (RuntimeError, OSError, pickle.UnpicklingError, EOFError):
+                # a helper that could not run (no connection, killed): do its slice here instead
+                parts.append(verify_slice(conn, org, lo, hi, part(lo, hi), chunk, final=False))
     finally:
         for h in helpers:
             h.kill()

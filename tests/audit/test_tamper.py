@@ -588,6 +588,22 @@ def test_parallel_slices_report_what_one_process_reports(make_chain, monkeypatch
         assert one.first_problem == three.first_problem, (one.problems, three.problems)
 
 
+def test_a_failed_helper_slice_is_verified_by_the_caller(make_chain, monkeypatch):
+    from domain.audit import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ENTRIES", 1)
+
+    def broken(self: object) -> object:
+        raise RuntimeError("helper died")
+
+    monkeypatch.setattr(parallel._Helper, "result", broken)  # noqa: SLF001
+    c: Chain = make_chain()
+    assert c.verify(workers=2).ok
+    with c.attacker() as conn:
+        conn.execute("DELETE FROM audit_log WHERE org_id = %s AND seq = 9", (c.org,))
+    bad(c.verify(workers=2), 9, "entries missing: expected seq 9, next is 10")
+
+
 # ---------------------------------------------------------------- append-only, as the app
 
 
