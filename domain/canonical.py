@@ -25,7 +25,9 @@ class CanonicalError(ValueError):
 def format_ts(ts: dt.datetime) -> str:
     if ts.tzinfo is None:
         raise CanonicalError("timestamps must be timezone-aware")
-    return ts.astimezone(dt.UTC).strftime(TS_FORMAT)
+    u = ts.astimezone(dt.UTC)
+    # Four-digit years always (strftime gives "999" for year 999; PostgreSQL gives "0999").
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}Z"
 
 
 def parse_ts(value: str) -> dt.datetime:

@@ -266,16 +266,23 @@ def audit_checkpoint(
     store = CheckpointStore(s.resolved_checkpoint_dir)
     with sessions.begin(None) as db:
         orgs = db.execute(text("SELECT id, slug FROM organizations ORDER BY slug")).all()
+    refused = 0
     for o in orgs:
         if org and o.slug != org:
             continue
         with sessions.begin(o.id) as db:
             service.seal(db, o.id)
-        with sessions.begin(o.id) as db:
-            cp = service.write_checkpoint(db, o.id, key, store)
-            size, _ = service.head(db, o.id)
+        try:
+            with sessions.begin(o.id) as db:
+                cp = service.write_checkpoint(db, o.id, key, store)
+                size, _ = service.head(db, o.id)
+        except service.ChainNotVerified as exc:
+            err.print(f"{o.slug}: {exc.message}")
+            refused += 1
+            continue
         out.print(f"{o.slug}: " + (f"signed checkpoint at {cp.size} entries (key {cp.key_id})" if cp
                                    else f"head unchanged at {size} entries"))
+    raise typer.Exit(1 if refused else 0)
 
 
 @audit_app.command("export")
@@ -301,8 +308,15 @@ def audit_export(
     with sessions.begin(org_id) as db:
         service.seal(db, org_id)
     key = load_or_create_signing_key(s.resolved_signing_key_path)
+    verified = True
+    try:
+        with sessions.begin(org_id) as db:
+            service.write_checkpoint(db, org_id, key, CheckpointStore(s.resolved_checkpoint_dir))
+    except service.ChainNotVerified as exc:
+        # The export still goes out, for the investigation; nothing vouches for it.
+        err.print(f"warning: {exc.message}; exporting WITHOUT a signed checkpoint")
+        verified = False
     with sessions.begin(org_id) as db:
-        service.write_checkpoint(db, org_id, key, CheckpointStore(s.resolved_checkpoint_dir))
         size, head_hash = service.head(db, org_id)
     import datetime as dt
 
@@ -312,13 +326,14 @@ def audit_export(
         for line in service.export_lines(db, caller, AuditFilter(), fmt, to_seq=size):
             fh.write(line)
             n += 1
-    if fmt == "jsonl":
+    if fmt == "jsonl" and verified:
         cp = sign(key, str(org_id), size, head_hash, dt.datetime.now(dt.UTC))
         cp_path = output.with_name(output.name + ".checkpoint.json")
         cp_path.write_bytes(cp.to_json())
         out.print(f"wrote {size} entries to {output} and the signed checkpoint to {cp_path}")
     else:
         out.print(f"wrote {size} entries to {output}")
+    raise typer.Exit(0 if verified else 1)
 
 
 # ---------------------------------------------------------------- lake
