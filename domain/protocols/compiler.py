@@ -58,7 +58,8 @@ MAX_ITERATIONS = 20
 MAX_PRECISION = 12
 MAX_DURATION_SECONDS = 366 * 86400  # a year: anything longer is a typo, not a lab step
 
-_PROTOCOL_KEY = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+# Same rule as the protocols.key CHECK in migration 0002: a letter first, 2-64 characters.
+_PROTOCOL_KEY = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 _MAX_KEY_LENGTH = 63  # form and field keys become lake table and column names
 
@@ -181,8 +182,9 @@ class _Compiler:
 
     def compile(self) -> SequenceNode:
         definition = self.definition
-        if not _PROTOCOL_KEY.fullmatch(definition.key) or len(definition.key) > 64:
-            self.problem("key", "must be a slug of lowercase letters, digits and hyphens, e.g. 'plant-subculture'")
+        if not _PROTOCOL_KEY.fullmatch(definition.key) or not 2 <= len(definition.key) <= 64:
+            self.problem("key", "must be a slug of 2-64 lowercase letters, digits and hyphens starting with a "
+                                "letter, e.g. 'plant-subculture'")
         self._text(definition.title, "title")
         seen_tags: set[str] = set()
         for i, tag in enumerate(definition.regulatory_tags):

@@ -166,7 +166,9 @@ CASES = [
         "steps[0].branches[0][0].duration: required",
     ),
     # keys and names
-    ({**protocol(task("a")), "key": "Test Protocol"}, "key: must be a slug of lowercase letters, digits and hyphens"),
+    ({**protocol(task("a")), "key": "Test Protocol"}, "key: must be a slug of 2-64 lowercase letters"),
+    ({**protocol(task("a")), "key": "1abc"}, "key: must be a slug of 2-64 lowercase letters"),
+    ({**protocol(task("a")), "key": "x"}, "key: must be a slug of 2-64 lowercase letters"),
     (protocol(task("Weigh")), "steps[0].key: 'Weigh' must be a lowercase identifier"),
     (protocol(task("not")), "steps[0].key: 'not' is a reserved word of conditions"),
     (protocol(task("a", title="  ")), "steps[0].title: must not be empty"),
