@@ -91,14 +91,14 @@ def parse_table_ref(text: str) -> TableRef | None:
     return TableRef(name, as_of=instant.astimezone(UTC))
 
 
-def list_table_names(lake_uri: str) -> list[str]:
-    """Names of the Delta tables directly under the lake folder.
-
-    Local paths and file:// URIs only; object stores (s3://, …) plug in here.
-    """
+def list_table_names(lake_uri: str, storage_options: dict[str, str] | None = None) -> list[str]:
+    """Names of the Delta tables directly under the lake folder (or object-store prefix)."""
     parsed = urlparse(lake_uri)
     if parsed.scheme not in ("", "file"):
-        raise NotImplementedError(f"listing tables under {parsed.scheme}:// lakes is not implemented yet")
+        # Object stores: list through delta-rs' own storage layer, as the sink does.
+        from lake.writer import Lake
+
+        return [n for n in Lake(lake_uri, storage_options).tables() if _TABLE_NAME.match(n)]
     root = parsed.path if parsed.scheme == "file" else lake_uri
     try:
         entries = list(os.scandir(root))
@@ -189,7 +189,7 @@ class LakeCatalog:
         with self._lock:
             if not fresh and self._listing and now - self._listing[0] < self.listing_ttl_s:
                 return self._listing[1]
-        names = list_table_names(self.lake_uri)
+        names = list_table_names(self.lake_uri, self.storage_options)
         with self._lock:
             self._listing = (now, names)
         return names
