@@ -47,8 +47,12 @@ class RunActivities:
 
     @activity.defn(name="complete_task")
     def complete_task(self, msg: CompleteTask) -> Outcome:
-        with self.sessions.begin(msg.run.org_id) as s:
-            return tasks.complete(s, msg)
+        try:
+            with self.sessions.begin(msg.run.org_id) as s:
+                return tasks.complete(s, msg)
+        except tasks.RequestReused:
+            with self.sessions.begin(msg.run.org_id) as s:
+                return tasks.refuse_reused(s, msg)
 
     @activity.defn(name="decide_approval")
     def decide_approval(self, msg: DecideApproval) -> Outcome:

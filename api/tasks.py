@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -61,6 +62,21 @@ def release(task_id: uuid.UUID, caller: Caller = Depends(require(Permission.task
         return service.release(s, caller, task_id)
 
 
+_RUNS_OF_TASKS: OrderedDict[tuple[uuid.UUID, uuid.UUID], uuid.UUID] = OrderedDict()
+
+
+async def _run_of(p: Platform, caller: Caller, task_id: uuid.UUID) -> uuid.UUID:
+    """The run a task belongs to (it never changes: kept in memory per org); NotFound, audited, otherwise."""
+    key = (caller.org_id, task_id)
+    run_id = _RUNS_OF_TASKS.get(key)
+    if run_id is None:
+        run_id = (await in_tx(p, caller, service.locate, task_id)).run_id
+        _RUNS_OF_TASKS[key] = run_id
+        if len(_RUNS_OF_TASKS) > 50_000:
+            _RUNS_OF_TASKS.popitem(last=False)
+    return run_id
+
+
 async def _still_open(p: Platform, caller: Caller, task_id: uuid.UUID) -> bool:
     task = await in_tx(p, caller, service.locate, task_id)
     return bool(task.status == "open" and task.run_status in ("running", "on_hold"))
@@ -76,12 +92,12 @@ async def complete(task_id: uuid.UUID, data: TaskCompletion, caller: Caller = De
     with every reason and is on record. The X-Request-ID header is the idempotency key: a retried request
     never completes twice and gets the first answer. The answer names the tasks open next."""
     request_id = caller.context.request_id
-    task = await in_tx(p, caller, service.locate, task_id)
+    run_id = await _run_of(p, caller, task_id)
     completion = Completion(task_id=str(task_id), actor=runs.actor_ref(caller), values=data.values,
                             checklist=data.confirmed(), evidence=data.evidence, request=runs.request_info(caller))
     try:
         # Always through the workflow, even for a retry: it must learn of a completion its activity recorded.
-        outcome = await temporal.update_step(p, task.run_id, "complete_task", completion, request_id=request_id,
+        outcome = await temporal.update_step(p, run_id, "complete_task", completion, request_id=request_id,
                                              result_type=Outcome, still_open=lambda: _still_open(p, caller, task_id))
     except Conflict as exc:
         # The run moved on (or ended) after answering this very request before: the first answer.

@@ -25,7 +25,9 @@ from workflows import ProtocolRun
 
 log = structlog.get_logger("flasktrack.worker")
 
-ACTIVITY_THREADS = 32  # activities are short database transactions; the pool bounds the connections they hold
+# Activities are short database transactions. Few threads: more only contend for the GIL with the workflow
+# activations (measured: 8 threads complete more steps per second than 32).
+ACTIVITY_THREADS = 8
 
 
 def temporal_address(settings: Settings) -> str:
@@ -61,7 +63,7 @@ def signing_key(path: Path) -> SigningKey | None:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    sessions = TenantSessions(make_engine(app_url(settings), pool_size=ACTIVITY_THREADS // 2))
+    sessions = TenantSessions(make_engine(app_url(settings), pool_size=ACTIVITY_THREADS))
     sealer = Sealer(sessions, interval_s=settings.seal_interval_s,
                     signing_key=signing_key(settings.resolved_signing_key_path),
                     store=CheckpointStore(settings.resolved_checkpoint_dir),

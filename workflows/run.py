@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.protocols.expressions import evaluate
+    from domain.protocols.forms import SubmissionError, normalize_values
     from domain.protocols.plan import (
         ApprovalNode,
         ParallelNode,
@@ -71,6 +72,18 @@ class _Stopped(Exception):
         self.status = status
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """Where a lane stands: a step of a sequence, an iteration of a repeat, a branch of a parallel step."""
+
+    node: SequenceNode | RepeatNode | ParallelNode
+    index: int = 0  # sequence: the step's position; repeat: the iteration
+    lanes: list[int] | None = None  # parallel: [branches still running], shared by its branches
+
+
+Path = tuple[_Frame, ...]
+
+
 @dataclass
 class _Pending:
     """A human step the run waits on."""
@@ -79,6 +92,7 @@ class _Pending:
     node: TaskNode | ApprovalNode
     iteration: int
     due_at: dt.datetime | None
+    path: Path = ()
     done: bool = False
     observed: bool = False  # the interpreter has seen `done` and moved on
     outcome: Outcome | None = None
@@ -97,6 +111,7 @@ class ProtocolRun:
         self.finished = False
         self.pending: dict[str, _Pending] = {}
         self.busy = 1  # branches doing the run's own work now (not waiting for people or time)
+        self.opened_ahead: dict[str, OpenStep] = {}  # steps a completion's activity already opened (see _ahead)
 
     # ------------------------------------------------------------------ the interpreter
 
@@ -115,10 +130,10 @@ class ProtocolRun:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return status
 
-    async def execute(self, node: StepNode | SequenceNode) -> str | None:
+    async def execute(self, node: StepNode | SequenceNode, path: Path = ()) -> str | None:
         """Run one node; an approval rejected with `repeat` answers the step to go back to."""
         if isinstance(node, SequenceNode):
-            await self._sequence(node)
+            await self._sequence(node, path)
             return None
         iteration = self.reached.get(node.key, 0)
         self.reached[node.key] = iteration + 1
@@ -126,43 +141,42 @@ class ProtocolRun:
             await self._event(node.key, node.kind, "skipped", iteration, {"when": node.when_source})
             return None
         if isinstance(node, TaskNode):
-            await self._human(node, iteration)
+            await self._human(node, iteration, path)
         elif isinstance(node, ApprovalNode):
-            return await self._approval(node, iteration)
+            return await self._approval(node, iteration, path)
         elif isinstance(node, TimerNode):
             await self._timer(node, iteration)
         elif isinstance(node, ParallelNode):
-            await self._parallel(node)
+            await self._parallel(node, path)
         elif isinstance(node, RepeatNode):
-            for _ in range(node.max_iterations):
-                await self._sequence(node.body)
+            for i in range(node.max_iterations):
+                await self._sequence(node.body, (*path, _Frame(node, i)))
                 if evaluate(node.until, self.values):
                     break
         return None
 
-    async def _sequence(self, node: SequenceNode, start: int = 0, root: bool = False) -> None:
+    async def _sequence(self, node: SequenceNode, path: Path = (), start: int = 0, root: bool = False) -> None:
         keys = [step.key for step in node.steps]
         i = start
         while i < len(node.steps):
             if root and i > start and workflow.info().is_continue_as_new_suggested():
                 await self._continue_as_new(i)
-            back_to = await self.execute(node.steps[i])
+            back_to = await self.execute(node.steps[i], (*path, _Frame(node, i)))
             # The compiler guarantees `from_step` is an earlier step of this same sequence.
             i = keys.index(back_to) if back_to is not None else i + 1
 
-    async def _parallel(self, node: ParallelNode) -> None:
+    async def _parallel(self, node: ParallelNode, path: Path) -> None:
         # This lane's busy unit passes to its branches and comes back with the last one to end, so the
         # count never drops to zero while the run is about to move on.
-        remaining = len(node.branches)
-        self.busy += remaining - 1
+        lanes = [len(node.branches)]
+        self.busy += lanes[0] - 1
 
         async def lane(branch: SequenceNode) -> None:
-            nonlocal remaining
             try:
-                await self._sequence(branch)
+                await self._sequence(branch, (*path, _Frame(node, lanes=lanes)))
             finally:
-                remaining -= 1
-                if remaining:
+                lanes[0] -= 1
+                if lanes[0]:
                     self.busy -= 1
 
         # gather does not cancel siblings when one branch raises: every branch ends (a stop ends them all),
@@ -183,15 +197,15 @@ class ProtocolRun:
             pass
         await self._event(node.key, "timer", "timer_fired", iteration, {})
 
-    async def _human(self, node: TaskNode | ApprovalNode, iteration: int) -> _Pending:
+    async def _human(self, node: TaskNode | ApprovalNode, iteration: int, path: Path) -> _Pending:
         """Open the step for people and wait until it is done, escalating each level as its time passes."""
         await self._wait(lambda: not self.held)
-        task_id = str(uuid.uuid5(uuid.UUID(self.inp.run.run_id), f"task:{node.key}:{iteration}"))
-        opened = workflow.now()
-        due = opened + self._scaled(node.due_seconds) if node.due_seconds is not None else None
-        pending = self.pending[task_id] = _Pending(task_id, node, iteration, due)
-        await self._local(OPEN_STEP, OpenStep(run=self.inp.run, task_id=task_id, step=node, iteration=iteration,
-                                              opened_at=opened, due_at=due))
+        ahead = self.opened_ahead.pop(self._task_id(node, iteration), None)
+        opening = ahead or self._opening(node, iteration)
+        task_id, due = opening.task_id, opening.due_at
+        pending = self.pending[task_id] = _Pending(task_id, node, iteration, due, path)
+        if ahead is None:
+            await self._local(OPEN_STEP, opening)
         levels: list[tuple[dt.datetime, list[str]]] = []
         if due is not None:
             levels = [(due, list(node.roles))]
@@ -215,8 +229,8 @@ class ProtocolRun:
         del self.pending[task_id]
         return pending
 
-    async def _approval(self, node: ApprovalNode, iteration: int) -> str | None:
-        pending = await self._human(node, iteration)
+    async def _approval(self, node: ApprovalNode, iteration: int, path: Path) -> str | None:
+        pending = await self._human(node, iteration, path)
         if pending.outcome is not None and pending.outcome.result == "rejected":
             if node.on_reject.action == "repeat":
                 return node.on_reject.from_step
@@ -230,9 +244,10 @@ class ProtocolRun:
     async def complete_task(self, c: Completion) -> Outcome:
         pending = self.pending[c.task_id]
         assert isinstance(pending.node, TaskNode)
+        ahead = self._ahead(pending, c.values)
         outcome = await self._local(COMPLETE_TASK, CompleteTask(
-            run=self.inp.run, step=pending.node, iteration=pending.iteration, completion=c), Outcome)
-        return await self._settle(pending, outcome)
+            run=self.inp.run, step=pending.node, iteration=pending.iteration, completion=c, open_next=ahead), Outcome)
+        return await self._settle(pending, outcome, ahead)
 
     @complete_task.validator
     def _validate_completion(self, c: Completion) -> None:
@@ -242,9 +257,10 @@ class ProtocolRun:
     async def decide(self, d: Decision) -> Outcome:
         pending = self.pending[d.task_id]
         assert isinstance(pending.node, ApprovalNode)
+        ahead = self._ahead(pending, None) if d.decision == "approve" else []
         outcome = await self._local(DECIDE_APPROVAL, DecideApproval(
-            run=self.inp.run, step=pending.node, iteration=pending.iteration, decision=d), Outcome)
-        return await self._settle(pending, outcome)
+            run=self.inp.run, step=pending.node, iteration=pending.iteration, decision=d, open_next=ahead), Outcome)
+        return await self._settle(pending, outcome, ahead)
 
     @decide.validator
     def _validate_decision(self, d: Decision) -> None:
@@ -301,9 +317,10 @@ class ProtocolRun:
             raise ApplicationError(f"wrong step: '{pending.node.key}' is {pending.node.kind} step; use {use}",
                                    type="WrongStep", non_retryable=True)
 
-    async def _settle(self, pending: _Pending, outcome: Outcome) -> Outcome:
+    async def _settle(self, pending: _Pending, outcome: Outcome, ahead: list[OpenStep]) -> Outcome:
         """Mark the step done, then answer once the run waits again (or has ended), naming what is open next."""
         if outcome.ok and not pending.done:
+            self.opened_ahead.update((o.task_id, o) for o in ahead)
             pending.done, pending.outcome = True, outcome
             if outcome.values is not None:
                 self.values[pending.node.key] = outcome.values
@@ -318,6 +335,63 @@ class ProtocolRun:
         else:
             self.held = status == "on_hold"
         return self.state()
+
+    # ------------------------------------------------------------------ opening ahead
+
+    def _ahead(self, pending: _Pending, raw_values: dict[str, Any] | None) -> list[OpenStep]:
+        """The steps this step's completion opens next, when they can be told now: the completion's own
+        activity records them in its transaction, so a completion costs one local activity, not two.
+
+        Only the plain cases: the next step in the lane is a task or an approval (after the step's sequence,
+        repeat and parallel frames are unwound), its condition reads values known now. Anything else (a
+        timer, a parallel step, a skipped step, a held run) is left to the interpreter, which records it
+        with its own activity. `_human` takes an opening from `opened_ahead` instead of recording it again.
+        """
+        if self.held or self.stop is not None:
+            return []
+        values = dict(self.values)
+        if raw_values is not None:
+            assert isinstance(pending.node, TaskNode)
+            try:
+                values[pending.node.key] = normalize_values(pending.node, raw_values)
+            except SubmissionError:
+                return []  # refused anyway
+        nxt = self._next_humans(pending.path, values)
+        return [self._opening(n, self.reached.get(n.key, 0)) for n in nxt or []]
+
+    def _next_humans(self, path: Path, values: dict[str, dict[str, Any]]) -> list[TaskNode | ApprovalNode] | None:
+        """What the interpreter opens next in this lane, innermost frame first: [] for nothing, None when unsure."""
+        for frame in reversed(path):
+            node = frame.node
+            if isinstance(node, SequenceNode) and frame.index + 1 < len(node.steps):
+                return self._first_human(node.steps[frame.index + 1], values)
+            if isinstance(node, RepeatNode) and frame.index + 1 < node.max_iterations \
+                    and not evaluate(node.until, values):
+                return self._first_human(node.body, values)
+            if isinstance(node, ParallelNode) and frame.lanes is not None and frame.lanes[0] > 1:
+                return []  # the other branches still run: this lane just ends
+        return []  # the end of the plan
+
+    def _first_human(self, node: StepNode | SequenceNode, values: dict[str, dict[str, Any]]
+                     ) -> list[TaskNode | ApprovalNode] | None:
+        if isinstance(node, SequenceNode):
+            return self._first_human(node.steps[0], values)
+        if node.when is not None and not evaluate(node.when, values):
+            return None  # a skipped step records its own event
+        if isinstance(node, TaskNode | ApprovalNode):
+            return [node]
+        if isinstance(node, RepeatNode):
+            return self._first_human(node.body, values)
+        return None
+
+    def _task_id(self, node: TaskNode | ApprovalNode, iteration: int) -> str:
+        return str(uuid.uuid5(uuid.UUID(self.inp.run.run_id), f"task:{node.key}:{iteration}"))
+
+    def _opening(self, node: TaskNode | ApprovalNode, iteration: int) -> OpenStep:
+        opened = workflow.now()
+        due = opened + self._scaled(node.due_seconds) if node.due_seconds is not None else None
+        return OpenStep(run=self.inp.run, task_id=self._task_id(node, iteration), step=node, iteration=iteration,
+                        opened_at=opened, due_at=due)
 
     # ------------------------------------------------------------------ helpers
 

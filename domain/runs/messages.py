@@ -100,6 +100,7 @@ class CompleteTask(_Message):
     step: TaskNode
     iteration: int
     completion: Completion
+    open_next: list[OpenStep] = []  # what the run opens next, recorded with the completion when it is done
 
 
 class Decision(_Message):
@@ -119,6 +120,7 @@ class DecideApproval(_Message):
     step: ApprovalNode
     iteration: int
     decision: Decision
+    open_next: list[OpenStep] = []
 
 
 class Outcome(_Message):

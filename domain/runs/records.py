@@ -52,6 +52,14 @@ def event_id(run_id: str | uuid.UUID, key: str) -> uuid.UUID:
     return uuid.uuid5(uuid.UUID(str(run_id)), f"event:{key}")
 
 
+_STEP_EVENT = text(
+    "WITH e AS (INSERT INTO step_events (id, org_id, run_id, task_id, step_key, step_kind, event, iteration,"
+    " actor_type, actor_id, actor_display, occurred_at, detail) VALUES (:id, :o, :r, :t, :sk, :kind, :e, :i, :at_,"
+    " :ai, :ad, :ts, CAST(:d AS jsonb)) ON CONFLICT (id) DO NOTHING RETURNING org_id)"
+    " INSERT INTO outbox (org_id, topic, payload) SELECT org_id, 'step_event', CAST(:p AS jsonb) FROM e"
+)
+
+
 def step_event(
     session: Session,
     run: RunRef,
@@ -66,28 +74,23 @@ def step_event(
     task_id: str | uuid.UUID | None = None,
     occurred_at: dt.datetime | None = None,
 ) -> bool:
-    """Record one step event and its outbox row; False (and nothing written) when `key` was recorded before."""
+    """Record one step event and its outbox row (one statement); False, and nothing written, when `key` was
+    recorded before."""
     eid = event_id(run.run_id, key)
     at = occurred_at or now()
     body = jsonable(detail or {})
-    inserted = session.execute(
-        text("INSERT INTO step_events (id, org_id, run_id, task_id, step_key, step_kind, event, iteration, actor_type,"
-             " actor_id, actor_display, occurred_at, detail) VALUES (:id, :o, :r, :t, :sk, :kind, :e, :i, :at_, :ai,"
-             " :ad, :ts, CAST(:d AS jsonb)) ON CONFLICT (id) DO NOTHING RETURNING id"),
-        {"id": eid, "o": run.org_id, "r": run.run_id, "t": str(task_id) if task_id else None, "sk": step_key,
-         "kind": step_kind, "e": event, "i": iteration, "at_": actor.type, "ai": actor.id, "ad": actor.display,
-         "ts": at, "d": json.dumps(body)},
-    ).first()
-    if inserted is None:
-        return False
-    outbox(session, run.org_id, "step_event", {
+    payload = {
         "event_id": str(eid), "org_id": str(run.org_id), "run_id": str(run.run_id),
         "protocol_key": run.protocol_key, "protocol_version": int(run.protocol_version),
         "step_key": step_key, "step_kind": step_kind, "event": event, "iteration": int(iteration),
         "actor_type": actor.type, "actor_id": actor.id, "actor_display": actor.display,
         "occurred_at": format_ts(at), "detail": body,
-    })
-    return True
+    }
+    result = session.execute(_STEP_EVENT, {
+        "id": eid, "o": run.org_id, "r": run.run_id, "t": str(task_id) if task_id else None, "sk": step_key,
+        "kind": step_kind, "e": event, "i": iteration, "at_": actor.type, "ai": actor.id, "ad": actor.display,
+        "ts": at, "d": json.dumps(body), "p": json.dumps(payload)})
+    return bool(result.rowcount)  # type: ignore[attr-defined]  # the outbox row exists iff the event was new
 
 
 RUN_COLUMNS = ("id, org_id, protocol_version_id, protocol_key, protocol_version, protocol_title, status, status_reason,"
@@ -120,6 +123,15 @@ def set_run_status(session: Session, run_id: str | uuid.UUID, status: str, reaso
     return before, after
 
 
+_FORM_SUBMISSION = text(
+    "WITH f AS (INSERT INTO form_submissions (id, org_id, run_id, task_id, step_key, form_key, iteration,"
+    " submitted_by, submitted_by_display, submitted_at, fields, field_values, checklist, evidence, request_id)"
+    " VALUES (:id, :o, :r, :t, :sk, :fk, :i, :by, :byd, :at, CAST(:f AS jsonb), CAST(:v AS jsonb),"
+    " CAST(:c AS jsonb), CAST(:e AS jsonb), :rq) RETURNING org_id)"
+    " INSERT INTO outbox (org_id, topic, payload) SELECT org_id, 'form_submission', CAST(:p AS jsonb) FROM f"
+)
+
+
 def form_submission(
     session: Session,
     run: RunRef,
@@ -140,19 +152,15 @@ def form_submission(
     sid = uuid.uuid5(uuid.UUID(task_id), "submission")
     fields = [{"key": f.key, "label": f.label, "type": f.type, "unit": f.unit, "required": f.required}
               for f in step.form.fields]
-    session.execute(
-        text("INSERT INTO form_submissions (id, org_id, run_id, task_id, step_key, form_key, iteration, submitted_by,"
-             " submitted_by_display, submitted_at, fields, field_values, checklist, evidence, request_id) VALUES"
-             " (:id, :o, :r, :t, :sk, :fk, :i, :by, :byd, :at, CAST(:f AS jsonb), CAST(:v AS jsonb),"
-             " CAST(:c AS jsonb), CAST(:e AS jsonb), :rq)"),
-        {"id": sid, "o": run.org_id, "r": run.run_id, "t": task_id, "sk": step.key, "fk": step.form.key,
-         "i": iteration, "by": actor.id, "byd": actor.display, "at": at, "f": json.dumps(fields),
-         "v": json.dumps(values), "c": json.dumps(checklist), "e": json.dumps(evidence), "rq": request_id},
-    )
-    outbox(session, run.org_id, "form_submission", {
+    payload = {
         "submission_id": str(sid), "org_id": str(run.org_id), "run_id": str(run.run_id),
         "protocol_key": run.protocol_key, "protocol_version": int(run.protocol_version), "step_key": step.key,
         "form_key": step.form.key, "iteration": int(iteration), "submitted_by": actor.id,
         "submitted_by_display": actor.display, "submitted_at": format_ts(at), "fields": fields, "values": values,
-    })
+    }
+    session.execute(_FORM_SUBMISSION, {
+        "id": sid, "o": run.org_id, "r": run.run_id, "t": task_id, "sk": step.key, "fk": step.form.key,
+        "i": iteration, "by": actor.id, "byd": actor.display, "at": at, "f": json.dumps(fields),
+        "v": json.dumps(values), "c": json.dumps(checklist), "e": json.dumps(evidence), "rq": request_id,
+        "p": json.dumps(jsonable(payload))})
     return str(sid)

@@ -349,6 +349,8 @@ def decide(session: Session, msg: DecideApproval) -> Outcome:
     outcome = Outcome(ok=True, task_id=d.task_id, run_id=run.run_id, step_key=step.key, iteration=msg.iteration,
                       result=status, signature_id=d.signature_id, closed_at=at)
     tasks.remember_answer(session, run, outcome, d.request.request_id)
+    for opening in msg.open_next:
+        tasks.open_task(session, opening)
     return outcome
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import text
@@ -82,11 +83,24 @@ def open_task(session: Session, msg: OpenStep) -> TaskBrief:
 
 
 def _locked_task(session: Session, task_id: str) -> Any:
+    """The task, locked, with what the gates need of its run."""
     return session.execute(
-        text("SELECT t.*, r.status AS run_status, r.status_reason AS run_status_reason FROM tasks t"
-             " JOIN runs r ON r.id = t.run_id WHERE t.id = :t FOR UPDATE OF t"),
+        text("SELECT t.*, r.status AS run_status, r.status_reason AS run_status_reason, r.subjects, r.parameters,"
+             " r.protocol_key, r.protocol_version, r.time_scale FROM tasks t JOIN runs r ON r.id = t.run_id"
+             " WHERE t.id = :t FOR UPDATE OF t"),
         {"t": task_id},
     ).first()
+
+
+def _run_of(task: Any) -> SimpleNamespace:
+    """The run as the compliance hook sees it, from a task row joined with its run."""
+    return SimpleNamespace(id=task.run_id, org_id=task.org_id, status=task.run_status, subjects=task.subjects,
+                           parameters=task.parameters, protocol_key=task.protocol_key,
+                           protocol_version=task.protocol_version, time_scale=task.time_scale)
+
+
+class RequestReused(Exception):
+    """The request id already answered a request about another task: the completion rolls back."""
 
 
 def prior_answer(session: Session, request_id: str | None) -> tuple[str, Outcome] | None:
@@ -100,14 +114,16 @@ def prior_answer(session: Session, request_id: str | None) -> tuple[str, Outcome
     return (str(row.task_id), Outcome.model_validate(row.result)) if row else None
 
 
-def remember_answer(session: Session, run: RunRef, outcome: Outcome, request_id: str | None) -> None:
-    if request_id:
-        session.execute(
-            text("INSERT INTO task_requests (org_id, request_id, task_id, run_id, result) VALUES (:o, :q, :t, :r,"
-                 " CAST(:res AS jsonb)) ON CONFLICT DO NOTHING"),
-            {"o": run.org_id, "q": request_id, "t": outcome.task_id, "r": run.run_id,
-             "res": outcome.model_dump_json()},
-        )
+def remember_answer(session: Session, run: RunRef, outcome: Outcome, request_id: str | None) -> bool:
+    """Keep the first answer to this request id; False when the id had answered before."""
+    if not request_id:
+        return True
+    row = session.execute(
+        text("INSERT INTO task_requests (org_id, request_id, task_id, run_id, result) VALUES (:o, :q, :t, :r,"
+             " CAST(:res AS jsonb)) ON CONFLICT DO NOTHING RETURNING request_id"),
+        {"o": run.org_id, "q": request_id, "t": outcome.task_id, "r": run.run_id, "res": outcome.model_dump_json()},
+    ).first()
+    return row is not None
 
 
 def common_gates(task: Any, actor: ActorRef) -> tuple[list[str], list[str]]:
@@ -148,19 +164,18 @@ def checklist_for(session: Session, task_run: Any, step: TaskNode) -> list[Check
 
 
 def complete(session: Session, msg: CompleteTask) -> Outcome:
-    """Gates, then every record of the completion in this one transaction (see the module doc)."""
+    """Gates, then every record of the completion in this one transaction (see the module doc).
+    Raises RequestReused when the request id answered another task (the caller refuses it in a new transaction)."""
     c, run = msg.completion, msg.run
-    prior = prior_answer(session, c.request.request_id)
-    if prior is not None and prior[0] == c.task_id:
-        return prior[1]
     task = _locked_task(session, c.task_id)
     if task is None:
         raise NotFound(f"no task {c.task_id}")
+    if task.status != "open":
+        prior = prior_answer(session, c.request.request_id)
+        if prior is not None and prior[0] == c.task_id:
+            return prior[1]  # this very request completed it: the first answer again
     forbidden, conflicts = common_gates(task, c.actor)
-    if prior is not None:
-        conflicts.append(f"request: id {c.request.request_id} already answered a request about another task")
-    run_row = session.execute(text(f"SELECT {records.RUN_COLUMNS} FROM runs WHERE id = :r"), {"r": run.run_id}).one()
-    step = msg.step.model_copy(update={"checklist": checklist_for(session, run_row, msg.step)})
+    step = msg.step.model_copy(update={"checklist": checklist_for(session, _run_of(task), msg.step)})
     invalid = [str(p) for p in validate_submission(step, c.values, c.checklist)]
     if forbidden or conflicts or invalid:
         return refusal(session, run, task, step_key=step.key, iteration=msg.iteration, actor=c.actor,
@@ -191,8 +206,20 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
                  context=context_of(c.request), occurred_at=at)
     outcome = Outcome(ok=True, task_id=c.task_id, run_id=run.run_id, step_key=step.key, iteration=msg.iteration,
                       result="completed", submission_id=submission_id, closed_at=at, values=values)
-    remember_answer(session, run, outcome, c.request.request_id)
+    if not remember_answer(session, run, outcome, c.request.request_id):
+        raise RequestReused(c.request.request_id)
+    for opening in msg.open_next:
+        open_task(session, opening)
     return outcome
+
+
+def refuse_reused(session: Session, msg: CompleteTask) -> Outcome:
+    c = msg.completion
+    task = _locked_task(session, c.task_id)
+    return refusal(session, msg.run, task, step_key=msg.step.key, iteration=msg.iteration, actor=c.actor,
+                   request=c.request, forbidden=[], invalid=[],
+                   conflicts=[f"request: id {c.request.request_id} already answered a request about another task"],
+                   doing="completion")
 
 
 def escalate(session: Session, msg: Escalate, notifier: Notifier) -> bool:
