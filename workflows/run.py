@@ -109,6 +109,7 @@ class ProtocolRun:
         self.held = resume.held if resume else False
         self.stop: str | None = None
         self.finished = False
+        self.continuing = False  # waiting for the handlers before continuing as new
         self.pending: dict[str, _Pending] = {}
         self.busy = 1  # branches doing the run's own work now (not waiting for people or time)
         self.opened_ahead: dict[str, OpenStep] = {}  # steps a completion's activity already opened (see _ahead)
@@ -159,7 +160,8 @@ class ProtocolRun:
         keys = [step.key for step in node.steps]
         i = start
         while i < len(node.steps):
-            if root and i > start and workflow.info().is_continue_as_new_suggested():
+            if root and i > start and (workflow.info().is_continue_as_new_suggested()
+                                       or self.inp.continue_every and (i - start) % self.inp.continue_every == 0):
                 await self._continue_as_new(i)
             back_to = await self.execute(node.steps[i], (*path, _Frame(node, i)))
             # The compiler guarantees `from_step` is an earlier step of this same sequence.
@@ -325,7 +327,8 @@ class ProtocolRun:
             if outcome.values is not None:
                 self.values[pending.node.key] = outcome.values
         if outcome.ok:  # a run that stops meanwhile ends up `finished` too
-            await workflow.wait_condition(lambda: self.finished or (pending.observed and self.busy == 0))
+            await workflow.wait_condition(
+                lambda: self.finished or self.continuing or (pending.observed and self.busy == 0))
         return outcome.model_copy(update={"open_tasks": self._open_tasks(), "run_status": self.state().status})
 
     async def _control(self, c: Control) -> RunState:
@@ -426,6 +429,8 @@ class ProtocolRun:
             activity, arg, result_type=result_type, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
 
     async def _continue_as_new(self, next_index: int) -> None:
+        """Continue as a new run of the same workflow id, at a root step boundary (nothing open then)."""
+        self.continuing = True  # handlers waiting for the run to settle answer now
         await workflow.wait_condition(workflow.all_handlers_finished)
         resume = Resume(next_index=next_index, values=self.values, reached=self.reached, held=self.held)
         workflow.continue_as_new(self.inp.model_copy(update={"resume": resume}))

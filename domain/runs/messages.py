@@ -61,6 +61,7 @@ class RunInput(_Message):
     plan: ExecutionPlan
     time_scale: float = Field(default=1.0, gt=0, le=1)
     resume: Resume | None = None
+    continue_every: int | None = None  # tests: continue as new after this many root steps, unasked
 
 
 class TaskBrief(_Message):
