@@ -259,3 +259,44 @@ def test_other_orgs_see_nothing(client, temporal_api, owner, org_a, org_b):
     assert r.json() == []
     r = client.post("/api/v1/runs", json={"protocol_key": key}, headers=org_b.headers(Role.lab_manager))
     assert r.status_code == 404
+
+
+def test_rejection_that_ends_the_run(client, temporal_api, owner, org_a):
+    key = f"end-{uuid.uuid4().hex[:6]}"
+    doc = {"key": key, "title": "Parallel work, then review", "steps": [
+        {"key": "both", "kind": "parallel", "title": "Both", "branches": [
+            [{"key": "left", "kind": "task", "title": "Left", "roles": ["technician"]},
+             {"key": "review", "kind": "approval", "title": "Review", "roles": ["lab_manager"], "meaning": "reviewed",
+              "on_reject": {"action": "end_run"}}],
+            [{"key": "right", "kind": "task", "title": "Right", "roles": ["technician"]}]]}]}
+    approve_protocol(owner, org_a.id, doc)
+    run = _launch(client, org_a, key)
+    left = _next(client, org_a, run["id"], "left")
+    assert complete(client, org_a, left["id"], {}, []).status_code == 200
+    _next(client, org_a, run["id"], "review", Role.lab_manager)
+    r = client.post(f"/api/v1/runs/{run['id']}/approvals", headers=org_a.headers(Role.lab_manager),
+                    json={"decision": "reject", "password": PASSWORD_OF, "reason": "wrong construct"})
+    assert r.status_code == 200 and r.json()["run_status"] == "rejected", r.text
+    detail = wait_for(lambda: (d := client.get(f"/api/v1/runs/{run['id']}", headers=org_a.headers(Role.lab_manager))
+                               .json())["status"] == "rejected" and d)
+    assert detail["open_tasks"] == [] and detail["ended_at"]
+    events = [(e["step_key"], e["event"]) for e in detail["steps"]]
+    assert ("right", "cancelled") in events and events[-1] == ("", "run_rejected")
+
+
+def test_history_without_temporal_still_answers_from_the_audit_log(client, temporal_api, platform, owner, org_a):
+    """A run whose Temporal history is gone (past retention; here: never started) keeps its audit timeline."""
+    from domain.runs import service as runs
+    from domain.runs.models import RunLaunch
+    from tests.runs.support import caller, one_task
+
+    key = f"gone-{uuid.uuid4().hex[:6]}"
+    approve_protocol(owner, org_a.id, one_task(key, due=None))
+    with platform.sessions.begin(org_a.id) as s:
+        run, _, _ = runs.launch(s, caller(org_a, Role.lab_manager), RunLaunch(protocol_key=key))
+    h = client.get(f"/api/v1/runs/{run.id}/history", headers=org_a.headers(Role.auditor))
+    assert h.status_code == 200, h.text
+    assert h.json()["temporal"]["available"] is False and "retention" in h.json()["temporal"]["reason"]
+    assert [t["kind"] for t in h.json()["timeline"]] == ["launch"]
+    # Technicians do not read histories (runs.history).
+    assert client.get(f"/api/v1/runs/{run.id}/history", headers=org_a.headers(Role.technician)).status_code == 403
