@@ -57,8 +57,9 @@ class UpdateRefused(Conflict):
 
 async def attach(p: Platform) -> Callable[[], Awaitable[None]]:
     """Create the client (unless one is there already, e.g. a test's) and start the health probe; the closer."""
-    address = p.settings.temporal_address
-    if p.extras.get("temporal") is None and address:
+    # Unset: the dev server `flasktrack up` starts (the worker assumes the same).
+    address = p.settings.temporal_address or f"127.0.0.1:{p.settings.temporal_port}"
+    if p.extras.get("temporal") is None:
         p.extras["temporal"] = await Client.connect(address, namespace=p.settings.temporal_namespace,
                                                     data_converter=pydantic_data_converter, lazy=True)
     state: dict[str, Any] = {"status": "down", "error": "not checked yet"}
