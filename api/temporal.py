@@ -62,7 +62,8 @@ async def attach(p: Platform) -> Callable[[], Awaitable[None]]:
     if p.extras.get("temporal") is None:
         p.extras["temporal"] = await Client.connect(address, namespace=p.settings.temporal_namespace,
                                                     data_converter=pydantic_data_converter, lazy=True)
-    state: dict[str, Any] = {"status": "down", "error": "not checked yet"}
+    # One state per platform, shared by every app built on it (tests build several): each probe writes it.
+    state: dict[str, Any] = p.extras.setdefault("temporal_health", {"status": "down", "error": "not checked yet"})
     p.extras["temporal_probe"] = lambda: dict(state)
     task = asyncio.create_task(_probe(p, state))
 

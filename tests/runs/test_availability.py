@@ -22,7 +22,8 @@ async def test_api_starts_when_temporal_is_down_and_answers_503(platform, owner,
     key = f"down-{uuid.uuid4().hex[:6]}"
     approve_protocol(owner, org_a.id, one_task(key, due=None))
     nowhere = await Client.connect("127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter)
-    saved = {k: platform.extras.get(k) for k in ("temporal", "temporal_probe")}
+    saved = {k: platform.extras.get(k) for k in ("temporal", "temporal_probe", "temporal_health")}
+    platform.extras.pop("temporal_health", None)  # this app's own probe state
     platform.extras["temporal"] = nowhere
     try:
         with TestClient(create_app(platform, background=False)) as c:
