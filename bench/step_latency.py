@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -295,6 +296,7 @@ async def bench() -> None:
     child_env = {**os.environ, "FLASKTRACK_DATABASE_URL": owner, "FLASKTRACK_TEMPORAL_ADDRESS": address,
                  "FLASKTRACK_DATA_DIR": str(data), "FLASKTRACK_API_PORT": str(port), "FLASKTRACK_TASK_QUEUE": "bench",
                  "FLASKTRACK_LOG_LEVEL": "WARNING"}
+    measured = False
     procs = [
         spawn([sys.executable, "-m", "flasktrack.cli", "worker"], child_env, data / "worker.log"),
         spawn([sys.executable, "-m", "flasktrack.cli", "api"], child_env, data / "api.log"),
@@ -318,6 +320,7 @@ async def bench() -> None:
         ref_lat, ref_tput, ref_cpu = await measure(reference, groups)
         our_lat, our_tput, our_cpu = await measure(ours, groups)
         await ours.http.aclose()
+        measured = True
     finally:
         for p in procs:
             p.terminate()
@@ -329,6 +332,8 @@ async def bench() -> None:
         await env.shutdown()
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{make_url(owner).database}" WITH (FORCE)')
+        if measured:
+            shutil.rmtree(data, ignore_errors=True)  # kept, with the services' logs, when something failed
     rows = [("HTTP completion (gates + records)", our_lat, our_tput),
             ("reference: Update running one activity", ref_lat, ref_tput)]
     print(f"{'':42} {'p50 ms':>8} {'p99 ms':>8} {'completions/s':>14}")
