@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from domain.audit.chain import DERIVED_COLUMNS, derived_from_body
 from domain.canonical import canonical_bytes, format_ts
 from domain.roles import Actor, RequestContext
 
@@ -77,23 +78,12 @@ def entry_body(
 
 
 def entry_params(body: dict[str, Any]) -> dict[str, Any]:
-    """Insert parameters: the canonical bytes plus the query columns derived from them."""
-    raw = canonical_bytes(body)
-    ctx = body["context"]
+    """Insert parameters: the canonical bytes plus the query columns derived from them, by the same
+    function the verifier checks the stored columns with."""
     return {
         "org_id": body["org_id"],
-        "body": raw,
-        "occurred_at": body["occurred_at"],
-        "actor_type": body["actor"]["type"],
-        "actor_id": body["actor"]["id"],
-        "actor_display": body["actor"]["display"],
-        "action": body["action"],
-        "entity_type": body["entity"]["type"],
-        "entity_id": body["entity"]["id"],
-        "severity": body["severity"],
-        "reason": body["reason"],
-        "request_id": ctx["request_id"],
-        "api_key_id": ctx["api_key_id"],
+        "body": canonical_bytes(body),
+        **dict(zip(DERIVED_COLUMNS, derived_from_body(body), strict=True)),
     }
 
 
