@@ -159,6 +159,30 @@ def check_throttle(session: Session, email: str, address: str | None, *, max_fai
             raise RateLimited("too many failed logins from this address; try again later", retry_after_s=retry)
 
 
+def _check_password(
+    session: Session, email: str, password: str, org_slug: str | None
+) -> tuple[Any, Sequence[Any], Any, str | None]:
+    """The account, its memberships, the membership the login is for, and why it fails (None: it holds).
+    One rule for every entry point (HTTP login, Flight SQL)."""
+    user = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": email}).first()
+    ok = secrets.verify_password(user.password_hash if user else None, password)
+    memberships: Sequence[Any] = (
+        session.execute(text("SELECT * FROM auth_user_memberships(:u)"), {"u": user.user_id}).all() if user else []
+    )
+    if not ok or user is None:
+        return user, memberships, None, "wrong email or password"
+    if user.disabled:
+        return user, memberships, None, "account disabled"
+    if not memberships:
+        return user, memberships, None, "no active membership"
+    if org_slug:
+        chosen = next((m for m in memberships if m.org_slug == org_slug), None)
+        return user, memberships, chosen, None if chosen else "not a member of that organization"
+    if len(memberships) == 1:
+        return user, memberships, memberships[0], None
+    return user, memberships, None, "member of several organizations: name one in 'org'"
+
+
 def login(
     session: Session,
     data: LoginRequest,
@@ -175,27 +199,7 @@ def login(
     committed by the caller before it answers 401."""
     check_throttle(session, data.email, context.client_address, max_fail=max_fail, max_fail_addr=max_fail_addr,
                    window=lockout)
-    user = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": data.email}).first()
-    ok = secrets.verify_password(user.password_hash if user else None, data.password)
-    memberships = (
-        session.execute(text("SELECT * FROM auth_user_memberships(:u)"), {"u": user.user_id}).all() if user else []
-    )
-    failure: str | None = None
-    chosen = None
-    if not ok or user is None:
-        failure = "wrong email or password"
-    elif user.disabled:
-        failure = "account disabled"
-    elif not memberships:
-        failure = "no active membership"
-    else:
-        if data.org:
-            chosen = next((m for m in memberships if m.org_slug == data.org), None)
-            failure = None if chosen else "not a member of that organization"
-        elif len(memberships) == 1:
-            chosen = memberships[0]
-        else:
-            failure = "member of several organizations: name one in 'org'"
+    user, memberships, chosen, failure = _check_password(session, data.email, data.password, data.org)
     if failure is not None or chosen is None:
         record_failed_login(session, data.email, failure or "login failed", context, org_slug=data.org,
                             user=user, memberships=memberships)
@@ -291,12 +295,8 @@ def authenticate_password(session: Session, email: str, password: str, org_slug:
             return resolve_credential(session, password, RequestContext())
         except Unauthenticated:
             return None
-    user = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": email}).first()
-    if not secrets.verify_password(user.password_hash if user else None, password) or user is None or user.disabled:
-        return None
-    ms = session.execute(text("SELECT * FROM auth_user_memberships(:u)"), {"u": user.user_id}).all()
-    m = next((m for m in ms if m.org_slug == org_slug), None) if org_slug else (ms[0] if len(ms) == 1 else None)
-    if m is None:
+    user, _, m, failure = _check_password(session, email, password, org_slug)
+    if failure is not None or m is None:
         return None
     return Caller(org_id=m.org_id, org_slug=m.org_slug, role=Role(m.role),
                   actor=Actor("user", str(user.user_id), user.display_name), user_id=user.user_id)
