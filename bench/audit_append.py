@@ -34,7 +34,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -56,7 +55,8 @@ from flasktrack.db import (  # noqa: E402
     app_url,
     libpq_url,
     make_engine,
-    start_embedded_postgres,
+    scratch_database,
+    scratch_server,
     upgrade_schema,
 )
 from flasktrack.settings import Settings  # noqa: E402
@@ -104,28 +104,6 @@ PLAIN_INSERT = text(
 
 def say(msg: str) -> None:
     print(msg, flush=True)
-
-
-def server_url() -> str:
-    url = os.environ.get("FLASKTRACK_BENCH_DATABASE_URL")
-    if url:
-        return url
-    data = Path(os.environ.get("FLASKTRACK_BENCH_DATA_DIR", Path(tempfile.gettempdir()) / "flasktrack-bench"))
-    return start_embedded_postgres(data)
-
-
-@contextmanager
-def scratch_database(server: str) -> Iterator[str]:
-    base = make_url(server)
-    name = f"ft_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = libpq_url(base.set(database="postgres").render_as_string(hide_password=False))
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def new_org(owner: TenantSessions, label: str) -> uuid.UUID:
@@ -297,10 +275,10 @@ def client_cpu_s() -> float:
 
 
 def main() -> None:
-    server = server_url()
+    server = scratch_server("bench")
     say(f"audit append/verify benchmark: {WRITERS} writers x {PER_WRITER} entries, {ROUNDS} rounds; "
         f"verify over {VERIFY_ENTRIES:,} entries")
-    with scratch_database(server) as url, tempfile.TemporaryDirectory(prefix="ft-bench-") as tmp:
+    with scratch_database(server, "ft_bench") as url, tempfile.TemporaryDirectory(prefix="ft-bench-") as tmp:
         settings = Settings(database_url=url, data_dir=Path(tmp))
         upgrade_schema(url, app_password=settings.app_db_password)
         owner_libpq = libpq_url(url)

@@ -20,23 +20,25 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 import psycopg
 from deltalake import DeltaTable
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flasktrack.db import libpq_url, make_engine, start_embedded_postgres, upgrade_schema  # noqa: E402
+from flasktrack.db import (  # noqa: E402
+    libpq_url,
+    make_engine,
+    scratch_database,
+    start_embedded_postgres,
+    upgrade_schema,
+)
 from lake.sink import Sink, SinkSettings  # noqa: E402
 from lake.writer import Lake  # noqa: E402
 
@@ -87,20 +89,6 @@ def postgres_cpu_s() -> float | None:
         if int(fields[1]) == postmaster:  # ppid
             ticks += int(fields[11]) + int(fields[12])  # utime + stime
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    base = make_url(url)
-    name = f"ft_sinkbench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = libpq_url(base.set(database="postgres").render_as_string(hide_password=False))
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def payload(i: int, org: str) -> tuple[str, bytes]:
@@ -180,7 +168,7 @@ def main() -> None:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    with scratch_database(server()) as url:
+    with scratch_database(server(), "ft_sinkbench") as url:
         upgrade_schema(url)
         orgs = [str(uuid.uuid4()) for _ in range(ORGS)]
         with psycopg.connect(libpq_url(url), autocommit=True) as c:

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import secrets
 import shutil
 import socket
 import statistics
@@ -40,7 +40,6 @@ from typing import Any
 import httpx
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -86,22 +85,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def scratch_database() -> tuple[str, str]:
-    """(owner URL of a fresh migrated database, admin URL to drop it)."""
-    from flasktrack.db import libpq_url, start_embedded_postgres, upgrade_schema
-
-    server = os.environ.get("FLASKTRACK_BENCH_DATABASE_URL") or start_embedded_postgres(
-        Path(os.environ.get("FLASKTRACK_BENCH_DATA_DIR", Path(tempfile.gettempdir()) / "flasktrack-bench")))
-    url = make_url(server)
-    name = f"ft_step_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = libpq_url(url.set(database="postgres").render_as_string(hide_password=False))
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    owner = url.set(database=name).render_as_string(hide_password=False)
-    upgrade_schema(owner)
-    return owner, admin
 
 
 def seed(owner_url: str) -> None:
@@ -287,7 +270,11 @@ def pct(values: list[float], q: float) -> float:
 
 async def bench() -> None:
     data = Path(tempfile.mkdtemp(prefix="ft-step-bench-"))
-    owner, admin = scratch_database()
+    from flasktrack.db import scratch_database, scratch_server, upgrade_schema
+
+    databases = contextlib.ExitStack()
+    owner = databases.enter_context(scratch_database(scratch_server("bench"), "ft_step_bench"))
+    upgrade_schema(owner)
     seed(owner)
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
                                                 data_converter=pydantic_data_converter, dev_server_log_level="error")
@@ -330,8 +317,7 @@ async def bench() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         await env.shutdown()
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{make_url(owner).database}" WITH (FORCE)')
+        databases.close()
         if measured:
             shutil.rmtree(data, ignore_errors=True)  # kept, with the services' logs, when something failed
     rows = [("HTTP completion (gates + records)", our_lat, our_tput),

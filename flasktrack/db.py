@@ -144,3 +144,38 @@ def stop_embedded_postgres() -> None:
     except Exception:  # noqa: BLE001, S110 - already stopped
         pass
     _embedded = None
+
+
+def scratch_server(purpose: str) -> str:
+    """A server for throwaway databases (`purpose` "test" or "bench"): FLASKTRACK_<PURPOSE>_DATABASE_URL,
+    else an embedded server under FLASKTRACK_<PURPOSE>_DATA_DIR (default $TMPDIR/flasktrack-<purpose>)."""
+    import os
+    import tempfile
+
+    key = purpose.upper()
+    url = os.environ.get(f"FLASKTRACK_{key}_DATABASE_URL")
+    if url:
+        return url
+    default = Path(tempfile.gettempdir()) / f"flasktrack-{purpose}"
+    return start_embedded_postgres(Path(os.environ.get(f"FLASKTRACK_{key}_DATA_DIR", default)))
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A fresh, empty database `<prefix>_<pid>_<random>` on the server of `server_url` (its owner URL),
+    dropped afterwards even if connections remain."""
+    import os
+    import secrets
+
+    import psycopg
+
+    base = make_url(server_url)
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = libpq_url(base.set(database="postgres").render_as_string(hide_password=False))
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -3,20 +3,16 @@ a fresh database per test session with the real migrations, the real API app."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import make_url
 
 from api.app import build_platform, create_app
 from api.deps import Platform
-from flasktrack.db import TenantSessions, libpq_url, make_engine, start_embedded_postgres, upgrade_schema
+from flasktrack.db import TenantSessions, make_engine, scratch_database, scratch_server, upgrade_schema
 from flasktrack.settings import Settings
 from tests.support import PASSWORD, Org, make_org
 
@@ -24,26 +20,11 @@ __all__ = ["PASSWORD", "Org", "make_org"]
 
 
 
-def _server_url() -> str:
-    url = os.environ.get("FLASKTRACK_TEST_DATABASE_URL")
-    if url:
-        return url
-    data = Path(os.environ.get("FLASKTRACK_TEST_DATA_DIR", Path(tempfile.gettempdir()) / "flasktrack-test"))
-    return start_embedded_postgres(data)
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    server = make_url(_server_url())
-    name = f"ft_test_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = libpq_url(server.set(database="postgres").render_as_string(hide_password=False))
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
-    upgrade_schema(url)
-    yield url
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(scratch_server("test"), "ft_test") as url:
+        upgrade_schema(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
