@@ -71,9 +71,7 @@ def checkpoint(
 ) -> Response:
     """Sign the org's current chain head now; export up to its `size` (`to_seq`) to verify the file offline
     with `flasktrack audit verify --file EXPORT --checkpoint CHECKPOINT`."""
-    with p.tx(caller) as s:
-        service.seal(s, caller.org_id)
-    with p.tx(caller) as s:
+    with p.tx(caller) as s:  # checkpoint_now seals what is pending first
         cp = service.checkpoint_now(s, caller.org_id, p.extras["signing_key"], p.checkpoints)
     if cp is None:
         raise Conflict("the audit log of this organization is empty: nothing to sign")

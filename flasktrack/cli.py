@@ -270,9 +270,7 @@ def audit_checkpoint(
     for o in orgs:
         if org and o.slug != org:
             continue
-        with sessions.begin(o.id) as db:
-            service.seal(db, o.id)
-        try:
+        try:  # write_checkpoint seals what is pending first
             with sessions.begin(o.id) as db:
                 cp = service.write_checkpoint(db, o.id, key, store)
                 size, _ = service.head(db, o.id)
@@ -305,8 +303,6 @@ def audit_export(
     assert isinstance(sessions, TenantSessions)
     org_id = _org_id(sessions, org)
     caller = Caller(org_id=org_id, org_slug=org, role=Role.auditor, actor=SYSTEM_ACTOR)
-    with sessions.begin(org_id) as db:
-        service.seal(db, org_id)
     key = load_or_create_signing_key(s.resolved_signing_key_path)
     verified = True
     try:
