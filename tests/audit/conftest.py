@@ -103,6 +103,14 @@ class Chain:
             return service.head(s, self.org)[0]
 
     @contextmanager
+    def sealers_held(self) -> Iterator[None]:
+        """Keep background sealers (the session's API app runs one) off this org while a test looks at its
+        pending entries: they skip an org whose chain head is locked."""
+        with psycopg.connect(self.url) as holder:
+            holder.execute("SELECT 1 FROM audit_heads WHERE org_id = %s FOR UPDATE", (self.org,))
+            yield
+
+    @contextmanager
     def attacker(self, *, tables: tuple[str, ...] = ("audit_log", "audit_checkpoints")) -> Iterator[psycopg.Connection]:
         """The owner's (superuser's) connection with the audit triggers switched off, the way an
         attacker with database access would; one transaction, triggers back on (ALWAYS) at its end."""
