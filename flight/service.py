@@ -59,10 +59,7 @@ class PlatformAuthenticator:
         except RateLimited:
             log.warning("flight login throttled", username=username)
             return None
-        if caller is None:
-            return None
-        return Principal(org_id=str(caller.org_id), role=caller.role.value, actor_type=caller.actor.type,
-                         actor_id=caller.actor.id, display=caller.actor.display)
+        return caller_principal(caller) if caller is not None else None
 
     def record_query(self, principal: Principal | None, event: QueryEvent) -> None:
         if principal is None:

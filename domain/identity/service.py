@@ -48,11 +48,6 @@ def create_org(session: Session, *, slug: str, name: str, actor: Actor = SYSTEM_
     return OrgRead(id=org_id, slug=slug, name=name)
 
 
-def org_by_slug(session: Session, slug: str) -> uuid.UUID | None:
-    v = session.execute(text("SELECT auth_org_by_slug(:s)"), {"s": slug}).scalar()
-    return uuid.UUID(str(v)) if v else None
-
-
 def get_org(session: Session, caller: Caller) -> OrgRead:
     row = session.execute(text("SELECT id, slug, name FROM organizations WHERE id = :o"),
                           {"o": caller.org_id}).one()
