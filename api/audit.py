@@ -72,7 +72,7 @@ def checkpoint(
     """Sign the org's current chain head now; export up to its `size` (`to_seq`) to verify the file offline
     with `flasktrack audit verify --file EXPORT --checkpoint CHECKPOINT`."""
     with p.tx(caller) as s:  # checkpoint_now seals what is pending first
-        cp = service.checkpoint_now(s, caller.org_id, p.extras["signing_key"], p.checkpoints)
+        cp = service.checkpoint_now(s, caller, p.extras["signing_key"], p.checkpoints)
     if cp is None:
         raise Conflict("the audit log of this organization is empty: nothing to sign")
     return Response(content=cp.to_json(), media_type="application/json")

@@ -14,6 +14,7 @@ from rich.console import Console
 from sqlalchemy import text
 from typer import _click as click
 
+from domain.roles import Actor
 from flasktrack.logging import configure_logging
 from flasktrack.settings import Settings, get_settings
 
@@ -39,6 +40,11 @@ def _settings() -> Settings:
     s = get_settings()
     configure_logging(s.log_level, s.log_json)
     return s
+
+
+def _cli_actor() -> Actor:
+    """Who acts when an operator runs an administration command (recorded in the audit log)."""
+    return Actor("system", "cli", f"CLI ({getpass.getuser()})")
 
 
 def _owner() -> tuple[Settings, object]:
@@ -150,7 +156,7 @@ def user_create(
     from domain.errors import DomainError
     from domain.identity import service as identity
     from domain.identity.models import MemberCreate
-    from domain.roles import Actor, RequestContext
+    from domain.roles import RequestContext
     from flasktrack.db import TenantSessions
 
     _, sessions = _owner()
@@ -160,7 +166,7 @@ def user_create(
     try:
         data = MemberCreate(email=email, display_name=name, password=pw, role=role)  # type: ignore[arg-type]
         with sessions.begin(org_id) as s:
-            m = identity.add_member(s, org_id=org_id, actor=Actor("system", "cli", f"CLI ({getpass.getuser()})"),
+            m = identity.add_member(s, org_id=org_id, actor=_cli_actor(),
                                     context=RequestContext(), data=data)
     except ValidationError as exc:
         for e in exc.errors():
@@ -181,14 +187,14 @@ def apikey_create(
     """Create an API key bound to one organization and role; printed once."""
     from domain.identity import service as identity
     from domain.identity.models import ApiKeyCreate
-    from domain.roles import Actor, Caller, Role
+    from domain.roles import Caller, Role
     from flasktrack.db import TenantSessions
 
     _, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
     org_id = _org_id(sessions, org)
     caller = Caller(org_id=org_id, org_slug=org, role=Role.owner,
-                    actor=Actor("system", "cli", f"CLI ({getpass.getuser()})"))
+                    actor=_cli_actor())
     with sessions.begin(org_id) as s:
         created = identity.create_api_key(s, caller, ApiKeyCreate(name=name, role=Role(role)))
     out.print(f"API key {created.id} ({created.role}); store it now, it is not shown again:")
@@ -272,7 +278,7 @@ def audit_checkpoint(
             continue
         try:  # write_checkpoint seals what is pending first
             with sessions.begin(o.id) as db:
-                cp = service.write_checkpoint(db, o.id, key, store)
+                cp = service.write_checkpoint(db, o.id, key, store, requested_by=_cli_actor())
                 size, _ = service.head(db, o.id)
         except service.ChainNotVerified as exc:
             err.print(f"{o.slug}: {exc.message}")
@@ -307,7 +313,8 @@ def audit_export(
     verified = True
     try:
         with sessions.begin(org_id) as db:
-            service.write_checkpoint(db, org_id, key, CheckpointStore(s.resolved_checkpoint_dir))
+            service.write_checkpoint(db, org_id, key, CheckpointStore(s.resolved_checkpoint_dir),
+                                     requested_by=_cli_actor())
     except service.ChainNotVerified as exc:
         # The export still goes out, for the investigation; nothing vouches for it.
         err.print(f"warning: {exc.message}; exporting WITHOUT a signed checkpoint")

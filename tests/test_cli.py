@@ -49,6 +49,8 @@ def test_admin_commands_create_what_they_say(run, client):
 def test_verify_export_and_tamper_exit_codes(run, client, org_a, owner, tmp_path):
     client.post("/api/v1/apikeys", json={"name": "k", "role": "analyst"}, headers=org_a.headers(Role.admin))
     assert run("audit", "checkpoint", "--org", org_a.slug).returncode == 0
+    by_cli = client.get("/api/v1/audit", params={"action": "checkpoint"}, headers=org_a.headers(Role.auditor))
+    assert [e["actor"]["id"] for e in by_cli.json()["items"]] == ["cli"]
     ok = run("audit", "verify", "--org", org_a.slug)
     assert ok.returncode == 0 and "ok" in ok.stdout and org_a.slug in ok.stdout, ok.stderr
     export = tmp_path / "a.jsonl"
@@ -88,6 +90,9 @@ def test_http_export_with_checkpoint_verifies_offline(client, org_a, run, tmp_pa
     cp = client.post("/api/v1/audit/checkpoints", headers=h)
     assert cp.status_code == 200, cp.text
     size = cp.json()["size"]
+    signed = client.get("/api/v1/audit", params={"action": "checkpoint", "entity_id": str(size)}, headers=h)
+    assert [(e["actor"]["id"], e["after"]["size"]) for e in signed.json()["items"]] == [
+        (str(org_a.users[Role.auditor][0]), size)]  # signing is a mutation: on record, by who asked
     body = client.get("/api/v1/audit/export", params={"format": "jsonl", "to_seq": size}, headers=h).content
     assert len(body.splitlines()) == size
     (tmp_path / "e.jsonl").write_bytes(body)

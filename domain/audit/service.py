@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from domain.audit.chain import GENESIS, Problem, VerifyResult, verify_rows
 from domain.audit.checkpoints import Checkpoint, CheckpointStore, SigningKey, sign
 from domain.audit.parallel import ROW_COLUMNS, default_workers, verify_chain
+from domain.audit.recorder import record
 from domain.errors import Conflict, Invalid
-from domain.roles import Caller, Role
+from domain.roles import Actor, Caller, RequestContext, Role
 
 # Identity and access entries; lab managers and scientists see the operational rest.
 SECURITY_ENTITY_TYPES = ("organization", "user", "membership", "api_key", "auth_session", "endpoint")
@@ -56,10 +57,18 @@ class ChainNotVerified(Conflict):
 
 
 def write_checkpoint(
-    session: Session, org_id: uuid.UUID | str, key: SigningKey, store: CheckpointStore
+    session: Session,
+    org_id: uuid.UUID | str,
+    key: SigningKey,
+    store: CheckpointStore,
+    *,
+    requested_by: Actor | None = None,
+    context: RequestContext | None = None,
 ) -> Checkpoint | None:
     """Seal what is pending and sign the org's head, store the file outside the database and its
     record inside. Nothing to sign for an empty chain; no new checkpoint when the head has not moved.
+    A checkpoint someone asked for (`requested_by`) is itself an audit entry, sealed after the head it
+    signs; the background sealer's periodic ones are not (each would move the head it just signed).
 
     Only what verifies is signed: the entries since the latest checkpoint file of this key must link
     from its signed head to the current one, which must be where the sealer left the chain
@@ -82,6 +91,10 @@ def write_checkpoint(
         ),
         {"o": cp.org_id, "s": cp.size, "h": cp.head_hash, "k": cp.key_id, "sig": cp.signature, "t": cp.issued_at},
     )
+    if requested_by is not None:
+        record(session, org_id=org, actor=requested_by, action="checkpoint", entity_type="audit_checkpoint",
+               entity_id=str(cp.size), after={"size": cp.size, "head_hash": cp.head_hash.hex(), "key_id": cp.key_id,
+                                              "issued_at": cp.issued_at}, context=context)
     return cp
 
 
@@ -115,11 +128,11 @@ def _verify_since_last_checkpoint(
         raise ChainNotVerified(f"not signing the head of org {org}: {res.summary()}")
 
 
-def checkpoint_now(
-    session: Session, org_id: uuid.UUID | str, key: SigningKey, store: CheckpointStore
-) -> Checkpoint | None:
-    """The signed checkpoint of the current head: a new one, or the latest if the head has not moved."""
-    cp = write_checkpoint(session, org_id, key, store)
+def checkpoint_now(session: Session, caller: Caller, key: SigningKey, store: CheckpointStore) -> Checkpoint | None:
+    """The signed checkpoint of the current head: a new one (on record as the caller's), or the latest
+    if the head has not moved."""
+    org_id = caller.org_id
+    cp = write_checkpoint(session, org_id, key, store, requested_by=caller.actor, context=caller.context)
     if cp is not None:
         return cp
     size, _ = head(session, org_id)
