@@ -41,11 +41,16 @@ async def in_tx(p: Platform, caller: Caller, fn: Callable[..., T], *args: Any) -
     return await run_in_threadpool(work)
 
 
+def refusal_reason(doing: str, message: str) -> str:
+    """`<doing> refused: <why>`, once: domain messages often say it themselves already."""
+    return (message if message.startswith(f"{doing} refused") else f"{doing} refused: {message}")[:2000]
+
+
 def record_refusal(s: Session, caller: Caller, entity_type: str, entity_id: str, doing: str, exc: DomainError) -> None:
     """A refused request that changed nothing stays on record (403s and 404s are recorded by api/errors.py)."""
     audit.record(s, org_id=caller.org_id, actor=caller.actor, action="refuse", entity_type=entity_type,
                  entity_id=entity_id, after={"doing": doing, "status": exc.status, "reasons": exc.reasons},
-                 reason=f"{doing} refused: {exc.message}"[:2000], severity=Severity.warning, context=caller.context)
+                 reason=refusal_reason(doing, exc.message), severity=Severity.warning, context=caller.context)
 
 
 async def refused(p: Platform, caller: Caller, entity_type: str, entity_id: str, doing: str, exc: DomainError) -> None:

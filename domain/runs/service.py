@@ -54,7 +54,7 @@ def _approved_version(session: Session, data: RunLaunch) -> Any:
     else:
         row = session.execute(text(sql + " AND p.key = :k AND v.status = 'approved' ORDER BY v.version DESC LIMIT 1"),
                               {"k": data.protocol_key}).first()
-        name = f"an approved version of protocol '{data.protocol_key}'"
+        name = f"approved version of protocol '{data.protocol_key}'"
     if row is None:
         raise NotFound(f"no {name}")
     if row.status != "approved" or row.plan is None:
