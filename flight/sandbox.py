@@ -251,12 +251,14 @@ class Deadline:
         self.timeout_s = timeout_s
         self.expired = False
         self._timer: threading.Timer | None = None
+        self._ends_at: float | None = None
 
     def start(self) -> Deadline:
         """(Re)arm the timer: the full timeout counts from now."""
         self.cancel()
         self.expired = False
         if self.timeout_s > 0:
+            self._ends_at = time.monotonic() + self.timeout_s
             self._timer = threading.Timer(self.timeout_s, self._fire)
             self._timer.daemon = True
             self._timer.start()
@@ -266,6 +268,13 @@ class Deadline:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._ends_at = None
+
+    def remaining(self) -> float | None:
+        """Seconds left (never below 0), None when no timer is armed."""
+        if self._ends_at is None:
+            return None
+        return max(0.0, self._ends_at - time.monotonic())
 
     def _fire(self) -> None:
         self.expired = True
@@ -274,7 +283,13 @@ class Deadline:
 
 
 class Sandbox:
-    """One query's connection: register the org's datasets, then bind and stream SQL."""
+    """One query's connection: register the org's datasets, then bind and stream SQL.
+
+    DuckDB checks for an interrupt between vectors only: one huge value (a constant folded
+    while binding, `repeat('x', 10^9)`) keeps it busy long after `interrupt()`. So DuckDB
+    works on its own thread and the caller answers at the deadline; the connection is
+    closed (and `close(then=…)` callbacks run) once DuckDB has actually let go of it.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, settings: SandboxSettings) -> None:
         self.con = con
@@ -282,6 +297,10 @@ class Sandbox:
         self.deadline = Deadline(con, settings.timeout_s)
         self._registered: set[str] = set()
         self._closed = False
+        self._lock = threading.Lock()
+        self._busy = 0  # DuckDB calls running on worker threads
+        self._closing = False
+        self._after_close: list[Callable[[], object]] = []
 
     def register(self, name: str, dataset: pads.Dataset) -> None:
         """Expose `dataset` as <catalog>.main.<name> (a view over a registered Arrow scan)."""
@@ -296,9 +315,9 @@ class Sandbox:
         self._registered.add(name)
 
     def result_schema(self, sql: str) -> pa.Schema:
-        """The Arrow schema of the query's result, without running it."""
+        """The Arrow schema of the query's result, without running it (bounded by the deadline)."""
         with self._translated():
-            return self.con.sql(sql).limit(0).to_arrow_table().schema
+            return self._bounded(lambda: self.con.sql(sql).limit(0).to_arrow_table().schema)
 
     def stream(self, sql: str, batch_size: int) -> pa.RecordBatchReader:
         """Start the query; batches are produced as the reader is consumed."""
@@ -307,10 +326,71 @@ class Sandbox:
 
     def batches(self, sql: str, batch_size: int, prefetch: int = 0) -> Generator[pa.RecordBatch, None, None]:
         """Run `sql` and yield its batches; with `prefetch` > 0 a thread reads up to that many
-        batches ahead, so DuckDB keeps computing while the caller sends the previous ones."""
-        reader = self.stream(sql, batch_size)
+        batches ahead, so DuckDB keeps computing while the caller sends the previous ones, and
+        the caller stops waiting at the deadline whatever DuckDB is doing."""
+        if prefetch <= 0:
+            with self._translated():
+                yield from self.stream(sql, batch_size)
+            return
         with self._translated():
-            yield from prefetched(reader, prefetch, on_abort=self.con.interrupt)
+            yield from prefetched(
+                self._worked(lambda: self.stream(sql, batch_size)),
+                prefetch,
+                on_abort=self.con.interrupt,
+                wait_s=self.deadline.remaining,
+            )
+
+    def _bounded(self, work: Callable[[], T]) -> T:
+        """`work()` on a worker thread; QueryTimeout as soon as the deadline passes."""
+        outcome: list[object] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append(work())
+            except BaseException as exc:  # noqa: BLE001 - handed over to the waiting thread
+                outcome.append(_Failure(exc))
+            finally:
+                done.set()
+                self._leave()
+
+        self._enter()
+        # Not a daemon: the interpreter waits for DuckDB to return before it exits (a daemon
+        # thread inside DuckDB at exit aborts the process).
+        threading.Thread(target=run, name="flight-query", daemon=False).start()
+        if not done.wait(self.deadline.remaining()):
+            self._expire()
+            raise QueryTimeout(f"query interrupted after {self.settings.timeout_s:g} s (query timeout)")
+        result = outcome[0]
+        if isinstance(result, _Failure):
+            raise result.exc
+        return result  # type: ignore[return-value]
+
+    def _worked(self, open_reader: Callable[[], pa.RecordBatchReader]) -> Iterator[pa.RecordBatch]:
+        """The reader's batches, opened and read on the (prefetch) thread that iterates this."""
+        self._enter()
+        try:
+            yield from open_reader()
+        finally:
+            self._leave()
+
+    def _expire(self) -> None:
+        self.deadline.expired = True
+        with contextlib.suppress(Exception):
+            self.con.interrupt()
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._busy += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            finish = self._closing and self._busy == 0 and not self._closed
+            if finish:
+                self._closed = True
+        if finish:
+            self._finish_close()
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -324,19 +404,41 @@ class Sandbox:
 
     def translate(self, exc: BaseException) -> BaseException:
         """SqlRefused for sandbox refusals, QueryTimeout for interrupts; anything else as is."""
+        if isinstance(exc, QueryTimeout):
+            return exc
         if self.deadline.expired or isinstance(exc, duckdb.InterruptException):
             return QueryTimeout(f"query interrupted after {self.settings.timeout_s:g} s (query timeout)")
         if isinstance(exc, duckdb.PermissionException) or "Permission Error" in str(exc):
             return SqlRefused(_first_line(exc))
         return exc
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def close(self, then: Callable[[], object] | None = None) -> None:
+        """Close the connection now, or as soon as DuckDB returns from a call still running
+        (interrupted); `then` runs once it is closed."""
+        with self._lock:
+            if then is not None:
+                self._after_close.append(then)
+            self._closing = True
+            if self._closed:
+                now, finish = then, False
+            else:
+                now, finish = None, self._busy == 0
+                if finish:
+                    self._closed = True
+        if now is not None:
+            now()
+        if finish:
+            self._finish_close()
+        elif not self._closed:
+            self._expire()  # a worker still runs: make it stop at DuckDB's next check
+
+    def _finish_close(self) -> None:
         self.deadline.cancel()
         with contextlib.suppress(Exception):
             self.con.close()
+        for callback in self._after_close:
+            with contextlib.suppress(Exception):
+                callback()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -359,13 +461,17 @@ T = TypeVar("T")
 
 
 def prefetched(
-    source: Iterable[T], depth: int, on_abort: Callable[[], object] | None = None
+    source: Iterable[T],
+    depth: int,
+    on_abort: Callable[[], object] | None = None,
+    wait_s: Callable[[], float | None] | None = None,
 ) -> Generator[T, None, None]:
     """Iterate `source` in a thread up to `depth` items ahead of the consumer.
 
-    The producer's errors are raised in the consumer. If the consumer stops early, the
-    producer is told to stop (`on_abort` can interrupt a blocking producer) and joined,
-    so the source's resources can be released safely afterwards.
+    The producer's errors are raised in the consumer. `wait_s` bounds how long the consumer
+    waits for the next item (None: no bound); past it, QueryTimeout. If the consumer stops
+    early, the producer is told to stop (`on_abort` can interrupt a blocking producer) and
+    closes the source itself once it returns; the consumer does not wait for that.
     """
     if depth <= 0:
         yield from source
@@ -383,19 +489,28 @@ def prefetched(
         return False
 
     def produce() -> None:
+        iterator = iter(source)
         try:
-            for item in source:
+            for item in iterator:
                 if not put(item):
                     return
             put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed over to the consuming thread
             put(_Failure(exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()  # releases what the source holds, on the thread that used it
 
-    producer = threading.Thread(target=produce, name="flight-prefetch", daemon=True)
+    producer = threading.Thread(target=produce, name="flight-prefetch", daemon=False)  # see Sandbox._bounded
     producer.start()
     try:
         while True:
-            item = ready.get()
+            try:
+                item = ready.get(timeout=wait_s() if wait_s is not None else None)
+            except queue.Empty:
+                raise QueryTimeout("query interrupted: it ran past the query timeout") from None
             if item is _END:
                 return
             if isinstance(item, _Failure):
@@ -403,11 +518,9 @@ def prefetched(
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        if producer.is_alive():
-            if on_abort is not None:
-                with contextlib.suppress(Exception):
-                    on_abort()
-            producer.join(timeout=10)
+        if producer.is_alive() and on_abort is not None:
+            with contextlib.suppress(Exception):
+                on_abort()
 
 
 def _first_line(exc: BaseException) -> str:

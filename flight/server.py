@@ -75,6 +75,11 @@ SERVER_NAME = "Flask Track"
 DEFAULT_PORT = 8815
 
 _DEFAULT_BATCH_BYTES = 8 * 1024 * 1024  # the ADBC Go client accepts 16 MiB messages by default
+_DEFAULT_ROW_BYTES = 15 * 1024 * 1024  # one row must fit in one message, with room for its framing
+
+
+class RowTooLarge(Exception):
+    """A single result row is larger than one message may carry."""
 
 
 def _server_version() -> str:
@@ -93,6 +98,8 @@ def _status(exc: BaseException) -> BaseException:
         return exc
     if isinstance(exc, QueryTimeout):
         return flight.FlightTimedOutError(str(exc))
+    if isinstance(exc, RowTooLarge):
+        return flight.FlightServerError(str(exc))
     if isinstance(exc, SqlRefused):
         return flight.FlightUnauthorizedError(f"refused: {exc}")
     if isinstance(exc, TableNotFound):
@@ -241,6 +248,7 @@ class FlightSqlServer(flight.FlightServerBase):
         catalog_name: str = "flasktrack",
         schema_name: str = "main",
         max_batch_bytes: int = _DEFAULT_BATCH_BYTES,
+        max_row_bytes: int = _DEFAULT_ROW_BYTES,
         prefetch_batches: int = 4,
         max_concurrent_queries: int = 4,
         statement_ttl_s: float = 600.0,
@@ -266,6 +274,7 @@ class FlightSqlServer(flight.FlightServerBase):
         )
         self.pool = ConnectionPool(self.settings, size=warm_connections)
         self.max_batch_bytes = max_batch_bytes
+        self.max_row_bytes = max(max_row_bytes, 1)
         self.prefetch_batches = prefetch_batches
         self.statement_ttl_s = statement_ttl_s
         self._tickets = _Registry(max_per_session=max_statements_per_session)
@@ -557,6 +566,7 @@ class FlightSqlServer(flight.FlightServerBase):
         principal = session.principal
         timeout_s = self.settings.timeout_s
         max_bytes = self.max_batch_bytes
+        max_row_bytes = self.max_row_bytes
         batch_rows = _batch_rows(entry.schema, max_bytes)
 
         def batches() -> Iterator[pa.RecordBatch]:
@@ -577,11 +587,15 @@ class FlightSqlServer(flight.FlightServerBase):
                     sandbox.deadline.start()
                     source = sandbox.batches(entry.sql, batch_rows, prefetch=self.prefetch_batches)
                 for batch in source:
-                    rows += batch.num_rows
-                    if batch.nbytes > max_bytes and batch.num_rows > 1:
-                        yield from _split(batch, max_bytes)
-                    else:
-                        yield batch
+                    pieces = _split(batch, max_bytes) if batch.nbytes > max_bytes else (batch,)
+                    for piece in pieces:
+                        if piece.num_rows == 1 and piece.nbytes > max_row_bytes:
+                            raise RowTooLarge(
+                                f"a result row takes {piece.nbytes} bytes, more than the {max_row_bytes} one "
+                                "message may carry: select less per row (e.g. left(col, n))"
+                            )
+                        rows += piece.num_rows
+                        yield piece
             except GeneratorExit:  # the client stopped reading (e.g. a GUI showing the first page)
                 reason = f"client closed the stream after {rows} rows"
                 raise
@@ -589,17 +603,22 @@ class FlightSqlServer(flight.FlightServerBase):
                 exc = sandbox.translate(raw) if sandbox is not None else raw
                 outcome = "refused" if isinstance(exc, SqlRefused) else "error"
                 reason = _first_lines(exc, 3)
-                if not isinstance(exc, QueryTimeout | SqlRefused | duckdb.Error | OSError | flight.FlightError):
+                if not isinstance(
+                    exc, QueryTimeout | SqlRefused | RowTooLarge | duckdb.Error | OSError | flight.FlightError
+                ):
                     log.exception("flight.stream_failed")
                 raise _status(exc) from None
             finally:
                 if source is not None:
                     with contextlib.suppress(Exception):
                         source.close()  # stops the prefetch thread before its connection closes
+                # The slot is free once DuckDB has let go of the connection (an interrupted
+                # call may still be returning), so running queries stay bounded.
+                release = self._slots.release if acquired else None
                 if sandbox is not None:
-                    sandbox.close()
-                if acquired:
-                    self._slots.release()
+                    sandbox.close(then=release)
+                elif release is not None:
+                    release()
                 self._audit(
                     principal,
                     context,

@@ -256,6 +256,34 @@ def test_runaway_query_is_interrupted_and_server_stays_healthy(
     assert event.outcome == "error" and "timeout" in (event.reason or "")
 
 
+def test_a_value_that_takes_long_to_build_stops_at_the_time_limit(
+    impatient_server: str, auth: RecordingAuthenticator
+) -> None:
+    # DuckDB folds the constant while binding and cannot be interrupted inside one value:
+    # the answer must still come at the limit (1 s here), not when DuckDB is done (~5 s).
+    conn = connect(impatient_server, "ana@a.example")
+    try:
+        huge = "SELECT repeat('x', 1000000000) AS r"
+        started = time.monotonic()
+        with pytest.raises(AdbcError, match="TIMEOUT|timeout"):
+            query(conn, huge)
+        assert time.monotonic() - started < 3.0
+        assert query(conn, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 3}]
+    finally:
+        conn.close()
+    [(_, event)] = auth.wait_for(huge)
+    assert event.outcome == "error" and "timeout" in (event.reason or "")
+
+
+def test_a_row_larger_than_a_message_is_refused_clearly(ana: Any, auth: RecordingAuthenticator) -> None:
+    big = "SELECT repeat('x', 20000000) AS r -- one 20 MB row"
+    with pytest.raises(AdbcError, match="message may carry"):
+        query(ana, big)
+    [(_, event)] = auth.wait_for(big)
+    assert event.outcome == "error" and "select less per row" in (event.reason or "")
+    assert query(ana, "SELECT length(repeat('x', 20000000)) AS n").to_pylist() == [{"n": 20000000}]
+
+
 # --- read-only ----------------------------------------------------------------------------
 
 
