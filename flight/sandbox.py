@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -221,26 +221,77 @@ def engine_schema(schema: pa.Schema) -> pa.Schema:
         return result
 
 
-def referenced_tables(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
-    """Names of the base tables a SELECT mentions (last name part; CTE names may be included).
+def parse_tree(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any]:
+    """DuckDB's parse tree of a statement that `check_statement` accepted (parse only).
 
-    Parse only: `get_table_names` binds the query, which fails before the tables exist.
+    A SELECT the serializer cannot represent is refused: what cannot be inspected does not run.
     """
     rows = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()
-    tree = json.loads(rows[0][0]) if rows else {}
+    tree: dict[str, Any] = json.loads(rows[0][0]) if rows else {"error": True}
     if tree.get("error"):
-        return set()  # the real parse error surfaces when the query is bound
-    names: set[str] = set()
+        raise SqlRefused("this form of SELECT is not supported here")
+    return tree
+
+
+def _nodes(tree: object) -> Iterator[dict[str, Any]]:
     stack: list[object] = [tree]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            if node.get("type") == "BASE_TABLE" and isinstance(node.get("table_name"), str):
-                names.add(node["table_name"])
+            yield node
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return names
+
+
+def referenced_tables(tree: dict[str, Any]) -> set[str]:
+    """Names of the base tables a SELECT mentions (last name part; CTE names may be included).
+
+    From the parse tree: `get_table_names` binds the query, which fails before the tables exist.
+    """
+    return {
+        n["table_name"] for n in _nodes(tree) if n.get("type") == "BASE_TABLE" and isinstance(n.get("table_name"), str)
+    }
+
+
+# Table functions that only compute (no catalog, no files, no SQL in a string).
+TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+
+
+def check_references(tree: dict[str, Any], tables: set[str], catalog: str) -> None:
+    """Only the platform's tables exist for the query: every table it names must be one of
+    `tables` (the caller's registered lake tables) or a CTE of the query; the database's own
+    catalog (`pg_attribute`, `duckdb_tables`, `information_schema.*`, `sqlite_master`, …) and
+    table functions other than TABLE_FUNCTIONS do not. Raises duckdb.CatalogException (as for
+    an unknown table) or SqlRefused."""
+    nodes = list(_nodes(tree))
+    ctes = {
+        str(item["key"]).lower()
+        for n in nodes
+        if isinstance(n.get("cte_map"), dict)
+        for item in n["cte_map"].get("map") or []
+        if isinstance(item, dict) and "key" in item
+    }
+    known = {t.lower() for t in tables}
+    for n in nodes:
+        kind = n.get("type")
+        if kind == "BASE_TABLE":
+            name = str(n.get("table_name", "")).lower()
+            schema, cat = str(n.get("schema_name", "")).lower(), str(n.get("catalog_name", "")).lower()
+            ours = (cat in ("", catalog.lower()) and schema in ("", "main")) or (not cat and schema == catalog.lower())
+            if not ours or not (name in known or (name in ctes and not schema and not cat)):
+                shown = ".".join(p for p in (n.get("catalog_name"), n.get("schema_name"), n.get("table_name")) if p)
+                raise duckdb.CatalogException(f"Catalog Error: Table with name {shown} does not exist!")
+        elif kind == "TABLE_FUNCTION":
+            function = n.get("function") or {}
+            fname = str(function.get("function_name", "")).lower()
+            if fname not in TABLE_FUNCTIONS or function.get("schema") or function.get("catalog"):
+                raise SqlRefused(
+                    f"table function {fname}() is not available here; only the lake's tables and "
+                    f"{', '.join(sorted(TABLE_FUNCTIONS))}() can be queried"
+                )
+        elif kind == "SHOW_REF" and n.get("show_type") == "SHOW_SPECIAL":
+            raise SqlRefused("SHOW is not available here: list tables with the catalog (GetTables) or DESCRIBE <table>")
 
 
 class Deadline:

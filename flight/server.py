@@ -61,9 +61,11 @@ from flight.sandbox import (
     Sandbox,
     SandboxSettings,
     SqlRefused,
+    check_references,
     check_statement,
     duckdb_keywords,
     engine_schema,
+    parse_tree,
     plain_scan_table,
     prefetched,
     referenced_tables,
@@ -441,8 +443,10 @@ class FlightSqlServer(flight.FlightServerBase):
         tables: tuple[str, ...] = ()
         try:
             check_statement(sandbox.con, sql)
-            datasets = self._register_tables(sandbox, principal, sql)
+            tree = parse_tree(sandbox.con, sql)
+            datasets = self._register_tables(sandbox, principal, tree)
             tables = tuple(datasets)
+            check_references(tree, set(datasets), self.catalog.catalog_name)
             sandbox.deadline.start()
             try:
                 schema = sandbox.result_schema(sql)
@@ -514,10 +518,10 @@ class FlightSqlServer(flight.FlightServerBase):
         )
         return (name, dataset, schema) if same_types else None
 
-    def _register_tables(self, sandbox: Sandbox, principal: Principal, sql: str) -> dict[str, OrgDataset]:
+    def _register_tables(self, sandbox: Sandbox, principal: Principal, tree: dict[str, Any]) -> dict[str, OrgDataset]:
         """Register the caller's org's dataset for every lake table the SQL names."""
         registered: dict[str, OrgDataset] = {}
-        for name in sorted(referenced_tables(sandbox.con, sql)):
+        for name in sorted(referenced_tables(tree)):
             ref = parse_table_ref(name)
             if ref is None:
                 continue

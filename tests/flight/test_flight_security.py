@@ -197,6 +197,42 @@ def test_sandbox_escapes_are_refused(ana: Any, auth: RecordingAuthenticator, sql
     assert [e.outcome for _, e in auth.events_for(sql)] == ["refused"]
 
 
+SYSTEM_CATALOG = [
+    "SELECT * FROM pg_attribute",
+    "SELECT * FROM pg_catalog.pg_class",
+    "SELECT table_name FROM information_schema.tables",
+    "SELECT * FROM information_schema.columns",
+    "SELECT * FROM duckdb_tables()",
+    "SELECT * FROM duckdb_tables",
+    "SELECT * FROM system.main.duckdb_settings()",
+    "SELECT * FROM duckdb_views() v JOIN runs r ON true",
+    "SELECT * FROM sqlite_master",
+    "SELECT (SELECT count(*) FROM pg_namespace) AS n",
+    "SELECT * FROM runs WHERE run_id IN (SELECT column_name FROM duckdb_columns())",
+    "DESCRIBE pg_class",
+    "SUMMARIZE SELECT * FROM pg_type",
+    "SHOW TABLES",
+    "SHOW ALL TABLES",
+    "SELECT * FROM query('SELECT * FROM pg_attribute')",
+    "SELECT * FROM pragma_database_size()",
+    "SELECT * FROM temp.main.runs",
+]
+
+
+@pytest.mark.parametrize("sql", SYSTEM_CATALOG)
+def test_system_catalog_is_not_queryable(ana: Any, sql: str) -> None:
+    with pytest.raises(AdbcError, match="does not exist|not available here"):
+        query(ana, sql)
+
+
+def test_only_the_platforms_tables_are_queryable(ana: Any) -> None:
+    assert query(ana, "WITH pg_class AS (SELECT 1 AS n) SELECT n FROM pg_class").to_pylist() == [{"n": 1}]
+    assert query(ana, "SELECT count(*) AS n FROM flasktrack.main.runs").to_pylist() == [{"n": 3}]
+    assert query(ana, "SELECT count(*) AS n FROM main.runs r, range(2)").to_pylist() == [{"n": 6}]
+    assert query(ana, "SELECT sum(x) AS s FROM unnest([1, 2]) t(x)").to_pylist() == [{"s": 3}]
+    assert query(ana, "DESCRIBE runs").num_rows == 4
+
+
 def test_getenv_and_python_variables_are_unreachable(ana: Any) -> None:
     with pytest.raises(AdbcError, match="getenv"):
         query(ana, "SELECT getenv('HOME')")
