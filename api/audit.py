@@ -78,6 +78,19 @@ def checkpoint(
     return Response(content=cp.to_json(), media_type="application/json")
 
 
+@router.get("/public-key", response_class=Response,
+            responses={200: {"content": {"application/x-pem-file": {}},
+                             "description": "the Ed25519 public key (PEM) that checks signed checkpoints"}})
+def public_key(caller: Caller = Depends(require(Permission.org_read)), p: Platform = Depends(platform)) -> Response:
+    """The public half of the key that signs audit checkpoints, to verify an export offline:
+    `flasktrack audit verify --file EXPORT --checkpoint CHECKPOINT --public-key THIS.pem`. Public by nature;
+    any member of the organization may fetch it. Compare its key id with the checkpoints' `key_id`."""
+    key = p.extras["signing_key"]
+    return Response(content=key.public_pem, media_type="application/x-pem-file",
+                    headers={"X-Key-Id": key.key_id,
+                             "Content-Disposition": f'attachment; filename="{key.key_id}.pub.pem"'})
+
+
 @router.get("/export")
 def export(
     fmt: Literal["jsonl", "csv"] = Query(default="jsonl", alias="format"),

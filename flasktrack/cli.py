@@ -14,6 +14,7 @@ from rich.console import Console
 from sqlalchemy import text
 from typer import _click as click
 
+from domain.errors import NotFound
 from domain.roles import Actor
 from flasktrack.logging import configure_logging
 from flasktrack.settings import Settings, get_settings
@@ -61,8 +62,7 @@ def _org_id(sessions: object, slug: str) -> uuid.UUID:
     with sessions.begin(None) as s:
         row = s.execute(text("SELECT id FROM organizations WHERE slug = :s"), {"s": slug}).first()
     if row is None:
-        err.print(f"no organization '{slug}'")
-        raise typer.Exit(2)
+        raise NotFound(f"no organization '{slug}'")
     return uuid.UUID(str(row[0]))
 
 
@@ -127,18 +127,13 @@ def db_upgrade() -> None:
 @org_app.command("create")
 def org_create(slug: str, name: str) -> None:
     """Create an organization."""
-    from domain.errors import DomainError
     from domain.identity import service as identity
     from flasktrack.db import TenantSessions
 
     _, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
-    try:
-        with sessions.begin(None) as s:
-            org = identity.create_org(s, slug=slug, name=name)
-    except DomainError as exc:
-        err.print(exc.message)
-        raise typer.Exit(1) from None
+    with sessions.begin(None) as s:
+        org = identity.create_org(s, slug=slug, name=name)
     out.print(f"created organization {org.slug} ({org.id})")
 
 
@@ -151,9 +146,6 @@ def user_create(
     password: Annotated[str | None, typer.Option(help="prompted when omitted")] = None,
 ) -> None:
     """Add a user to an organization with a role."""
-    from pydantic import ValidationError
-
-    from domain.errors import DomainError
     from domain.identity import service as identity
     from domain.identity.models import MemberCreate
     from domain.roles import RequestContext
@@ -163,18 +155,9 @@ def user_create(
     assert isinstance(sessions, TenantSessions)
     org_id = _org_id(sessions, org)
     pw = password or getpass.getpass("password: ")
-    try:
-        data = MemberCreate(email=email, display_name=name, password=pw, role=role)  # type: ignore[arg-type]
-        with sessions.begin(org_id) as s:
-            m = identity.add_member(s, org_id=org_id, actor=_cli_actor(),
-                                    context=RequestContext(), data=data)
-    except ValidationError as exc:
-        for e in exc.errors():
-            err.print(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}")
-        raise typer.Exit(2) from None
-    except DomainError as exc:
-        err.print(exc.message)
-        raise typer.Exit(1) from None
+    data = MemberCreate(email=email, display_name=name, password=pw, role=role)  # type: ignore[arg-type]
+    with sessions.begin(org_id) as s:
+        m = identity.add_member(s, org_id=org_id, actor=_cli_actor(), context=RequestContext(), data=data)
     out.print(f"{m.email} is {m.role} of {org} (user {m.user_id})")
 
 
@@ -207,7 +190,10 @@ def apikey_create(
 def _keys(s: Settings, public_key: list[Path] | None) -> dict[str, object]:
     from domain.audit.checkpoints import load_public_keys
 
-    return dict(load_public_keys(public_key or [s.resolved_signing_key_path.parent]))
+    if public_key:
+        return dict(load_public_keys(public_key))
+    default = s.resolved_signing_key_path.parent  # this machine's keys, when it has any
+    return dict(load_public_keys([default])) if default.is_dir() else {}
 
 
 @audit_app.command("verify")
@@ -232,6 +218,7 @@ def audit_verify(
             err.print("warning: no --checkpoint: a rewritten export cannot be told from the original")
         (out if r.ok else err).print(r.summary())
         raise typer.Exit(0 if r.ok else 1)
+    keys = _keys(get_settings(), public_key)  # a key file that cannot be read is told before the database
     s, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
     with sessions.begin(None) as db:
@@ -239,13 +226,12 @@ def audit_verify(
     if org:
         orgs = [o for o in orgs if o.slug == org]
         if not orgs:
-            err.print(f"no organization '{org}'")
-            raise typer.Exit(2)
+            raise NotFound(f"no organization '{org}'")
     store = CheckpointStore(s.resolved_checkpoint_dir)
     bad = 0
     for o in orgs:
         with sessions.begin(o.id) as db:
-            r = service.verify_org(db, o.id, store=store, keys=_keys(s, public_key))  # type: ignore[arg-type]
+            r = service.verify_org(db, o.id, store=store, keys=keys)  # type: ignore[arg-type]
         line = r.summary().replace(f"org {r.org_id}", f"org {o.slug}")
         if r.ok:
             out.print(line)
@@ -303,8 +289,7 @@ def audit_export(
     from flasktrack.db import TenantSessions
 
     if fmt not in ("jsonl", "csv"):
-        err.print("--format must be jsonl or csv")
-        raise typer.Exit(2)
+        raise typer.BadParameter("must be jsonl or csv", param_hint="--format")
     s, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
     org_id = _org_id(sessions, org)
@@ -359,27 +344,57 @@ def lake_maintain(
         out.print(r.summary())
 
 
-def main() -> None:
+def error_line(exc: BaseException) -> str:
+    """What went wrong, in one line an operator can act on (no traceback: the cause is in the message)."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import DBAPIError
+
+    from domain.errors import DomainError
+
+    if isinstance(exc, DomainError):
+        why = exc.message + (f" ({'; '.join(exc.reasons)})" if exc.reasons else "")
+    elif isinstance(exc, click.exceptions.ClickException):
+        why = exc.format_message() + (" (see --help)" if isinstance(exc, click.exceptions.UsageError) else "")
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        why = f"{exc.filename}: {exc.strerror or exc}"
+    elif isinstance(exc, DBAPIError):
+        why = "database: " + (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
+    elif isinstance(exc, ValidationError):
+        why = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+    else:
+        why = f"{type(exc).__name__}: {exc}"
+    return "error: " + " ".join(why.split())
+
+
+def run_cli(args: list[str] | None = None) -> int:
+    """Run one command; its exit code. Every failure is one line on stderr and exit 2 (a command's own
+    verdict, like `audit verify` finding tampering, keeps its documented code)."""
     try:
-        app()
+        result = app(args=args, standalone_mode=False)  # click returns the exit code of typer.Exit here
+        return result if isinstance(result, int) else 0
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 130
+    except click.exceptions.NoArgsIsHelpError as e:
+        e.show()  # the help, as `no_args_is_help` promises
+        return 2
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    except Exception as exc:  # noqa: BLE001 - the one place CLI errors become a line and exit 2
+        err.print(error_line(exc), markup=False, highlight=False, soft_wrap=True)
+        return 2
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
 
 
+def main() -> None:
+    sys.exit(run_cli())
+
+
 if __name__ == "__main__":
     # Temporal's client can abort at interpreter exit (sdk-python #300): exit without teardown.
-    code = 0
-    try:
-        result = app(standalone_mode=False)  # click returns the exit code of typer.Exit here
-        code = result if isinstance(result, int) else 0
-    except typer.Exit as e:
-        code = e.exit_code
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    except click.exceptions.ClickException as e:  # usage errors: same message and code as standalone mode
-        e.show()
-        code = e.exit_code
-    sys.stdout.flush()
-    sys.stderr.flush()
+    code = run_cli()
     os._exit(code)

@@ -20,9 +20,9 @@ def run(database_url, data_dir):
     env = {**os.environ, "FLASKTRACK_DATABASE_URL": database_url, "FLASKTRACK_DATA_DIR": str(data_dir),
            "FLASKTRACK_LOG_LEVEL": "WARNING"}
 
-    def _run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def _run(*args: str, input: str | None = None, **overrides: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "flasktrack.cli", *args], capture_output=True, text=True,
-                              env=env, cwd=ROOT, timeout=120, input=input)
+                              env={**env, **overrides}, cwd=ROOT, timeout=120, input=input)
 
     return _run
 
@@ -30,7 +30,7 @@ def run(database_url, data_dir):
 def test_admin_commands_create_what_they_say(run, client):
     r = run("org", "create", "cli-lab", "CLI Lab")
     assert r.returncode == 0, r.stderr
-    assert run("org", "create", "cli-lab", "Again").returncode == 1
+    assert run("org", "create", "cli-lab", "Again").returncode == 2
     r = run("user", "create", "--org", "cli-lab", "--email", "ana@cli.example.org", "--name", "Ana",
             "--role", "auditor", "--password", "a long enough password")
     assert r.returncode == 0, r.stderr
@@ -106,3 +106,48 @@ def test_http_export_with_checkpoint_verifies_offline(client, org_a, run, tmp_pa
     assert r.returncode == 1
     csv_text = client.get("/api/v1/audit/export", params={"format": "csv"}, headers=h).text
     assert csv_text.startswith("seq,occurred_at") and len(csv_text.splitlines()) > size
+
+
+def test_every_cli_error_is_one_line_and_exit_2(run, tmp_path):
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    assert run("org", "create", "cli-twice", "Once").returncode == 0
+    cases = {
+        ("audit", "verify", "--public-key", "/missing/key.pem"): "/missing/key.pem",
+        ("audit", "verify", "--public-key", str(garbage)): "not a PEM public key",
+        ("audit", "verify", "--file", str(tmp_path / "none.jsonl")): "none.jsonl",
+        ("audit", "verify", "--org", "no-such-lab"): "no organization 'no-such-lab'",
+        ("audit", "export", "--org", "cli-twice", "--out", str(tmp_path / "x"), "--format", "xml"): "--format",
+        ("audit", "verify", "--nope"): "--nope",
+        ("org", "create", "cli-twice", "Twice"): "cli-twice",
+        ("user", "create", "--org", "cli-twice", "--email", "x@cli.example.org", "--name", "X", "--role", "wizard",
+         "--password", "a long enough password"): "role",
+    }
+    for args, says in cases.items():
+        r = run(*args)
+        assert (r.returncode, r.stderr.count("\n"), "Traceback" in r.stderr) == (2, 1, False), (args, r.stderr)
+        assert r.stderr.startswith("error: ") and says in r.stderr, (args, r.stderr)
+    down = run("org", "create", "x-lab", "X", FLASKTRACK_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    assert (down.returncode, down.stderr.count("\n")) == (2, 1) and "database" in down.stderr, down.stderr
+
+
+def test_audit_public_key_over_the_api_verifies_an_export_offline(client, org_a, run, tmp_path):
+    """Any member fetches the checkpoint key; with only that key an export verifies on another machine."""
+    r = client.get("/api/v1/audit/public-key", headers=org_a.headers(Role.technician))
+    assert r.status_code == 200 and r.content.startswith(b"-----BEGIN PUBLIC KEY-----"), r.text
+    assert client.get("/api/v1/audit/public-key").status_code == 401
+    key = tmp_path / "audit.pub.pem"
+    key.write_bytes(r.content)
+    h = org_a.headers(Role.auditor)
+    cp = client.post("/api/v1/audit/checkpoints", headers=h)
+    assert cp.json()["key_id"] == r.headers["X-Key-Id"]
+    body = client.get("/api/v1/audit/export", params={"to_seq": cp.json()["size"]}, headers=h).content
+    (tmp_path / "e.jsonl").write_bytes(body)
+    (tmp_path / "cp.json").write_bytes(cp.content)
+    elsewhere = tmp_path / "another-machine"  # no keys of the platform's there
+    ok = run("audit", "verify", "--file", str(tmp_path / "e.jsonl"), "--checkpoint", str(tmp_path / "cp.json"),
+             "--public-key", str(key), FLASKTRACK_DATA_DIR=str(elsewhere))
+    assert ok.returncode == 0, ok.stderr
+    untrusted = run("audit", "verify", "--file", str(tmp_path / "e.jsonl"), "--checkpoint", str(tmp_path / "cp.json"),
+                    FLASKTRACK_DATA_DIR=str(elsewhere))
+    assert untrusted.returncode == 1, untrusted.stdout

@@ -40,6 +40,10 @@ class SigningKey:
     def public(self) -> Ed25519PublicKey:
         return self.private.public_key()
 
+    @property
+    def public_pem(self) -> bytes:
+        return self.public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
 
 def load_or_create_signing_key(path: Path) -> SigningKey:
     """The org-independent checkpoint key; created (0600) on first use, its public half beside it."""
@@ -59,9 +63,7 @@ def load_or_create_signing_key(path: Path) -> SigningKey:
     key = SigningKey(private=private, key_id=key_id_of(private.public_key()))
     pub_path = path.parent / f"{key.key_id}.pub.pem"
     if not pub_path.exists():
-        pub_path.write_bytes(
-            key.public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
+        pub_path.write_bytes(key.public_pem)
     return key
 
 
@@ -71,9 +73,13 @@ def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
     for p in paths:
         candidates = sorted(p.glob("*.pub.pem")) if p.is_dir() else [p]
         for c in candidates:
-            k = serialization.load_pem_public_key(c.read_bytes())
-            if isinstance(k, Ed25519PublicKey):
-                keys[key_id_of(k)] = k
+            try:
+                k = serialization.load_pem_public_key(c.read_bytes())
+            except ValueError as exc:  # not PEM, or not a public key: say which file
+                raise ValueError(f"{c}: not a PEM public key ({exc})") from None
+            if not isinstance(k, Ed25519PublicKey):
+                raise ValueError(f"{c}: not an Ed25519 public key")
+            keys[key_id_of(k)] = k
     return keys
 
 
