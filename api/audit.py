@@ -21,7 +21,8 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 def audit_filter(
     entity_type: str | None = Query(default=None, max_length=64),
     entity_id: str | None = Query(default=None, max_length=128),
-    actor: str | None = Query(default=None, max_length=128, description="actor id (user or API key id)"),
+    actor: str | None = Query(default=None, max_length=320,
+                              description="actor id (user or API key id), or a member's email"),
     action: str | None = Query(default=None, max_length=64),
     since: dt.datetime | None = Query(default=None, description="occurred at or after (ISO 8601)"),
     until: dt.datetime | None = Query(default=None, description="occurred before (ISO 8601)"),
@@ -100,6 +101,8 @@ def export(
     p: Platform = Depends(platform),
 ) -> StreamingResponse:
     """Stream the log oldest first (JSONL verifies offline with a checkpoint; CSV for reading)."""
+    with p.tx(caller) as s:  # a filter that cannot match is refused before the stream starts
+        f = service.resolve_filter(s, f)
 
     def stream() -> Iterator[bytes]:
         with p.tx(caller) as s:
@@ -114,6 +117,7 @@ def export(
 def entity_state(entity_type: str, entity_id: str, at: dt.datetime = Query(description="ISO 8601 instant"),
                  caller: Caller = Depends(require(Permission.audit_read)),
                  p: Platform = Depends(platform)) -> dict[str, Any]:
-    """The entity's state as recorded at a past instant."""
+    """The entity's whole state at a past instant, folded from every entry about it up to then (refusals are
+    not state); 404 for an entity this organization's log does not know."""
     with p.tx(caller) as s:
         return service.entity_state(s, caller, entity_type, entity_id, at)

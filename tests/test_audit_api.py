@@ -77,3 +77,42 @@ def test_entity_state_at_a_past_instant(client, owner):
     assert then["exists"] and then["state"]["role"] == "technician"
     now = client.get(url, params={"at": dt.datetime.now(dt.UTC).isoformat()}, headers=aud).json()
     assert now["state"]["role"] == "scientist" and now["last_action"] == "update"
+
+
+def test_entity_state_of_another_orgs_or_an_unknown_entity_is_404(client, owner):
+    mine, theirs = make_org(owner, client), make_org(owner, client)
+    their_key = client.post("/api/v1/apikeys", json={"name": "theirs", "role": "analyst"},
+                            headers=theirs.headers(Role.admin)).json()["id"]
+    my_key = client.post("/api/v1/apikeys", json={"name": "mine", "role": "analyst"},
+                         headers=mine.headers(Role.admin)).json()["id"]
+    now = {"at": dt.datetime.now(dt.UTC).isoformat()}
+    aud = mine.headers(Role.auditor)
+    other = client.get(f"/api/v1/audit/entities/api_key/{their_key}/state", params=now, headers=aud)
+    unknown = client.get(f"/api/v1/audit/entities/api_key/{uuid.uuid4()}/state", params=now, headers=aud)
+    assert other.status_code == unknown.status_code == 404
+    assert other.json() == unknown.json()  # the same answer as for an id that exists nowhere
+    own = client.get(f"/api/v1/audit/entities/api_key/{my_key}/state", params=now, headers=aud)
+    assert own.status_code == 200 and own.json()["state"]["name"] == "mine"
+    # The attempt is on record in the asking organization.
+    denied = client.get("/api/v1/audit", params={"action": "deny"}, headers=aud).json()["items"]
+    assert any(their_key in e["entity_id"] for e in denied)
+
+
+def test_actor_filter_accepts_an_email(client, owner):
+    org, other = make_org(owner, client), make_org(owner, client)
+    h = org.headers(Role.admin)
+    made = {client.post("/api/v1/apikeys", json={"name": f"k{i}", "role": "analyst"}, headers=h).json()["id"]
+            for i in range(2)}
+    admin_id, admin_email = org.users[Role.admin]
+    params = {"action": "create", "entity_type": "api_key"}
+    by_id = client.get("/api/v1/audit", params={**params, "actor": str(admin_id)}, headers=h).json()["items"]
+    by_email = client.get("/api/v1/audit", params={**params, "actor": admin_email.upper()}, headers=h).json()["items"]
+    assert {e["entity_id"] for e in by_email} == {e["entity_id"] for e in by_id} == made
+    exported = client.get("/api/v1/audit/export", params={**params, "actor": admin_email, "format": "csv"}, headers=h)
+    assert exported.status_code == 200 and all(k in exported.text for k in made)
+    # An email no member of this organization has cannot match: said so, not an empty page.
+    for email in ("nobody@example.org", other.users[Role.admin][1]):
+        for path in ("/api/v1/audit", "/api/v1/audit/export"):
+            r = client.get(path, params={"actor": email}, headers=h)
+            assert r.status_code == 422, (path, r.text)
+            assert "actor" in r.text

@@ -8,7 +8,7 @@ import datetime as dt
 import io
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -21,11 +21,13 @@ from domain.audit.chain import GENESIS, Problem, VerifyResult, verify_rows
 from domain.audit.checkpoints import Checkpoint, CheckpointStore, SigningKey, sign
 from domain.audit.parallel import ROW_COLUMNS, default_workers, verify_chain
 from domain.audit.recorder import record
-from domain.errors import Conflict, Invalid
+from domain.errors import Conflict, Invalid, NotFound
 from domain.roles import Actor, Caller, RequestContext, Role
 
 # Identity and access entries; lab managers and scientists see the operational rest.
-SECURITY_ENTITY_TYPES = ("organization", "user", "membership", "api_key", "auth_session", "endpoint")
+SECURITY_ENTITY_TYPES = ("organization", "user", "membership", "invitation", "api_key", "auth_session", "endpoint")
+# Entries that record an attempt the platform refused or denied: history, never an entity's state.
+REFUSAL_ACTIONS = ("refuse", "deny")
 
 def seal(session: Session, org_id: uuid.UUID | str | None = None, limit: int = 5000, *, wait: bool = False) -> int:
     """Link pending entries into the chain now (one org, or all that the caller's role can reach).
@@ -258,12 +260,25 @@ def _head_problems(result: VerifyResult, sealed_head: Any) -> list[Problem]:
 class AuditFilter:
     entity_type: str | None = None
     entity_id: str | None = None
-    actor_id: str | None = None
+    actor_id: str | None = None  # an actor id, or a member's email (resolved by resolve_filter)
     action: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     reason_contains: str | None = None
     severity: str | None = None
+
+
+def resolve_filter(session: Session, f: AuditFilter) -> AuditFilter:
+    """An actor given by email becomes the id of the member of the caller's org with that email; an email no
+    member has is refused (422) rather than answered with an empty page that reads as "did nothing"."""
+    if f.actor_id is None or "@" not in f.actor_id:
+        return f
+    # users are visible through memberships of the transaction's org only (RLS), past members included
+    row = session.execute(text("SELECT id FROM users WHERE lower(email) = lower(:e)"), {"e": f.actor_id}).first()
+    if row is None:
+        raise Invalid("no member of this organization has that email",
+                      reasons=["actor: no member of this organization has that email"])
+    return replace(f, actor_id=str(row.id))
 
 
 def _scope_sql(caller: Caller) -> tuple[str, dict[str, Any]]:
@@ -338,7 +353,7 @@ def query(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, `limit` per page; the cursor continues below the last seq returned."""
     seal(session, caller.org_id)
-    where, params = _where(caller, f)
+    where, params = _where(caller, resolve_filter(session, f))
     if cursor:
         where += " AND seq < :before_seq"
         params["before_seq"] = decode_cursor(cursor)
@@ -357,7 +372,7 @@ def export_lines(
     """Stream the chain as JSONL (verifiable offline: bodies verbatim with their hashes) or CSV,
     oldest first, a chunk of rows at a time; up to `to_seq` when given."""
     seal(session, caller.org_id)
-    where, params = _where(caller, f)
+    where, params = _where(caller, resolve_filter(session, f))
     if to_seq is not None:
         where += " AND seq <= :to_seq"
         params["to_seq"] = to_seq
@@ -405,25 +420,37 @@ def _to_pyformat(sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]
 def entity_state(
     session: Session, caller: Caller, entity_type: str, entity_id: str, at: dt.datetime
 ) -> dict[str, Any]:
-    """The entity as the audit log says it was at `at`: the after-state of its last entry by then."""
+    """The entity as the audit log says it was at `at`: every entry about it up to then, oldest first, folded
+    (each after-state's fields over the earlier ones; a delete ends it). Refusals are history, not state.
+    An entity the caller's org has no entry about (unknown, or another org's) is not found."""
     seal(session, caller.org_id)
-    where, params = _where(caller, AuditFilter(entity_type=entity_type, entity_id=entity_id, until=None))
-    row = session.execute(
-        text(f"SELECT seq, body, chain_hash FROM audit_log WHERE {where} AND occurred_at <= :at "
-             "ORDER BY seq DESC LIMIT 1"),
+    where, params = _where(caller, AuditFilter(entity_type=entity_type, entity_id=entity_id))
+    where += " AND action <> ALL(:refusals)"
+    params["refusals"] = list(REFUSAL_ACTIONS)
+    known = session.execute(text(f"SELECT 1 FROM audit_log WHERE {where} LIMIT 1"), params).first()
+    if known is None:
+        raise NotFound(f"no {entity_type} with this id in this organization's audit log")
+    rows = session.execute(
+        text(f"SELECT seq, body, chain_hash FROM audit_log WHERE {where} AND occurred_at <= :at ORDER BY seq"),
         {**params, "at": at},
-    ).first()
-    if row is None:
-        return {"entity_type": entity_type, "entity_id": entity_id, "at": at, "exists": False, "state": None,
-                "as_of_seq": None}
-    entry = entry_view(row)
-    deleted = entry["action"] in ("delete",)
+    ).all()
+    state: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+    for row in rows:
+        last = entry_view(row)
+        if last["action"] == "delete":
+            state = None
+        elif isinstance(last["after"], dict):
+            state = {**(state or {}), **last["after"]}
+        elif state is None:
+            state = {}  # an entry without an after-state still says the entity existed
     return {
         "entity_type": entity_type,
         "entity_id": entity_id,
         "at": at,
-        "exists": not deleted,
-        "state": None if deleted else entry["after"],
-        "as_of_seq": entry["seq"],
-        "last_action": entry["action"],
+        "exists": state is not None,
+        "state": state,
+        "as_of_seq": last["seq"] if last else None,
+        "last_action": last["action"] if last else None,
+        "entries": len(rows),
     }

@@ -76,9 +76,9 @@ def open_task(session: Session, msg: OpenStep) -> TaskBrief:
                        step_kind=step.kind, iteration=msg.iteration, actor=SYSTEM_ACTOR, detail=detail,
                        task_id=msg.task_id)
     audit.record(session, org_id=msg.run.org_id, actor=SYSTEM_ACTOR, action="open", entity_type="task",
-                 entity_id=msg.task_id, after={"run_id": msg.run.run_id, "step_key": step.key, "kind": step.kind,
-                                               "iteration": msg.iteration, "roles": list(step.roles),
-                                               "due_at": msg.due_at})
+                 entity_id=msg.task_id, after={"status": "open", "run_id": msg.run.run_id, "step_key": step.key,
+                                               "kind": step.kind, "iteration": msg.iteration,
+                                               "roles": list(step.roles), "due_at": msg.due_at})
     return brief
 
 
