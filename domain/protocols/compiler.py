@@ -1,7 +1,9 @@
 """Compile a protocol document into an execution plan, listing every problem with its path.
 
-Schema problems (wrong shape or type) come from pydantic; once the shape is right, every content rule
-is checked in one pass over the whole tree, so an author sees all problems at once, never just the first.
+Schema problems (wrong shape or type) come from pydantic; every content rule is then checked in one pass
+over the whole tree, so an author sees all problems at once, never just the first. A document with schema
+problems is not a dead end: the parts pydantic refused are set aside (`_without_misshapen`) and the rest is
+checked too, its problems named by their paths in the document as written.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def compile_protocol(document: Mapping[str, Any] | ProtocolDefinition, version: 
         try:
             definition = ProtocolDefinition.model_validate(document)
         except ValidationError as error:
-            return CompileResult(ok=False, problems=schema_problems(error), plan=None)
+            return CompileResult(ok=False, problems=_every_problem(document, error, version), plan=None)
     compiler = _Compiler(definition)
     if version < 1:
         compiler.problem("version", "must be 1 or more")
@@ -109,16 +111,137 @@ def compile_protocol(document: Mapping[str, Any] | ProtocolDefinition, version: 
 
 def schema_problems(error: ValidationError) -> list[Problem]:
     """Pydantic's errors as path messages, e.g. `steps[1].form.fields[0].type: ...`."""
-    problems = []
-    for detail in error.errors():
-        parts: list[str | int] = []
-        for part in detail["loc"]:
-            # Tagged unions put the tag ("task", ...) after the list index; the document has no such level.
-            if isinstance(part, str) and part in STEP_KINDS and parts and isinstance(parts[-1], int):
+    return [Problem(path=_render_path(_loc(detail)) or "document", message=_schema_message(detail))
+            for detail in error.errors()]
+
+
+def _loc(detail: Any) -> list[str | int]:
+    parts: list[str | int] = []
+    for part in detail["loc"]:
+        # Tagged unions put the tag ("task", ...) after the list index; the document has no such level.
+        if isinstance(part, str) and part in STEP_KINDS and parts and isinstance(parts[-1], int):
+            continue
+        parts.append(part)
+    return parts
+
+
+Loc = tuple[str | int, ...]
+_MAX_REPAIRS = 50
+
+
+def _every_problem(document: Mapping[str, Any], error: ValidationError, version: int) -> list[Problem]:
+    """The schema problems, then the content problems of what is left once the misshapen parts are set aside:
+    an attribute of the wrong type is dropped, an item (step, field, checklist item, ...) missing something it
+    needs is dropped from its list. Content problems that only echo a dropped part (a reference to a dropped
+    step, an emptied list) are left out: the schema problem already names the cause."""
+    problems = schema_problems(error)
+    dropped: set[Loc] = set()
+    for _ in range(_MAX_REPAIRS):
+        kept, lists = _without_misshapen(document, (), dropped)
+        try:
+            definition = ProtocolDefinition.model_validate(kept)
+        except ValidationError as again:
+            more: set[Loc] = set()
+            for detail in again.errors():
+                loc = _original(tuple(_loc(detail)), lists)
+                target = _to_drop(loc, detail["type"])
+                if target is not None:
+                    more.add(target)
+                if loc in dropped:
+                    continue  # "required" for an attribute set aside here: its own problem is already listed
+                problem = Problem(path=_render_path(loc) or "document", message=_schema_message(detail))
+                if problem not in problems:
+                    problems.append(problem)
+            if not more - dropped:
+                return problems  # nothing more can be set aside (e.g. the document's own key is missing)
+            dropped |= more
+            continue
+        compiler = _Compiler(definition)
+        compiler.compile()
+        echoes = _dropped_keys(document, dropped)
+        emptied = {_render_path(loc[:-1]) for loc in dropped if isinstance(loc[-1], int)}
+        for p in compiler.problems:
+            path = _render_path(_original(_parse_path(p.path), lists))
+            if any(f"'{k}'" in p.message for k in echoes) or (path in emptied and "at least one" in p.message):
                 continue
-            parts.append(part)
-        problems.append(Problem(path=_render_path(parts) or "document", message=_schema_message(detail)))
+            message = _IN_MESSAGE.sub(lambda m, kept=lists: _render_path(_original(_parse_path(m[0]), kept)), p.message)
+            problem = Problem(path=path, message=message)
+            if problem not in problems:
+                problems.append(problem)
+        return problems
     return problems
+
+
+def _to_drop(loc: Loc, kind: str) -> Loc | None:
+    """What to set aside for one schema error: the attribute itself when it is there and optional-looking
+    (wrong type, unknown), else the innermost list item holding it; None when the error is the document's."""
+    if kind != "missing" and loc and isinstance(loc[-1], str) and len(loc) > 1:
+        return loc
+    for i in range(len(loc) - 1, -1, -1):
+        if isinstance(loc[i], int):
+            return loc[: i + 1]
+    if kind != "missing" and len(loc) == 1 and loc[0] not in ("key", "title", "steps"):
+        return loc  # an optional top-level attribute of the wrong type or unknown
+    return None
+
+
+def _without_misshapen(value: Any, here: Loc, dropped: set[Loc]) -> tuple[Any, dict[Loc, list[int]]]:
+    """`value` without the dropped locations, and for each list (by its location in the document) the
+    original indices of the items kept, to name later problems by their place in the document."""
+    lists: dict[Loc, list[int]] = {}
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if (*here, k) not in dropped:
+                out[k], inner = _without_misshapen(v, (*here, k), dropped)
+                lists.update(inner)
+        return out, lists
+    if isinstance(value, list):
+        kept = [i for i in range(len(value)) if (*here, i) not in dropped]
+        lists[here] = kept
+        items = []
+        for i in kept:
+            item, inner = _without_misshapen(value[i], (*here, i), dropped)
+            items.append(item)
+            lists.update(inner)
+        return items, lists
+    return value, lists
+
+
+def _original(loc: Sequence[str | int], lists: dict[Loc, list[int]]) -> Loc:
+    """A location in the repaired document → the same place in the document as written."""
+    out: list[str | int] = []
+    for part in loc:
+        if isinstance(part, int) and tuple(out) in lists and part < len(lists[tuple(out)]):
+            part = lists[tuple(out)][part]
+        out.append(part)
+    return tuple(out)
+
+
+_PATH_PART = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")
+
+
+_IN_MESSAGE = re.compile(r"\bsteps(?:\[\d+\]|\.[a-z_]+)*")  # another step's path named in a message
+
+
+def _parse_path(path: str) -> Loc:
+    return tuple(int(i) if i else name for i, name in _PATH_PART.findall(path))
+
+
+def _dropped_keys(document: Mapping[str, Any], dropped: set[Loc]) -> set[str]:
+    """The keys of the dropped items (steps, fields, ...), so problems that merely mention them are told apart."""
+    keys = set()
+    for loc in dropped:
+        value: Any = document
+        for part in loc:
+            try:
+                value = value[part]
+            except (KeyError, IndexError, TypeError):
+                value = None
+                break
+        if isinstance(value, Mapping) and isinstance(value.get("key"), str):
+            keys.add(value["key"])
+    return keys
 
 
 def _schema_message(detail: Any) -> str:

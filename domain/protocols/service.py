@@ -93,7 +93,9 @@ def read_document(data: DocumentInput) -> tuple[dict[str, Any], ProtocolDefiniti
     try:
         definition = ProtocolDefinition.model_validate(document)
     except ValidationError as error:
-        raise ProtocolProblems("the document is not a protocol definition", schema_problems(error)) from error
+        # Every problem of every layer: the shape's, and the content rules' over the well-shaped rest.
+        problems = compile_protocol(document, 1).problems if isinstance(document, dict) else schema_problems(error)
+        raise ProtocolProblems("the document is not a protocol definition", problems) from error
     try:
         json.dumps(document, allow_nan=False)
     except (TypeError, ValueError) as error:  # YAML dates, .nan and the like: not storable as JSON

@@ -506,3 +506,32 @@ def test_load_definition_reports_shape_problems_with_paths():
         "steps[0].title: required",
         "steps[0].duration: required",
     ]
+
+
+def test_schema_problems_do_not_hide_the_content_problems_of_the_rest():
+    """What the author sees at once: misshapen parts and every content rule broken elsewhere, by the paths
+    of the document as written; nothing that only echoes a part set aside."""
+    misshapen_field = task("b", when="a.value > 1")
+    misshapen_field["form"]["fields"].append({"key": "ph", "label": "pH", "type": "numbr"})
+    document = protocol(
+        task("a", roles=["intern"], colour="blue"),
+        misshapen_field,
+        {"key": "lost", "title": "No kind"},
+        task("c", due="soon", when="lost.value > 1"),
+        timer("c"),
+        timer("a"),
+    )
+    problems = problems_of(document)
+    assert problems[:3] == [
+        "steps[0].colour: unknown attribute",
+        "steps[1].form.fields[1].type: input should be 'number', 'integer', 'text', 'choice', 'boolean', "
+        "'datetime', 'date', 'sample_ref', 'batch_ref' or 'evidence_ref'",
+        "steps[2]: missing 'kind' (task, approval, timer, parallel, repeat)",
+    ]
+    rest = problems[3:]
+    assert "steps[0].roles[0]: unknown role 'intern'" in " | ".join(rest)
+    assert any(p.startswith("steps[3].due: 'soon'") for p in rest)  # its index in the document as written
+    assert "steps[5].key: duplicate step key 'a' (also at steps[0])" in rest
+    assert "steps[4].key: duplicate step key 'c' (also at steps[3])" in rest
+    assert not any("lost" in p for p in rest)  # the step set aside is not reported again as unknown
+    assert len(rest) == 4, rest

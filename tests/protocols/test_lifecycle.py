@@ -300,3 +300,16 @@ def test_demo_protocols_are_seeded_once(client, owner):
         assert version["author"]["name"] == "Sam Scientist" and version["plan"]["version"] == 1
         assert version["approval"]["signer"]["name"] == "Maria Manager"
         assert version["approval"]["content_hash"] == version["content_hash"]
+
+
+def test_validate_reports_every_layer_at_once(client, org_a):
+    """A misshapen step does not hide the rule broken in the next one: both come back, by their paths."""
+    doc = broken(new_key())
+    doc["steps"][0]["colour"] = "blue"  # the shape's problem
+    r = client.post(f"{API}/validate", json={"yaml": yaml.safe_dump(doc)}, headers=org_a.headers(Role.scientist))
+    assert r.status_code == 200, r.text
+    paths = [p["path"] for p in r.json()["problems"]]
+    assert r.json()["ok"] is False and paths[0] == "steps[0].colour"
+    assert {"steps[0].roles[0]", "steps[0].due", "steps[0].form.fields[0].max"} <= set(paths), paths
+    created = client.post(API, json={"definition": doc}, headers=org_a.headers(Role.scientist))
+    assert created.status_code == 422 and len(created.json()["reasons"]) == len(paths), created.text
