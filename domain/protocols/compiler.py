@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -164,7 +165,7 @@ def _every_problem(document: Mapping[str, Any], error: ValidationError, version:
             path = _render_path(_original(_parse_path(p.path), lists))
             if any(f"'{k}'" in p.message for k in echoes) or (path in emptied and "at least one" in p.message):
                 continue
-            message = _IN_MESSAGE.sub(lambda m, kept=lists: _render_path(_original(_parse_path(m[0]), kept)), p.message)
+            message = _IN_MESSAGE.sub(partial(_original_path, lists=lists), p.message)
             problem = Problem(path=path, message=message)
             if problem not in problems:
                 problems.append(problem)
@@ -222,6 +223,10 @@ _PATH_PART = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")
 
 
 _IN_MESSAGE = re.compile(r"\bsteps(?:\[\d+\]|\.[a-z_]+)*")  # another step's path named in a message
+
+
+def _original_path(match: re.Match[str], lists: dict[Loc, list[int]]) -> str:
+    return _render_path(_original(_parse_path(match[0]), lists))
 
 
 def _parse_path(path: str) -> Loc:
