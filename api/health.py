@@ -21,7 +21,7 @@ HEARTBEAT_SERVICES = {"worker": "worker", "lake_sink": "sink", "flight": "flight
 
 def _heartbeats(p: Platform) -> dict[str, dt.datetime]:
     with p.tx(None) as s:
-        rows = s.execute(text("SELECT service, max(at) FROM service_heartbeats GROUP BY service")).all()
+        rows = s.execute(text("SELECT service, last_seen FROM service_liveness()")).all()
     return {r[0]: r[1] for r in rows}
 
 

@@ -3,7 +3,7 @@
 Connects with the owner URL because it reads and deletes outbox rows of every org (RLS would hide
 them from the app role). In production give it a dedicated least-privilege role instead: SELECT,
 UPDATE (batch_id), DELETE on outbox, SELECT on audit_log and audit_heads, USAGE on outbox_id_seq,
-INSERT/UPDATE on service_heartbeats, with BYPASSRLS — nothing else.
+EXECUTE on service_heartbeat(text, text), with BYPASSRLS — nothing else.
 """
 
 from __future__ import annotations

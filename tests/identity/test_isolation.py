@@ -6,8 +6,11 @@ import uuid
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
 
 from domain.roles import Role
+from flasktrack.heartbeat import beat
+from tests.support import PASSWORD, make_org
 
 
 def _tenant_tables(owner, readable_by_app: bool = False) -> list[str]:
@@ -95,3 +98,97 @@ def test_api_key_acts_as_its_org_and_role_and_is_attributed(client, org_a):
     assert entry["context"]["api_key_id"] == key["id"]
     client.delete(f"/api/v1/apikeys/{key['id']}", headers=org_a.headers(Role.owner))
     assert client.get("/api/v1/me", headers=h).status_code == 401
+
+
+# Relations the application role may read although no row-level security applies, each with why that is
+# safe. Empty on purpose: what login and health need before an organization is known goes through the
+# narrow SECURITY DEFINER functions below, never through a readable table.
+READABLE_WITHOUT_RLS: dict[str, str] = {}
+
+# Every SECURITY DEFINER function the application role may call, reviewed: each returns only what its one
+# caller needs (a new one fails the test until it is reviewed here).
+REVIEWED_DEFINER_FUNCTIONS = {
+    "audit_seal": "links one org's pending entries into its chain; returns a count",
+    "audit_seal_all": "the background sealer's sweep; returns a count",
+    "audit_log_orgs": "ids of the orgs that have a chain, for periodic checkpoints",
+    "auth_user_by_email": "login: the account's id, name, password hash, disabled flag for one email",
+    "auth_user_memberships": "login: one account's active memberships",
+    "auth_resolve_session": "bearer token hash → its session",
+    "auth_resolve_api_key": "API key hash → its key",
+    "auth_org_by_slug": "organization slug → id",
+    "login_failures": "throttling: counts of recent failed logins for one email and one address",
+    "service_heartbeat": "a service reports itself alive",
+    "service_liveness": "/healthz: each service's last report, no host names",
+}
+
+
+def _app_readable_relations(owner) -> list[tuple[str, str, bool, int, list[str] | None]]:
+    """(name, kind, row security on, policies, options) of every relation outside the system catalogs that
+    the application role may SELECT from, as a whole or any column of it."""
+    with owner.begin(None) as s:
+        return [tuple(r) for r in s.execute(text(
+            "SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text, c.relrowsecurity,"
+            " (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid), c.reloptions"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
+            " AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+            " AND (has_table_privilege('flasktrack_app', c.oid, 'SELECT')"
+            "      OR has_any_column_privilege('flasktrack_app', c.oid, 'SELECT'))"
+            " ORDER BY 1")).all()]
+
+
+def test_every_table_the_app_role_can_read_is_under_row_level_security(owner):
+    """The catalog, not a list kept by hand: a new table, view or column grant readable by the application
+    role fails here unless it is under row-level security (a view: security_invoker, so RLS of its tables
+    applies) or allowed above with a reason."""
+    relations = _app_readable_relations(owner)
+    assert any(name == "public.audit_log" for name, *_ in relations)  # the query sees what it must
+    exposed = []
+    for name, kind, rls, policies, options in relations:
+        if name.removeprefix("public.") in READABLE_WITHOUT_RLS:
+            continue
+        if kind in ("r", "p") and rls and policies:
+            continue
+        if kind == "v" and "security_invoker=true" in (options or []):
+            continue
+        exposed.append(name)
+    assert not exposed, f"readable by flasktrack_app without row-level security: {exposed}"
+
+
+def test_pre_authentication_tables_are_reachable_only_through_narrow_functions(owner):
+    with owner.begin(None) as s:
+        rows = s.execute(text(
+            "SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND has_function_privilege('flasktrack_app', p.oid, 'EXECUTE') ORDER BY 1")).all()
+        for table in ("login_attempts", "service_heartbeats"):
+            assert not s.execute(text("SELECT has_table_privilege('flasktrack_app', :t, 'SELECT')"),
+                                 {"t": table}).scalar_one(), table
+    unreviewed = sorted({r.proname for r in rows} - set(REVIEWED_DEFINER_FUNCTIONS))
+    assert not unreviewed, f"SECURITY DEFINER functions the app role may call, not reviewed: {unreviewed}"
+    # A definer function runs with its owner's rights: it must not resolve names through the caller's path.
+    unpinned = [r.proname for r in rows if not any(c.startswith("search_path=") for c in (r.proconfig or []))]
+    assert not unpinned, f"SECURITY DEFINER functions without a fixed search_path: {unpinned}"
+
+
+def test_nothing_is_readable_without_an_organization(platform, owner, client):
+    """As the API and the worker connect, before any organization is set: not one row of any table, the
+    pre-authentication ones included (every org's emails and addresses), while login and health still work."""
+    org = make_org(owner, client)
+    client.post("/api/v1/auth/login", json={"email": org.users[Role.analyst][1], "password": "not it at all"})
+    beat(platform.sessions, "isolation-test")
+    with platform.sessions.engine.begin() as c:
+        for name, *_ in _app_readable_relations(owner):
+            assert c.execute(text(f"SELECT count(*) FROM {name}")).scalar_one() == 0, name
+        for table in ("login_attempts", "service_heartbeats"):
+            with pytest.raises(ProgrammingError, match="permission denied"), c.begin_nested():
+                c.execute(text(f"SELECT count(*) FROM {table}"))
+    health = client.get("/healthz").json()["checks"]
+    assert "database" in health and health["database"]["status"] == "up"
+    with owner.begin(None) as s:
+        assert s.execute(text("SELECT count(*) FROM service_heartbeats WHERE service = 'isolation-test'")).scalar_one()
+    # The throttle still counts through its function: five failures lock the account.
+    email = org.users[Role.scientist][1]
+    for _ in range(5):
+        assert client.post("/api/v1/auth/login", json={"email": email, "password": "wrong again!"}).status_code == 401
+    assert client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).status_code == 429
