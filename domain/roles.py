@@ -41,14 +41,33 @@ class Permission(StrEnum):
     lake_query = "lake.query"
 
 
+class AuditScope(StrEnum):
+    """How much of the organization's audit log a role may read."""
+
+    whole = "whole"  # every entry
+    work = "work"  # every entry but identity and access ones (logins, members, API keys)
+    own = "own"  # the entries of the caller's own actions
+    none = "none"
+
+
 R = Role
+AUDIT_SCOPES: dict[Role, AuditScope] = {
+    R.owner: AuditScope.whole,
+    R.admin: AuditScope.whole,
+    R.auditor: AuditScope.whole,
+    R.lab_manager: AuditScope.work,
+    R.scientist: AuditScope.work,
+    R.technician: AuditScope.own,
+    R.analyst: AuditScope.none,
+}
+
 PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.org_read: ALL_ROLES,
     Permission.members_read: frozenset({R.owner, R.admin, R.lab_manager, R.auditor}),
     Permission.members_manage: frozenset({R.owner, R.admin}),
     Permission.apikeys_manage: frozenset({R.owner, R.admin}),
     # What each role sees of the log is narrowed further by audit_scope().
-    Permission.audit_read: frozenset({R.owner, R.admin, R.auditor, R.lab_manager, R.scientist, R.technician}),
+    Permission.audit_read: frozenset(r for r, scope in AUDIT_SCOPES.items() if scope is not AuditScope.none),
     Permission.audit_verify: frozenset({R.owner, R.admin, R.auditor}),
     Permission.audit_export: frozenset({R.owner, R.admin, R.auditor}),
     Permission.protocols_read: frozenset(
@@ -70,6 +89,27 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
 
 def allowed(role: Role | str, permission: Permission) -> bool:
     return Role(role) in PERMISSIONS[permission]
+
+
+def audit_scope(role: Role | str) -> AuditScope:
+    """The part of the audit log `role` may read: one rule for the API and the lake (Flight SQL)."""
+    return AUDIT_SCOPES.get(Role(role), AuditScope.none) if role in ALL_ROLES else AuditScope.none
+
+
+AUDIT_LOG_TABLE = "audit_log"  # the lake's copy of the audit log
+
+
+def may_read_lake_table(role: Role | str, table: str) -> bool:
+    """Whether `role` may see (list and query) the lake table `table` over Flight SQL.
+
+    The lake's `audit_log` follows the API's audit rule: a table cannot be narrowed to part of
+    the log, so only roles that read the whole log see it.
+    """
+    if role not in ALL_ROLES or not allowed(role, Permission.lake_query):
+        return False
+    if table == AUDIT_LOG_TABLE:
+        return audit_scope(role) is AuditScope.whole
+    return True
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,13 @@ from typing import Literal, NoReturn, Protocol
 import pyarrow.flight as flight
 import structlog
 
+from domain.roles import PERMISSIONS, Permission
+
 log = structlog.get_logger(__name__)
 
-QUERY_ROLES = frozenset({"analyst", "auditor", "admin", "owner"})
-"""Roles allowed to run queries and browse the catalog; every other role is PERMISSION_DENIED."""
+QUERY_ROLES = frozenset(str(r) for r in PERMISSIONS[Permission.lake_query])
+"""Roles allowed to run queries and browse the catalog (the platform's `lake.query` permission);
+every other role is PERMISSION_DENIED."""
 
 Outcome = Literal["ok", "refused", "error", "denied", "unauthenticated"]
 

@@ -6,7 +6,9 @@ orgs' files before anything is read, and a row filter on `org_id` backs it up.
 
 Which tables an org sees: the shared tables (`audit_log`, `step_events`, `runs`) always,
 and a `form_*` table once the org has a partition in it. Another org's form tables are
-not listed and cannot be queried (not even their column names leak).
+not listed and cannot be queried (not even their column names leak). Which of those a
+caller sees is the platform's rule (`domain.roles.may_read_lake_table`): `audit_log` only
+for roles that read the whole audit log over the API too.
 
 Time travel: `name@v<N>` (a Delta version) or `name@<ISO-8601 timestamp>` (the latest
 version committed at or before that instant; no zone = UTC).
@@ -32,6 +34,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
+from domain.roles import may_read_lake_table
 from flight import protocol
 
 SHARED_TABLES = frozenset({"audit_log", "step_events", "runs"})
@@ -194,9 +197,11 @@ class LakeCatalog:
             self._listing = (now, names)
         return names
 
-    def visible_tables(self, org_id: str) -> list[str]:
+    def visible_tables(self, org_id: str, role: str) -> list[str]:
         names = []
         for name in self.table_names():
+            if not may_read_lake_table(role, name):
+                continue
             try:
                 if self._visible(name, org_id):
                     names.append(name)
@@ -204,8 +209,8 @@ class LakeCatalog:
                 continue  # removed, or not readable right now
         return names
 
-    def is_visible(self, name: str, org_id: str) -> bool:
-        if not _TABLE_NAME.match(name):
+    def is_visible(self, name: str, org_id: str, role: str) -> bool:
+        if not _TABLE_NAME.match(name) or not may_read_lake_table(role, name):
             return False
         if name not in self.table_names() and name not in self.table_names(fresh=True):
             return False
@@ -239,13 +244,13 @@ class LakeCatalog:
 
     # --- data -----------------------------------------------------------------------
 
-    def dataset(self, ref: TableRef, org_id: str) -> OrgDataset:
+    def dataset(self, ref: TableRef, org_id: str, role: str) -> OrgDataset:
         """The org's rows of `ref` (current, a version, or as of an instant) as a dataset.
 
-        Raises TableNotFound when the table is not in the org's view. Datasets are cached
+        Raises TableNotFound when the table is not in the view of the org and role. Datasets are cached
         per (table, version, org): building one lists the files, which costs milliseconds.
         """
-        if not self.is_visible(ref.name, org_id):
+        if not self.is_visible(ref.name, org_id, role):
             raise TableNotFound(ref.name)
         if ref.version is None and ref.as_of is None:
             cached = self._current(ref.name)

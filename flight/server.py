@@ -509,7 +509,7 @@ class FlightSqlServer(flight.FlightServerBase):
             ref = parse_table_ref(name)
             if ref is None:
                 return None
-            dataset = self.catalog.dataset(ref, principal.org_id)
+            dataset = self.catalog.dataset(ref, principal.org_id, principal.role)
         except Exception:  # noqa: BLE001 - the general path reports (and audits) the problem
             return None
         schema = engine_schema(dataset.schema)
@@ -526,7 +526,7 @@ class FlightSqlServer(flight.FlightServerBase):
             if ref is None:
                 continue
             try:
-                dataset = self.catalog.dataset(ref, principal.org_id)
+                dataset = self.catalog.dataset(ref, principal.org_id, principal.role)
             except TableNotFound:
                 continue  # not in this org's view: DuckDB reports "table does not exist"
             sandbox.register(name, dataset.rows)
@@ -692,7 +692,7 @@ class FlightSqlServer(flight.FlightServerBase):
                 rows.append({"catalog_name": cat.catalog_name, "db_schema_name": cat.schema_name})
             return pa.Table.from_pylist(rows, schema=P.DB_SCHEMAS_SCHEMA)
         if name == "CommandGetTables":
-            return self._tables_table(org_id, command)
+            return self._tables_table(org_id, session.principal.role, command)
         if name == "CommandGetTableTypes":
             return pa.Table.from_pylist([{"table_type": TABLE_TYPE}], schema=P.TABLE_TYPES_SCHEMA)
         if name == "CommandGetXdbcTypeInfo":
@@ -700,7 +700,7 @@ class FlightSqlServer(flight.FlightServerBase):
         # Primary/foreign keys: Delta tables declare none.
         return self._METADATA_SCHEMAS[name].empty_table()
 
-    def _tables_table(self, org_id: str, command: Any) -> pa.Table:
+    def _tables_table(self, org_id: str, role: str, command: Any) -> pa.Table:
         cat = self.catalog
         include_schema = bool(command.include_schema)
         schema = P.TABLES_WITH_SCHEMA_SCHEMA if include_schema else P.TABLES_SCHEMA
@@ -712,7 +712,7 @@ class FlightSqlServer(flight.FlightServerBase):
         ):
             return schema.empty_table()
         rows: list[dict[str, Any]] = []
-        for table in cat.visible_tables(org_id):
+        for table in cat.visible_tables(org_id, role):
             if not _pattern_matches(command, "table_name_filter_pattern", table):
                 continue
             row: dict[str, Any] = {

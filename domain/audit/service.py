@@ -22,7 +22,7 @@ from domain.audit.checkpoints import Checkpoint, CheckpointStore, SigningKey, si
 from domain.audit.parallel import ROW_COLUMNS, default_workers, verify_chain
 from domain.audit.recorder import record
 from domain.errors import Conflict, Invalid, NotFound
-from domain.roles import Actor, Caller, RequestContext, Role
+from domain.roles import Actor, AuditScope, Caller, RequestContext, audit_scope
 
 # Identity and access entries; lab managers and scientists see the operational rest.
 SECURITY_ENTITY_TYPES = ("organization", "user", "membership", "invitation", "api_key", "auth_session", "endpoint")
@@ -283,11 +283,12 @@ def resolve_filter(session: Session, f: AuditFilter) -> AuditFilter:
 
 def _scope_sql(caller: Caller) -> tuple[str, dict[str, Any]]:
     """What part of the log each role may read."""
-    if caller.role in (Role.owner, Role.admin, Role.auditor):
+    scope = audit_scope(caller.role)  # the same rule decides what the lake (Flight SQL) shows
+    if scope is AuditScope.whole:
         return "", {}
-    if caller.role in (Role.lab_manager, Role.scientist):
+    if scope is AuditScope.work:
         return " AND entity_type <> ALL(:security_types)", {"security_types": list(SECURITY_ENTITY_TYPES)}
-    if caller.role == Role.technician:
+    if scope is AuditScope.own:
         return " AND actor_id = :self_id", {"self_id": caller.actor.id}
     return " AND false", {}
 

@@ -82,15 +82,26 @@ def test_auditor_may_query(uri: str) -> None:
     conn = connect(uri, "aud@a.example")
     try:
         assert query(conn, "SELECT count(*) AS n FROM audit_log").to_pylist() == [{"n": 1}]
+        assert query(conn, "SELECT DISTINCT org_id FROM audit_log").to_pylist() == [{"org_id": ORG_A}]
     finally:
         conn.close()
+
+
+def test_analyst_does_not_see_the_audit_log(ana: Any) -> None:
+    # Analysts may not read the audit log over the API: the lake's copy follows the same rule.
+    tables = ana.adbc_get_objects().read_all().to_pylist()[0]["catalog_db_schemas"][0]["db_schema_tables"]
+    assert "audit_log" not in {t["table_name"] for t in tables}
+    for sql in ("SELECT * FROM audit_log", "SELECT count(*) FROM audit_log", 'SELECT * FROM "audit_log@v0"',
+                "SELECT r.run_id FROM runs r JOIN flasktrack.main.audit_log a ON true"):
+        with pytest.raises(AdbcError, match="does not exist"):
+            query(ana, sql)
 
 
 # --- tenant isolation ---------------------------------------------------------------------
 
 
 def test_queries_see_only_the_callers_org(ana: Any, bob: Any) -> None:
-    for table in ("runs", "step_events", "audit_log", "form_x"):
+    for table in ("runs", "step_events", "form_x"):
         assert set(query(ana, f"SELECT org_id FROM {table}").column("org_id").to_pylist()) == {ORG_A}
         assert set(query(bob, f"SELECT org_id FROM {table}").column("org_id").to_pylist()) == {ORG_B}
     sneaky = f"SELECT * FROM runs WHERE org_id = '{ORG_B}' OR status = 'B-CONFIDENTIAL'"
