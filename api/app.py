@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from api import audit, errors, health, identity
 from api import protocols as protocols_api
@@ -16,6 +16,7 @@ from api import runs as runs_api
 from api import tasks as tasks_api
 from api import temporal as temporal_api
 from api.deps import _REQUEST_ID, Platform
+from api.guards import BodyLimit, storable_parameters
 from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, load_public_keys
 from domain.audit.sealer import Sealer
 from flasktrack.db import TenantSessions, app_url, make_engine
@@ -63,6 +64,7 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
         description="Laboratory operations and compliance: protocols as durable workflows, "
         "a hash-chained audit log, and a lake analysts query over Flight SQL.",
         lifespan=lifespan,
+        dependencies=[Depends(storable_parameters)],
     )
     errors.install(app)
     app.include_router(health.router)
@@ -71,6 +73,7 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     app.include_router(protocols_api.router)
     app.include_router(runs_api.router)
     app.include_router(tasks_api.router)
+    app.add_middleware(BodyLimit)  # inside request_log: a 413 is logged with its request id
 
     @app.middleware("http")
     async def request_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -22,6 +22,7 @@ from domain.identity.models import (
     MemberUpdate,
     MeRead,
 )
+from domain.limits import SafeText
 from domain.roles import Caller, Permission
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
@@ -103,7 +104,7 @@ def create_api_key(data: ApiKeyCreate, caller: Caller = Depends(require(Permissi
 
 
 @router.delete("/apikeys/{key_id}", response_model=ApiKeyRead)
-def revoke_api_key(key_id: uuid.UUID, reason: str | None = Body(default=None, embed=True, max_length=2000),
+def revoke_api_key(key_id: uuid.UUID, reason: SafeText | None = Body(default=None, embed=True, max_length=2000),
                    caller: Caller = Depends(require(Permission.apikeys_manage)),
                    p: Platform = Depends(platform)) -> ApiKeyRead:
     """Revoke a key; calls with it fail from now on."""

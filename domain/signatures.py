@@ -11,13 +11,14 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.errors import Forbidden, Invalid
 from domain.identity import secrets
+from domain.limits import Input
 from domain.roles import Caller
 
 
@@ -30,10 +31,9 @@ class Meaning(StrEnum):
     rejected = "rejected"
 
 
-class SignatureInput(BaseModel):
+class SignatureInput(Input):
     """What a person submits to sign."""
 
-    model_config = ConfigDict(extra="forbid")
     password: str = Field(min_length=1, max_length=1024, description="re-entered to sign")
     meaning: Meaning
     reason: str | None = Field(default=None, max_length=2000)

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
 
+    # Every request body (the API takes JSON only): larger ones are answered 413 before they are read.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
     seal_interval_s: float = Field(default=0.05, gt=0)
     log_level: str = "INFO"
     log_json: bool = True

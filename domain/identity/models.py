@@ -7,19 +7,21 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from domain.limits import Input
 from domain.roles import Role
 
 Slug = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 
-class Strict(BaseModel):
+class Strict(Input):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class LoginRequest(Strict):
     email: EmailStr
     password: str = Field(min_length=1, max_length=1024)
-    org: str | None = Field(default=None, description="organization slug; needed only with several memberships")
+    org: str | None = Field(default=None, max_length=63,
+                            description="organization slug; needed only with several memberships")
 
 
 class LoginResponse(BaseModel):

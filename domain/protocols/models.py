@@ -12,8 +12,9 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from domain.limits import INT32_MAX, Input
 from domain.protocols.plan import Problem
 from domain.signatures import Meaning
 
@@ -27,8 +28,7 @@ class VersionStatus(StrEnum):
     retired = "retired"
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Input = Input
 
 
 class DocumentInput(_Input):
@@ -53,12 +53,12 @@ class DraftUpdate(DocumentInput):
 class VersionCreate(DocumentInput):
     """A new draft version. Without a document it starts as a copy of `from_version` (default: the latest)."""
 
-    from_version: int | None = Field(default=None, ge=1, description="copy this version's document")
+    from_version: int | None = Field(default=None, ge=1, le=INT32_MAX, description="copy this version's document")
     reason: str | None = Field(default=None, max_length=2000)
 
 
 class ValidateRequest(DocumentInput):
-    version: int = Field(default=1, ge=1, description="the version number to compile the plan for")
+    version: int = Field(default=1, ge=1, le=INT32_MAX, description="the version number to compile the plan for")
 
 
 class TransitionReason(_Input):

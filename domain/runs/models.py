@@ -6,22 +6,22 @@ import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from domain.limits import INT32_MAX, Input
 from domain.runs.messages import TaskBrief
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Input = Input
 
 
 class Subject(_Input):
     """A sample or batch the run works on, by its id."""
 
     type: Literal["sample", "batch"]
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=_ID, max_length=128)
 
 
 class RunLaunch(_Input):
@@ -29,10 +29,12 @@ class RunLaunch(_Input):
     or by `protocol_version_id`."""
 
     protocol_key: str | None = Field(default=None, max_length=64)
-    protocol_version: int | None = Field(default=None, ge=1)
+    protocol_version: int | None = Field(default=None, ge=1, le=INT32_MAX)
     protocol_version_id: uuid.UUID | None = None
     subjects: list[Subject] = Field(default=[], max_length=500)
-    parameters: dict[str, Any] = Field(default={}, description="free-form run parameters, recorded with the run")
+    parameters: dict[str, Any] = Field(
+        default={}, max_length=100,
+        description="free-form run parameters, recorded with the run (text, numbers within ±2⁶³, lists, objects)")
     time_scale: float = Field(
         default=1.0, gt=0, le=1,
         description="training/demo runs: multiplies every due time, escalation delay and timer (0.001: 48 h → 173 s)",

@@ -7,20 +7,30 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
+
+from domain.limits import Input, key_problem
 
 _REF = r"^[^\s]{1,128}$"
 
 
-class TaskCompletion(BaseModel):
+class TaskCompletion(Input):
     """What a technician submits: form values, checklist confirmations, evidence references."""
 
-    model_config = ConfigDict(extra="forbid")
-    values: dict[str, Any] = Field(default={}, description="form values by field key")
+    values: dict[str, Any] = Field(default={}, max_length=500, description="form values by field key")
     checklist: dict[str, bool] | list[str] = Field(
-        default={}, description="confirmed checklist items: {item_key: true} or [item_key, …]"
+        default={}, max_length=500, description="confirmed checklist items: {item_key: true} or [item_key, …]"
     )
     evidence: list[str] = Field(default=[], max_length=100, description="ids of stored evidence (photos, printouts)")
+
+    @field_validator("checklist")
+    @classmethod
+    def _keys(cls, v: dict[str, bool] | list[str]) -> dict[str, bool] | list[str]:
+        for key in v:
+            why = key_problem(key)
+            if why:
+                raise ValueError(f"key {key!r}: {why}")
+        return v
 
     @field_validator("evidence")
     @classmethod

@@ -1,0 +1,84 @@
+"""Checks every request passes before any handler: its body size, and storable query and path values.
+
+The body limit is a pure ASGI middleware: a declared Content-Length over the limit is answered 413 before a
+byte is read, and a body streamed without one (chunked) is cut off with 413 as soon as it passes the limit.
+Without it a 10 MB run `parameters` became a 10 MB audit entry, and a 10 MB completion reached Temporal,
+which refused it (larger than its 4 MiB payload limit) with an answer that blamed Temporal.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from domain.limits import text_problem
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes (FLASKTRACK_MAX_BODY_BYTES)"
+
+
+class BodyLimit:
+    """413 for a request body over `settings.max_body_bytes` (read per request: tests and deployments set it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        platform = getattr(getattr(scope.get("app"), "state", None), "platform", None)
+        limit: int = platform.settings.max_body_bytes if platform is not None else 1 << 20
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                size = -1
+            if size < 0:
+                await JSONResponse({"detail": "Content-Length is not a number of bytes"}, 400)(scope, receive, send)
+                return
+            if size > limit:
+                await JSONResponse({"detail": _too_large(limit)}, 413)(scope, receive, send)
+                return
+        received = 0
+
+        async def bounded() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # FastAPI re-raises an HTTPException met while reading the body: answered 413 by its handler.
+                    raise HTTPException(413, _too_large(limit))
+            return message
+
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded, tracked)
+        except HTTPException as exc:  # read outside FastAPI's body parsing (e.g. a handler reading the stream)
+            if exc.status_code != 413 or started:
+                raise
+            await JSONResponse({"detail": exc.detail}, 413)(scope, receive, send)
+
+
+def storable_parameters(request: Request) -> None:
+    """Every query and path value must be storable text (a NUL in a filter reached SQL and answered 500)."""
+    errors = []
+    for where, items in (("query", request.query_params.multi_items()), ("path", request.path_params.items())):
+        for name, value in items:
+            why = text_problem(str(value))
+            if why:
+                errors.append({"type": "unstorable", "loc": (where, name), "msg": why, "input": value})
+    if errors:
+        raise RequestValidationError(errors)
