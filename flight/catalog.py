@@ -5,10 +5,14 @@ ever gets datasets restricted to their own org: the partition predicate prunes o
 orgs' files before anything is read, and a row filter on `org_id` backs it up.
 
 Which tables an org sees: the shared tables (`audit_log`, `step_events`, `runs`) always,
-and a `form_*` table once the org has a partition in it. Another org's form tables are
-not listed and cannot be queried (not even their column names leak). Which of those a
-caller sees is the platform's rule (`domain.roles.may_read_lake_table`): `audit_log` only
-for roles that read the whole audit log over the API too.
+and a `form_*` table once the org has a partition in it or has approved a protocol version
+using the form (the sink records `published:<org>` on the table then: empty, typed, queryable).
+Another org's form tables are not listed and cannot be queried (not even their column names leak).
+Which of those a caller sees is the platform's rule (`domain.roles.may_read_lake_table`): `audit_log`
+only for roles that read the whole audit log over the API too.
+
+Views: `runs_current` (the newest revision of each run) over `runs`, wherever `runs` is visible;
+a view is registered in the sandbox as SQL over its base table's org dataset (time travel included).
 
 Time travel: `name@v<N>` (a Delta version) or `name@<ISO-8601 timestamp>` (the latest
 version committed at or before that instant; no zone = UTC).
@@ -36,6 +40,7 @@ from deltalake import DeltaTable
 
 from domain.roles import may_read_lake_table
 from flight import protocol
+from lake.tables import published_app_id
 
 SHARED_TABLES = frozenset({"audit_log", "step_events", "runs"})
 FORM_PREFIX = "form_"
@@ -44,6 +49,24 @@ TABLE_TYPE = "TABLE"
 
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
 _VERSION = re.compile(r"^v(\d{1,18})$")
+
+
+@dataclass(frozen=True)
+class View:
+    """A read-only view over one lake table, as SQL over `{base}` (the caller's rows of that table)."""
+
+    name: str
+    base: str
+    select: str
+    description: str
+
+
+VIEWS: dict[str, View] = {v.name: v for v in (
+    View("runs_current", "runs",
+         "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY revision DESC) = 1",
+         "The current state of each protocol run: of `runs` (one row per revision), only each run's row with "
+         "the highest revision."),
+)}
 
 
 class TableNotFound(LookupError):
@@ -136,6 +159,7 @@ class _Cached:
         self.lock = threading.Lock()
         self.checked_at = now
         self.orgs: tuple[int, frozenset[str]] | None = None  # (version, orgs with a partition)
+        self.published: dict[str, bool] = {}  # org → published the form, at version orgs[0]
         self.info: TableInfo | None = None
 
 
@@ -198,6 +222,7 @@ class LakeCatalog:
         return names
 
     def visible_tables(self, org_id: str, role: str) -> list[str]:
+        """The org's tables this role may read, and the views over them."""
         names = []
         for name in self.table_names():
             if not may_read_lake_table(role, name):
@@ -207,7 +232,7 @@ class LakeCatalog:
                     names.append(name)
             except TableNotFound:
                 continue  # removed, or not readable right now
-        return names
+        return sorted(names + [v.name for v in VIEWS.values() if v.base in names])
 
     def is_visible(self, name: str, org_id: str, role: str) -> bool:
         if not _TABLE_NAME.match(name) or not may_read_lake_table(role, name):
@@ -232,9 +257,21 @@ class LakeCatalog:
         if cached.orgs is None or cached.orgs[0] != version:
             orgs = frozenset(p[PARTITION_COLUMN] for p in table.partitions() if p.get(PARTITION_COLUMN))
             cached.orgs = (version, orgs)
-        return org_id in cached.orgs[1]
+            cached.published = {}
+        if org_id in cached.orgs[1]:
+            return True
+        if org_id not in cached.published:
+            cached.published[org_id] = table.transaction_version(published_app_id(org_id)) is not None
+        return cached.published[org_id]
 
     def info(self, name: str) -> TableInfo:
+        view = VIEWS.get(name)
+        if view is not None:  # the base table's columns under the view's name and description
+            base = self.info(view.base)
+            fields = [f.with_metadata({**(f.metadata or {}), protocol.META_TABLE_NAME.encode(): name.encode()})
+                      for f in base.schema]
+            meta = {protocol.META_REMARKS: view.description}
+            return TableInfo(name, pa.schema(fields, metadata=meta), view.description, base.version)
         cached = self._current(name)
         with cached.lock:
             version = cached.table.version()

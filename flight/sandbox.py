@@ -353,15 +353,15 @@ class Sandbox:
         self._closing = False
         self._after_close: list[Callable[[], object]] = []
 
-    def register(self, name: str, dataset: pads.Dataset) -> None:
-        """Expose `dataset` as <catalog>.main.<name> (a view over a registered Arrow scan)."""
+    def register(self, name: str, dataset: pads.Dataset, select: str = "SELECT * FROM {base}") -> None:
+        """Expose `dataset` as <catalog>.main.<name>: a view (`select` over `{base}`) of a registered Arrow scan."""
         if name in self._registered:
             return
         source = f"__flasktrack_src_{len(self._registered)}"
         self.con.register(source, dataset)
         self.con.execute(
             f"CREATE VIEW {quote_ident(self.settings.catalog)}.main.{quote_ident(name)} "
-            f"AS SELECT * FROM {quote_ident(source)}"
+            f"AS {select.format(base=quote_ident(source))}"
         )
         self._registered.add(name)
 

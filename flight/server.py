@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata as importlib_metadata
 from typing import Any, NoReturn
 
@@ -48,6 +48,7 @@ from flight.auth import (
 )
 from flight.catalog import (
     TABLE_TYPE,
+    VIEWS,
     LakeCatalog,
     OrgDataset,
     TableNotFound,
@@ -525,11 +526,16 @@ class FlightSqlServer(flight.FlightServerBase):
             ref = parse_table_ref(name)
             if ref is None:
                 continue
+            view = VIEWS.get(ref.name)
             try:
-                dataset = self.catalog.dataset(ref, principal.org_id, principal.role)
+                dataset = self.catalog.dataset(replace(ref, name=view.base) if view else ref,
+                                               principal.org_id, principal.role)
             except TableNotFound:
                 continue  # not in this org's view: DuckDB reports "table does not exist"
-            sandbox.register(name, dataset.rows)
+            if view is not None:
+                sandbox.register(name, dataset.rows, view.select)
+            else:
+                sandbox.register(name, dataset.rows)
             registered[name] = dataset
         return registered
 

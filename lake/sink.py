@@ -37,16 +37,20 @@ from sqlalchemy import Connection, Engine, text
 from lake import maintain
 from lake.audit import export_audit
 from lake.tables import (
+    AUDIT_LOG,
     IDENTIFIER,
     RUNS,
     SINK_APP_ID,
     SINK_REJECTS,
     STEP_EVENTS,
     FormGroup,
+    RowError,
     TableSpec,
     assemble_form,
     form_description,
     form_table_name,
+    published_app_id,
+    published_form,
     type_form_rows,
     type_rows,
 )
@@ -54,7 +58,7 @@ from lake.writer import Append, Lake
 
 log = structlog.get_logger("flasktrack.sink")
 
-TOPICS = ("step_event", "run", "form_submission")
+TOPICS = ("step_event", "run", "form_submission", "form_published")
 LEADER_LOCK = 0x666C61736B  # pg advisory lock key held by the active sink ("flask")
 FAULT_ENV = "FLASKTRACK_SINK_FAULT"  # tests: before_commit | between_tables | after_commit | audit_after_commit
 
@@ -108,6 +112,7 @@ class Part:
     fixed: pa.Table | None = None  # tables with a fixed schema
     form_key: str | None = None
     groups: list[FormGroup] | None = None
+    published_by: frozenset[str] = frozenset()  # orgs whose approved protocol versions use this form
 
     def data(self, existing: pa.Schema | None) -> tuple[pa.Table, dict[str, dict[str, str]]]:
         if self.fixed is not None:
@@ -141,13 +146,18 @@ def prepare(batch_id: int, rows: list[OutboxRow]) -> dict[str, Part]:
             rejects.append((r, "payload org_id differs from the outbox row's org_id"))
             continue
         target = fixed_table.get(r.topic)
-        if target is None:  # form_submission
+        if target is None:  # form_submission, form_published
             key = payload.get("form_key")
             if type(key) is not str or not IDENTIFIER.fullmatch(key):
                 rejects.append((r, f"form_key {key!r} is not an identifier like sample_intake"))
                 continue
             target = routed.setdefault(form_table_name(key), [])
         target.append((r, payload))
+    return _typed_parts(batch_id, routed, rejects)
+
+
+def _typed_parts(batch_id: int, routed: dict[str, list[tuple[OutboxRow, dict[str, Any]]]],
+                 rejects: list[tuple[OutboxRow, str]]) -> dict[str, Part]:
 
     parts: dict[str, Part] = {}
     for name, items in routed.items():
@@ -161,9 +171,20 @@ def prepare(batch_id: int, rows: list[OutboxRow]) -> dict[str, Part]:
             if typed.accepted:
                 parts[name] = Part(fixed=typed.table)
         else:
-            groups, accepted, rejected = type_form_rows(payloads)
-            if accepted:
-                parts[name] = Part(form_key=name.removeprefix("form_"), groups=groups)
+            submitted = [i for i, (r, _) in enumerate(items) if r.topic == "form_submission"]
+            groups, accepted, by_position = type_form_rows([payloads[i] for i in submitted])
+            rejected = {submitted[j]: reason for j, reason in by_position.items()}
+            published: set[str] = set()
+            for i, (r, payload) in enumerate(items):
+                if r.topic == "form_published":
+                    try:
+                        groups.append(published_form(payload))
+                        published.add(r.org_id)
+                    except RowError as exc:
+                        rejected[i] = str(exc)
+            if accepted or published:
+                parts[name] = Part(form_key=name.removeprefix("form_"), groups=groups,
+                                   published_by=frozenset(published))
         rejects.extend((items[i][0], reason) for i, reason in sorted(rejected.items()))
     if rejects:
         log.warning("outbox rows rejected", batch_id=batch_id, count=len(rejects), first=rejects[0][1])
@@ -241,7 +262,8 @@ class Sink:
                 return None  # committed before a crash: skip, never twice
             existing = pa.schema(dt.schema().to_arrow()) if dt is not None else None
             data, column_meta = part.data(existing)
-            return Append(data, {SINK_APP_ID: batch_id})
+            published = {published_app_id(org): 1 for org in part.published_by}
+            return Append(data, {SINK_APP_ID: batch_id, **published}, empty_ok=bool(published))
 
         spec = _FIXED.get(name)
         self.lake.append_once(name, plan, description=spec.description if spec else None)
@@ -313,6 +335,12 @@ class Sink:
                 conn.execute(text("SELECT setval(CAST(:s AS regclass), :v)"), {"s": seq, "v": floor + 1})
                 log.warning("batch sequence moved past the lake's last batch", floor=floor)
 
+    def create_tables(self) -> None:
+        """The tables every organization sees exist, empty and typed, from the first start: an analyst's query
+        names them before anything happened (form tables come with the protocol versions that use them)."""
+        for spec in (STEP_EVENTS, RUNS, AUDIT_LOG):
+            self.lake.create(spec.name, spec.schema, spec.description)
+
     def step(self, *, force: bool = False) -> tuple[int, float]:
         """One round: close and commit a batch if due (or any rows, when forced), export new audit entries.
         Returns rows moved and how long to wait before the next round."""
@@ -339,6 +367,7 @@ class Sink:
         """Move everything there is now, ignoring batch age (tests, benchmarks, a final flush)."""
         with self.leadership(wait=False):
             self.raise_batch_floor()
+            self.create_tables()
             total = self.recover()
             while True:
                 moved, _ = self.step(force=True)
@@ -380,6 +409,7 @@ class Sink:
                         return
                     log.info("sink active", lake=self.lake.root)
                     self.raise_batch_floor()
+                    self.create_tables()
                     self.recover()
                     self._loop(stop, lock)
             except Exception:  # noqa: BLE001 - a database or storage outage: wait and start over

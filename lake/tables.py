@@ -41,6 +41,12 @@ FIELD_TYPES: dict[str, tuple[pa.DataType, str]] = {
 }
 
 
+def published_app_id(org_id: str) -> str:
+    """Delta app transaction recorded on a form table when one of the org's approved protocol versions uses
+    the form: the org sees the table from then on, rows or not (flight/catalog.py)."""
+    return f"published:{org_id}"
+
+
 def audit_app_id(org_id: str) -> str:
     """Delta app transaction of one org's audit export; version = last seq included."""
     return f"audit_log:{org_id}"
@@ -108,8 +114,9 @@ STEP_EVENTS = TableSpec("step_events", "Every step event of every protocol run (
     _c("detail", _S, "json", "Event details as a JSON object"),
 ))
 
-RUNS = TableSpec("runs", "Protocol runs: one row per revision of a run (append-only history); the current "
-                 "state of a run is its row with the highest revision.", (
+RUNS = TableSpec("runs", "Protocol runs: one row per revision of a run (append-only history), so a run "
+                 "appears once per change of status; its current state is its row with the highest revision, "
+                 "which the view runs_current holds (one row per run).", (
     ORG,
     _c("run_id", _S, "str", "The protocol run", True),
     _c("protocol_key", _S, "str", "Protocol the run follows"),
@@ -389,9 +396,7 @@ def type_form_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[FormGroup], lis
     groups: list[FormGroup] = []
     accepted: list[int] = []
     for sig, idx in by_sig.items():
-        cols = [*FORM_COLUMNS, *(Column(f.key, f.arrow_type, FIELD_TYPES[f.type][1], f.label, unit=f.unit,
-                                        in_values=True) for f in sig)]
-        typed = type_rows(cols, [rows[i] for i in idx])
+        typed = type_rows(form_columns(sig), [rows[i] for i in idx])
         for j, reason in typed.rejected.items():
             rejected[idx[j]] = reason
         if typed.accepted:
@@ -400,6 +405,17 @@ def type_form_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[FormGroup], lis
             newest = max(ok, key=lambda i: (_int(rows[i].get("protocol_version")), i))
             groups.append(FormGroup(sig, typed.table, (_int(rows[newest].get("protocol_version")), newest)))
     return groups, accepted, rejected
+
+
+def form_columns(sig: tuple[FormField, ...]) -> list[Column]:
+    return [*FORM_COLUMNS, *(Column(f.key, f.arrow_type, FIELD_TYPES[f.type][1], f.label, unit=f.unit,
+                                    in_values=True) for f in sig)]
+
+
+def published_form(payload: dict[str, Any]) -> FormGroup:
+    """A form as an approved protocol version publishes it: its columns, no rows. RowError if malformed."""
+    sig = read_fields({**payload, "values": {}})
+    return FormGroup(sig, type_rows(form_columns(sig), []).table, (_int(payload.get("protocol_version")), -1))
 
 
 def _int(v: Any) -> int:

@@ -32,6 +32,7 @@ class Append:
 
     data: pa.Table
     transactions: Mapping[str, int]
+    empty_ok: bool = False  # commit even without rows (the app transactions, a schema change are the point)
 
 
 # Given the table as it is now (None: not created yet), what is still to be written; None = nothing.
@@ -93,7 +94,7 @@ class Lake:
         for attempt in range(self.max_attempts):
             dt = self.open(name)
             step = plan(dt)
-            if step is None or step.data.num_rows == 0:
+            if step is None or (step.data.num_rows == 0 and not step.empty_ok):
                 return False
             if dt is None:
                 self._create(name, step.data.schema, description)
@@ -110,6 +111,11 @@ class Lake:
                 self.forget(name)
                 time.sleep(min(0.01 * 2**attempt, 1.0))
         raise CommitRetriesExhausted(f"{name}: no commit after {self.max_attempts} attempts")
+
+    def create(self, name: str, schema: pa.Schema, description: str | None) -> None:
+        """The table, empty, unless it exists."""
+        if self.open(name) is None:
+            self._create(name, schema, description)
 
     def _create(self, name: str, schema: pa.Schema, description: str | None) -> None:
         try:

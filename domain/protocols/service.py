@@ -44,8 +44,9 @@ from domain.protocols.models import (
     VersionStatus,
     VersionSummary,
 )
-from domain.protocols.plan import Problem
+from domain.protocols.plan import ExecutionPlan, Problem
 from domain.roles import Caller, Permission
+from domain.runs import records
 from domain.signatures import Meaning, SignatureInput, sign
 
 S = VersionStatus
@@ -427,6 +428,7 @@ def approve(session: Session, caller: Caller, *, key: str, version: int, signatu
         "approval_signature_id = :s", params={"t": sig.signed_at, "u": sig.signer_id, "s": sig.id},
         reason=signature.reason,
     )
+    records.form_published(session, caller.org_id, ExecutionPlan.model_validate(row.plan))
     protocol = _protocol_row(session, key, lock=True)
     if protocol.title != approved.title:  # the protocol is known by its newest approved title
         session.execute(text("UPDATE protocols SET title = :t WHERE id = :id"),

@@ -1,7 +1,8 @@
 """The run's records for the lake: step events, run status revisions, form submissions, each with its
 outbox row in the caller's transaction.
 
-Outbox payloads are a contract with the lake sink (topics `step_event`, `run`, `form_submission`): keep
+Outbox payloads are a contract with the lake sink (topics `step_event`, `run`, `form_submission`, and
+`form_published` from domain/protocols/service.py): keep
 their keys and types exactly. Step events carry ids derived from the run and an idempotency key, so an
 activity that runs twice writes one event and one outbox row.
 """
@@ -18,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from domain.canonical import format_ts
-from domain.protocols.plan import TaskNode
+from domain.protocols.plan import ExecutionPlan, FormSpec, SequenceNode, StepNode, TaskNode
 from domain.roles import Actor
 from domain.runs.messages import RunRef
 
@@ -150,8 +151,7 @@ def form_submission(
     if step.form is None:
         return None
     sid = uuid.uuid5(uuid.UUID(task_id), "submission")
-    fields = [{"key": f.key, "label": f.label, "type": f.type, "unit": f.unit, "required": f.required}
-              for f in step.form.fields]
+    fields = form_fields(step.form)
     payload = {
         "submission_id": str(sid), "org_id": str(run.org_id), "run_id": str(run.run_id),
         "protocol_key": run.protocol_key, "protocol_version": int(run.protocol_version), "step_key": step.key,
@@ -164,3 +164,36 @@ def form_submission(
         "v": json.dumps(values), "c": json.dumps(checklist), "e": json.dumps(evidence), "rq": request_id,
         "p": json.dumps(jsonable(payload))})
     return str(sid)
+
+
+def form_fields(form: FormSpec) -> list[dict[str, Any]]:
+    """A form's field definitions as the lake types its columns from them."""
+    return [{"key": f.key, "label": f.label, "type": f.type, "unit": f.unit, "required": f.required}
+            for f in form.fields]
+
+
+def forms_of(plan: ExecutionPlan) -> list[tuple[str, FormSpec]]:
+    """Every (step key, form) of a plan, in document order."""
+    found: list[tuple[str, FormSpec]] = []
+
+    def walk(node: StepNode | SequenceNode) -> None:
+        if isinstance(node, SequenceNode):
+            for step in node.steps:
+                walk(step)
+        elif isinstance(node, TaskNode) and node.form is not None:
+            found.append((node.key, node.form))
+        for child in (getattr(node, "body", None), *getattr(node, "branches", ())):
+            if child is not None:
+                walk(child)
+
+    walk(plan.root)
+    return found
+
+
+def form_published(session: Session, org_id: str | uuid.UUID, plan: ExecutionPlan) -> None:
+    """An approved version's forms, for the lake: each form table exists, typed and empty, from the moment the
+    version can run (an analyst's query names it before the first submission)."""
+    for step_key, form in forms_of(plan):
+        outbox(session, org_id, "form_published", {
+            "org_id": str(org_id), "protocol_key": plan.protocol_key, "protocol_version": plan.version,
+            "step_key": step_key, "form_key": form.key, "fields": form_fields(form)})

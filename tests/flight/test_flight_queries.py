@@ -70,7 +70,7 @@ def test_get_objects_lists_the_org_view(ana: Any) -> None:
     schemas = objects[0]["catalog_db_schemas"]
     assert [s["db_schema_name"] for s in schemas] == ["main"]
     tables = {t["table_name"]: t for t in schemas[0]["db_schema_tables"]}
-    assert sorted(tables) == ["form_big", "form_evolving", "form_x", "runs", "step_events"]  # analyst: no audit_log
+    assert sorted(tables) == ["form_big", "form_evolving", "form_x", "runs", "runs_current", "step_events"]  # analyst
     columns = [c["column_name"] for c in tables["form_x"]["table_columns"]]
     assert columns == ["org_id", "run_id", "ph", "colony_count", "submitted_at"]
     only_forms = ana.adbc_get_objects(table_name_filter="form\\_x").read_all().to_pylist()

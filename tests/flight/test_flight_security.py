@@ -475,7 +475,7 @@ def test_an_org_without_data_sees_empty_shared_tables(uri: str) -> None:
             table = query(conn, sql)
             assert table.num_rows == 0 and table.schema.names == ["org_id", "run_id", "status", "updated_at"]
         tables = conn.adbc_get_objects().read_all().to_pylist()[0]["catalog_db_schemas"][0]["db_schema_tables"]
-        assert sorted(t["table_name"] for t in tables) == ["audit_log", "runs", "step_events"]
+        assert sorted(t["table_name"] for t in tables) == ["audit_log", "runs", "runs_current", "step_events"]
         with pytest.raises(AdbcError, match="does not exist"):
             query(conn, "SELECT * FROM form_x")
     finally:
