@@ -113,7 +113,8 @@ async def _control(action: Literal["hold", "resume", "cancel"], run_id: uuid.UUI
     except Conflict as exc:
         await refused(p, caller, "run", str(run_id), action, exc)
         raise
-    return ControlResult(run_id=run_id, status=state.status, open_tasks=state.open_tasks)
+    return ControlResult(run_id=run_id, status=state.status, open_tasks=state.open_tasks,
+                         waiting_for=state.waiting_for)
 
 
 @router.post("/{run_id}/hold", response_model=ControlResult)

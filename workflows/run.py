@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         RunState,
         StepEvent,
         TaskBrief,
+        Waiting,
     )
 
 WORKFLOW_NAME = "ProtocolRun"
@@ -113,6 +114,8 @@ class ProtocolRun:
         self.pending: dict[str, _Pending] = {}
         self.busy = 1  # branches doing the run's own work now (not waiting for people or time)
         self.opened_ahead: dict[str, OpenStep] = {}  # steps a completion's activity already opened (see _ahead)
+        self.timers: dict[tuple[str, int], dt.datetime] = {}  # (step, iteration) → when it fires: for `state`
+        self.hold_reason: str | None = None
 
     # ------------------------------------------------------------------ the interpreter
 
@@ -191,12 +194,16 @@ class ProtocolRun:
     async def _timer(self, node: TimerNode, iteration: int) -> None:
         await self._wait(lambda: not self.held)
         duration = self._scaled(node.duration_seconds)
+        fires_at = workflow.now() + duration
         await self._event(node.key, "timer", "timer_started", iteration,
-                          {"duration_seconds": duration.total_seconds(), "fires_at": workflow.now() + duration})
+                          {"duration_seconds": duration.total_seconds(), "fires_at": fires_at})
+        self.timers[(node.key, iteration)] = fires_at
         try:
             await self._wait(lambda: False, timeout=duration)
         except TimeoutError:
             pass
+        finally:
+            del self.timers[(node.key, iteration)]
         await self._event(node.key, "timer", "timer_fired", iteration, {})
 
     async def _human(self, node: TaskNode | ApprovalNode, iteration: int, path: Path) -> _Pending:
@@ -299,8 +306,16 @@ class ProtocolRun:
     @workflow.query
     def state(self) -> RunState:
         status = self.stop or ("completed" if self.finished else "on_hold" if self.held else "running")
-        return RunState(run_id=self.inp.run.run_id, status=status, held=self.held, open_tasks=self._open_tasks(),
-                        reached=dict(self.reached))
+        if status not in ("running", "on_hold"):  # an ended run waits for nothing, whatever was open when it ended
+            return RunState(run_id=self.inp.run.run_id, status=status, held=self.held, open_tasks=[],
+                            reached=dict(self.reached))
+        tasks = self._open_tasks()
+        waiting = [Waiting(kind="hold", reason=self.hold_reason)] if self.held else []
+        waiting += [Waiting(kind=t.kind, step_key=t.step_key, title=t.title, task_id=t.task_id, iteration=t.iteration,
+                            until=t.due_at) for t in tasks]
+        waiting += [Waiting(kind="timer", step_key=key, iteration=i, until=at) for (key, i), at in self.timers.items()]
+        return RunState(run_id=self.inp.run.run_id, status=status, held=self.held, open_tasks=tasks,
+                        reached=dict(self.reached), waiting_for=waiting)
 
     def _check_running(self) -> None:
         if self.stop is not None or self.finished:
@@ -337,6 +352,7 @@ class ProtocolRun:
             self.stop = "cancelled"
         else:
             self.held = status == "on_hold"
+            self.hold_reason = c.reason if self.held else None
         return self.state()
 
     # ------------------------------------------------------------------ opening ahead

@@ -73,6 +73,19 @@ class TaskBrief(_Message):
     due_at: dt.datetime | None = None
 
 
+class Waiting(_Message):
+    """One thing a run waits for now, and until when: a task or approval (until its due time), a timer (until it
+    fires), or a hold (until someone resumes the run; no time)."""
+
+    kind: Literal["task", "approval", "timer", "hold"]
+    step_key: str = ""
+    title: str = ""
+    task_id: str | None = None
+    iteration: int = 0
+    until: dt.datetime | None = None
+    reason: str | None = None  # a hold's
+
+
 HumanNode = Annotated[TaskNode | ApprovalNode, Field(discriminator="kind")]
 
 
@@ -198,3 +211,4 @@ class RunState(_Message):
     held: bool
     open_tasks: list[TaskBrief]
     reached: dict[str, int]
+    waiting_for: list[Waiting] = []

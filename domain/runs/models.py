@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from domain.limits import INT32_MAX, Input
-from domain.runs.messages import TaskBrief
+from domain.runs.messages import TaskBrief, Waiting
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 
@@ -84,6 +84,7 @@ class RunRead(BaseModel):
 
 class RunDetail(RunRead):
     open_tasks: list[TaskBrief]
+    waiting_for: list[Waiting] = Field(description="what the run waits for now, and until when (nothing once ended)")
     steps: list[dict[str, Any]] = Field(description="every step event so far, oldest first")
 
 
@@ -91,6 +92,7 @@ class ControlResult(BaseModel):
     run_id: uuid.UUID
     status: str
     open_tasks: list[TaskBrief]
+    waiting_for: list[Waiting] = Field(description="what the run waits for now, and until when (nothing once ended)")
 
 
 class TimelineEntry(BaseModel):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.audit import service as audit_service
-from domain.canonical import canonical_bytes, format_ts
+from domain.canonical import canonical_bytes, format_ts, parse_ts
 from domain.errors import Conflict, Forbidden, Invalid, NotFound
 from domain.protocols.plan import ApprovalNode, ExecutionPlan
 from domain.roles import SYSTEM_ACTOR, Caller
@@ -34,6 +34,7 @@ from domain.runs.messages import (
     Outcome,
     RequestInfo,
     RunRef,
+    Waiting,
 )
 from domain.runs.models import RunDetail, RunLaunch, RunRead, TimelineEntry
 from domain.tasks import service as tasks
@@ -140,7 +141,27 @@ def detail(session: Session, run_id: uuid.UUID) -> RunDetail:
     steps = [{"event_id": str(e.id), "step_key": e.step_key, "step_kind": e.step_kind, "event": e.event,
               "iteration": e.iteration, "actor": e.actor_display, "occurred_at": format_ts(e.occurred_at),
               "detail": e.detail} for e in events]
-    return RunDetail(**run.model_dump(), open_tasks=tasks.open_briefs(session, run_id), steps=steps)
+    return RunDetail(**run.model_dump(), open_tasks=tasks.open_briefs(session, run_id),
+                     waiting_for=waiting_for(session, run), steps=steps)
+
+
+def waiting_for(session: Session, run: RunRead) -> list[Waiting]:
+    """What the run waits for, as its records tell: a hold, open tasks (until due), timers running (until they
+    fire). Nothing once it has ended."""
+    if run.status in ENDED:
+        return []
+    waiting = [Waiting(kind="hold", reason=run.status_reason)] if run.status == "on_hold" else []
+    waiting += [Waiting(kind=t.kind, step_key=t.step_key, title=t.title, task_id=t.task_id, iteration=t.iteration,
+                        until=t.due_at) for t in tasks.open_briefs(session, run.id)]
+    timers = session.execute(
+        text("SELECT s.step_key, s.iteration, s.detail->>'fires_at' AS fires_at FROM step_events s"
+             " WHERE s.run_id = :r AND s.event = 'timer_started' AND NOT EXISTS (SELECT 1 FROM step_events f"
+             " WHERE f.run_id = s.run_id AND f.event = 'timer_fired' AND f.step_key = s.step_key"
+             " AND f.iteration = s.iteration) ORDER BY s.occurred_at"), {"r": run.id},
+    ).all()
+    waiting += [Waiting(kind="timer", step_key=t.step_key, iteration=t.iteration,
+                        until=parse_ts(t.fires_at) if t.fires_at else None) for t in timers]
+    return waiting
 
 
 def list_runs(session: Session, *, status: str | None = None, protocol_key: str | None = None,
