@@ -110,7 +110,7 @@ async def _control(action: Literal["hold", "resume", "cancel"], run_id: uuid.UUI
     try:
         state = await temporal.update(p, run_id, action, msg, request_id=caller.context.request_id,
                                       result_type=RunState)
-    except Conflict as exc:
+    except (Conflict, Invalid) as exc:
         await refused(p, caller, "run", str(run_id), action, exc)
         raise
     return ControlResult(run_id=run_id, status=state.status, open_tasks=state.open_tasks,
@@ -178,7 +178,7 @@ async def decide(run_id: uuid.UUID, data: ApprovalRequest, caller: Caller = Depe
     try:
         outcome = await temporal.update_step(p, run_id, "decide", decision, request_id=caller.context.request_id,
                                              result_type=Outcome, still_open=lambda: _still_open(p, caller, decision))
-    except Conflict as exc:
+    except (Conflict, Invalid) as exc:
         prior = await in_tx(p, caller, tasks.prior_answer, caller.context.request_id)
         if prior is not None and prior[0] == decision.task_id:
             return answer(prior[1])

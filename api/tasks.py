@@ -13,7 +13,7 @@ from api import temporal
 from api.deps import Platform, platform, require
 from api.runs import answer, in_tx, refused
 from domain import notifications
-from domain.errors import Conflict
+from domain.errors import Conflict, Invalid
 from domain.roles import Caller, Permission
 from domain.runs import service as runs
 from domain.runs.messages import Completion, Outcome
@@ -99,7 +99,7 @@ async def complete(task_id: uuid.UUID, data: TaskCompletion, caller: Caller = De
         # Always through the workflow, even for a retry: it must learn of a completion its activity recorded.
         outcome = await temporal.update_step(p, run_id, "complete_task", completion, request_id=request_id,
                                              result_type=Outcome, still_open=lambda: _still_open(p, caller, task_id))
-    except Conflict as exc:
+    except (Conflict, Invalid) as exc:
         # The run moved on (or ended) after answering this very request before: the first answer.
         prior = await in_tx(p, caller, service.prior_answer, request_id)
         if prior is not None and prior[0] == str(task_id):

@@ -23,12 +23,12 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Platform
 from domain.canonical import format_ts
-from domain.errors import Conflict, Unavailable
+from domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
 from domain.runs.messages import RunInput
 from domain.runs.service import temporal_summary
 
@@ -93,6 +93,25 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+_BY_STATUS: dict[int, type[DomainError]] = {403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid}
+
+
+def _refused(exc: WorkflowUpdateFailedError) -> DomainError:
+    """What the workflow's refusal means to the caller: its validator's 409; an activity's domain error as the
+    same status the API gives it (the activity sends the status along); a record that could not be made, 503."""
+    cause = exc.cause
+    message = getattr(cause, "message", None) or str(cause or exc)
+    kind = getattr(cause, "type", None) or ""
+    if kind == "NotRecorded":
+        return Unavailable(message)
+    details = cause.details if isinstance(cause, ApplicationError) else ()
+    refusal = details[0] if details and isinstance(details[0], dict) else {}
+    status = refusal.get("status")
+    if isinstance(status, int) and status in _BY_STATUS:
+        return _BY_STATUS[status](message, reasons=[str(r) for r in refusal.get("reasons") or []])
+    return UpdateRefused(message, kind=kind)
+
+
 def client_of(p: Platform) -> Client:
     client: Client | None = p.extras.get("temporal")
     if client is None:
@@ -129,9 +148,7 @@ async def update(p: Platform, run_id: uuid.UUID | str, name: str, arg: Any, *, r
         return await handle.execute_update(name, arg, id=request_id, result_type=result_type,
                                            rpc_timeout=UPDATE_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        raise UpdateRefused(getattr(cause, "message", None) or str(cause or exc),
-                            kind=getattr(cause, "type", None) or "") from exc
+        raise _refused(exc) from exc
     except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
         raise Unavailable(NO_WORKER.format(s=UPDATE_TIMEOUT.total_seconds())) from exc
     except RPCError as exc:

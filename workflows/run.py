@@ -23,7 +23,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.protocols.expressions import evaluate
@@ -61,8 +61,16 @@ WORKFLOW_NAME = "ProtocolRun"
 OPEN_STEP, COMPLETE_TASK, DECIDE_APPROVAL = "open_step", "complete_task", "decide_approval"
 ESCALATE, RECORD_EVENT, CONTROL_RUN, FINISH_RUN = "escalate", "record_event", "control_run", "finish_run"
 
+# The interpreter's own records (a step opened, a timer fired, an escalation, the end) carry nothing a client
+# sent: retried until the database takes them; /healthz names the run meanwhile (activities/runs.py).
 RECORD_RETRY = RetryPolicy(initial_interval=dt.timedelta(milliseconds=200), maximum_interval=dt.timedelta(seconds=10))
 RECORD_TIMEOUT = dt.timedelta(seconds=30)
+# A person's request (completion, decision, hold, resume, cancel): a few attempts well within the API's wait
+# for an answer, then the update fails with the reason and the run takes the next request. A refusal (a
+# domain error, a value the database cannot hold) is never retried: the activity raises it non-retryable.
+REQUEST_ATTEMPTS = 4
+REQUEST_RETRY = RetryPolicy(initial_interval=dt.timedelta(milliseconds=200), backoff_coefficient=2,
+                            maximum_interval=dt.timedelta(seconds=2), maximum_attempts=REQUEST_ATTEMPTS)
 
 
 class _Stopped(Exception):
@@ -254,8 +262,9 @@ class ProtocolRun:
         pending = self.pending[c.task_id]
         assert isinstance(pending.node, TaskNode)
         ahead = self._ahead(pending, c.values)
-        outcome = await self._local(COMPLETE_TASK, CompleteTask(
-            run=self.inp.run, step=pending.node, iteration=pending.iteration, completion=c, open_next=ahead), Outcome)
+        outcome = await self._request(COMPLETE_TASK, CompleteTask(
+            run=self.inp.run, step=pending.node, iteration=pending.iteration, completion=c, open_next=ahead), Outcome,
+            "the completion")
         return await self._settle(pending, outcome, ahead)
 
     @complete_task.validator
@@ -267,8 +276,9 @@ class ProtocolRun:
         pending = self.pending[d.task_id]
         assert isinstance(pending.node, ApprovalNode)
         ahead = self._ahead(pending, None) if d.decision == "approve" else []
-        outcome = await self._local(DECIDE_APPROVAL, DecideApproval(
-            run=self.inp.run, step=pending.node, iteration=pending.iteration, decision=d, open_next=ahead), Outcome)
+        outcome = await self._request(DECIDE_APPROVAL, DecideApproval(
+            run=self.inp.run, step=pending.node, iteration=pending.iteration, decision=d, open_next=ahead), Outcome,
+            "the decision")
         return await self._settle(pending, outcome, ahead)
 
     @decide.validator
@@ -347,7 +357,9 @@ class ProtocolRun:
         return outcome.model_copy(update={"open_tasks": self._open_tasks(), "run_status": self.state().status})
 
     async def _control(self, c: Control) -> RunState:
-        status = await self._local(CONTROL_RUN, ControlRun(run=self.inp.run, control=c), str)
+        # The run's state changes only once the record is committed: a control that fails changes nothing here
+        # either, so the database and the workflow never disagree about it.
+        status = await self._request(CONTROL_RUN, ControlRun(run=self.inp.run, control=c), str, f"the {c.action}")
         if c.action == "cancel":
             self.stop = "cancelled"
         else:
@@ -441,8 +453,34 @@ class ProtocolRun:
             event=event, iteration=iteration, at=workflow.now(), detail=detail))
 
     async def _local(self, activity: str, arg: Any, result_type: type | None = None) -> Any:
-        return await workflow.execute_local_activity(
-            activity, arg, result_type=result_type, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
+        try:
+            return await workflow.execute_local_activity(
+                activity, arg, result_type=result_type, start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY)
+        except (ActivityError, ApplicationError) as exc:
+            # Only a refusal ends the retries here, and the interpreter's records are never refused unless
+            # something is badly wrong: fail the workflow task (Temporal retries it, the UI shows why), never
+            # the run, which would leave the database showing it running.
+            raise RuntimeError(f"{activity} refused: {exc}") from exc
+
+    async def _request(self, activity: str, arg: Any, result_type: type, doing: str) -> Any:
+        """A person's request recorded by its activity; its refusal or failure fails the update, not the run."""
+        try:
+            return await workflow.execute_local_activity(
+                activity, arg, result_type=result_type, start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=REQUEST_RETRY)
+        except (ActivityError, ApplicationError) as exc:
+            # A local activity's last failure arrives as its ApplicationError itself (no ActivityError around it).
+            cause = exc.cause if isinstance(exc, ActivityError) else exc
+            refusal = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else None
+            if isinstance(refusal, dict) and "status" in refusal:  # activities/runs.py `refusal`: the API's 4xx
+                assert isinstance(cause, ApplicationError)
+                raise ApplicationError(cause.message, refusal, type=cause.type, non_retryable=True) from None
+            why = cause.type if isinstance(cause, ApplicationError) and cause.type else type(cause).__name__
+            raise ApplicationError(
+                f"{doing} could not be recorded ({why}, {REQUEST_ATTEMPTS} attempts); nothing changed and the run "
+                "takes further requests: send it again with a new X-Request-ID", type="NotRecorded",
+                non_retryable=True) from None
 
     async def _continue_as_new(self, next_index: int) -> None:
         """Continue as a new run of the same workflow id, at a root step boundary (nothing open then)."""

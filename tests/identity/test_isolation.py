@@ -119,6 +119,7 @@ REVIEWED_DEFINER_FUNCTIONS = {
     "login_failures": "throttling: counts of recent failed logins for one email and one address",
     "service_heartbeat": "a service reports itself alive",
     "service_liveness": "/healthz: each service's last report, no host names",
+    "failing_runs": "/healthz: run ids whose activity keeps failing, with counts and the error's type only",
 }
 
 
