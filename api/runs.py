@@ -24,7 +24,7 @@ from domain.roles import Caller, Permission
 from domain.runs import service as runs
 from domain.runs.messages import Control, Decision, Outcome, RunInput, RunState
 from domain.runs.models import ApprovalRequest, ControlResult, RunControl, RunDetail, RunHistory, RunLaunch, RunRead
-from domain.signatures import Meaning, SignatureInput, sign
+from domain.signatures import Meaning, SignatureInput, verify
 from domain.tasks import service as tasks
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
@@ -140,19 +140,24 @@ async def cancel(run_id: uuid.UUID, data: RunControl, caller: Caller = Depends(r
 
 
 def _sign(s: Session, caller: Caller, run_id: uuid.UUID, data: ApprovalRequest) -> Decision:
-    """Gates, then the signature bound to the reviewed records; a retried request reuses the first signature."""
+    """Gates and the password, then the decision carrying the signature bound to the reviewed records. The
+    signature is recorded by the decision's activity, with the decision, or not at all. A retried request
+    reuses the first signature."""
     prior = tasks.prior_answer(s, caller.context.request_id)
     if prior is not None and prior[1].signature_id:
         task = runs.approval_task(s, run_id, uuid.UUID(prior[0]))
         signature_id, content_hash = prior[1].signature_id, runs.signed_hash(s, prior[1].signature_id)
-    else:
-        task = runs.approval_task(s, run_id, data.task_id)
-        content_hash = runs.check_approval(s, caller, task, data.decision, data.reason)
-        meaning = Meaning(task.spec["meaning"]) if data.decision == "approve" else Meaning.rejected
-        signature_id = str(sign(s, caller, SignatureInput(password=data.password, meaning=meaning, reason=data.reason),
-                                entity_type="task", entity_id=str(task.id), content_hash=content_hash).id)
+        return Decision(task_id=str(task.id), actor=runs.actor_ref(caller), decision=data.decision,
+                        signature_id=signature_id, content_hash=content_hash, reason=data.reason,
+                        request=runs.request_info(caller))
+    task = runs.approval_task(s, run_id, data.task_id)
+    content_hash = runs.check_approval(s, caller, task, data.decision, data.reason)
+    meaning = Meaning(task.spec["meaning"]) if data.decision == "approve" else Meaning.rejected
+    sig = verify(s, caller, SignatureInput(password=data.password, meaning=meaning, reason=data.reason),
+                 entity_type="task", entity_id=str(task.id), content_hash=content_hash)
     return Decision(task_id=str(task.id), actor=runs.actor_ref(caller), decision=data.decision,
-                    signature_id=signature_id, content_hash=content_hash, reason=data.reason,
+                    signature_id=str(sig.id), content_hash=content_hash, reason=data.reason,
+                    meaning=sig.meaning.value, signer_name=sig.signer_name, signed_at=sig.signed_at,
                     request=runs.request_info(caller))
 
 

@@ -19,7 +19,7 @@ from domain import audit
 from domain.errors import Forbidden, Invalid
 from domain.identity import secrets
 from domain.limits import Input
-from domain.roles import Caller
+from domain.roles import Actor, Caller, RequestContext
 
 
 class Meaning(StrEnum):
@@ -51,20 +51,13 @@ class Signature(BaseModel):
     signed_at: dt.datetime
 
 
-def sign(
-    session: Session,
-    caller: Caller,
-    data: SignatureInput,
-    *,
-    entity_type: str,
-    entity_id: str,
-    content_hash: str,
-) -> Signature:
-    """Check the re-entered password and record the signature (plus its audit entry).
+def verify(session: Session, caller: Caller, data: SignatureInput, *, entity_type: str, entity_id: str,
+           content_hash: str, signature_id: uuid.UUID | None = None) -> Signature:
+    """Check the re-entered password and the rules of a signing; the signature to record, not recorded yet.
 
-    A wrong password raises SignatureRefused (403); the API records every 403 in
-    the audit log in its own transaction, so the refusal stays on record even though
-    this transaction rolls back.
+    A wrong password raises SignatureRefused (403); the API records every 403 in the audit log in its own
+    transaction. Nothing is written here: the signature is recorded with what it signs (`record`), in the
+    same transaction, so a decision refused afterwards leaves no signature behind.
     """
     if caller.actor.type != "user" or caller.user_id is None:
         raise Forbidden("only a person can sign; API keys cannot")
@@ -75,20 +68,39 @@ def sign(
         raise SignatureRefused("signature refused: the password is not correct")
     if data.meaning == Meaning.rejected and not (data.reason and data.reason.strip()):
         raise Invalid("a rejection needs a reason", reasons=["reason: required when rejecting"])
-    sig = Signature(
-        id=uuid.uuid4(), signer_id=caller.user_id, signer_name=row.display_name, meaning=data.meaning,
+    return Signature(
+        id=signature_id or uuid.uuid4(), signer_id=caller.user_id, signer_name=row.display_name, meaning=data.meaning,
         reason=data.reason, entity_type=entity_type, entity_id=entity_id, content_hash=content_hash,
         signed_at=dt.datetime.now(dt.UTC),
     )
+
+
+def record(session: Session, sig: Signature, *, org_id: uuid.UUID | str, actor: Actor,
+           context: RequestContext) -> Signature:
+    """Record a verified signature and its audit entry, in the transaction of what it signs."""
     session.execute(
         text("INSERT INTO signatures (id, org_id, signer_id, signer_name, meaning, reason, entity_type, entity_id, "
              "content_hash, signed_at) VALUES (:id, :o, :s, :n, :m, :r, :et, :ei, :h, :t)"),
-        {"id": sig.id, "o": caller.org_id, "s": sig.signer_id, "n": sig.signer_name, "m": sig.meaning.value,
-         "r": sig.reason, "et": entity_type, "ei": entity_id, "h": content_hash, "t": sig.signed_at},
+        {"id": sig.id, "o": str(org_id), "s": sig.signer_id, "n": sig.signer_name, "m": sig.meaning.value,
+         "r": sig.reason, "et": sig.entity_type, "ei": sig.entity_id, "h": sig.content_hash, "t": sig.signed_at},
     )
-    audit.record(session, org_id=caller.org_id, actor=caller.actor, action="sign", entity_type="signature",
-                 entity_id=sig.id, after=sig.model_dump(mode="json"), reason=data.reason, context=caller.context)
+    audit.record(session, org_id=org_id, actor=actor, action="sign", entity_type="signature",
+                 entity_id=sig.id, after=sig.model_dump(mode="json"), reason=sig.reason, context=context)
     return sig
+
+
+def sign(
+    session: Session,
+    caller: Caller,
+    data: SignatureInput,
+    *,
+    entity_type: str,
+    entity_id: str,
+    content_hash: str,
+) -> Signature:
+    """Verify and record a signature in the caller's transaction (with what it signs)."""
+    sig = verify(session, caller, data, entity_type=entity_type, entity_id=entity_id, content_hash=content_hash)
+    return record(session, sig, org_id=caller.org_id, actor=caller.actor, context=caller.context)
 
 
 class SignatureRefused(Forbidden):

@@ -1,7 +1,8 @@
 """What the run workflow, its activities and the API pass each other through Temporal.
 
 The workflow sandbox imports this module: it needs only pydantic, the standard library and the plan.
-Nothing here carries a password; a signature travels as the id of the row the API already wrote.
+Nothing here carries a password: the API verifies it, and a signature travels as what the decision's activity
+records (id, meaning, signer, time, the hash signed).
 """
 
 from __future__ import annotations
@@ -125,6 +126,10 @@ class Decision(_Message):
     decision: Literal["approve", "reject"]
     signature_id: str
     content_hash: str
+    # The signature the API verified (password re-entered), recorded with the decision in one transaction.
+    meaning: str | None = None
+    signer_name: str | None = None
+    signed_at: dt.datetime | None = None
     reason: str | None = None
     request: RequestInfo = RequestInfo()
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from domain import audit
+from domain import audit, signatures
 from domain.audit import service as audit_service
 from domain.canonical import canonical_bytes, format_ts, parse_ts
 from domain.errors import Conflict, Forbidden, Invalid, NotFound
@@ -30,6 +30,7 @@ from domain.runs.messages import (
     ActorRef,
     ControlRun,
     DecideApproval,
+    Decision,
     FinishRun,
     Outcome,
     RequestInfo,
@@ -325,9 +326,19 @@ def request_info(caller: Caller) -> RequestInfo:
                        api_key_id=c.api_key_id)
 
 
+def _verified_signature(d: Decision) -> signatures.Signature | None:
+    if d.meaning is None or d.signer_name is None or d.signed_at is None or d.actor.user_id is None:
+        return None
+    return signatures.Signature(
+        id=uuid.UUID(d.signature_id), signer_id=uuid.UUID(d.actor.user_id), signer_name=d.signer_name,
+        meaning=signatures.Meaning(d.meaning), reason=d.reason, entity_type="task", entity_id=d.task_id,
+        content_hash=d.content_hash, signed_at=d.signed_at)
+
+
 def decide(session: Session, msg: DecideApproval) -> Outcome:
     """Record an approval decision (the workflow's activity): gates again, the signature bound to the reviewed
-    records as they are now, then the task, step event, audit entry and outbox row together."""
+    records as they are now, then the signature, the task, step event, audit entry and outbox row together: a
+    refused decision records no signature."""
     d, run, step = msg.decision, msg.run, msg.step
     prior = tasks.prior_answer(session, d.request.request_id)
     if prior is not None and prior[0] == d.task_id:
@@ -336,28 +347,34 @@ def decide(session: Session, msg: DecideApproval) -> Outcome:
     if task is None:
         raise NotFound(f"no task {d.task_id}")
     forbidden, conflicts, invalid = approval_gates(session, task, d.actor, d.decision, d.reason)
-    sig = session.execute(
-        text("SELECT signer_id, meaning, content_hash FROM signatures WHERE id = :s AND entity_type = 'task'"
-             " AND entity_id = :t"), {"s": d.signature_id, "t": d.task_id},
-    ).first()
     content_hash, _ = reviewed_records(session, run.run_id, list(step.reviews))
-    if sig is None or str(sig.signer_id) != d.actor.user_id:
+    new_signature = _verified_signature(d)
+    if new_signature is not None:  # verified by the API: recorded below with the decision, or not at all
+        signed_by, meaning, signed_hash = str(new_signature.signer_id), new_signature.meaning.value, d.content_hash
+    else:  # a decision sent before signatures travelled with it (replayed histories): its row was written then
+        row = session.execute(
+            text("SELECT signer_id, meaning, content_hash FROM signatures WHERE id = :s AND entity_type = 'task'"
+                 " AND entity_id = :t"), {"s": d.signature_id, "t": d.task_id},
+        ).first()
+        signed_by, meaning, signed_hash = (str(row.signer_id), row.meaning, row.content_hash) if row else ("", "", "")
+    if not signed_by or signed_by != d.actor.user_id:
         forbidden.append("signature: no signature by you on this approval")
-    elif sig.content_hash != content_hash or d.content_hash != content_hash:
+    elif signed_hash != content_hash or d.content_hash != content_hash:
         conflicts.append("signature: the reviewed records changed since you signed; review and sign again")
     if forbidden or conflicts or invalid:
         return tasks.refusal(session, run, task, step_key=step.key, iteration=msg.iteration, actor=d.actor,
                              request=d.request, forbidden=forbidden, conflicts=conflicts, invalid=invalid,
                              doing="approval")
-    assert sig is not None
     actor = tasks.actor_of(d.actor)
+    if new_signature is not None:
+        signatures.record(session, new_signature, org_id=run.org_id, actor=actor, context=tasks.context_of(d.request))
     status: Literal["approved", "rejected"] = "approved" if d.decision == "approve" else "rejected"
     at = records.now()
     session.execute(
         text("UPDATE tasks SET status = :s, closed_at = :at, closed_by = :by, closed_by_display = :byd WHERE id = :t"),
         {"s": status, "at": at, "by": actor.id, "byd": actor.display, "t": d.task_id},
     )
-    detail = {"task_id": d.task_id, "signature_id": d.signature_id, "meaning": sig.meaning,
+    detail = {"task_id": d.task_id, "signature_id": d.signature_id, "meaning": meaning,
               "content_hash": content_hash, "reason": d.reason, "reviews": list(step.reviews),
               "on_reject": step.on_reject.model_dump() if status == "rejected" else None}
     records.step_event(session, run, key=f"{status}:{d.task_id}", event=status, step_key=step.key,
