@@ -20,6 +20,7 @@ from api.deps import Platform, platform, require
 from domain import audit
 from domain.audit import Severity
 from domain.errors import Conflict, DomainError, Forbidden, Invalid, Unavailable
+from domain.identity import service as identity
 from domain.roles import Caller, Permission
 from domain.runs import service as runs
 from domain.runs.messages import Control, Decision, Outcome, RunInput, RunState
@@ -76,7 +77,9 @@ async def launch(data: RunLaunch, caller: Caller = Depends(require(Permission.ru
     run, plan, created = await in_tx(p, caller, runs.launch, caller, data)
     if created:
         try:
-            await temporal.start_run(p, RunInput(run=runs.ref(run), plan=plan, time_scale=run.time_scale))
+            org = caller.org_slug or (await in_tx(p, caller, identity.get_org, caller)).slug
+            await temporal.start_run(p, RunInput(run=runs.ref(run), plan=plan, time_scale=run.time_scale),
+                                     org=org, subjects=[f"{x.type}:{x.id}" for x in run.subjects])
         except Unavailable as exc:
             await in_tx(p, caller, runs.launch_failed, caller, run.id, exc.message)
             raise
@@ -113,6 +116,9 @@ async def _control(action: Literal["hold", "resume", "cancel"], run_id: uuid.UUI
     except (Conflict, Invalid) as exc:
         await refused(p, caller, "run", str(run_id), action, exc)
         raise
+    if action == "cancel":
+        await temporal.request_cancellation(p, run_id, f"cancelled on the platform by {caller.actor.display}: "
+                                                        f"{data.reason}")
     return ControlResult(run_id=run_id, status=state.status, open_tasks=state.open_tasks,
                          waiting_for=state.waiting_for)
 

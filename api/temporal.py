@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -21,7 +21,12 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -125,19 +130,66 @@ def _unavailable(exc: BaseException) -> Unavailable:
     return Unavailable(f"Temporal is not reachable ({_why(exc)}); try again shortly")
 
 
-async def start_run(p: Platform, inp: RunInput) -> None:
-    """Start the run's workflow (workflow id = run id); a start already made counts as done."""
-    from workflows.run import WORKFLOW_NAME
+async def search_attributes_ready(p: Platform) -> bool:
+    """Whether the namespace knows the runs' search attributes, registering them when allowed (the dev server
+    allows it; a production cluster may need `temporal operator search-attribute create`). Remembered once
+    true; when false, runs start without them rather than not at all."""
+    if p.extras.get("search_attributes_ready"):
+        return True
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 
+    from workflows.run import SEARCH_ATTRIBUTES
+
+    client = client_of(p)
+    try:
+        known = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace), timeout=START_TIMEOUT)
+        missing = {k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in SEARCH_ATTRIBUTES
+                   if k.name not in known.custom_attributes}
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing),
+                timeout=START_TIMEOUT)
+    except (RPCError, RuntimeError) as exc:
+        log.warning("runs start without search attributes: they are not registered in Temporal", error=_why(exc))
+        return False
+    p.extras["search_attributes_ready"] = True
+    return True
+
+
+async def start_run(p: Platform, inp: RunInput, *, org: str = "", subjects: Sequence[str] = ()) -> None:
+    """Start the run's workflow (workflow id = run id); a start already made counts as done. The run carries
+    search attributes (organization, protocol, subjects, status) so an operator finds it in the Temporal UI."""
+    from workflows.run import ORG_ATTR, PROTOCOL_ATTR, STATUS_ATTR, SUBJECT_ATTR, WORKFLOW_NAME
+
+    indexed = await search_attributes_ready(p)
+    attributes = TypedSearchAttributes([
+        SearchAttributePair(ORG_ATTR, org or inp.run.org_id),
+        SearchAttributePair(PROTOCOL_ATTR, f"{inp.run.protocol_key} v{inp.run.protocol_version}"),
+        SearchAttributePair(SUBJECT_ATTR, list(subjects)),
+        SearchAttributePair(STATUS_ATTR, "running")]) if indexed else None
     try:
         await client_of(p).start_workflow(
-            WORKFLOW_NAME, inp, id=inp.run.run_id, task_queue=p.settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, rpc_timeout=START_TIMEOUT)
+            WORKFLOW_NAME, inp.model_copy(update={"indexed": indexed}), id=inp.run.run_id,
+            task_queue=p.settings.task_queue, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, search_attributes=attributes,
+            rpc_timeout=START_TIMEOUT)
     except WorkflowAlreadyStartedError:
         pass
     except (RPCError, RuntimeError) as exc:
         raise _unavailable(exc) from exc
+
+
+async def request_cancellation(p: Platform, run_id: uuid.UUID | str, reason: str) -> None:
+    """After a platform cancel, ask Temporal to cancel the workflow too, so it ends CANCELED there (the workflow
+    waits for it; without it, it ends failed with RunCancelled a minute later). Best effort: the cancel is
+    recorded already."""
+    try:
+        await client_of(p).get_workflow_handle(str(run_id)).cancel(reason=reason[:1000], rpc_timeout=READ_TIMEOUT)
+    except (RPCError, RuntimeError) as exc:
+        log.warning("cancellation request not sent; the run ends as failed (RunCancelled)", run_id=str(run_id),
+                    error=_why(exc))
 
 
 async def update(p: Platform, run_id: uuid.UUID | str, name: str, arg: Any, *, request_id: str | None,

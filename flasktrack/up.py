@@ -77,13 +77,21 @@ class Child:
             self.proc.wait()
 
 
+_SA_TYPES = {"KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList", "TEXT": "Text", "INT": "Int"}
+
+
 def start_temporal(settings: Settings, log_dir: Path) -> Child:
+    from workflows.run import SEARCH_ATTRIBUTES
+
     binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     db = (settings.data_dir / "temporal.db").resolve()
+    # Runs carry these, so an operator finds them in the web UI by organization, protocol, subject, status.
+    attributes = [arg for k in SEARCH_ATTRIBUTES
+                  for arg in ("--search-attribute", f"{k.name}={_SA_TYPES[k.indexed_value_type.name]}")]
     child = Child("temporal", [
         binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(settings.temporal_port),
         "--ui-port", str(settings.temporal_port + 1000), "--db-filename", str(db), "--log-level", "warn",
-        "--ui-disable-news-fetch",
+        "--ui-disable-news-fetch", *attributes,
     ])
     child.start(dict(os.environ), log_dir)
     if not wait_for_port("127.0.0.1", settings.temporal_port, 60):

@@ -19,10 +19,10 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         TimerNode,
     )
     from domain.runs.messages import (
+        ActorRef,
         CompleteTask,
         Completion,
         Control,
@@ -63,6 +64,17 @@ ESCALATE, RECORD_EVENT, CONTROL_RUN, FINISH_RUN = "escalate", "record_event", "c
 
 # The interpreter's own records (a step opened, a timer fired, an escalation, the end) carry nothing a client
 # sent: retried until the database takes them; /healthz names the run meanwhile (activities/runs.py).
+# Search attributes the API sets at start (the workflow keeps the status current), so an operator finds a run in
+# the Temporal UI: `flasktrack up` registers them on its dev server, the API on any server that lets it.
+ORG_ATTR = SearchAttributeKey.for_keyword("FlasktrackOrg")
+PROTOCOL_ATTR = SearchAttributeKey.for_keyword("FlasktrackProtocol")
+SUBJECT_ATTR = SearchAttributeKey.for_keyword_list("FlasktrackSubject")
+STATUS_ATTR = SearchAttributeKey.for_keyword("FlasktrackStatus")
+SEARCH_ATTRIBUTES = (ORG_ATTR, PROTOCOL_ATTR, SUBJECT_ATTR, STATUS_ATTR)
+END_STATES = "end-states"  # workflow.patched: runs started before end in COMPLETED as they did
+CANCEL_GRACE = dt.timedelta(minutes=1)
+TEMPORAL_CANCEL = ActorRef(type="system", id="temporal", display="Temporal (cancellation request)")
+
 RECORD_RETRY = RetryPolicy(initial_interval=dt.timedelta(milliseconds=200), maximum_interval=dt.timedelta(seconds=10))
 RECORD_TIMEOUT = dt.timedelta(seconds=30)
 # A person's request (completion, decision, hold, resume, cancel): a few attempts well within the API's wait
@@ -124,23 +136,72 @@ class ProtocolRun:
         self.opened_ahead: dict[str, OpenStep] = {}  # steps a completion's activity already opened (see _ahead)
         self.timers: dict[tuple[str, int], dt.datetime] = {}  # (step, iteration) → when it fires: for `state`
         self.hold_reason: str | None = None
+        self.cancel_reason: str | None = None
+        self.rejected_at = ""
 
     # ------------------------------------------------------------------ the interpreter
 
     @workflow.run
     async def run(self, inp: RunInput) -> str:
         try:
+            status = await self._interpret(inp)
+            self.finished = True
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if status in ("cancelled", "rejected") and workflow.patched(END_STATES):
+                await self._end_as(status)
+            return status
+        except asyncio.CancelledError:
+            # A cancellation requested in Temporal: from its UI or CLI, or the one the API sends after a platform
+            # cancel. The first becomes a platform cancel, on record; a run that has ended stays as it ended.
+            if self.stop is None and not self.finished:
+                why = f"cancellation requested in Temporal: {workflow.cancellation_reason() or 'no reason given'}"
+                control = Control(action="cancel", actor=TEMPORAL_CANCEL, reason=why[:2000])
+                await self._local(CONTROL_RUN, ControlRun(run=inp.run, control=control), str)
+                self.stop = "cancelled"
+                self._index("cancelled")
+            self.finished = True
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if self.stop == "rejected":
+                self._rejected()
+            if self.stop is None:
+                return "completed"  # completed already: nothing left to cancel
+            raise
+
+    async def _interpret(self, inp: RunInput) -> str:
+        try:
             await self._sequence(inp.plan.root, start=inp.resume.next_index if inp.resume else 0, root=True)
-            status = "completed"
             await self._local(FINISH_RUN, FinishRun(run=inp.run, status="completed"))
+            self._index("completed")
+            return "completed"
         except _Stopped as stopped:
-            status = stopped.status
-            if status == "rejected":
+            if stopped.status == "rejected":
                 await self._local(FINISH_RUN, FinishRun(run=inp.run, status="rejected",
                                                         reason="rejected at an approval that ends the run"))
-        self.finished = True
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return status
+                self._index("rejected")
+            return stopped.status
+
+    async def _end_as(self, status: str) -> None:
+        """End a stopped run in a Temporal state that says so (the UI shows COMPLETED otherwise): rejected runs
+        fail with a non-retryable RunRejected; cancelled ones end CANCELED once the cancellation the API requests
+        after a platform cancel arrives (this wait then raises CancelledError), or fail with RunCancelled a
+        minute later if it never comes."""
+        if status == "rejected":
+            self._rejected()
+        try:
+            await workflow.wait_condition(lambda: False, timeout=CANCEL_GRACE)
+        except TimeoutError:
+            raise ApplicationError(f"run cancelled on the platform ({self.cancel_reason or 'no reason given'}); "
+                                   "Temporal was not asked to cancel it", type="RunCancelled",
+                                   non_retryable=True) from None
+
+    def _rejected(self) -> NoReturn:
+        raise ApplicationError(f"run rejected: {self.rejected_at} and the protocol ends the run there",
+                               type="RunRejected", non_retryable=True)
+
+    def _index(self, status: str) -> None:
+        """The run's status as a search attribute, for operators in the Temporal UI (when the API set them)."""
+        if self.inp.indexed:
+            workflow.upsert_search_attributes([STATUS_ATTR.value_set(status)])
 
     async def execute(self, node: StepNode | SequenceNode, path: Path = ()) -> str | None:
         """Run one node; an approval rejected with `repeat` answers the step to go back to."""
@@ -251,6 +312,7 @@ class ProtocolRun:
         if pending.outcome is not None and pending.outcome.result == "rejected":
             if node.on_reject.action == "repeat":
                 return node.on_reject.from_step
+            self.rejected_at = f"approval '{node.title}' ({node.key}) rejected"
             self.stop = "rejected"
             raise _Stopped("rejected")
         return None
@@ -362,9 +424,11 @@ class ProtocolRun:
         status = await self._request(CONTROL_RUN, ControlRun(run=self.inp.run, control=c), str, f"the {c.action}")
         if c.action == "cancel":
             self.stop = "cancelled"
+            self.cancel_reason = f"by {c.actor.display}: {c.reason}"
         else:
             self.held = status == "on_hold"
             self.hold_reason = c.reason if self.held else None
+        self._index(self.stop or ("on_hold" if self.held else "running"))
         return self.state()
 
     # ------------------------------------------------------------------ opening ahead

@@ -63,6 +63,7 @@ class RunInput(_Message):
     time_scale: float = Field(default=1.0, gt=0, le=1)
     resume: Resume | None = None
     continue_every: int | None = None  # tests: continue as new after this many root steps, unasked
+    indexed: bool = False  # the API set the run's search attributes: the workflow keeps FlasktrackStatus current
 
 
 class TaskBrief(_Message):

@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities.runs import RunActivities
 from api.deps import Platform
 from workflows import ProtocolRun
+from workflows.run import SEARCH_ATTRIBUTES
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The Temporal dev server (real clock), as `flasktrack up` runs it."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"), data_converter=pydantic_data_converter,
-        dev_server_log_level="error")
+        dev_server_log_level="error", search_attributes=SEARCH_ATTRIBUTES)
     yield env
     await env.shutdown()
 
