@@ -29,7 +29,7 @@ INT32_MAX = 2**31 - 1  # integer columns (version numbers)
 MAX_TEXT = 10_000  # a string inside a free-form value (form text fields have the same cap)
 MAX_KEY = 128  # a key of a free-form object
 MAX_ITEMS = 1_000  # entries of one object or array inside a free-form value
-MAX_DEPTH = 16  # nesting of a free-form value
+MAX_DEPTH = 24  # nesting of a free-form value (a protocol document nests its steps deeply)
 
 # Allowed in free text; every other C0/C1 control character is refused.
 _TEXT_CONTROLS = frozenset("\t\n\r")

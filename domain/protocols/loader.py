@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from domain.limits import problem
 from domain.protocols.compiler import schema_problems
 from domain.protocols.definition import ProtocolDefinition
 from domain.protocols.plan import Problem
@@ -48,6 +49,10 @@ def parse_protocol_text(text: str) -> dict[str, Any]:
         raise ProtocolLoadError([Problem(path=where, message=str(reason))]) from error
     if not isinstance(document, dict):
         raise ProtocolLoadError([Problem(path="document", message="must be a mapping of protocol attributes")])
+    # YAML escapes ("\0") and numbers reach what JSON bodies cannot: the same storable check as every request.
+    why = problem(document)
+    if why:
+        raise ProtocolLoadError([Problem(path="document", message=why)])
     return document
 
 

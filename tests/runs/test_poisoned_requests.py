@@ -74,7 +74,7 @@ def test_a_nul_in_a_checklist_key_or_a_value_is_422_and_the_task_completes_after
 @pytest.mark.parametrize("parameters", [
     '{"od": 1e308}', '{"od": 1e309}', '{"cells": 1000000000000000000000000000000}', '{"note": "a\\u0000b"}',
     '{"note\\u0000": 1}', '{"note": "\\ud800"}', '{"note": "\\u001b[2J"}',
-    json.dumps({"deep": json.loads("[" * 20 + "]" * 20)}), json.dumps({"many": list(range(1001))}),
+    json.dumps({"deep": json.loads("[" * 30 + "]" * 30)}), json.dumps({"many": list(range(1001))}),
     json.dumps({f"k{i}": i for i in range(101)}), json.dumps({"long": "x" * 10_001}),
 ])
 def test_launch_refuses_parameters_the_record_cannot_hold(client, temporal_api, owner, org, parameters):
@@ -132,3 +132,26 @@ def test_the_body_limit_is_a_setting(client, platform, org, monkeypatch):
     r = client.post("/api/v1/runs/00000000-0000-0000-0000-000000000000/hold", json={"reason": "y" * 5000},
                     headers=org.headers(Role.lab_manager))
     assert r.status_code == 413 and "larger than 4096 bytes" in r.json()["detail"], r.text
+
+
+def _document(key: str, title: str) -> str:
+    return (f'key: {key}\ntitle: "{title}"\nsteps:\n  - key: weigh\n    kind: task\n    title: Weigh\n'
+            '    roles: [technician]\n')
+
+
+@pytest.mark.parametrize("title", ["Media\\0check", "Media\\x1bcheck", "\\uD800"])
+def test_protocol_documents_the_record_cannot_hold_are_422_as_json_or_yaml(client, owner, org, title):
+    before = _records(owner, org)
+    h = org.headers(Role.scientist)
+    key = f"doc-{uuid.uuid4().hex[:6]}"
+    r = client.post("/api/v1/protocols", json={"yaml": _document(key, title)}, headers=h)
+    assert r.status_code == 422 and "title" in r.text, r.text
+    as_json = title.replace("\\0", "\\u0000").replace("\\x1b", "\\u001b")  # the same escape in JSON
+    r = client.post("/api/v1/protocols", headers={**h, "Content-Type": "application/json"},
+                    content=f'{{"definition": {{"key": "{key}", "title": "{as_json}", "steps": []}}}}')
+    assert r.status_code == 422 and _fields(r) == {"definition"}, r.text
+    big = ("    form:\n      key: w\n      fields:\n        - {key: mass, label: Mass, type: number,"
+           " max: 100000000000000000000000000000}\n")
+    r = client.post("/api/v1/protocols", json={"yaml": _document(key, "Media check") + big}, headers=h)
+    assert r.status_code == 422, r.text
+    assert _records(owner, org) == before
