@@ -6,6 +6,7 @@ Handlers stay thin: authenticate (a dependency), validate (pydantic), then one
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from domain.errors import Forbidden, Unauthenticated
 from domain.identity import service as identity
 from domain.roles import Caller, Permission, RequestContext
 from flasktrack.db import TenantSessions
+from flasktrack.net import Network, client_address, trusted_networks
 from flasktrack.settings import Settings
 
 log = structlog.get_logger("flasktrack.api")
@@ -57,9 +59,22 @@ def request_context(request: Request) -> RequestContext:
         rid = getattr(request.state, "request_id", None) or str(uuid.uuid4())
     return RequestContext(
         request_id=rid,
-        client_address=request.client.host if request.client else None,
+        client_address=caller_address(request),
         user_agent=(request.headers.get("user-agent") or "")[:512] or None,
     )
+
+
+def caller_address(request: Request) -> str | None:
+    """The peer, or X-Forwarded-For when the peer is a trusted proxy (flasktrack.net: Flight's rule too)."""
+    peer = request.client.host if request.client else None
+    p: Platform | None = getattr(request.app.state, "platform", None)
+    trusted = _trusted(tuple(p.settings.trusted_proxies)) if p is not None else ()
+    return client_address(peer, request.headers.get("x-forwarded-for"), trusted)
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted(values: tuple[str, ...]) -> tuple[Network, ...]:
+    return trusted_networks(values)
 
 
 def current_caller(request: Request, p: Platform = Depends(platform)) -> Caller:

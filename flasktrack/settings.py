@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
+    # Peers whose X-Forwarded-For is believed (IP addresses or networks), for HTTP and Flight SQL alike.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Flight SQL sessions confirm their login against the database at most this often (≤ 60 s).
+    flight_principal_recheck_s: float = Field(default=30.0, ge=0, le=60)
 
     # Every request body (the API takes JSON only): larger ones are answered 413 before they are read.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
@@ -59,6 +63,14 @@ class Settings(BaseSettings):
     def _postgres_only(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        from flasktrack.net import trusted_networks
+
+        trusted_networks(v)  # ValueError names the bad entry
         return v
 
     @field_validator("log_level")

@@ -8,6 +8,16 @@ later call must carry `authorization: Bearer <token>`.
 pyarrow answers Handshake with UNIMPLEMENTED unless a `ServerAuthHandler` is installed,
 so the server installs the no-op `NoOpAuthHandler` and does the real work in
 `BearerAuthMiddlewareFactory` (headers are visible there; the handler never sees them).
+
+pyarrow shows neither the middleware nor the handshake handler the peer's address, only the
+RPC handlers (`ServerCallContext.peer()`). The password is what per-address login throttling
+guards, so it is checked where the address is known: Handshake answers a *pending* bearer
+token, and the first call that carries it checks the credentials with the caller's address
+(`caller(context)`); wrong credentials or a lockout end the session there (UNAUTHENTICATED).
+
+Sessions live in memory for hours, so the principal is checked against the identity layer
+again at most every `recheck_s` seconds: a revoked API key, a changed role or a disabled
+account takes effect on the next call after that.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import binascii
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NoReturn, Protocol
 
@@ -25,6 +35,7 @@ import pyarrow.flight as flight
 import structlog
 
 from domain.roles import PERMISSIONS, Permission
+from flasktrack.net import client_address, peer_host, trusted_networks
 
 log = structlog.get_logger(__name__)
 
@@ -66,9 +77,18 @@ class QueryEvent:
     tables: tuple[str, ...] = ()
 
 
+class LoginThrottled(Exception):
+    """An Authenticator's answer while the account or the address is locked out."""
+
+
 class Authenticator(Protocol):
     def authenticate(self, username: str, password: str, client_address: str | None) -> Principal | None:
-        """Check credentials; None = bad credentials."""
+        """Check credentials; None = bad credentials; LoginThrottled while locked out."""
+        ...
+
+    def refresh(self, principal: Principal) -> Principal | None:
+        """The principal as it stands now (its role may have changed); None once it may no longer
+        log in (API key revoked, account disabled, membership ended)."""
         ...
 
     def record_query(self, principal: Principal | None, event: QueryEvent) -> None:
@@ -79,10 +99,14 @@ class Authenticator(Protocol):
 @dataclass
 class Session:
     token: str
-    principal: Principal
+    principal: Principal | None  # None while pending (credentials not checked yet)
     created_at: float
     last_used_at: float
     client_address: str | None = None
+    checked_at: float = 0.0  # when the principal was last confirmed by the Authenticator
+    credentials: tuple[str, str] | None = None  # pending: checked on the first call
+    refusal: str | None = None  # why its credentials were refused (told again on each later call)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 @dataclass
@@ -91,17 +115,32 @@ class SessionStore:
 
     idle_ttl_s: float = 3600.0
     max_ttl_s: float = 12 * 3600.0
+    recheck_s: float = 30.0  # confirm the principal with the Authenticator at most this often
+    pending_ttl_s: float = 60.0  # a token whose credentials were never checked lasts this long
     clock: Callable[[], float] = time.monotonic
     _sessions: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def open(self, principal: Principal, client_address: str | None = None) -> Session:
         now = self.clock()
-        session = Session(secrets.token_urlsafe(32), principal, now, now, client_address)
+        session = Session(secrets.token_urlsafe(32), principal, now, now, client_address, checked_at=now)
         with self._lock:
             self._expire(now)
             self._sessions[session.token] = session
         return session
+
+    def open_pending(self, username: str, password: str) -> Session:
+        """A token for credentials to be checked on its first call (where the peer is known)."""
+        now = self.clock()
+        session = Session(secrets.token_urlsafe(32), None, now, now, credentials=(username, password))
+        with self._lock:
+            self._expire(now)
+            self._sessions[session.token] = session
+        return session
+
+    def due(self, session: Session) -> bool:
+        """Whether the session's principal must be confirmed again before it is used."""
+        return self.clock() - session.checked_at >= self.recheck_s
 
     def lookup(self, token: str) -> Session | None:
         now = self.clock()
@@ -109,7 +148,7 @@ class SessionStore:
             session = self._sessions.get(token)
             if session is None:
                 return None
-            if now - session.last_used_at > self.idle_ttl_s or now - session.created_at > self.max_ttl_s:
+            if self._stale(session, now):
                 del self._sessions[token]
                 return None
             session.last_used_at = now
@@ -123,13 +162,14 @@ class SessionStore:
         return len(self._sessions)
 
     def _expire(self, now: float) -> None:
-        stale = [
-            t
-            for t, s in self._sessions.items()
-            if now - s.last_used_at > self.idle_ttl_s or now - s.created_at > self.max_ttl_s
-        ]
+        stale = [t for t, s in self._sessions.items() if self._stale(s, now)]
         for t in stale:
             del self._sessions[t]
+
+    def _stale(self, session: Session, now: float) -> bool:
+        if session.principal is None and now - session.created_at > self.pending_ttl_s:
+            return True
+        return now - session.last_used_at > self.idle_ttl_s or now - session.created_at > self.max_ttl_s
 
 
 def parse_basic(value: str) -> tuple[str, str] | None:
@@ -181,13 +221,20 @@ class NoOpAuthHandler(flight.ServerAuthHandler):
 
 
 class BearerAuthMiddleware(flight.ServerMiddleware):
-    def __init__(self, session: Session, issued: bool) -> None:
+    def __init__(
+        self, factory: BearerAuthMiddlewareFactory, session: Session, issued: bool, forwarded_for: str | None
+    ) -> None:
+        self.factory = factory
         self.session = session
+        self.forwarded_for = forwarded_for
         self._issued = issued
 
     @property
     def principal(self) -> Principal:
-        return self.session.principal
+        principal = self.session.principal
+        if principal is None:  # pragma: no cover - handlers get the middleware through caller()
+            raise flight.FlightUnauthenticatedError("unauthenticated")
+        return principal
 
     @property
     def token(self) -> str:
@@ -200,47 +247,94 @@ class BearerAuthMiddleware(flight.ServerMiddleware):
 
 
 class BearerAuthMiddlewareFactory(flight.ServerMiddlewareFactory):
-    """Basic → Bearer on Handshake (or on any call that sends Basic); Bearer required afterwards."""
+    """Basic → a pending Bearer (on Handshake, or on any call that sends Basic); Bearer required
+    afterwards. The credentials are checked, and the principal re-checked, in `resolve`."""
 
     def __init__(
-        self, authenticator: Authenticator, sessions: SessionStore, *, trust_forwarded_for: bool = False
+        self, authenticator: Authenticator, sessions: SessionStore, *, trusted_proxies: Sequence[str] = ()
     ) -> None:
         self.authenticator = authenticator
         self.sessions = sessions
-        # pyarrow shows a middleware the headers, not the peer: the client address is only known
-        # from X-Forwarded-For, which only a trusted proxy in front of the server may set.
-        self.trust_forwarded_for = trust_forwarded_for
+        # X-Forwarded-For counts only from these peers (flasktrack.net: the same rule as HTTP).
+        self.trusted = trusted_networks(trusted_proxies)
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str | bytes]]) -> BearerAuthMiddleware:
         authorization = _header(headers, "authorization")
-        forwarded = _header(headers, "x-forwarded-for") if self.trust_forwarded_for else None
-        address = forwarded.split(",")[0].strip() if forwarded else None
+        forwarded = _header(headers, "x-forwarded-for")
         if authorization is not None:
             token = parse_bearer(authorization)
             if token is not None:
                 session = self.sessions.lookup(token)
                 if session is not None:
-                    return BearerAuthMiddleware(session, issued=False)
-                self._reject(None, "expired or unknown bearer token", address)
+                    return BearerAuthMiddleware(self, session, issued=False, forwarded_for=forwarded)
+                self._reject(None, "expired or unknown bearer token", None)
             credentials = parse_basic(authorization)
             if credentials is not None:
-                username, password = credentials
-                principal = self._authenticate(username, password, address)
-                if principal is None:
-                    self._reject(username, "bad credentials", address)
-                return BearerAuthMiddleware(self.sessions.open(principal, address), issued=True)
-        self._reject(None, "no credentials (Basic on Handshake, then Bearer)", address)
+                session = self.sessions.open_pending(*credentials)
+                return BearerAuthMiddleware(self, session, issued=True, forwarded_for=forwarded)
+        self._reject(None, "no credentials (Basic on Handshake, then Bearer)", None)
 
-    def _authenticate(self, username: str, password: str, address: str | None) -> Principal | None:
+    def resolve(self, middleware: BearerAuthMiddleware, context: flight.ServerCallContext) -> None:
+        """Check pending credentials with the caller's address; re-check a principal that is due."""
+        session = middleware.session
+        with session.lock:
+            if session.credentials is not None:
+                self._log_in(session, self._address(middleware, context))
+            elif session.principal is None:  # its credentials were refused on an earlier call
+                self._reject(None, session.refusal or "expired or unknown bearer token", None, record_it=False)
+            elif self.sessions.due(session):
+                self._recheck(session, session.principal, self._address(middleware, context))
+
+    def _address(self, middleware: BearerAuthMiddleware, context: flight.ServerCallContext) -> str | None:
         try:
-            return self.authenticator.authenticate(username, password, address)
+            peer = peer_host(context.peer())
+        except Exception:  # noqa: BLE001 - no peer known: no address
+            peer = None
+        return client_address(peer, middleware.forwarded_for, self.trusted)
+
+    def _log_in(self, session: Session, address: str | None) -> None:
+        assert session.credentials is not None
+        username, password = session.credentials
+        session.credentials = None  # checked once, then forgotten
+        reason = "bad credentials"
+        try:
+            principal = self.authenticator.authenticate(username, password, address)
+        except LoginThrottled as exc:
+            principal, reason = None, str(exc)
         except Exception:  # noqa: BLE001 - an identity-layer failure must read as a refusal
             log.exception("flight.authenticator_failed")
-            return None
+            principal = None
+        if principal is None:
+            session.refusal = reason  # kept until the pending token expires: clients retry with it
+            self._reject(username, reason, address)
+        session.principal = principal
+        session.client_address = address
+        session.checked_at = self.sessions.clock()
 
-    def _reject(self, username: str | None, reason: str, address: str | None) -> NoReturn:
-        event = QueryEvent(sql="", outcome="unauthenticated", reason=reason, username=username, client_address=address)
-        record(self.authenticator, None, event)
+    def _recheck(self, session: Session, principal: Principal, address: str | None) -> None:
+        refresh = getattr(self.authenticator, "refresh", None)
+        if refresh is None:
+            return
+        try:
+            current = refresh(principal)
+        except Exception:  # noqa: BLE001 - fail closed, but keep the session for a retry
+            log.exception("flight.principal_recheck_failed")
+            raise flight.FlightUnavailableError("cannot confirm your session right now; retry shortly") from None
+        if current is None:
+            self.sessions.revoke(session.token)
+            reason = "session ended: the account, its membership or the API key no longer allows it"
+            event = QueryEvent(sql="", outcome="denied", reason=reason, client_address=address)
+            record(self.authenticator, principal, event)
+            raise flight.FlightUnauthenticatedError(f"unauthenticated: {reason}; log in again")
+        session.principal = current
+        session.checked_at = self.sessions.clock()
+
+    def _reject(self, username: str | None, reason: str, address: str | None, *, record_it: bool = True) -> NoReturn:
+        if record_it:
+            event = QueryEvent(
+                sql="", outcome="unauthenticated", reason=reason, username=username, client_address=address
+            )
+            record(self.authenticator, None, event)
         raise flight.FlightUnauthenticatedError(f"unauthenticated: {reason}")
 
 
@@ -249,4 +343,5 @@ def caller(context: flight.ServerCallContext) -> BearerAuthMiddleware:
     middleware = context.get_middleware("auth")
     if not isinstance(middleware, BearerAuthMiddleware):  # pragma: no cover - middleware misconfigured
         raise flight.FlightUnauthenticatedError("unauthenticated")
+    middleware.factory.resolve(middleware, context)
     return middleware

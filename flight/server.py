@@ -22,7 +22,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import metadata as importlib_metadata
 from typing import Any, NoReturn
@@ -33,6 +33,7 @@ import pyarrow.flight as flight
 import structlog
 from google.protobuf.message import Message
 
+from flasktrack.net import peer_host
 from flight import protocol as P
 from flight.auth import (
     Authenticator,
@@ -135,12 +136,18 @@ class _Owner:
     org_id: str
     actor_type: str
     actor_id: str
+    role: str  # a statement bound under one role is not run under another (roles change: auth.py)
     token: str
 
     @classmethod
     def of(cls, session: BearerAuthMiddleware) -> _Owner:
         p = session.principal
-        return cls(p.org_id, p.actor_type, p.actor_id, session.token)
+        return cls(p.org_id, p.actor_type, p.actor_id, p.role, session.token)
+
+    def same_caller(self, other: _Owner) -> bool:
+        return (self.org_id, self.actor_type, self.actor_id, self.token) == (
+            other.org_id, other.actor_type, other.actor_id, other.token
+        )
 
 
 @dataclass
@@ -197,14 +204,14 @@ class _Registry:
             if entry is not None and entry.expires_at < time.monotonic():
                 evicted = self._entries.pop(handle)
                 entry = None
-            elif entry is not None and entry.owner == owner:
+            elif entry is not None and entry.owner.same_caller(owner):
                 if consume:
                     del self._entries[handle]
                 elif entry.ttl_s:
                     entry.expires_at = time.monotonic() + entry.ttl_s
         if evicted is not None:
             _close(evicted.release())
-        return entry, entry is not None and entry.owner == owner
+        return entry, entry is not None and entry.owner.same_caller(owner)
 
     def close_session(self, token: str) -> None:
         with self._lock:
@@ -261,10 +268,13 @@ class FlightSqlServer(flight.FlightServerBase):
         warm_connections: int = 2,
         spill_dir: str | None = None,
         tls_certificates: list[flight.CertKeyPair] | None = None,
-        trust_forwarded_for: bool = False,
+        trusted_proxies: Sequence[str] = (),
+        principal_recheck_s: float = 30.0,
     ) -> None:
         self.authenticator = authenticator
-        self.sessions = SessionStore(idle_ttl_s=token_idle_ttl_s, max_ttl_s=token_max_ttl_s)
+        self.sessions = SessionStore(
+            idle_ttl_s=token_idle_ttl_s, max_ttl_s=token_max_ttl_s, recheck_s=principal_recheck_s
+        )
         self.catalog = LakeCatalog(
             lake_uri, storage_options=storage_options, catalog_name=catalog_name, schema_name=schema_name
         )
@@ -293,9 +303,7 @@ class FlightSqlServer(flight.FlightServerBase):
             location,
             auth_handler=NoOpAuthHandler(),
             middleware={
-                "auth": BearerAuthMiddlewareFactory(
-                    authenticator, self.sessions, trust_forwarded_for=trust_forwarded_for
-                )
+                "auth": BearerAuthMiddlewareFactory(authenticator, self.sessions, trusted_proxies=trusted_proxies)
             },
             tls_certificates=tls_certificates,
         )
@@ -351,6 +359,7 @@ class FlightSqlServer(flight.FlightServerBase):
         if name == "TicketStatementQuery":
             handle = command.statement_handle
             entry = self._owned(self._tickets, handle, session, "ticket", consume=True)
+            self._same_role(entry, session)
             return self._stream(context, session, entry)
         if command is None:
             raise _unsupported(f"ticket {name}")
@@ -543,6 +552,7 @@ class FlightSqlServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, session: BearerAuthMiddleware, handle: bytes
     ) -> _Prepared:
         prepared = self._owned(self._prepared, handle, session, "prepared statement")
+        self._same_role(prepared, session)
         sandbox = prepared.release()
         if sandbox is None:  # already executed once: bind again on a fresh connection
             entry = self._prepare(context, session, prepared.sql)
@@ -655,6 +665,14 @@ class FlightSqlServer(flight.FlightServerBase):
             self._audit(session.principal, None, "", "denied", reason=reason)
             raise flight.FlightUnauthorizedError(f"permission denied: {reason}")
         return entry
+
+    def _same_role(self, entry: _Prepared, session: BearerAuthMiddleware) -> None:
+        """A statement bound under the caller's former role (it changed since) runs no more."""
+        if entry.owner.role != session.principal.role:
+            _close(entry.release())
+            reason = f"your role changed to {session.principal.role!r} since this statement was prepared"
+            self._audit(session.principal, None, entry.sql, "denied", reason=reason)
+            raise flight.FlightUnauthorizedError(f"permission denied: {reason}; prepare it again")
 
     # --- metadata -------------------------------------------------------------------------
 
@@ -805,13 +823,17 @@ class FlightSqlServer(flight.FlightServerBase):
 
 
 def _peer(context: flight.ServerCallContext | None) -> str | None:
+    """The caller's address as its session resolved it (trusted proxies applied), else the peer's host."""
     if context is None:
         return None
+    middleware = context.get_middleware("auth")
+    if isinstance(middleware, BearerAuthMiddleware) and middleware.session.client_address:
+        return middleware.session.client_address
     try:
         peer = context.peer()
     except Exception:  # noqa: BLE001
         return None
-    return peer.decode() if isinstance(peer, bytes) else peer
+    return peer_host(peer.decode() if isinstance(peer, bytes) else peer)
 
 
 def _ms(started: float) -> float:

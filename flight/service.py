@@ -7,6 +7,7 @@ every query (who, SQL, rows, duration, outcome) in the caller's organization.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import signal
@@ -22,7 +23,7 @@ from domain.roles import Actor, Caller, RequestContext
 from flasktrack.db import TenantSessions, app_url, make_engine
 from flasktrack.heartbeat import start_heartbeat
 from flasktrack.settings import Settings
-from flight.auth import Principal, QueryEvent
+from flight.auth import LoginThrottled, Principal, QueryEvent
 
 log = structlog.get_logger("flasktrack.flight")
 
@@ -56,10 +57,16 @@ class PlatformAuthenticator:
                 if caller is None and not password.startswith("ftak_"):
                     identity.record_failed_login(session, email, "wrong email or password (Flight SQL)", ctx,
                                                  org_slug=org_slug)
-        except RateLimited:
-            log.warning("flight login throttled", username=username)
-            return None
+        except RateLimited as refusal:
+            log.warning("flight login throttled", username=username, client_address=client_address)
+            raise LoginThrottled(f"{refusal.message} (in {refusal.retry_after_s} s)") from None
         return caller_principal(caller) if caller is not None else None
+
+    def refresh(self, principal: Principal) -> Principal | None:
+        """The same principal with its current role, or None once it may no longer log in."""
+        with self.sessions.begin(uuid.UUID(principal.org_id)) as session:
+            role = identity.current_role(session, principal.actor_type, principal.actor_id)
+        return dataclasses.replace(principal, role=role.value) if role is not None else None
 
     def record_query(self, principal: Principal | None, event: QueryEvent) -> None:
         if principal is None:
@@ -102,7 +109,8 @@ def run_flight(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, on_term)
     try:
         run_server(settings.flight_host, settings.flight_port, settings_lake, PlatformAuthenticator(sessions, settings),
-                   storage_options=settings.lake_storage_options or None)
+                   storage_options=settings.lake_storage_options or None, trusted_proxies=settings.trusted_proxies,
+                   principal_recheck_s=settings.flight_principal_recheck_s)
     except KeyboardInterrupt:
         pass
     finally:

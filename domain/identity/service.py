@@ -273,6 +273,22 @@ def resolve_credential(session: Session, token: str, context: RequestContext) ->
                   session_id=s.session_id, context=context)
 
 
+def current_role(session: Session, actor_type: str, actor_id: str) -> Role | None:
+    """The role a principal authenticated earlier holds now in the session's org: None once its API
+    key is revoked, its account disabled or its membership ended. Long-lived sessions (Flight SQL)
+    re-check with this, so such a change takes effect on them too."""
+    if actor_type == "api_key":
+        role = session.execute(text("SELECT role FROM api_keys WHERE id = CAST(:k AS uuid) AND revoked_at IS NULL"),
+                               {"k": actor_id}).scalar()
+    elif actor_type == "user":
+        role = session.execute(
+            text("SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id "
+                 "WHERE m.user_id = CAST(:u AS uuid) AND m.active AND NOT u.disabled"), {"u": actor_id}).scalar()
+    else:
+        role = None
+    return Role(role) if role else None
+
+
 def authenticate_password(session: Session, email: str, password: str, org_slug: str | None) -> Caller | None:
     """Email + password (or an API key as the password) → caller; for non-HTTP entry points (Flight SQL)."""
     if password.startswith(secrets.API_KEY_PREFIX):

@@ -44,6 +44,9 @@ class RecordingAuthenticator:
         principal = USERS.get(username)
         return principal if principal is not None and password == PASSWORD else None
 
+    def refresh(self, principal: Principal) -> Principal | None:
+        return principal
+
     def record_query(self, principal: Principal | None, event: QueryEvent) -> None:
         with self._lock:
             self.events.append((principal, event))

@@ -39,10 +39,15 @@ def _statement(sql: str) -> Any:
 
 
 def test_wrong_credentials_are_unauthenticated(uri: str, auth: RecordingAuthenticator) -> None:
-    with pytest.raises(AdbcError, match="UNAUTHENTICATED"):
-        connect(uri, "ana@a.example", "wrong password")
+    # Credentials are checked on the first call after Handshake, where the client's address is known.
+    with connect(uri, "ana@a.example", "wrong password") as conn:
+        with pytest.raises(AdbcError, match="UNAUTHENTICATED"):
+            query(conn, "SELECT 1")
+        with pytest.raises(AdbcError, match="UNAUTHENTICATED"):  # the refused token stays refused
+            query(conn, "SELECT 1")
     failed = [e for p, e in auth.events if p is None and e.username == "ana@a.example"]
     assert failed and failed[-1].outcome == "unauthenticated"
+    assert failed[-1].client_address == "127.0.0.1"
 
 
 def test_calls_without_a_valid_bearer_are_refused(uri: str) -> None:
@@ -362,8 +367,8 @@ def test_audit_hook_sees_every_outcome(uri: str, ana: Any, auth: RecordingAuthen
     with pytest.raises(AdbcError):
         query(technician, denied)
     technician.close()
-    with pytest.raises(AdbcError):
-        connect(uri, "nobody@a.example", "guess")
+    with pytest.raises(AdbcError), connect(uri, "nobody@a.example", "guess") as nobody:
+        query(nobody, "SELECT 1")
     assert [e.outcome for _, e in auth.events_for(refused)] == ["refused"]
     assert [e.outcome for _, e in auth.events_for(failed)] == ["error"]
     assert [e.outcome for _, e in auth.events_for(denied)] == ["denied"]
