@@ -19,6 +19,7 @@ Y = psycopg full fetch ÷ our full scan.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import multiprocessing
 import os
@@ -152,8 +153,16 @@ def start_server(lake: Path, org_id: str, opts: dict[str, Any]) -> tuple[multipr
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return proc, f"grpc://127.0.0.1:{port}"
         time.sleep(0.05)
-    proc.terminate()
+    stop_server(proc)
     raise RuntimeError("the Flight SQL server did not start")
+
+
+def stop_server(proc: multiprocessing.Process) -> None:
+    proc.terminate()
+    proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(10)
 
 
 # --- measurements -----------------------------------------------------------------------
@@ -275,16 +284,14 @@ def main() -> None:
 
     opts = {"max_batch_bytes": args.batch_bytes, "prefetch_batches": args.prefetch}
     proc, uri = start_server(lake, org_id, opts)
-    ours, close_ours = flight_runner(uri)
-    local, close_local = in_process_runner(lake, org_id)
     queries = [FULL_SCAN, ENGINE_SCAN, AGGREGATE]
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(stop_server, proc)  # whatever fails below, the server process does not outlive us
+        ours, close_ours = flight_runner(uri)
+        cleanup.callback(close_ours)
+        local, close_local = in_process_runner(lake, org_id)
+        cleanup.callback(close_local)
         best = interleaved({"flight": ours, "local": local}, queries, args.repeat)
-    finally:
-        close_ours()
-        close_local()
-        proc.terminate()
-        proc.join(10)
     assert best[("flight", FULL_SCAN)][1] == best[("local", FULL_SCAN)][1] == best[("flight", ENGINE_SCAN)][1]
     labels = {FULL_SCAN: "full scan", ENGINE_SCAN: "full scan via engine", AGGREGATE: "aggregate"}
     for who, title in (("flight", "flight sql (ADBC)"), ("local", "duckdb in-process")):

@@ -334,9 +334,10 @@ async def bench() -> None:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
+    from flasktrack.db import exit_now
+
     asyncio.run(bench())
-    sys.stdout.flush()
-    os._exit(0)  # temporalio clients can abort at interpreter exit (sdk-python #300)
+    exit_now(0)  # temporalio clients can abort at interpreter exit (sdk-python #300); stops our PostgreSQL
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import os
 import sys
 import uuid
 from pathlib import Path
@@ -395,6 +394,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # Temporal's client can abort at interpreter exit (sdk-python #300): exit without teardown.
-    code = run_cli()
-    os._exit(code)
+    from flasktrack.db import exit_now
+
+    exit_now(run_cli())  # Temporal's client can abort at interpreter exit (sdk-python #300)

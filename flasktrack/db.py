@@ -11,10 +11,10 @@ org filter still sees nothing of another organization.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -169,11 +169,36 @@ def scratch_server(purpose: str) -> str:
     folder = Path(tempfile.mkdtemp(prefix=f"flasktrack-{purpose}-"))
 
     def _remove() -> None:
-        stop_embedded_postgres()
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
+            stop_embedded_postgres()
+            shutil.rmtree(folder, ignore_errors=True)
 
     atexit.register(_remove)
+    _at_exit.append(_remove)
     return start_embedded_postgres(folder)
+
+
+_at_exit: list[Callable[[], None]] = []  # what exit_now must still do that atexit would have done
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit at once with `code` (Temporal's client can abort at interpreter exit, sdk-python #300), after what
+    atexit would have done for the servers this process started: a scratch server is stopped and removed, the
+    embedded server's handle released (its library stops the server when this was the last process using it).
+    Skipping that is how a bench or `python -m flasktrack.cli` left a PostgreSQL running."""
+    import os
+    import sys
+
+    for cleanup in reversed(_at_exit):
+        cleanup()
+    if _embedded is not None:
+        try:
+            _embedded._cleanup()
+        except Exception:  # noqa: BLE001, S110 - exiting anyway
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @contextmanager
