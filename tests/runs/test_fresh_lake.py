@@ -104,3 +104,28 @@ def test_runs_current_holds_each_runs_newest_revision(fresh):
     assert [c["column_name"] for c in tables["runs_current"]["table_columns"]] == \
         [c["column_name"] for c in tables["runs"]["table_columns"]]
     assert uuid.UUID(str(run.id))
+
+
+def test_versions_approved_before_the_upgrade_get_their_form_tables(database_url, tmp_path):
+    """An existing install: protocols approved by an older version published no forms; the migration does."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    with scratch_database(database_url, "ft_forms") as url:
+        cfg = Config(str(ROOT / "alembic.ini"))
+        cfg.set_main_option("script_location", str(ROOT / "migrations"))
+        cfg.attributes["url"] = url
+        command.upgrade(cfg, "0006")
+        owner = TenantSessions(make_engine(url, pool_size=2))
+        try:
+            seed_demo(owner)
+            with owner.begin(None) as s:  # as an older version left it: no form published
+                s.execute(text("DELETE FROM outbox WHERE topic = 'form_published'"))
+            command.upgrade(cfg, "head")
+            lake = Lake(str(tmp_path / "lake"))
+            Sink(owner.engine, lake, SinkSettings()).drain()
+            assert "form_agro_culture" in lake.tables() and "form_plant_subculture" in lake.tables()
+            assert {"strain", "od600"} <= set(lake.schema("form_agro_culture").names)
+        finally:
+            owner.engine.dispose()
