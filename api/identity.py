@@ -15,12 +15,15 @@ from domain.identity.models import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyRead,
+    InvitationDecision,
+    InvitationRead,
     LoginRequest,
     LoginResponse,
     MemberCreate,
     MemberRead,
     MemberUpdate,
     MeRead,
+    MyInvitation,
 )
 from domain.limits import SafeText
 from domain.roles import Caller, Permission
@@ -40,8 +43,7 @@ def login(data: LoginRequest, request: Request, p: Platform = Depends(platform))
         )
     if result is None:
         # The failed attempt is committed (and audited) above; the answer does not say which part was wrong.
-        raise Unauthenticated("login failed" if failure != "member of several organizations: name one in 'org'"
-                              else failure)
+        raise Unauthenticated("login failed")
     return result
 
 
@@ -69,12 +71,54 @@ def list_members(caller: Caller = Depends(require(Permission.members_read)),
         return service.list_members(s)
 
 
-@router.post("/members", response_model=MemberRead, status_code=201)
+@router.post("/members", response_model=InvitationRead, status_code=201)
 def add_member(data: MemberCreate, caller: Caller = Depends(require(Permission.members_manage)),
-               p: Platform = Depends(platform)) -> MemberRead:
-    """Add a person (creating the account if the email is new) with a role."""
+               p: Platform = Depends(platform)) -> InvitationRead:
+    """Invite a person by email with a role; they become a member when they accept, after logging in.
+    The answer is the same whether the email is new (the account is created with this name and first
+    password) or already has an account elsewhere (which keeps its own): nothing about it is revealed."""
     with p.tx(caller) as s:
-        return service.add_member(s, org_id=caller.org_id, actor=caller.actor, context=caller.context, data=data)
+        return service.invite_member(s, caller, data)
+
+
+@router.get("/invitations", response_model=list[InvitationRead])
+def list_invitations(caller: Caller = Depends(require(Permission.members_read)),
+                     p: Platform = Depends(platform)) -> list[InvitationRead]:
+    """The organization's invitations, newest first, with their status."""
+    with p.tx(caller) as s:
+        return service.list_invitations(s)
+
+
+@router.delete("/invitations/{invitation_id}", response_model=InvitationRead)
+def revoke_invitation(invitation_id: uuid.UUID, caller: Caller = Depends(require(Permission.members_manage)),
+                      p: Platform = Depends(platform)) -> InvitationRead:
+    """Withdraw a pending invitation."""
+    with p.tx(caller) as s:
+        return service.revoke_invitation(s, caller, invitation_id)
+
+
+@router.get("/me/invitations", response_model=list[MyInvitation])
+def my_invitations(caller: Caller = Depends(require(Permission.org_read)),
+                   p: Platform = Depends(platform)) -> list[MyInvitation]:
+    """Invitations to other organizations waiting for your answer."""
+    with p.tx(caller) as s:
+        return service.my_invitations(s, caller)
+
+
+@router.post("/me/invitations/{invitation_id}/accept", response_model=InvitationDecision)
+def accept_invitation(invitation_id: uuid.UUID, caller: Caller = Depends(require(Permission.org_read)),
+                      p: Platform = Depends(platform)) -> InvitationDecision:
+    """Join the inviting organization with the invited role; then log in naming it (`org`) to work there."""
+    with p.tx(caller) as s:
+        return service.decide_invitation(s, caller, invitation_id, accept=True)
+
+
+@router.post("/me/invitations/{invitation_id}/decline", response_model=InvitationDecision)
+def decline_invitation(invitation_id: uuid.UUID, caller: Caller = Depends(require(Permission.org_read)),
+                       p: Platform = Depends(platform)) -> InvitationDecision:
+    """Decline; the inviting organization sees that the invitation was declined, not who you are."""
+    with p.tx(caller) as s:
+        return service.decide_invitation(s, caller, invitation_id, accept=False)
 
 
 @router.patch("/members/{user_id}", response_model=MemberRead)

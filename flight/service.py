@@ -60,6 +60,9 @@ class PlatformAuthenticator:
         except RateLimited as refusal:
             log.warning("flight login throttled", username=username, client_address=client_address)
             raise LoginThrottled(f"{refusal.message} (in {refusal.retry_after_s} s)") from None
+        except identity.OrganizationNotNamed:  # the password held: not a failed login, nothing to count
+            log.info("flight login names no organization of several; use org-slug/email", username=username)
+            return None
         return caller_principal(caller) if caller is not None else None
 
     def refresh(self, principal: Principal) -> Principal | None:

@@ -63,8 +63,10 @@ def test_entity_state_at_a_past_instant(client, owner):
     email = f"pat-{uuid.uuid4().hex[:6]}@example.org"
     before_creation = dt.datetime.now(dt.UTC)
     time.sleep(0.01)
-    m = client.post("/api/v1/members", json={"email": email, "display_name": "Pat", "password": "long enough pw 1",
-                                             "role": "technician"}, headers=h).json()
+    r = client.post("/api/v1/members", json={"email": email, "display_name": "Pat", "password": "long enough pw 1",
+                                             "role": "technician"}, headers=h)
+    assert r.status_code == 201, r.text
+    m = client.post("/api/v1/auth/login", json={"email": email, "password": "long enough pw 1", "org": org.slug}).json()
     time.sleep(0.01)
     as_technician = dt.datetime.now(dt.UTC)
     time.sleep(0.01)

@@ -353,7 +353,7 @@ def query(
     session: Session, caller: Caller, f: AuditFilter, *, limit: int = 100, cursor: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, `limit` per page; the cursor continues below the last seq returned."""
-    seal(session, caller.org_id)
+    seal(session, caller.org_id, wait=True)  # read what was written: queue behind a sealer holding the org
     where, params = _where(caller, resolve_filter(session, f))
     if cursor:
         where += " AND seq < :before_seq"
@@ -372,7 +372,7 @@ def export_lines(
 ) -> Iterator[bytes]:
     """Stream the chain as JSONL (verifiable offline: bodies verbatim with their hashes) or CSV,
     oldest first, a chunk of rows at a time; up to `to_seq` when given."""
-    seal(session, caller.org_id)
+    seal(session, caller.org_id, wait=True)  # read what was written: queue behind a sealer holding the org
     where, params = _where(caller, resolve_filter(session, f))
     if to_seq is not None:
         where += " AND seq <= :to_seq"
@@ -424,7 +424,7 @@ def entity_state(
     """The entity as the audit log says it was at `at`: every entry about it up to then, oldest first, folded
     (each after-state's fields over the earlier ones; a delete ends it). Refusals are history, not state.
     An entity the caller's org has no entry about (unknown, or another org's) is not found."""
-    seal(session, caller.org_id)
+    seal(session, caller.org_id, wait=True)  # read what was written: queue behind a sealer holding the org
     where, params = _where(caller, AuditFilter(entity_type=entity_type, entity_id=entity_id))
     where += " AND action <> ALL(:refusals)"
     params["refusals"] = list(REFUSAL_ACTIONS)

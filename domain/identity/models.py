@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -20,8 +21,10 @@ class Strict(Input):
 class LoginRequest(Strict):
     email: EmailStr
     password: str = Field(min_length=1, max_length=1024)
-    org: str | None = Field(default=None, max_length=63,
-                            description="organization slug; needed only with several memberships")
+    org: str | None = Field(
+        default=None, max_length=63,
+        description="slug of the organization to log in to: needed with several memberships; naming one whose "
+                    "invitation is pending accepts it")
 
 
 class LoginResponse(BaseModel):
@@ -50,8 +53,11 @@ class MeRead(BaseModel):
 
 class MemberCreate(Strict):
     email: EmailStr
-    display_name: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=12, max_length=1024, description="at least 12 characters")
+    display_name: str = Field(min_length=1, max_length=200,
+                              description="the new account's name; an existing account keeps its own")
+    password: str = Field(min_length=12, max_length=1024,
+                          description="the new account's first password, at least 12 characters; an existing "
+                                      "account keeps its own")
     role: Role
 
 
@@ -66,6 +72,46 @@ class MemberRead(BaseModel):
     display_name: str
     role: Role
     active: bool
+
+
+InvitationStatus = Literal["pending", "accepted", "declined", "revoked", "expired"]
+
+
+class InvitationRead(BaseModel):
+    """An invitation as the inviting organization sees it: the email it typed, never who the account is."""
+
+    id: uuid.UUID
+    email: str
+    role: Role
+    status: InvitationStatus
+    invited_by: str
+    invited_at: dt.datetime
+    expires_at: dt.datetime
+    decided_at: dt.datetime | None = None
+
+
+class InvitingOrg(BaseModel):
+    slug: str
+    name: str
+
+
+class MyInvitation(BaseModel):
+    """An invitation as the invited person sees it."""
+
+    id: uuid.UUID
+    org: InvitingOrg
+    role: Role
+    invited_by: str
+    invited_at: dt.datetime
+    expires_at: dt.datetime
+
+
+class InvitationDecision(BaseModel):
+    id: uuid.UUID
+    org: InvitingOrg
+    role: Role
+    status: Literal["accepted", "declined"]
+    next_step: str
 
 
 class ApiKeyCreate(Strict):

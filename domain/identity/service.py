@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -16,17 +18,21 @@ from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.audit import Severity
-from domain.errors import Conflict, NotFound, RateLimited, Unauthenticated
+from domain.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthenticated
 from domain.identity import secrets
 from domain.identity.models import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyRead,
+    InvitationDecision,
+    InvitationRead,
+    InvitingOrg,
     LoginRequest,
     LoginResponse,
     MemberCreate,
     MemberRead,
     MemberUpdate,
+    MyInvitation,
     OrgRead,
 )
 from domain.roles import SYSTEM_ACTOR, Actor, Caller, RequestContext, Role
@@ -73,7 +79,9 @@ def _member_state(row: Any) -> dict[str, Any]:
 def add_member(
     session: Session, *, org_id: uuid.UUID, actor: Actor, context: RequestContext, data: MemberCreate
 ) -> MemberRead:
-    """Create the account if the email is new, then the membership with its role."""
+    """Platform level (the CLI's `user create`, the demo seed, tests): create the account if the email is new,
+    then the membership with its role, at once. Over the API an admin invites instead (`invite_member`):
+    an existing account joins another organization only when its person accepts."""
     existing = session.execute(text("SELECT user_id FROM auth_user_by_email(:e)"), {"e": data.email}).first()
     if existing:
         user_id = existing.user_id
@@ -126,6 +134,158 @@ def change_member_role(
     return MemberRead.model_validate(after, from_attributes=True)
 
 
+# ---------------------------------------------------------------- invitations
+
+INVITATION_TTL = dt.timedelta(days=14)
+_INVITATION_COLUMNS = ("id, email, role, status, invited_by_display, created_at, expires_at, decided_at")
+
+
+def _invitation(row: Any) -> InvitationRead:
+    expired = row.status == "pending" and row.expires_at <= dt.datetime.now(dt.UTC)
+    return InvitationRead(id=row.id, email=row.email, role=Role(row.role), status="expired" if expired else row.status,
+                          invited_by=row.invited_by_display, invited_at=row.created_at, expires_at=row.expires_at,
+                          decided_at=row.decided_at)
+
+
+def _invitation_state(inv: InvitationRead) -> dict[str, Any]:
+    # What the inviting org's log holds about the invitee: the email it typed, never the account's id or name.
+    return inv.model_dump(mode="json", exclude={"id"})
+
+
+def invite_member(session: Session, caller: Caller, data: MemberCreate) -> InvitationRead:
+    """An admin adds a person by email: an invitation the person accepts or declines after logging in.
+
+    The answer is the same whether the email is new (the account is created now, with the name and first
+    password given) or belongs to an account elsewhere (which keeps its own name and password): the inviting
+    organization learns nothing about an account until its person accepts. The same work is done either way
+    (a password hash), so the answer's timing does not tell either."""
+    new_hash = secrets.hash_password(data.password)
+    existing = session.execute(text("SELECT user_id FROM auth_user_by_email(:e)"), {"e": data.email}).first()
+    if existing:
+        user_id = existing.user_id
+        member = session.execute(text("SELECT active FROM memberships WHERE user_id = :u"), {"u": user_id}).first()
+        if member is not None and member.active:
+            raise Conflict(f"{data.email} is already a member of this organization")
+    else:
+        user_id = uuid.uuid4()
+        session.execute(
+            text("INSERT INTO users (id, email, display_name, password_hash) VALUES (:id, :e, :d, :p)"),
+            {"id": user_id, "e": data.email, "d": data.display_name, "p": new_hash},
+        )
+    invitation_id = uuid.uuid4()
+    try:
+        with session.begin_nested():
+            row = session.execute(
+                text("INSERT INTO invitations (id, org_id, user_id, email, role, status, invited_by,"
+                     " invited_by_display, expires_at) VALUES (:id, :o, :u, :e, :r, 'pending', :by, :byd,"
+                     f" now() + :ttl) RETURNING {_INVITATION_COLUMNS}"),
+                {"id": invitation_id, "o": caller.org_id, "u": user_id, "e": data.email, "r": data.role.value,
+                 "by": caller.actor.id, "byd": caller.actor.display, "ttl": INVITATION_TTL},
+            ).one()
+    except IntegrityError as exc:
+        raise Conflict(f"{data.email} already has a pending invitation to this organization") from exc
+    out = _invitation(row)
+    audit.record(session, org_id=caller.org_id, actor=caller.actor, action="invite", entity_type="invitation",
+                 entity_id=invitation_id, after=_invitation_state(out), context=caller.context)
+    return out
+
+
+def list_invitations(session: Session) -> list[InvitationRead]:
+    rows = session.execute(text(f"SELECT {_INVITATION_COLUMNS} FROM invitations ORDER BY created_at DESC")).all()
+    return [_invitation(r) for r in rows]
+
+
+def revoke_invitation(session: Session, caller: Caller, invitation_id: uuid.UUID) -> InvitationRead:
+    row = session.execute(text(f"SELECT {_INVITATION_COLUMNS} FROM invitations WHERE id = :i FOR UPDATE"),
+                          {"i": invitation_id}).first()
+    if row is None:
+        raise NotFound("invitation not found")
+    before = _invitation(row)
+    if before.status != "pending":
+        raise Conflict(f"the invitation is {before.status}")
+    row = session.execute(
+        text(f"UPDATE invitations SET status = 'revoked', decided_at = now() WHERE id = :i "
+             f"RETURNING {_INVITATION_COLUMNS}"), {"i": invitation_id}).one()
+    after = _invitation(row)
+    audit.record(session, org_id=caller.org_id, actor=caller.actor, action="revoke", entity_type="invitation",
+                 entity_id=invitation_id, before=_invitation_state(before), after=_invitation_state(after),
+                 context=caller.context)
+    return after
+
+
+def _pending_invitations(session: Session, user_id: uuid.UUID) -> Sequence[Any]:
+    return session.execute(text("SELECT * FROM auth_user_invitations(:u)"), {"u": user_id}).all()
+
+
+def _person(caller: Caller) -> uuid.UUID:
+    if caller.user_id is None:
+        raise Forbidden("only a person has invitations; an API key has none")
+    return caller.user_id
+
+
+def my_invitations(session: Session, caller: Caller) -> list[MyInvitation]:
+    """The caller's own pending invitations, from any organization."""
+    return [MyInvitation(id=i.invitation_id, org=InvitingOrg(slug=i.org_slug, name=i.org_name), role=Role(i.role),
+                         invited_by=i.invited_by_display, invited_at=i.created_at, expires_at=i.expires_at)
+            for i in _pending_invitations(session, _person(caller))]
+
+
+def _decide(session: Session, invitation: Any, user: Any, accept: bool, context: RequestContext) -> None:
+    """Record the person's answer in the inviting organization (and, on acceptance, the membership)."""
+    status = "accepted" if accept else "declined"
+    _set_org(session, invitation.org_id)
+    row = session.execute(
+        text(f"UPDATE invitations SET status = :s, decided_at = now() WHERE id = :i AND user_id = :u"
+             f" AND status = 'pending' AND expires_at > now() RETURNING {_INVITATION_COLUMNS}"),
+        {"s": status, "i": invitation.invitation_id, "u": user.user_id},
+    ).first()
+    if row is None:  # decided, revoked or expired meanwhile
+        raise NotFound("invitation not found")
+    before = _invitation_state(_invitation(row).model_copy(update={"status": "pending", "decided_at": None}))
+    after = _invitation_state(_invitation(row))
+    if not accept:
+        # Declining reveals nothing either: the entry names the invitation, not the account.
+        audit.record(session, org_id=invitation.org_id, actor=Actor("invitee", str(invitation.invitation_id),
+                                                                    invitation.email),
+                     action="decline", entity_type="invitation", entity_id=invitation.invitation_id, before=before,
+                     after=after, context=context)
+        return
+    person = Actor("user", str(user.user_id), user.display_name)
+    audit.record(session, org_id=invitation.org_id, actor=person, action="accept", entity_type="invitation",
+                 entity_id=invitation.invitation_id, before=before, after=after, context=context)
+    # A former member (deactivated) comes back with the invited role.
+    session.execute(
+        text("INSERT INTO memberships (id, org_id, user_id, role) VALUES (:id, :o, :u, :r) "
+             "ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, active = true"),
+        {"id": uuid.uuid4(), "o": invitation.org_id, "u": user.user_id, "r": invitation.role},
+    )
+    member = _member_row(session, user.user_id)
+    audit.record(session, org_id=invitation.org_id, actor=person, action="create", entity_type="membership",
+                 entity_id=user.user_id, after=_member_state(member), reason="invitation accepted", context=context)
+
+
+def decide_invitation(session: Session, caller: Caller, invitation_id: uuid.UUID, accept: bool) -> InvitationDecision:
+    """The invited person accepts or declines, from a session in any of their organizations; the answer is on
+    record in the inviting organization and in the one the person acted from."""
+    user_id = _person(caller)
+    invitation = next((i for i in _pending_invitations(session, user_id) if i.invitation_id == invitation_id), None)
+    if invitation is None:  # unknown, another person's, decided or expired: alike
+        raise NotFound("invitation not found")
+    user = SimpleNamespace(user_id=user_id, display_name=caller.actor.display)
+    _decide(session, invitation, user, accept, caller.context)
+    status: Literal["accepted", "declined"] = "accepted" if accept else "declined"
+    _set_org(session, caller.org_id)
+    audit.record(session, org_id=caller.org_id, actor=caller.actor, action="accept" if accept else "decline",
+                 entity_type="invitation", entity_id=invitation_id, context=caller.context,
+                 after={"status": status, "org": invitation.org_slug, "role": invitation.role})
+    return InvitationDecision(
+        id=invitation_id, org=InvitingOrg(slug=invitation.org_slug, name=invitation.org_name),
+        role=Role(invitation.role), status=status,
+        next_step=(f"log in with \"org\": \"{invitation.org_slug}\" to work in {invitation.org_name}" if accept
+                   else "nothing: the organization sees that the invitation was declined, not who you are"))
+
+
+
 # ---------------------------------------------------------------- login
 
 
@@ -144,28 +304,47 @@ def check_throttle(session: Session, email: str, address: str | None, *, max_fai
         raise RateLimited("too many failed logins from this address; try again later", retry_after_s=retry)
 
 
-def _check_password(
-    session: Session, email: str, password: str, org_slug: str | None
-) -> tuple[Any, Sequence[Any], Any, str | None]:
-    """The account, its memberships, the membership the login is for, and why it fails (None: it holds).
-    One rule for every entry point (HTTP login, Flight SQL)."""
+class OrganizationNotNamed(Invalid):
+    """The password holds, but the login must say which organization it is for (several memberships, or
+    only invitations). Not a failed login: it neither counts towards a lockout nor raises an alarm."""
+
+
+WRONG_CREDENTIALS = "wrong email or password"
+NOT_A_MEMBER = "not a member of that organization"
+NO_MEMBERSHIP = "no active membership"
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    user: Any
+    memberships: Sequence[Any]
+    chosen: Any  # the membership the login is for
+    failure: str | None  # why it fails (counts as a failed login); None when it holds or only needs an org
+
+
+def _check_password(session: Session, email: str, password: str, org_slug: str | None) -> PasswordCheck:
+    """The account, its memberships, the membership the login is for, and why it fails.
+    One rule for every entry point (HTTP login, Flight SQL). Raises OrganizationNotNamed when the password
+    holds for a person in several organizations and none is named."""
     user = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": email}).first()
     ok = secrets.verify_password(user.password_hash if user else None, password)
     memberships: Sequence[Any] = (
         session.execute(text("SELECT * FROM auth_user_memberships(:u)"), {"u": user.user_id}).all() if user else []
     )
     if not ok or user is None:
-        return user, memberships, None, "wrong email or password"
+        return PasswordCheck(user, memberships, None, WRONG_CREDENTIALS)
     if user.disabled:
-        return user, memberships, None, "account disabled"
-    if not memberships:
-        return user, memberships, None, "no active membership"
+        return PasswordCheck(user, memberships, None, "account disabled")
     if org_slug:
         chosen = next((m for m in memberships if m.org_slug == org_slug), None)
-        return user, memberships, chosen, None if chosen else "not a member of that organization"
+        return PasswordCheck(user, memberships, chosen, None if chosen else NOT_A_MEMBER)
     if len(memberships) == 1:
-        return user, memberships, memberships[0], None
-    return user, memberships, None, "member of several organizations: name one in 'org'"
+        return PasswordCheck(user, memberships, memberships[0], None)
+    if not memberships:
+        return PasswordCheck(user, memberships, None, NO_MEMBERSHIP)
+    slugs = ", ".join(m.org_slug for m in memberships)
+    raise OrganizationNotNamed("member of several organizations: name one in 'org'",
+                               reasons=[f"org: name the organization to log in to, one of: {slugs}"])
 
 
 def login(
@@ -181,13 +360,29 @@ def login(
     """Returns (response, None) or (None, why it failed). The session is not tenant-bound
     (org unknown yet); this function switches it to the chosen org once the password holds.
     Failures are recorded (attempt row + audit entry in each of the account's orgs) and
-    committed by the caller before it answers 401."""
+    committed by the caller before it answers 401.
+
+    Naming in `org` an organization whose invitation is pending accepts it (the only way for a person with
+    no organization yet, e.g. an account an admin just created, to join)."""
     check_throttle(session, data.email, context.client_address, max_fail=max_fail, max_fail_addr=max_fail_addr,
                    window=lockout)
-    user, memberships, chosen, failure = _check_password(session, data.email, data.password, data.org)
+    check = _check_password(session, data.email, data.password, data.org)
+    user, chosen, failure = check.user, check.chosen, check.failure
+    if failure in (NOT_A_MEMBER, NO_MEMBERSHIP):  # the password holds: an invitation may make it a membership
+        pending = _pending_invitations(session, user.user_id)
+        invitation = next((i for i in pending if i.org_slug == data.org), None) if data.org else None
+        if invitation is not None:
+            _decide(session, invitation, user, True, context)
+            chosen, failure = SimpleNamespace(org_id=invitation.org_id, org_slug=invitation.org_slug,
+                                              role=invitation.role), None
+        elif pending and not data.org:
+            slugs = ", ".join(i.org_slug for i in pending)
+            raise OrganizationNotNamed(
+                "no organization yet: name the one whose invitation you accept in 'org'",
+                reasons=[f"org: name the organization whose invitation you accept, one of: {slugs}"])
     if failure is not None or chosen is None:
         record_failed_login(session, data.email, failure or "login failed", context, org_slug=data.org,
-                            user=user, memberships=memberships)
+                            user=user, memberships=check.memberships)
         return None, failure
     assert user is not None
     session.execute(
@@ -290,14 +485,17 @@ def current_role(session: Session, actor_type: str, actor_id: str) -> Role | Non
 
 
 def authenticate_password(session: Session, email: str, password: str, org_slug: str | None) -> Caller | None:
-    """Email + password (or an API key as the password) → caller; for non-HTTP entry points (Flight SQL)."""
+    """Email + password (or an API key as the password) → caller; for non-HTTP entry points (Flight SQL).
+    A person in several organizations names one (Flight SQL: `org-slug/email` as the username); raises
+    OrganizationNotNamed when they do not. Invitations are accepted over HTTP only."""
     if password.startswith(secrets.API_KEY_PREFIX):
         try:
             return resolve_credential(session, password, RequestContext())
         except Unauthenticated:
             return None
-    user, _, m, failure = _check_password(session, email, password, org_slug)
-    if failure is not None or m is None:
+    check = _check_password(session, email, password, org_slug)
+    m, user = check.chosen, check.user
+    if check.failure is not None or m is None:
         return None
     return Caller(org_id=m.org_id, org_slug=m.org_slug, role=Role(m.role),
                   actor=Actor("user", str(user.user_id), user.display_name), user_id=user.user_id)

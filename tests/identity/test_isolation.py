@@ -116,6 +116,7 @@ REVIEWED_DEFINER_FUNCTIONS = {
     "auth_resolve_session": "bearer token hash → its session",
     "auth_resolve_api_key": "API key hash → its key",
     "auth_org_by_slug": "organization slug → id",
+    "auth_user_invitations": "the invited person's own pending invitations, from any organization",
     "login_failures": "throttling: counts of recent failed logins for one email and one address",
     "service_heartbeat": "a service reports itself alive",
     "service_liveness": "/healthz: each service's last report, no host names",
