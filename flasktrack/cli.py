@@ -380,7 +380,11 @@ def run_cli(args: list[str] | None = None) -> int:
         e.show()  # the help, as `no_args_is_help` promises
         return 2
     except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 1
+        if isinstance(e.code, int) or e.code is None:
+            return e.code or 0
+        err.print("error: " + " ".join(str(e.code).split()), markup=False, highlight=False,
+                  soft_wrap=True)  # e.g. `up`: "port 8000 is in use: …"
+        return 2
     except Exception as exc:  # noqa: BLE001 - the one place CLI errors become a line and exit 2
         err.print(error_line(exc), markup=False, highlight=False, soft_wrap=True)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,11 @@ def test_every_cli_error_is_one_line_and_exit_2(run, tmp_path):
         r = run(*args)
         assert (r.returncode, r.stderr.count("\n"), "Traceback" in r.stderr) == (2, 1, False), (args, r.stderr)
         assert r.stderr.startswith("error: ") and says in r.stderr, (args, r.stderr)
+    with socket.socket() as busy:  # `up` refuses a port in use, in one line too
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = run("up", FLASKTRACK_API_PORT=str(busy.getsockname()[1]), FLASKTRACK_TEMPORAL_ADDRESS="127.0.0.1:1")
+    assert (r.returncode, r.stderr.count("\n")) == (2, 1) and "is in use" in r.stderr, r.stderr
     down = run("org", "create", "x-lab", "X", FLASKTRACK_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
     assert (down.returncode, down.stderr.count("\n")) == (2, 1) and "database" in down.stderr, down.stderr
 
