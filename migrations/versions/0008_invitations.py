@@ -5,14 +5,14 @@ accepts or declines it after logging in. Until then the inviting organization le
 the account: the invitation holds the email the admin typed, never the person's id or name for it to
 read (users are visible to an organization only through a membership in it).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
