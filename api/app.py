@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 
-from api import audit, errors, health, identity
+from api import audit, docs, errors, health, identity
 from api import protocols as protocols_api
 from api import runs as runs_api
 from api import tasks as tasks_api
 from api import temporal as temporal_api
-from api.deps import _REQUEST_ID, Platform
+from api.deps import _REQUEST_ID, Platform, request_id
 from api.guards import BodyLimit, storable_parameters
 from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, load_public_keys
 from domain.audit.sealer import Sealer
@@ -65,20 +65,22 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
         "a hash-chained audit log, and a lake analysts query over Flight SQL.",
         lifespan=lifespan,
         dependencies=[Depends(storable_parameters)],
+        docs_url=None,  # served by api/docs.py from packaged assets, not a CDN
+        redoc_url=None,
     )
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(identity.router)
-    app.include_router(audit.router)
-    app.include_router(protocols_api.router)
-    app.include_router(runs_api.router)
-    app.include_router(tasks_api.router)
+    docs.install(app)
+    app.include_router(health.router, responses={503: {"description": "A dependency is down: the same body, "
+                                                                      "each check with its status"}})
+    # Every operation documents the one error model for each status it may answer (api/errors.py).
+    for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router):
+        app.include_router(router, responses=errors.AUTHENTICATED, dependencies=[Depends(request_id)])
     app.add_middleware(BodyLimit)  # inside request_log: a 413 is logged with its request id
 
     @app.middleware("http")
     async def request_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         rid = request.headers.get("x-request-id") or ""
-        if not _REQUEST_ID.match(rid):
+        if not _REQUEST_ID.fullmatch(rid):
             rid = str(uuid.uuid4())
         request.state.request_id = rid
         structlog.contextvars.clear_contextvars()

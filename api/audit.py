@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import Platform, platform, require
+from api.deps import Instant, Platform, platform, require
 from domain.audit import service
-from domain.audit.service import AuditFilter
+from domain.audit.service import CURSOR_PATTERN, AuditFilter
 from domain.errors import Conflict
 from domain.roles import Caller, Permission
 
@@ -24,8 +23,8 @@ def audit_filter(
     actor: str | None = Query(default=None, max_length=320,
                               description="actor id (user or API key id), or a member's email"),
     action: str | None = Query(default=None, max_length=64),
-    since: dt.datetime | None = Query(default=None, description="occurred at or after (ISO 8601)"),
-    until: dt.datetime | None = Query(default=None, description="occurred before (ISO 8601)"),
+    since: Instant | None = Query(default=None, description="occurred at or after (RFC 3339, with its offset)"),
+    until: Instant | None = Query(default=None, description="occurred before (RFC 3339, with its offset)"),
     reason: str | None = Query(default=None, max_length=200, description="text contained in the reason"),
     severity: Literal["info", "notice", "warning", "critical"] | None = None,
 ) -> AuditFilter:
@@ -37,7 +36,7 @@ def audit_filter(
 def list_entries(
     f: AuditFilter = Depends(audit_filter),
     limit: int = Query(default=100, ge=1, le=1000),
-    cursor: str | None = Query(default=None, max_length=64),
+    cursor: str | None = Query(default=None, pattern=CURSOR_PATTERN, description="`next_cursor` of the page before"),
     caller: Caller = Depends(require(Permission.audit_read)),
     p: Platform = Depends(platform),
 ) -> dict[str, Any]:
@@ -92,7 +91,11 @@ def public_key(caller: Caller = Depends(require(Permission.org_read)), p: Platfo
                              "Content-Disposition": f'attachment; filename="{key.key_id}.pub.pem"'})
 
 
-@router.get("/export")
+@router.get("/export", response_class=StreamingResponse, responses={200: {
+    "description": "The entries, oldest first: one canonical JSON object per line (`jsonl`, verifiable offline), "
+                   "or CSV with a header row (`csv`).",
+    "content": {"application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}}}}})
 def export(
     fmt: Literal["jsonl", "csv"] = Query(default="jsonl", alias="format"),
     to_seq: int | None = Query(default=None, ge=1, description="last seq to include (a checkpoint's size)"),
@@ -114,7 +117,8 @@ def export(
 
 
 @router.get("/entities/{entity_type}/{entity_id}/state")
-def entity_state(entity_type: str, entity_id: str, at: dt.datetime = Query(description="ISO 8601 instant"),
+def entity_state(entity_type: str, entity_id: str,
+                 at: Annotated[Instant, Query(description="RFC 3339 instant, with its offset")],
                  caller: Caller = Depends(require(Permission.audit_read)),
                  p: Platform = Depends(platform)) -> dict[str, Any]:
     """The entity's whole state at a past instant, folded from every entry about it up to then (refusals are

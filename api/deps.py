@@ -6,16 +6,20 @@ Handlers stay thin: authenticate (a dependency), validate (pydantic), then one
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPBearer
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy.orm import Session
 
 from domain import audit
@@ -29,7 +33,36 @@ from flasktrack.net import Network, client_address, trusted_networks
 from flasktrack.settings import Settings
 
 log = structlog.get_logger("flasktrack.api")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+
+# Both credentials travel as `Authorization: Bearer …`; two schemes so the interactive docs offer each by name.
+SESSION_TOKEN = HTTPBearer(scheme_name="sessionToken", bearerFormat="ftk_…", auto_error=False,
+                           description="A session token: `token` from POST /api/v1/auth/login (expires; revoked by "
+                                       "POST /api/v1/auth/logout).")
+API_KEY = HTTPBearer(scheme_name="apiKey", bearerFormat="ftak_…", auto_error=False,
+                     description="An API key from POST /api/v1/apikeys, bound to one organization and one role.")
+
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: object) -> object:
+    # Pydantic alone would take `0.5` as a Unix time and a date without an offset as local time: an instant
+    # in an audit filter must say what it means.
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("an instant with its offset, as in 2024-05-01T09:30:00Z or 2024-05-01T11:30:00+02:00")
+    return value
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("an instant needs its offset (Z or ±hh:mm)")
+    return value
+
+
+Instant = Annotated[dt.datetime, BeforeValidator(_rfc3339), AfterValidator(_aware)]
+"""A query parameter naming an instant: RFC 3339 with its offset (what `format: date-time` promises)."""
 
 
 @dataclass
@@ -53,9 +86,24 @@ def platform(request: Request) -> Platform:
     return p
 
 
+def request_id(
+    x_request_id: str | None = Header(
+        default=None, alias="X-Request-ID", pattern=REQUEST_ID_PATTERN,
+        description="Your id for this request, the idempotency key of every write: a retried request with the same "
+                    "id never acts twice and gets the first answer. 1–128 of `A-Z a-z 0-9 . _ : -`; another value "
+                    "is refused (422), never replaced, since a replaced id would make a retry act twice."),
+) -> str | None:
+    """Declares (and so documents and validates) the X-Request-ID header on every operation."""
+    return x_request_id
+
+
 def request_context(request: Request) -> RequestContext:
     rid = request.headers.get("x-request-id")
-    if not rid or not _REQUEST_ID.match(rid):
+    if rid is not None and not _REQUEST_ID.fullmatch(rid):
+        # The request_id dependency refuses it first; this guards any entry point that does not declare it.
+        raise RequestValidationError([{"type": "string_pattern_mismatch", "loc": ("header", "X-Request-ID"),
+                                       "msg": f"String should match pattern '{REQUEST_ID_PATTERN}'", "input": rid}])
+    if not rid:
         rid = getattr(request.state, "request_id", None) or str(uuid.uuid4())
     return RequestContext(
         request_id=rid,
@@ -77,7 +125,9 @@ def _trusted(values: tuple[str, ...]) -> tuple[Network, ...]:
     return trusted_networks(values)
 
 
-def current_caller(request: Request, p: Platform = Depends(platform)) -> Caller:
+def current_caller(request: Request, p: Platform = Depends(platform), _session: Any = Security(SESSION_TOKEN),
+                   _api_key: Any = Security(API_KEY)) -> Caller:
+    # The two Security parameters only document the schemes; the header is read here for either credential.
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -19,7 +19,8 @@ class Strict(Input):
 
 
 class LoginRequest(Strict):
-    email: EmailStr
+    # Any text: an address that is no account's fails like a wrong password (401), whatever its syntax.
+    email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
     org: str | None = Field(
         default=None, max_length=63,

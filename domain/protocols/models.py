@@ -12,7 +12,8 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
 from domain.limits import INT32_MAX, Input
 from domain.protocols.plan import Problem
@@ -31,8 +32,17 @@ class VersionStatus(StrEnum):
 _Input = Input
 
 
+# The schema states what the service checks first (domain/protocols/service.py `document_of`), so a client
+# and /openapi.json agree on which bodies are well formed: exactly one document, or (new versions) at most one.
+_BY_DEFINITION: JsonDict = {"required": ["definition"], "properties": {"definition": {"type": "object"}}}
+_BY_YAML: JsonDict = {"required": ["yaml"], "properties": {"yaml": {"type": "string"}}}
+_WITH_FROM_VERSION: JsonDict = {"required": ["from_version"], "properties": {"from_version": {"type": "integer"}}}
+
+
 class DocumentInput(_Input):
     """A protocol document: `definition` as a JSON object, or `yaml` as YAML (or JSON) text. Exactly one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [_BY_DEFINITION, _BY_YAML]})
 
     definition: dict[str, Any] | None = Field(default=None, description="the document as a JSON object")
     yaml: str | None = Field(
@@ -52,6 +62,10 @@ class DraftUpdate(DocumentInput):
 
 class VersionCreate(DocumentInput):
     """A new draft version. Without a document it starts as a copy of `from_version` (default: the latest)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {**_BY_DEFINITION, "not": _WITH_FROM_VERSION}, {**_BY_YAML, "not": _WITH_FROM_VERSION},
+        {"not": {"anyOf": [_BY_DEFINITION, _BY_YAML]}}]})
 
     from_version: int | None = Field(default=None, ge=1, le=INT32_MAX, description="copy this version's document")
     reason: str | None = Field(default=None, max_length=2000)

@@ -6,7 +6,8 @@ import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 
 from domain.limits import INT32_MAX, Input
 from domain.runs.messages import TaskBrief, Waiting
@@ -24,9 +25,18 @@ class Subject(_Input):
     id: str = Field(pattern=_ID, max_length=128)
 
 
+_BY_KEY: JsonDict = {"required": ["protocol_key"], "properties": {"protocol_key": {"type": "string"}}}
+_BY_ID: JsonDict = {"required": ["protocol_version_id"], "properties": {"protocol_version_id": {"type": "string"}}}
+_WITH_VERSION: JsonDict = {"required": ["protocol_version"], "properties": {"protocol_version": {"type": "integer"}}}
+
+
 class RunLaunch(_Input):
     """Launch a run of an approved protocol version: name it by key (+ version; default the newest approved)
     or by `protocol_version_id`."""
+
+    # What `_one_protocol` checks, stated in the schema so /openapi.json allows exactly the bodies accepted.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [_BY_KEY, _BY_ID],
+                                                                 "not": {"allOf": [_BY_ID, _WITH_VERSION]}})
 
     protocol_key: str | None = Field(default=None, max_length=64)
     protocol_version: int | None = Field(default=None, ge=1, le=INT32_MAX)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from domain.limits import Input, key_problem
 
-_REF = r"^[^\s]{1,128}$"
+_REF = r"^[^\s\x00-\x1f\x7f-\x9f]{1,128}$"  # an id: no spaces, no control characters
 
 
 class TaskCompletion(Input):
@@ -21,7 +21,8 @@ class TaskCompletion(Input):
     checklist: dict[str, bool] | list[str] = Field(
         default={}, max_length=500, description="confirmed checklist items: {item_key: true} or [item_key, …]"
     )
-    evidence: list[str] = Field(default=[], max_length=100, description="ids of stored evidence (photos, printouts)")
+    evidence: list[str] = Field(default=[], max_length=100, description="ids of stored evidence (photos, printouts)",
+                                json_schema_extra={"items": {"type": "string", "pattern": _REF}})
 
     @field_validator("checklist")
     @classmethod
@@ -37,7 +38,7 @@ class TaskCompletion(Input):
     def _refs(cls, v: list[str]) -> list[str]:
         import re
 
-        bad = [ref for ref in v if not re.match(_REF, ref)]
+        bad = [ref for ref in v if not re.fullmatch(_REF, ref)]
         if bad:
             raise ValueError(f"evidence references are ids without spaces, at most 128 characters: {bad[:3]}")
         return v

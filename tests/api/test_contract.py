@@ -1,0 +1,179 @@
+"""The documented API is the API: schemathesis generates requests for every operation in /openapi.json (valid
+and invalid, NUL and other control characters included) with an admin's token and checks each answer: never a
+5xx, a documented status, a documented content type, a body that fits its documented schema, a body the
+schema allows accepted, one it forbids refused."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import schemathesis
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import Status, events
+from schemathesis.python import asgi
+
+from api.app import create_app
+from api.deps import Platform
+from domain.roles import Role
+from flasktrack.db import TenantSessions
+from tests.support import PASSWORD, Org, make_org
+
+# Bounded: about a minute on two busy cores; raise it locally to look harder.
+EXAMPLES_PER_OPERATION = 20
+
+
+@pytest.fixture(scope="module")
+def contract_org(owner: TenantSessions, client: Any) -> Org:
+    return make_org(owner, client)
+
+
+@pytest.fixture(scope="module")
+def contract_app(platform: Platform) -> Iterator[Any]:
+    app = create_app(platform, background=False)
+    yield app
+    asgi.shutdown_lifespans()
+
+
+def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], int]:
+    """Every phase schemathesis has but the stateful one; the distinct failures and how many cases ran."""
+    config = SchemathesisConfig.from_dict({
+        "headers": dict(org.headers(Role.admin)),
+        # Logging out revokes the token it is called with: a session of its own, so the others keep theirs.
+        "operations": [{"include-path": "/api/v1/auth/logout",
+                        "headers": {"Authorization": f"Bearer {logout_token}"}},
+                       # /healthz answers 503 by design while a dependency is down (no worker in this test).
+                       {"include-path": "/healthz",
+                        "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503"]}}},
+                       # A protocol document's meaning (steps that exist, expressions that parse, one key per
+                       # step) is more than a JSON Schema can say: a well-formed body may still name no
+                       # valid protocol, answered 422 with every problem's path.
+                       {"include-path": "/api/v1/protocols", "include-method": "POST",
+                        "checks": {"positive_data_acceptance": {"expected-statuses": [
+                            "2xx", "401", "403", "404", "409", "422", "429"]}}}],
+        "continue-on-failure": True,
+        "seed": 7,
+        "generation": {"max-examples": EXAMPLES_PER_OPERATION, "allow-x00": True, "codec": "utf-8"},
+        "phases": {"stateful": {"enabled": False}},
+    })
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+    failures: set[str] = set()
+    cases = 0
+    for event in schemathesis.engine.from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            cases += len(event.recorder.cases)
+            for checks in event.recorder.checks.values():
+                for check in checks:
+                    if check.status == Status.FAILURE and check.failure_info is not None:
+                        f = check.failure_info.failure
+                        failures.add(f"{f.operation}: {f.title}: {f.message.splitlines()[0] if f.message else ''}")
+                        failures.add(f"  {f.operation}: {check.failure_info.code_sample}"[:600])
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            failures.add(f"error: {event}")
+    return sorted(failures), cases
+
+
+def test_every_operation_keeps_its_contract(contract_app: Any, contract_org: Org, client: Any) -> None:
+    email = contract_org.users[Role.admin][1]
+    login = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    failures, cases = run_schemathesis(contract_app, contract_org, login.json()["token"])
+    assert cases > 100
+    assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------- the pieces, one by one
+
+
+def _new_org(owner: TenantSessions, client: Any) -> Org:
+    return make_org(owner, client)
+
+
+def test_error_bodies_name_the_field_and_where_it_is(client: Any, owner: TenantSessions) -> None:
+    org = _new_org(owner, client)
+    h = org.headers(Role.admin)
+    url = f"/api/v1/tasks/{uuid.uuid4()}/complete"
+
+    missing = client.post(url, headers=h)
+    assert missing.status_code == 422
+    assert missing.json()["errors"] == [{"location": "body", "field": "body", "reason": "a JSON body is required"}]
+
+    malformed = client.post(url, content=b'{"values": {"mass_g": 1,}}',
+                            headers={**h, "Content-Type": "application/json"})
+    assert malformed.status_code == 422
+    [error] = malformed.json()["errors"]
+    assert error["location"] == "body" and error["field"] == "body"
+    assert error["reason"].startswith("malformed JSON at character 24"), error
+
+    nested = client.post("/api/v1/runs", json={"protocol_key": "p", "subjects": [{"type": "sample", "id": "ok"},
+                                                                                 {"type": "flask", "id": "S-1"}]},
+                         headers=h)
+    assert nested.status_code == 422
+    assert {(e["location"], e["field"]) for e in nested.json()["errors"]} == {("body", "subjects[1].type")}
+
+    query = client.get("/api/v1/audit", params={"limit": 0}, headers=h)
+    assert [(e["location"], e["field"]) for e in query.json()["errors"]] == [("query", "limit")]
+
+    # Every kind of refusal has the one shape, documented as such for every operation.
+    unknown = client.get(f"/api/v1/runs/{uuid.uuid4()}", headers=h)
+    assert unknown.status_code == 404 and set(unknown.json()) == {"detail", "reasons", "errors"}
+    documented = client.get("/openapi.json").json()
+    for path, operations in documented["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/api/"):
+                assert operation["responses"]["422"]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ErrorBody"}, (method, path)
+    assert "HTTPValidationError" not in documented["components"]["schemas"]
+
+
+def test_a_wrong_method_is_told_every_method_the_path_serves(client: Any) -> None:
+    r = client.put("/api/v1/apikeys")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+    assert client.request("PATCH", "/api/v1/protocols/validate").headers["allow"] == "POST"
+
+
+def test_a_request_id_that_does_not_fit_is_refused_not_replaced(client: Any, owner: TenantSessions) -> None:
+    org = _new_org(owner, client)
+    h = org.headers(Role.admin)
+    keys_before = client.get("/api/v1/apikeys", headers=h).json()
+    for bad in ("has spaces", "x" * 129, "ünïcode".encode(), "semi;colon"):
+        r = client.post("/api/v1/apikeys", json={"name": "sync", "role": "analyst"},
+                        headers={**h, "X-Request-ID": bad})
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json()["errors"][0]["location"] == "header" and r.json()["errors"][0]["field"] == "X-Request-ID"
+        assert r.headers["x-request-id"] != (bad.decode() if isinstance(bad, bytes) else bad)
+    assert client.get("/api/v1/apikeys", headers=h).json() == keys_before
+    # A fitting one is kept and echoed.
+    r = client.get("/api/v1/me", headers={**h, "X-Request-ID": "lims-2024.05:42_a-b"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "lims-2024.05:42_a-b"
+
+
+def test_the_document_declares_how_to_authenticate_and_both_ways_work(client: Any, owner: TenantSessions) -> None:
+    org = _new_org(owner, client)
+    documented = client.get("/openapi.json").json()
+    schemes = documented["components"]["securitySchemes"]
+    assert {name: (s["type"], s["scheme"]) for name, s in schemes.items()} == {
+        "sessionToken": ("http", "bearer"), "apiKey": ("http", "bearer")}
+    assert documented["paths"]["/api/v1/me"]["get"]["security"] == [{"sessionToken": []}, {"apiKey": []}]
+    assert "security" not in documented["paths"]["/api/v1/auth/login"]["post"]
+    key = client.post("/api/v1/apikeys", json={"name": "docs", "role": "auditor"},
+                      headers=org.headers(Role.admin)).json()["key"]
+    for token in (org.tokens[Role.auditor], key):
+        assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_interactive_docs_need_no_internet(client: Any, page: str) -> None:
+    r = client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    references = re.findall(r"""(?:src|href|spec-url)\s*=\s*["']([^"']+)["']""", r.text)
+    references += re.findall(r"""url:\s*["']([^"']+)["']""", r.text)  # Swagger UI's spec URL
+    assert references, r.text
+    for ref in references:
+        assert urlsplit(ref).netloc == "" and not ref.startswith("//"), f"{page} loads {ref} from elsewhere"
+        asset = client.get(ref)
+        assert asset.status_code == 200 and len(asset.content) > 1000, ref
+    assert not re.search(r"https?://", re.sub(r"https?://(www\.)?w3\.org[^\s\"']*", "", r.text)), r.text
