@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 
-from api import audit, docs, errors, health, identity
+from api import audit, docs, errors, health, identity, openapi
 from api import protocols as protocols_api
 from api import runs as runs_api
 from api import tasks as tasks_api
@@ -70,6 +70,7 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     )
     errors.install(app)
     docs.install(app)
+    openapi.install(app)
     app.include_router(health.router, responses={503: {"description": "A dependency is down: the same body, "
                                                                       "each check with its status"}})
     # Every operation documents the one error model for each status it may answer (api/errors.py).

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 INT64_MAX = 2**63 - 1
@@ -33,6 +33,11 @@ MAX_DEPTH = 24  # nesting of a free-form value (a protocol document nests its st
 
 # Allowed in free text; every other C0/C1 control character is refused.
 _TEXT_CONTROLS = frozenset("\t\n\r")
+
+# The same rules as JSON Schema patterns, stated in /openapi.json (api/openapi.py) so a client knows them.
+# (Lone surrogates, refused too, are left out: UTF-8 text cannot hold them, nor can every regex engine.)
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+KEY_PATTERN = rf"^[^\x00-\x1f\x7f-\x9f]{{1,{MAX_KEY}}}$"
 
 
 def _char_problem(text: str, *, allowed: frozenset[str]) -> str | None:
@@ -121,6 +126,9 @@ def _checked(value: Any) -> Any:
         raise _refuse(why)
     return value
 
+
+# A key (of a checklist, a free-form object) as the schema states it; checked by `key_problem`.
+Key = Annotated[str, WithJsonSchema({"type": "string", "pattern": KEY_PATTERN})]
 
 # For parameters that are not part of a model (Body(...) and the like).
 SafeText = Annotated[str, AfterValidator(_checked)]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from domain.limits import Input, key_problem
+from domain.limits import Input, Key, key_problem
 
 _REF = r"^[^\s\x00-\x1f\x7f-\x9f]{1,128}$"  # an id: no spaces, no control characters
 
@@ -18,8 +18,8 @@ class TaskCompletion(Input):
     """What a technician submits: form values, checklist confirmations, evidence references."""
 
     values: dict[str, Any] = Field(default={}, max_length=500, description="form values by field key")
-    checklist: dict[str, bool] | list[str] = Field(
-        default={}, max_length=500, description="confirmed checklist items: {item_key: true} or [item_key, …]"
+    checklist: Annotated[dict[Key, bool], Field(max_length=500)] | Annotated[list[Key], Field(max_length=500)] = Field(
+        default={}, description="confirmed checklist items: {item_key: true} or [item_key, …]"
     )
     evidence: list[str] = Field(default=[], max_length=100, description="ids of stored evidence (photos, printouts)",
                                 json_schema_extra={"items": {"type": "string", "pattern": _REF}})

@@ -39,8 +39,8 @@ def contract_app(platform: Platform) -> Iterator[Any]:
     asgi.shutdown_lifespans()
 
 
-def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], int]:
-    """Every phase schemathesis has but the stateful one; the distinct failures and how many cases ran."""
+def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], dict[str, int]]:
+    """Every phase schemathesis has but the stateful one; the distinct failures and the cases per operation."""
     config = SchemathesisConfig.from_dict({
         "headers": dict(org.headers(Role.admin)),
         # Logging out revokes the token it is called with: a session of its own, so the others keep theirs.
@@ -56,22 +56,30 @@ def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], 
                         "checks": {"positive_data_acceptance": {"expected-statuses": [
                             "2xx", "401", "403", "404", "409", "422", "429"]}}}],
         "continue-on-failure": True,
+        # A body over the size limit is refused before it is read: 413 is a refusal like 422.
+        "checks": {"negative_data_rejection": {"expected-statuses": [
+            "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]}},
         "seed": 7,
         "generation": {"max-examples": EXAMPLES_PER_OPERATION, "allow-x00": True, "codec": "utf-8"},
         "phases": {"stateful": {"enabled": False}},
     })
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
     failures: set[str] = set()
-    cases = 0
+    cases: dict[str, int] = {}
     for event in schemathesis.engine.from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
-            cases += len(event.recorder.cases)
+            label = event.recorder.label
+            cases[label] = cases.get(label, 0) + len(event.recorder.cases)
             for checks in event.recorder.checks.values():
                 for check in checks:
                     if check.status == Status.FAILURE and check.failure_info is not None:
                         f = check.failure_info.failure
-                        failures.add(f"{f.operation}: {f.title}: {f.message.splitlines()[0] if f.message else ''}")
+                        failures.add(f"{f.operation}: {f.title}: {' / '.join(f.message.splitlines()[:4])}")
                         failures.add(f"  {f.operation}: {check.failure_info.code_sample}"[:600])
+        elif isinstance(event, events.NonFatalError) and type(event.value).__name__ == "FailedHealthCheck":
+            # Hypothesis found the smallest body of one operation large (free-form documents); the other
+            # phases still cover it. A generator's limit, not the API's.
+            continue
         elif isinstance(event, events.NonFatalError | events.FatalError):
             failures.add(f"error: {event}")
     return sorted(failures), cases
@@ -81,7 +89,9 @@ def test_every_operation_keeps_its_contract(contract_app: Any, contract_org: Org
     email = contract_org.users[Role.admin][1]
     login = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     failures, cases = run_schemathesis(contract_app, contract_org, login.json()["token"])
-    assert cases > 100
+    documented = {f"{method.upper()} {path}" for path, operations in contract_app.openapi()["paths"].items()
+                  for method in operations}
+    assert {label for label, n in cases.items() if n >= 10} == documented, cases
     assert not failures, "\n".join(failures)
 
 
