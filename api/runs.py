@@ -24,7 +24,16 @@ from domain.identity import service as identity
 from domain.roles import Caller, Permission
 from domain.runs import service as runs
 from domain.runs.messages import Control, Decision, Outcome, RunInput, RunState
-from domain.runs.models import ApprovalRequest, ControlResult, RunControl, RunDetail, RunHistory, RunLaunch, RunRead
+from domain.runs.models import (
+    SUBJECT_ID,
+    ApprovalRequest,
+    ControlResult,
+    RunControl,
+    RunDetail,
+    RunHistory,
+    RunLaunch,
+    RunRead,
+)
 from domain.signatures import Meaning, SignatureInput, verify
 from domain.tasks import service as tasks
 
@@ -59,6 +68,15 @@ async def refused(p: Platform, caller: Caller, entity_type: str, entity_id: str,
         await in_tx(p, caller, record_refusal, caller, entity_type, entity_id, doing, exc)
 
 
+def yours(outcome: Outcome, caller: Caller) -> Outcome:
+    """The first answer to this X-Request-ID, if it answered this caller; Conflict if it answered someone else
+    (an id is one person's idempotency key: replayed by another, it must neither act nor tell them the answer)."""
+    if outcome.actor_id is not None and outcome.actor_id != caller.actor.id:
+        raise Conflict(f"X-Request-ID {caller.context.request_id} was already used by someone else for this task: "
+                       "send your request with a new X-Request-ID")
+    return outcome
+
+
 def answer(outcome: Outcome) -> JSONResponse:
     """A done step answers 200 with the outcome; a refused one its status with every reason."""
     body = outcome.model_dump(mode="json")
@@ -89,7 +107,7 @@ async def launch(data: RunLaunch, caller: Caller = Depends(require(Permission.ru
 @router.get("", response_model=list[RunRead])
 def list_runs(status: str | None = Query(default=None, max_length=20),
               protocol_key: str | None = Query(default=None, max_length=64),
-              subject: str | None = Query(default=None, max_length=128, description="a sample or batch id"),
+              subject: str | None = Query(default=None, pattern=SUBJECT_ID, description="a sample or batch id"),
               limit: int = Query(default=100, ge=1, le=1000),
               caller: Caller = Depends(require(Permission.runs_read)),
               p: Platform = Depends(platform)) -> list[RunRead]:
@@ -151,6 +169,7 @@ def _sign(s: Session, caller: Caller, run_id: uuid.UUID, data: ApprovalRequest) 
     reuses the first signature."""
     prior = tasks.prior_answer(s, caller.context.request_id)
     if prior is not None and prior[1].signature_id:
+        yours(prior[1], caller)
         task = runs.approval_task(s, run_id, uuid.UUID(prior[0]))
         signature_id, content_hash = prior[1].signature_id, runs.signed_hash(s, prior[1].signature_id)
         return Decision(task_id=str(task.id), actor=runs.actor_ref(caller), decision=data.decision,
@@ -192,10 +211,15 @@ async def decide(run_id: uuid.UUID, data: ApprovalRequest, caller: Caller = Depe
     except (Conflict, Invalid) as exc:
         prior = await in_tx(p, caller, tasks.prior_answer, caller.context.request_id)
         if prior is not None and prior[0] == decision.task_id:
-            return answer(prior[1])
+            outcome = prior[1]
+        else:
+            await refused(p, caller, "task", decision.task_id, "approval", exc)
+            raise
+    try:
+        return answer(yours(outcome, caller))
+    except Conflict as exc:
         await refused(p, caller, "task", decision.task_id, "approval", exc)
         raise
-    return answer(outcome)
 
 
 @router.get("/{run_id}/history", response_model=RunHistory)

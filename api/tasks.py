@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse
 
 from api import temporal
 from api.deps import Platform, platform, require
-from api.runs import answer, in_tx, refused
+from api.runs import answer, in_tx, refused, yours
 from domain import notifications
 from domain.errors import Conflict, Invalid
 from domain.roles import Caller, Permission
 from domain.runs import service as runs
 from domain.runs.messages import Completion, Outcome
+from domain.runs.models import SUBJECT_ID
 from domain.tasks import service
 from domain.tasks.models import NotificationRead, TaskCompletion, TaskFilter, TaskRead
 
@@ -28,11 +29,14 @@ Status = Literal["open", "completed", "approved", "rejected", "cancelled", "any"
 def inbox(mine: bool = Query(default=False, description="only tasks I have claimed"),
           my_roles: bool = Query(default=False, description="only tasks my role may work on"),
           overdue: bool = Query(default=False, description="only open tasks past their due time"),
-          run_id: uuid.UUID | None = None, status: Status = "open",
+          run_id: uuid.UUID | None = None,
+          subject: str | None = Query(default=None, pattern=SUBJECT_ID, description="a sample or batch id: tasks "
+                                      "of the runs on it"),
+          status: Status = "open",
           limit: int = Query(default=200, ge=1, le=1000),
           caller: Caller = Depends(require(Permission.tasks_read)), p: Platform = Depends(platform)) -> list[TaskRead]:
     """Tasks and approvals, most urgent first, with what each needs: form fields, checklist, due time."""
-    f = TaskFilter(mine=mine, my_roles=my_roles, overdue=overdue, run_id=run_id,
+    f = TaskFilter(mine=mine, my_roles=my_roles, overdue=overdue, run_id=run_id, subject=subject,
                    status=None if status == "any" else status)
     with p.tx(caller) as s:
         return service.inbox(s, caller, f, limit=limit)
@@ -102,15 +106,17 @@ async def complete(task_id: uuid.UUID, data: TaskCompletion, caller: Caller = De
     except (Conflict, Invalid) as exc:
         # The run moved on (or ended) after answering this very request before: the first answer.
         prior = await in_tx(p, caller, service.prior_answer, request_id)
-        if prior is not None and prior[0] == str(task_id):
-            return answer(prior[1])
-        await refused(p, caller, "task", str(task_id), "completion", exc)
-        raise
-    if outcome.task_id != str(task_id):
-        reused = Conflict(f"X-Request-ID {request_id} already answered a request about another task")
+        if prior is None or prior[0] != str(task_id):
+            await refused(p, caller, "task", str(task_id), "completion", exc)
+            raise
+        outcome = prior[1]
+    try:
+        if outcome.task_id != str(task_id):
+            raise Conflict(f"X-Request-ID {request_id} already answered a request about another task")
+        return answer(yours(outcome, caller))
+    except Conflict as reused:
         await refused(p, caller, "task", str(task_id), "completion", reused)
-        raise reused
-    return answer(outcome)
+        raise
 
 
 @router.get("/notifications", response_model=list[NotificationRead])

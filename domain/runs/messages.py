@@ -161,6 +161,9 @@ class Outcome(_Message):
     values: dict[str, Any] | None = None
     open_tasks: list[TaskBrief] = []  # what the run waits for next, once it has moved on
     run_status: str | None = None
+    # Who sent the request this answers: the same X-Request-ID from someone else is refused, never answered
+    # with this (None in answers recorded before it was kept).
+    actor_id: str | None = None
 
 
 class Escalate(_Message):

@@ -12,7 +12,8 @@ from pydantic.json_schema import JsonDict
 from domain.limits import INT32_MAX, Input
 from domain.runs.messages import TaskBrief, Waiting
 
-_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"  # a sample or batch id
+_ID = SUBJECT_ID
 
 
 _Input = Input

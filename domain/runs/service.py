@@ -385,7 +385,7 @@ def decide(session: Session, msg: DecideApproval) -> Outcome:
                  after={"status": status, **detail}, reason=d.reason, context=tasks.context_of(d.request),
                  occurred_at=at)
     outcome = Outcome(ok=True, task_id=d.task_id, run_id=run.run_id, step_key=step.key, iteration=msg.iteration,
-                      result=status, signature_id=d.signature_id, closed_at=at)
+                      result=status, signature_id=d.signature_id, closed_at=at, actor_id=d.actor.id)
     tasks.remember_answer(session, run, outcome, d.request.request_id)
     for opening in msg.open_next:
         tasks.open_task(session, opening)

@@ -78,6 +78,7 @@ class TaskFilter:
     my_roles: bool = False  # workable by my role
     overdue: bool = False
     run_id: uuid.UUID | None = None
+    subject: str | None = None  # a sample or batch id the task's run works on
     status: str | None = "open"  # None: any
 
 

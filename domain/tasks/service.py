@@ -156,7 +156,7 @@ def refusal(
                  entity_id=str(task.id) if task else "-", after={"doing": doing, "status": status, "reasons": reasons},
                  reason=message[:2000], severity=Severity.warning, context=context_of(request))
     return Outcome(ok=False, status=status, message=message, reasons=reasons, task_id=str(task.id) if task else "",
-                   run_id=run.run_id, step_key=step_key, iteration=iteration, result="refused")
+                   run_id=run.run_id, step_key=step_key, iteration=iteration, result="refused", actor_id=actor.id)
 
 
 def checklist_for(session: Session, task_run: Any, step: TaskNode) -> list[ChecklistItem]:
@@ -205,7 +205,8 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
                         "evidence": c.evidence},
                  context=context_of(c.request), occurred_at=at)
     outcome = Outcome(ok=True, task_id=c.task_id, run_id=run.run_id, step_key=step.key, iteration=msg.iteration,
-                      result="completed", submission_id=submission_id, closed_at=at, values=values)
+                      result="completed", submission_id=submission_id, closed_at=at, values=values,
+                      actor_id=c.actor.id)
     if not remember_answer(session, run, outcome, c.request.request_id):
         raise RequestReused(c.request.request_id)
     for opening in msg.open_next:
@@ -324,6 +325,9 @@ def inbox(session: Session, caller: Caller, f: TaskFilter, *, limit: int = 200) 
     if f.run_id:
         where.append("t.run_id = :run")
         params["run"] = f.run_id
+    if f.subject:
+        where.append("r.subjects @> CAST(:subj AS jsonb)")  # the runs' GIN index (jsonb_path_ops)
+        params["subj"] = json.dumps([{"id": f.subject}])
     rows = session.execute(
         text(f"SELECT {TASK_COLUMNS} FROM tasks t JOIN runs r ON r.id = t.run_id WHERE {' AND '.join(where)}"
              " ORDER BY t.due_at NULLS LAST, t.opened_at LIMIT :lim"), params,

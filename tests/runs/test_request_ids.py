@@ -1,0 +1,69 @@
+"""Filters and idempotency keys over HTTP, on the Temporal dev server with the real worker."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import text
+
+from domain.roles import Role
+from tests.runs.conftest import wait_for
+from tests.runs.support import approve_protocol, complete, one_task, open_tasks
+from tests.support import make_org
+
+FAST = 0.000001
+
+
+def _protocol(owner, org, roles: list[str]) -> str:  # type: ignore[no-untyped-def]
+    key = f"ids-{uuid.uuid4().hex[:6]}"
+    document = one_task(key, due=None)
+    document["steps"][0]["roles"] = roles
+    approve_protocol(owner, org.id, document)
+    return key
+
+
+def _launch(client, org, key: str, subject: str) -> str:  # type: ignore[no-untyped-def]
+    r = client.post("/api/v1/runs", json={"protocol_key": key, "time_scale": FAST,
+                                          "subjects": [{"type": "sample", "id": subject}]},
+                    headers=org.headers(Role.lab_manager))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_tasks_filter_by_subject(client, temporal_api, owner):  # type: ignore[no-untyped-def]
+    org = make_org(owner, client)
+    key = _protocol(owner, org, ["technician"])
+    on_a, on_b = _launch(client, org, key, "S-A-1"), _launch(client, org, key, "S-B-2")
+    for run_id in (on_a, on_b):
+        wait_for(lambda run_id=run_id: open_tasks(client, org, run_id))
+    h = org.headers(Role.technician)
+    r = client.get("/api/v1/tasks", params={"subject": "S-A-1"}, headers=h)
+    assert r.status_code == 200 and {t["run_id"] for t in r.json()} == {on_a}, r.text
+    assert client.get("/api/v1/tasks", params={"subject": "S-C-3"}, headers=h).json() == []
+    # A value no subject can have says so instead of matching nothing.
+    r = client.get("/api/v1/tasks", params={"subject": "S A"}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "subject", r.text
+
+
+def test_a_request_id_replayed_by_someone_else_is_refused(client, temporal_api, owner):  # type: ignore[no-untyped-def]
+    org = make_org(owner, client)
+    key = _protocol(owner, org, ["technician", "scientist"])
+    run_id = _launch(client, org, key, "S-R-1")
+    task = wait_for(lambda: open_tasks(client, org, run_id))[0]
+    rid = str(uuid.uuid4())
+    values, checklist = {"mass_g": "3.14"}, ["balance_calibrated"]
+    first = complete(client, org, task["id"], values, checklist, role=Role.technician, request_id=rid)
+    assert first.status_code == 200, first.text
+
+    other = complete(client, org, task["id"], values, checklist, role=Role.scientist, request_id=rid)
+    assert other.status_code == 409, other.text
+    assert "already used by someone else" in other.json()["detail"]
+    assert first.json()["submission_id"] not in other.text
+    # The person who sent it still gets their first answer on a retry.
+    again = complete(client, org, task["id"], values, checklist, role=Role.technician, request_id=rid)
+    assert again.status_code == 200 and again.json()["submission_id"] == first.json()["submission_id"]
+    with owner.begin(None) as s:
+        s.execute(text("SELECT audit_seal(:o)"), {"o": org.id})
+        refusals = s.execute(text("SELECT actor_id FROM audit_log WHERE org_id = :o AND entity_id = :t"
+                                  " AND action = 'refuse'"), {"o": org.id, "t": task["id"]}).scalars().all()
+    assert refusals == [str(org.users[Role.scientist][0])]
