@@ -27,6 +27,7 @@ from domain.audit import Severity
 from domain.audit.checkpoints import CheckpointStore
 from domain.errors import Forbidden, Unauthenticated
 from domain.identity import service as identity
+from domain.identity.service import LoginLimits
 from domain.roles import Caller, Permission, RequestContext
 from flasktrack.db import TenantSessions
 from flasktrack.net import Network, client_address, trusted_networks
@@ -110,6 +111,12 @@ def request_context(request: Request) -> RequestContext:
         client_address=caller_address(request),
         user_agent=(request.headers.get("user-agent") or "")[:512] or None,
     )
+
+
+def login_limits(s: Settings) -> LoginLimits:
+    """When failed logins and signature passwords lock an account or an address out."""
+    return LoginLimits(max_fail=s.login_max_failures, max_fail_addr=s.login_max_failures_per_address,
+                       window=dt.timedelta(minutes=s.login_lockout_minutes))
 
 
 def caller_address(request: Request) -> str | None:

@@ -8,9 +8,10 @@ the routers' documented responses all go through this module, so the shape a cli
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,9 +19,31 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import record_denial
+from api.deps import caller_address, record_denial, request_context
 from domain.audit import Severity
 from domain.errors import DomainError, Forbidden, NotFound, RateLimited, Unauthenticated
+from domain.identity import service as identity
+from domain.identity.service import LockedOut
+from domain.roles import Caller, RequestContext
+from domain.signatures import SignatureRefused
+
+log = structlog.get_logger("flasktrack.api")
+
+
+def _in_own_tx(request: Request, caller: Caller | None, work: Callable[..., None], *args: Any) -> None:
+    try:
+        with request.app.state.platform.tx(caller) as session:
+            work(session, *args)
+    except Exception:  # noqa: BLE001 - the refusal is answered anyway; the log says what was not recorded
+        log.exception("could not record a refusal", work=work.__name__)
+
+
+def _context(request: Request) -> RequestContext:
+    try:
+        return request_context(request)
+    except RequestValidationError:  # a malformed X-Request-ID: still record who and from where
+        return RequestContext(client_address=caller_address(request))
+
 
 Location = Literal["body", "query", "path", "header", "cookie"]
 
@@ -124,6 +147,13 @@ def install(app: FastAPI) -> None:
             await run_in_threadpool(record_denial, request.app.state.platform, caller, request,
                                     ("denied: " if isinstance(exc, Forbidden) else "not found: ") + exc.message,
                                     severity)
+        if isinstance(exc, SignatureRefused) and caller is not None:
+            # A wrong signature password counts towards the account's lockout, committed on its own.
+            await run_in_threadpool(_in_own_tx, request, caller, identity.record_failed_signature, caller)
+        if isinstance(exc, LockedOut):
+            # The 429 is on record once per lockout (the refused request's transaction rolled back).
+            context = caller.context if caller is not None else _context(request)
+            await run_in_threadpool(_in_own_tx, request, None, identity.record_lockout, exc, context)
         headers: dict[str, str] = {}
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after_s)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from api.deps import Platform, platform, require
+from api.deps import Platform, login_limits, platform, require
 from domain.protocols import service
 from domain.protocols.models import (
     DraftUpdate,
@@ -125,7 +125,8 @@ def approve(signature: SignatureInput, key: Key, version: Version,
     """Approve a version in review with an electronic signature: password re-entered, meaning "approved",
     bound to the content hash. Its author may not approve it."""
     with p.tx(caller) as s:
-        return service.approve(s, caller, key=key, version=version, signature=signature)
+        return service.approve(s, caller, key=key, version=version, signature=signature,
+                               limits=login_limits(p.settings))
 
 
 @router.post("/{key}/versions/{version}/return", response_model=VersionRead)

@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import temporal
-from api.deps import Platform, platform, require
+from api.deps import Platform, login_limits, platform, require
 from domain import audit
 from domain.audit import Severity
 from domain.errors import Conflict, DomainError, Forbidden, Invalid, Unavailable
 from domain.identity import service as identity
+from domain.identity.service import LoginLimits
 from domain.roles import Caller, Permission
 from domain.runs import service as runs
 from domain.runs.messages import Control, Decision, Outcome, RunInput, RunState
@@ -163,7 +164,7 @@ async def cancel(run_id: uuid.UUID, data: RunControl, caller: Caller = Depends(r
     return await _control("cancel", run_id, data, caller, p)
 
 
-def _sign(s: Session, caller: Caller, run_id: uuid.UUID, data: ApprovalRequest) -> Decision:
+def _sign(s: Session, caller: Caller, run_id: uuid.UUID, data: ApprovalRequest, limits: LoginLimits) -> Decision:
     """Gates and the password, then the decision carrying the signature bound to the reviewed records. The
     signature is recorded by the decision's activity, with the decision, or not at all. A retried request
     reuses the first signature."""
@@ -179,7 +180,7 @@ def _sign(s: Session, caller: Caller, run_id: uuid.UUID, data: ApprovalRequest) 
     content_hash = runs.check_approval(s, caller, task, data.decision, data.reason)
     meaning = Meaning(task.spec["meaning"]) if data.decision == "approve" else Meaning.rejected
     sig = verify(s, caller, SignatureInput(password=data.password, meaning=meaning, reason=data.reason),
-                 entity_type="task", entity_id=str(task.id), content_hash=content_hash)
+                 entity_type="task", entity_id=str(task.id), content_hash=content_hash, limits=limits)
     return Decision(task_id=str(task.id), actor=runs.actor_ref(caller), decision=data.decision,
                     signature_id=str(sig.id), content_hash=content_hash, reason=data.reason,
                     meaning=sig.meaning.value, signer_name=sig.signer_name, signed_at=sig.signed_at,
@@ -201,7 +202,7 @@ async def decide(run_id: uuid.UUID, data: ApprovalRequest, caller: Caller = Depe
     The X-Request-ID header is the idempotency key, as for completions."""
     temporal.client_of(p)
     try:
-        decision = await in_tx(p, caller, _sign, caller, run_id, data)
+        decision = await in_tx(p, caller, _sign, caller, run_id, data, login_limits(p.settings))
     except (Conflict, Invalid) as exc:
         await refused(p, caller, "run", str(run_id), "approval", exc)
         raise

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from domain import audit
 from domain.errors import Forbidden, Invalid
 from domain.identity import secrets
+from domain.identity import service as identity
 from domain.limits import Input
 from domain.roles import Actor, Caller, RequestContext
 
@@ -52,18 +53,22 @@ class Signature(BaseModel):
 
 
 def verify(session: Session, caller: Caller, data: SignatureInput, *, entity_type: str, entity_id: str,
-           content_hash: str, signature_id: uuid.UUID | None = None) -> Signature:
+           content_hash: str, limits: identity.LoginLimits, signature_id: uuid.UUID | None = None) -> Signature:
     """Check the re-entered password and the rules of a signing; the signature to record, not recorded yet.
 
     A wrong password raises SignatureRefused (403); the API records every 403 in the audit log in its own
-    transaction. Nothing is written here: the signature is recorded with what it signs (`record`), in the
+    transaction, and counts it towards the account's lockout like a failed login (`limits`). Nothing is
+    written here: the signature is recorded with what it signs (`record`), in the
     same transaction, so a decision refused afterwards leaves no signature behind.
     """
     if caller.actor.type != "user" or caller.user_id is None:
         raise Forbidden("only a person can sign; API keys cannot")
     row = session.execute(
-        text("SELECT u.password_hash, u.display_name FROM users u WHERE u.id = :u"), {"u": caller.user_id}
+        text("SELECT u.password_hash, u.display_name, u.email FROM users u WHERE u.id = :u"), {"u": caller.user_id}
     ).first()
+    if row is not None:  # a locked account signs no more than it logs in (429, on record once per lockout)
+        identity.check_throttle(session, row.email, None, max_fail=limits.max_fail,
+                                max_fail_addr=limits.max_fail_addr, window=limits.window)
     if row is None or not secrets.verify_password(row.password_hash, data.password):
         raise SignatureRefused("signature refused: the password is not correct")
     if data.meaning == Meaning.rejected and not (data.reason and data.reason.strip()):
@@ -97,9 +102,11 @@ def sign(
     entity_type: str,
     entity_id: str,
     content_hash: str,
+    limits: identity.LoginLimits,
 ) -> Signature:
     """Verify and record a signature in the caller's transaction (with what it signs)."""
-    sig = verify(session, caller, data, entity_type=entity_type, entity_id=entity_id, content_hash=content_hash)
+    sig = verify(session, caller, data, entity_type=entity_type, entity_id=entity_id, content_hash=content_hash,
+                 limits=limits)
     return record(session, sig, org_id=caller.org_id, actor=caller.actor, context=caller.context)
 
 

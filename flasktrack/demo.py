@@ -9,6 +9,7 @@ from sqlalchemy import text
 from domain.errors import DomainError
 from domain.identity import service as identity
 from domain.identity.models import MemberCreate
+from domain.identity.service import LoginLimits
 from domain.protocols import service as protocols
 from domain.protocols.loader import example_protocols
 from domain.protocols.models import ProtocolCreate
@@ -74,8 +75,10 @@ def seed_demo_protocols(owner: TenantSessions) -> list[str]:
                     continue
                 draft = protocols.create_protocol(s, scientist, data=ProtocolCreate(definition=document))
                 protocols.submit_for_review(s, scientist, key=key, version=draft.version)
-                protocols.approve(s, manager, key=key, version=draft.version, signature=SignatureInput(
-                    password=DEMO_PASSWORD, meaning=Meaning.approved, reason="demo protocol, shipped with Flask Track"))
+                signature = SignatureInput(password=DEMO_PASSWORD, meaning=Meaning.approved,
+                                           reason="demo protocol, shipped with Flask Track")
+                protocols.approve(s, manager, key=key, version=draft.version, signature=signature,
+                                  limits=LoginLimits())
         except DomainError as error:  # a broken example must not keep the platform from starting
             log.warning("demo protocol not seeded", key=key, reason=error.message, problems=error.reasons)
             continue

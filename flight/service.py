@@ -59,6 +59,12 @@ class PlatformAuthenticator:
                                                  org_slug=org_slug)
         except RateLimited as refusal:
             log.warning("flight login throttled", username=username, client_address=client_address)
+            if isinstance(refusal, identity.LockedOut):  # on record once per lockout, as for HTTP's 429
+                try:
+                    with self.sessions.begin(None) as session:
+                        identity.record_lockout(session, refusal, ctx)
+                except Exception:  # noqa: BLE001 - the refusal stands; the log says what was not recorded
+                    log.exception("could not record a Flight SQL lockout")
             raise LoginThrottled(f"{refusal.message} (in {refusal.retry_after_s} s)") from None
         except identity.OrganizationNotNamed:  # the password held: not a failed login, nothing to count
             log.info("flight login names no organization of several; use org-slug/email", username=username)

@@ -289,19 +289,74 @@ def decide_invitation(session: Session, caller: Caller, invitation_id: uuid.UUID
 # ---------------------------------------------------------------- login
 
 
+@dataclass(frozen=True)
+class LoginLimits:
+    """When failed logins and signature passwords lock an account, or an address, out (settings `login_*`)."""
+
+    max_fail: int = 5
+    max_fail_addr: int = 20
+    window: dt.timedelta = dt.timedelta(minutes=15)
+
+
+class LockedOut(RateLimited):
+    """A 429 for too many failures: which lockout it is, so the refusal can be put on record once per lockout."""
+
+    def __init__(self, message: str, *, scope: str, subject: str, since: dt.datetime, until: dt.datetime,
+                 email: str) -> None:
+        retry = int((until - dt.datetime.now(dt.UTC)).total_seconds()) + 1
+        super().__init__(message, retry_after_s=max(retry, 1))
+        self.scope, self.subject, self.since, self.until, self.email = scope, subject, since, until, email
+
+
 def check_throttle(session: Session, email: str, address: str | None, *, max_fail: int, max_fail_addr: int,
               window: dt.timedelta) -> None:
-    """Refuse (429) while the account or the address has too many recent failed logins. The attempts table
-    is not readable by the application role: `login_failures` answers the two counts, nothing else."""
+    """Refuse (429, LockedOut) while the account or the address has too many recent failures (logins and
+    signature passwords). The attempts table is not readable by the application role: `login_failures`
+    answers the two counts, nothing else."""
     now = dt.datetime.now(dt.UTC)
     row = session.execute(text("SELECT * FROM login_failures(:e, :a, :since)"),
                           {"e": email, "a": address, "since": now - window}).one()
     if row.account_failures >= max_fail:
-        retry = int((row.account_first + window - now).total_seconds()) + 1
-        raise RateLimited("too many failed logins for this account; try again later", retry_after_s=retry)
+        raise LockedOut("too many failed logins or signatures for this account; try again later", scope="account",
+                        subject=email.lower(), since=row.account_first, until=row.account_first + window,
+                        email=email)
     if address and row.address_failures >= max_fail_addr:
-        retry = int((row.address_first + window - now).total_seconds()) + 1
-        raise RateLimited("too many failed logins from this address; try again later", retry_after_s=retry)
+        raise LockedOut("too many failed logins from this address; try again later", scope="address",
+                        subject=address, since=row.address_first, until=row.address_first + window, email=email)
+
+
+def record_lockout(session: Session, refusal: LockedOut, context: RequestContext) -> None:
+    """Put a lockout refusal on record, once per lockout: the platform's `login_lockouts` table always
+    (that is where lockouts of unknown emails and of addresses are), and an entry in the log of each
+    organization of the account concerned. Runs in its own transaction: the refused request's rolls back."""
+    first = session.execute(
+        text("SELECT record_lockout(:scope, :subject, :since, :until, :email, :address)"),
+        {"scope": refusal.scope, "subject": refusal.subject, "since": refusal.since, "until": refusal.until,
+         "email": refusal.email, "address": context.client_address},
+    ).scalar_one()
+    if not first:
+        return
+    user = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": refusal.email}).first()
+    if user is None:
+        return
+    for m in session.execute(text("SELECT * FROM auth_user_memberships(:u)"), {"u": user.user_id}).all():
+        _set_org(session, m.org_id)
+        audit.record(session, org_id=m.org_id, actor=Actor("user", str(user.user_id), user.display_name),
+                     action="refuse", entity_type="auth_session", entity_id="-", reason=refusal.message,
+                     severity=Severity.warning, context=context,
+                     after={"locked_out": refusal.scope, "since": refusal.since, "until": refusal.until})
+
+
+def record_failed_signature(session: Session, caller: Caller) -> None:
+    """A wrong signature password counts towards the account's lockout like a failed login (its own
+    transaction: the refused signing rolls back; the API audits the refusal itself)."""
+    email = session.execute(text("SELECT email FROM users WHERE id = :u"), {"u": caller.user_id}).scalar()
+    if email is None:
+        return
+    session.execute(
+        text("INSERT INTO login_attempts (email, client_address, succeeded) VALUES (:e, :a, false)"),
+        {"e": email, "a": caller.context.client_address},
+    )
 
 
 class OrganizationNotNamed(Invalid):

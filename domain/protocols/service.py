@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.errors import Conflict, Forbidden, Invalid, NotFound
+from domain.identity.service import LoginLimits
 from domain.protocols.compiler import compile_protocol, content_hash, schema_problems
 from domain.protocols.definition import ProtocolDefinition
 from domain.protocols.loader import ProtocolLoadError, parse_protocol_text
@@ -408,7 +409,8 @@ def submit_for_review(session: Session, caller: Caller, *, key: str, version: in
     )
 
 
-def approve(session: Session, caller: Caller, *, key: str, version: int, signature: SignatureInput) -> VersionRead:
+def approve(session: Session, caller: Caller, *, key: str, version: int, signature: SignatureInput,
+            limits: LoginLimits) -> VersionRead:
     """Sign the version in review with meaning "approved" (password re-entered), bound to its content hash."""
     row = _version_row(session, key, version, lock=True)
     _expect(row, S.in_review, S.approved)
@@ -421,7 +423,7 @@ def approve(session: Session, caller: Caller, *, key: str, version: int, signatu
     if signature.meaning != Meaning.approved:
         raise Invalid("an approval is signed with the meaning 'approved'", reasons=["meaning: must be 'approved'"])
     _check_hash(row)
-    sig = sign(session, caller, signature, entity_type="protocol_version", entity_id=str(row.id),
+    sig = sign(session, caller, signature, entity_type="protocol_version", entity_id=str(row.id), limits=limits,
                content_hash=row.content_hash)
     approved = _transition(
         session, caller, row, action="approve", sets="status = 'approved', approved_at = :t, approved_by = :u, "

@@ -27,6 +27,7 @@ from flasktrack.settings import Settings
 from flight.server import FlightSqlServer
 from flight.service import PlatformAuthenticator
 from tests.flight.flightkit import connect, query
+from tests.identity.test_lockouts import lockout_entries
 from tests.support import PASSWORD, Org, make_org
 
 StartFlight = Callable[..., str]
@@ -190,8 +191,17 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(
         email = f"spray-{attempt}-{secrets.token_hex(4)}@nowhere.example"
         assert "bad credentials" in _login_fails(behind_proxy, email, **_forwarded(sprayer))
         assert _attempt_addresses(owner, email) == [sprayer]
-    refused = _login_fails(behind_proxy, org.users[Role.analyst][1], PASSWORD, **_forwarded(sprayer))
-    assert "too many failed logins from this address" in refused
+    for _ in range(2):
+        refused = _login_fails(behind_proxy, org.users[Role.analyst][1], PASSWORD, **_forwarded(sprayer))
+        assert "too many failed logins from this address" in refused
+    # The refusal is on record once: the platform's lockouts, and the log of the account it names.
+    with owner.begin(None) as s:
+        assert s.execute(text("SELECT scope, attempted_email FROM login_lockouts WHERE subject = :a"),
+                         {"a": sprayer}).all() == [("address", org.users[Role.analyst][1])]
+    entries = lockout_entries(client, org)
+    assert [(e["actor"]["id"], e["after"]["locked_out"], e["context"]["client_address"]) for e in entries] == [
+        (str(org.users[Role.analyst][0]), "address", sprayer)
+    ]
     with connect_as(behind_proxy, org.users[Role.analyst][1], **_forwarded(f"2001:db8::{secrets.token_hex(2)}")) as c:
         assert query(c, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 1}]  # another address may
     # Without trusted proxies the header is the client's word: not believed.

@@ -118,6 +118,7 @@ REVIEWED_DEFINER_FUNCTIONS = {
     "auth_org_by_slug": "organization slug → id",
     "auth_user_invitations": "the invited person's own pending invitations, from any organization",
     "login_failures": "throttling: counts of recent failed logins for one email and one address",
+    "record_lockout": "a 429 lockout refusal on record once per lockout; answers only whether it was new",
     "service_heartbeat": "a service reports itself alive",
     "service_liveness": "/healthz: each service's last report, no host names",
     "failing_runs": "/healthz: run ids whose activity keeps failing, with counts and the error's type only",
