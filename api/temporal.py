@@ -194,10 +194,13 @@ async def request_cancellation(p: Platform, run_id: uuid.UUID | str, reason: str
 
 async def update(p: Platform, run_id: uuid.UUID | str, name: str, arg: Any, *, request_id: str | None,
                  result_type: type) -> Any:
-    """One Update on the run's workflow, its id the request id: the same id never acts twice."""
+    """One Update on the run's workflow, its id the update's name and the request id: the same request never acts
+    twice, and an id a client reuses for another kind of request (a hold, then a resume) is a request of its own,
+    never answered with the other's result (Temporal deduplicates update ids across all of a workflow's updates)."""
     handle = client_of(p).get_workflow_handle(str(run_id))
+    update_id = f"{name}:{request_id}" if request_id else None
     try:
-        return await handle.execute_update(name, arg, id=request_id, result_type=result_type,
+        return await handle.execute_update(name, arg, id=update_id, result_type=result_type,
                                            rpc_timeout=UPDATE_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
         raise _refused(exc) from exc

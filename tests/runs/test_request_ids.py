@@ -67,3 +67,24 @@ def test_a_request_id_replayed_by_someone_else_is_refused(client, temporal_api, 
         refusals = s.execute(text("SELECT actor_id FROM audit_log WHERE org_id = :o AND entity_id = :t"
                                   " AND action = 'refuse'"), {"o": org.id, "t": task["id"]}).scalars().all()
     assert refusals == [str(org.users[Role.scientist][0])]
+
+
+def test_one_request_id_on_different_controls_of_a_run_answers_each_its_own(client, temporal_api, owner):  # type: ignore[no-untyped-def]
+    """A client that reuses its X-Request-ID for another kind of request on the same run (a hold, then a resume,
+    then a completion) gets that request done and its own answer: never the first request's answer, which made a
+    resume look done while the run stayed on hold, and a completion answer 500."""
+    org = make_org(owner, client)
+    key = _protocol(owner, org, ["technician"])
+    run_id = _launch(client, org, key, "S-C-1")
+    task = wait_for(lambda: open_tasks(client, org, run_id))[0]
+    rid = str(uuid.uuid4())
+    manager = {**org.headers(Role.lab_manager), "X-Request-ID": rid}
+
+    held = client.post(f"/api/v1/runs/{run_id}/hold", json={"reason": "incubator alarm"}, headers=manager)
+    assert held.status_code == 200 and held.json()["status"] == "on_hold", held.text
+    resumed = client.post(f"/api/v1/runs/{run_id}/resume", json={"reason": "alarm cleared"}, headers=manager)
+    assert resumed.status_code == 200 and resumed.json()["status"] == "running", resumed.text
+    assert client.get(f"/api/v1/runs/{run_id}", headers=manager).json()["status"] == "running"
+
+    done = complete(client, org, task["id"], {"mass_g": "3.14"}, ["balance_calibrated"], request_id=rid)
+    assert done.status_code == 200 and done.json()["result"] == "completed", done.text
