@@ -134,7 +134,8 @@ class ProtocolRun:
         self.pending: dict[str, _Pending] = {}
         self.busy = 1  # branches doing the run's own work now (not waiting for people or time)
         self.opened_ahead: dict[str, OpenStep] = {}  # steps a completion's activity already opened (see _ahead)
-        self.timers: dict[tuple[str, int], dt.datetime] = {}  # (step, iteration) → when it fires: for `state`
+        # (step, iteration) → when it fires and the step's title: for `state`
+        self.timers: dict[tuple[str, int], tuple[dt.datetime, str]] = {}
         self.hold_reason: str | None = None
         self.cancel_reason: str | None = None
         self.rejected_at = ""
@@ -265,8 +266,8 @@ class ProtocolRun:
         duration = self._scaled(node.duration_seconds)
         fires_at = workflow.now() + duration
         await self._event(node.key, "timer", "timer_started", iteration,
-                          {"duration_seconds": duration.total_seconds(), "fires_at": fires_at})
-        self.timers[(node.key, iteration)] = fires_at
+                          {"duration_seconds": duration.total_seconds(), "fires_at": fires_at, "title": node.title})
+        self.timers[(node.key, iteration)] = (fires_at, node.title)
         try:
             await self._wait(lambda: False, timeout=duration)
         except TimeoutError:
@@ -385,7 +386,8 @@ class ProtocolRun:
         waiting = [Waiting(kind="hold", reason=self.hold_reason)] if self.held else []
         waiting += [Waiting(kind=t.kind, step_key=t.step_key, title=t.title, task_id=t.task_id, iteration=t.iteration,
                             until=t.due_at) for t in tasks]
-        waiting += [Waiting(kind="timer", step_key=key, iteration=i, until=at) for (key, i), at in self.timers.items()]
+        waiting += [Waiting(kind="timer", step_key=key, title=title, iteration=i, until=at)
+                    for (key, i), (at, title) in self.timers.items()]
         return RunState(run_id=self.inp.run.run_id, status=status, held=self.held, open_tasks=tasks,
                         reached=dict(self.reached), waiting_for=waiting)
 

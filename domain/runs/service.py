@@ -155,12 +155,13 @@ def waiting_for(session: Session, run: RunRead) -> list[Waiting]:
     waiting += [Waiting(kind=t.kind, step_key=t.step_key, title=t.title, task_id=t.task_id, iteration=t.iteration,
                         until=t.due_at) for t in tasks.open_briefs(session, run.id)]
     timers = session.execute(
-        text("SELECT s.step_key, s.iteration, s.detail->>'fires_at' AS fires_at FROM step_events s"
+        text("SELECT s.step_key, s.iteration, s.detail->>'fires_at' AS fires_at, s.detail->>'title' AS title"
+             " FROM step_events s"
              " WHERE s.run_id = :r AND s.event = 'timer_started' AND NOT EXISTS (SELECT 1 FROM step_events f"
              " WHERE f.run_id = s.run_id AND f.event = 'timer_fired' AND f.step_key = s.step_key"
              " AND f.iteration = s.iteration) ORDER BY s.occurred_at"), {"r": run.id},
     ).all()
-    waiting += [Waiting(kind="timer", step_key=t.step_key, iteration=t.iteration,
+    waiting += [Waiting(kind="timer", step_key=t.step_key, title=t.title or "", iteration=t.iteration,
                         until=parse_ts(t.fires_at) if t.fires_at else None) for t in timers]
     return waiting
 

@@ -31,13 +31,14 @@ def test_a_run_on_a_timer_says_until_when_and_a_cancel_leaves_nothing_open(clien
     detail = wait_for(lambda: (d := client.get(f"/api/v1/runs/{run['id']}", headers=mgr).json())["waiting_for"] and d,
                       timeout=30)
     [timer] = detail["waiting_for"]
-    assert (timer["kind"], timer["step_key"]) == ("timer", "incubate")
+    assert (timer["kind"], timer["step_key"], timer["title"]) == ("timer", "incubate", "Incubate")
     assert abs(_at(timer["until"]) - _at(run["launched_at"]) - dt.timedelta(hours=2)) < dt.timedelta(seconds=30)
 
     r = client.post(f"/api/v1/runs/{run['id']}/hold", json={"reason": "incubator door open"}, headers=mgr)
     assert r.status_code == 200, r.text
-    kinds = [(w["kind"], w.get("reason"), w["until"]) for w in r.json()["waiting_for"]]
-    assert kinds == [("hold", "incubator door open", None), ("timer", None, timer["until"])]  # timers keep running
+    kinds = [(w["kind"], w.get("reason"), w["title"], w["until"]) for w in r.json()["waiting_for"]]
+    assert kinds == [("hold", "incubator door open", "", None),
+                     ("timer", None, "Incubate", timer["until"])]  # timers keep running
     held = client.get(f"/api/v1/runs/{run['id']}", headers=mgr).json()["waiting_for"]
     assert [(w["kind"], w["until"]) for w in held] == [("hold", None), ("timer", timer["until"])]
 
