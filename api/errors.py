@@ -116,6 +116,11 @@ def field_errors(errors: Sequence[Any]) -> list[FieldError]:
     return out
 
 
+def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An `ErrorBody` answer, for what answers before FastAPI's handlers (e.g. the body limit)."""
+    return JSONResponse(status_code=status, content=ErrorBody(detail=detail).model_dump(mode="json"), headers=headers)
+
+
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 

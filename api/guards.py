@@ -11,9 +11,9 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import error_response
 from domain.limits import text_problem
 
 
@@ -40,10 +40,10 @@ class BodyLimit:
             except ValueError:
                 size = -1
             if size < 0:
-                await JSONResponse({"detail": "Content-Length is not a number of bytes"}, 400)(scope, receive, send)
+                await error_response(400, "Content-Length is not a number of bytes")(scope, receive, send)
                 return
             if size > limit:
-                await JSONResponse({"detail": _too_large(limit)}, 413)(scope, receive, send)
+                await error_response(413, _too_large(limit))(scope, receive, send)
                 return
         received = 0
 
@@ -69,7 +69,7 @@ class BodyLimit:
         except HTTPException as exc:  # read outside FastAPI's body parsing (e.g. a handler reading the stream)
             if exc.status_code != 413 or started:
                 raise
-            await JSONResponse({"detail": exc.detail}, 413)(scope, receive, send)
+            await error_response(413, str(exc.detail))(scope, receive, send)
 
 
 def storable_parameters(request: Request) -> None:

@@ -130,6 +130,9 @@ def test_error_bodies_name_the_field_and_where_it_is(client: Any, owner: TenantS
     # Every kind of refusal has the one shape, documented as such for every operation.
     unknown = client.get(f"/api/v1/runs/{uuid.uuid4()}", headers=h)
     assert unknown.status_code == 404 and set(unknown.json()) == {"detail", "reasons", "errors"}
+    too_large = client.post("/api/v1/apikeys", content=b'{"name": "' + b"x" * (2 << 20) + b'"}',
+                            headers={**h, "Content-Type": "application/json"})
+    assert too_large.status_code == 413 and set(too_large.json()) == {"detail", "reasons", "errors"}
     documented = client.get("/openapi.json").json()
     for path, operations in documented["paths"].items():
         for method, operation in operations.items():
