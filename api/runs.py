@@ -86,7 +86,8 @@ def answer(outcome: Outcome) -> JSONResponse:
     return JSONResponse(status_code=200 if outcome.ok else outcome.status, content=body)
 
 
-@router.post("", response_model=RunRead, status_code=201)
+@router.post("", response_model=RunRead, status_code=201, responses={
+    200: {"model": RunRead, "description": "The run this X-Request-ID already launched (a retry): nothing new."}})
 async def launch(data: RunLaunch, caller: Caller = Depends(require(Permission.runs_launch)),
                  p: Platform = Depends(platform)) -> JSONResponse:
     """Launch a run of an approved protocol version on samples/batches: a durable workflow (id = run id)

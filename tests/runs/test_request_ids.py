@@ -88,3 +88,18 @@ def test_one_request_id_on_different_controls_of_a_run_answers_each_its_own(clie
 
     done = complete(client, org, task["id"], {"mass_g": "3.14"}, ["balance_calibrated"], request_id=rid)
     assert done.status_code == 200 and done.json()["result"] == "completed", done.text
+
+
+def test_a_retried_launch_answers_a_documented_status(client, temporal_api, owner):  # type: ignore[no-untyped-def]
+    """A launch retried with its X-Request-ID answers 200 with the same run: /openapi.json says so, next to 201."""
+    org = make_org(owner, client)
+    key = _protocol(owner, org, ["technician"])
+    headers = {**org.headers(Role.lab_manager), "X-Request-ID": str(uuid.uuid4())}
+    body = {"protocol_key": key, "time_scale": FAST, "subjects": [{"type": "sample", "id": "S-L-1"}]}
+    first, again = (client.post("/api/v1/runs", json=body, headers=headers) for _ in range(2))
+    assert (first.status_code, again.status_code) == (201, 200), again.text
+    assert again.json()["id"] == first.json()["id"]
+    documented = client.get("/openapi.json").json()["paths"]["/api/v1/runs"]["post"]["responses"]
+    for r in (first, again):
+        assert documented[str(r.status_code)]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/RunRead"}
