@@ -172,6 +172,9 @@ def invite_member(session: Session, caller: Caller, data: MemberCreate) -> Invit
             text("INSERT INTO users (id, email, display_name, password_hash) VALUES (:id, :e, :d, :p)"),
             {"id": user_id, "e": data.email, "d": data.display_name, "p": new_hash},
         )
+    # An expired invitation is marked so (the person never answered); it does not block a new one.
+    session.execute(text("UPDATE invitations SET status = 'expired', decided_at = expires_at"
+                         " WHERE user_id = :u AND status = 'pending' AND expires_at <= now()"), {"u": user_id})
     invitation_id = uuid.uuid4()
     try:
         with session.begin_nested():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import text
+
 from domain.roles import Role
 from flight.service import PlatformAuthenticator
 from tests.support import PASSWORD, Org, make_org
@@ -159,3 +161,22 @@ def test_flight_sql_login_names_the_organization_in_the_username(client, owner, 
         assert flight.authenticate(email, PASSWORD, None) is None
     assert not _audit(client, home, action="login", severity="warning")
     assert flight.authenticate(f"{home.slug}/{email}", PASSWORD, None) is not None
+
+
+def test_an_expired_invitation_can_be_followed_by_a_new_one(client, owner):
+    home, inviting = make_org(owner, client), make_org(owner, client)
+    email = home.users[Role.analyst][1]
+    first = _invite(client, inviting, email).json()
+    with owner.begin(None) as s:  # fourteen days pass without an answer
+        s.execute(text("UPDATE invitations SET expires_at = now() - interval '1 minute' WHERE id = :i"),
+                  {"i": first["id"]})
+    assert client.get("/api/v1/me/invitations", headers=home.headers(Role.analyst)).json() == []
+    r = client.post(f"/api/v1/me/invitations/{first['id']}/accept", headers=home.headers(Role.analyst))
+    assert r.status_code == 404
+    second = _invite(client, inviting, email)
+    assert second.status_code == 201, second.text
+    listed = {i["id"]: i["status"]
+              for i in client.get("/api/v1/invitations", headers=inviting.headers(Role.admin)).json()}
+    assert listed == {first["id"]: "expired", second.json()["id"]: "pending"}
+    r = client.post(f"/api/v1/me/invitations/{second.json()['id']}/accept", headers=home.headers(Role.analyst))
+    assert r.status_code == 200, r.text
