@@ -117,9 +117,11 @@ class SessionStore:
     max_ttl_s: float = 12 * 3600.0
     recheck_s: float = 30.0  # confirm the principal with the Authenticator at most this often
     pending_ttl_s: float = 60.0  # a token whose credentials were never checked lasts this long
+    max_sessions: int = 100_000  # Handshake costs nothing to send: a flood meets UNAVAILABLE, not the heap
     clock: Callable[[], float] = time.monotonic
     _sessions: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _swept_at: float = float("-inf")
 
     def open(self, principal: Principal, client_address: str | None = None) -> Session:
         now = self.clock()
@@ -135,6 +137,8 @@ class SessionStore:
         session = Session(secrets.token_urlsafe(32), None, now, now, credentials=(username, password))
         with self._lock:
             self._expire(now)
+            if len(self._sessions) >= self.max_sessions:
+                raise flight.FlightUnavailableError("too many sessions open; retry shortly")
             self._sessions[session.token] = session
         return session
 
@@ -162,6 +166,10 @@ class SessionStore:
         return len(self._sessions)
 
     def _expire(self, now: float) -> None:
+        # A sweep visits every session: at most once a second, so a burst of logins stays linear.
+        if now - self._swept_at < 1.0:
+            return
+        self._swept_at = now
         stale = [t for t, s in self._sessions.items() if self._stale(s, now)]
         for t in stale:
             del self._sessions[t]

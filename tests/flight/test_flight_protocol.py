@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pyarrow as pa
+import pyarrow.flight as pa_flight
+import pytest
 from google.protobuf import any_pb2
 
 from flight import protocol as P
@@ -120,6 +122,17 @@ def test_sessions_expire_when_idle_and_at_most_after_max_ttl() -> None:
     now[0] = 37
     assert store.lookup(other.token) is None  # idle too long
     assert store.lookup("forged") is None
+
+
+def test_pending_logins_expire_and_are_bounded() -> None:
+    now = [0.0]
+    store = SessionStore(pending_ttl_s=5, max_sessions=3, clock=lambda: now[0])
+    pending = [store.open_pending("ana@a.example", f"guess {i}") for i in range(3)]
+    with pytest.raises(pa_flight.FlightUnavailableError, match="too many sessions"):
+        store.open_pending("ana@a.example", "one more")
+    now[0] = 6  # never used: the unchecked credentials are forgotten
+    assert all(store.lookup(p.token) is None for p in pending)
+    assert store.open_pending("ana@a.example", "again").credentials == ("ana@a.example", "again")
 
 
 def test_xdbc_type_info_table() -> None:
