@@ -71,7 +71,8 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     errors.install(app)
     docs.install(app)
     openapi.install(app)
-    app.include_router(health.router, responses={503: {"description": "A dependency is down: the same body, "
+    app.include_router(health.router, responses={**errors.error_responses(401),
+                                                 503: {"description": "A dependency is down: the same body, "
                                                                       "each check with its status"}})
     # Every operation documents the one error model for each status it may answer (api/errors.py).
     for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router):

@@ -6,11 +6,12 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api.deps import Platform, platform
+from api.deps import API_KEY, SESSION_TOKEN, Platform, current_caller, platform
+from domain.roles import Caller, Permission
 
 router = APIRouter(tags=["health"])
 
@@ -25,24 +26,43 @@ FAILING_AFTER = 3
 FAILING_WITHIN = dt.timedelta(minutes=15)
 
 
-def _heartbeats(p: Platform) -> tuple[dict[str, dt.datetime], list[dict[str, Any]]]:
+def _heartbeats(p: Platform) -> tuple[dict[str, dt.datetime], int]:
     with p.tx(None) as s:
         rows = s.execute(text("SELECT service, last_seen FROM service_liveness()")).all()
-        failing = s.execute(text("SELECT run_id, activity, failures, error_type, last_failed_at"
-                                 " FROM failing_runs(:n, :since)"),
-                            {"n": FAILING_AFTER, "since": dt.datetime.now(dt.UTC) - FAILING_WITHIN}).all()
-    runs = [{"run_id": str(f.run_id), "activity": f.activity, "failures": f.failures, "error": f.error_type,
+        # Without an organization only the count: which runs fail, and why, is the organizations' own business.
+        failing = s.execute(text("SELECT failing_run_count(:n, :since)"),
+                            {"n": FAILING_AFTER, "since": dt.datetime.now(dt.UTC) - FAILING_WITHIN}).scalar_one()
+    return {r[0]: r[1] for r in rows}, int(failing)
+
+
+def _own_failing_runs(p: Platform, caller: Caller) -> list[dict[str, Any]]:
+    """The caller's organization's failing runs: row-level security keeps every other organization's out."""
+    with p.tx(caller) as s:
+        failing = s.execute(text(
+            "SELECT run_id, activity, failures, error_type, last_failed_at FROM activity_failures"
+            " WHERE failures >= :n AND last_failed_at > :since ORDER BY last_failed_at DESC LIMIT 100"),
+            {"n": FAILING_AFTER, "since": dt.datetime.now(dt.UTC) - FAILING_WITHIN}).all()
+    return [{"run_id": str(f.run_id), "activity": f.activity, "failures": f.failures, "error": f.error_type,
              "last_failed_at": f.last_failed_at.isoformat()} for f in failing]
-    return {r[0]: r[1] for r in rows}, runs
 
 
-@router.get("/healthz")
-def healthz(p: Platform = Depends(platform)) -> JSONResponse:
+def optional_caller(request: Request, p: Platform = Depends(platform), _session: Any = Security(SESSION_TOKEN),
+                    _api_key: Any = Security(API_KEY)) -> Caller | None:
+    """The caller when credentials are sent (wrong ones are 401, never silently anonymous); else None."""
+    if "authorization" not in request.headers:
+        return None
+    return current_caller(request, p)
+
+
+@router.get("/healthz", openapi_extra={"security": [{}, {"sessionToken": []}, {"apiKey": []}]})
+def healthz(p: Platform = Depends(platform), caller: Caller | None = Depends(optional_caller)) -> JSONResponse:
     """Each dependency: database, Temporal, worker, lake sink, Flight SQL; and runs whose activities keep failing
-    (`runs`: degraded, naming each run, the activity, how many attempts failed and the error's type)."""
+    (`runs`: degraded, with `failing_count` across the platform). Anonymous callers see only that count; a
+    caller whose role reads runs also sees their own organization's failing runs (`failing`: each run, the
+    activity, how many attempts failed and the error's type), never another organization's."""
     checks: dict[str, dict[str, Any]] = {}
     beats: dict[str, dt.datetime] = {}
-    failing: list[dict[str, Any]] | None = None
+    failing: int | None = None
     try:
         beats, failing = _heartbeats(p)
         checks["database"] = {"status": "up"}
@@ -59,7 +79,10 @@ def healthz(p: Platform = Depends(platform)) -> JSONResponse:
             fresh = now - at <= HEARTBEAT_FRESH
             checks[name] = {"status": "up" if fresh else "down", "last_seen": at.isoformat()}
     if failing is not None:
-        checks["runs"] = {"status": "degraded", "failing": failing} if failing else {"status": "up"}
+        runs: dict[str, Any] = {"status": "degraded" if failing else "up", "failing_count": failing}
+        if caller is not None and caller.can(Permission.runs_read):
+            runs["failing"] = _own_failing_runs(p, caller)
+        checks["runs"] = runs
     ok = all(c["status"] == "up" for c in checks.values())
     return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded",
                                                                  "checks": checks})

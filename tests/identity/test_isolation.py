@@ -121,7 +121,7 @@ REVIEWED_DEFINER_FUNCTIONS = {
     "record_lockout": "a 429 lockout refusal on record once per lockout; answers only whether it was new",
     "service_heartbeat": "a service reports itself alive",
     "service_liveness": "/healthz: each service's last report, no host names",
-    "failing_runs": "/healthz: run ids whose activity keeps failing, with counts and the error's type only",
+    "failing_run_count": "/healthz: how many runs keep failing, a count across organizations and nothing else",
 }
 
 

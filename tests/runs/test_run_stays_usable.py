@@ -115,12 +115,22 @@ def test_a_failing_record_fails_the_request_clearly_and_the_run_stays_usable(cli
         assert r.status_code == 503, r.text
         assert "could not be recorded" in r.json()["detail"] and "new X-Request-ID" in r.json()["detail"], r.text
 
-        # /healthz names the run while its record keeps failing.
-        health = client.get("/healthz").json()
+        # /healthz names the run to its own organization while its record keeps failing.
+        health = client.get("/healthz", headers=org.headers(Role.lab_manager)).json()
         failing = health["checks"]["runs"]
         assert health["status"] == "degraded" and failing["status"] == "degraded", health
+        assert failing["failing_count"] >= 1, health
         assert {"run_id": run_id, "activity": "control_run"}.items() <= next(
             f for f in failing["failing"] if f["run_id"] == run_id).items()
+        # Anonymous callers learn only that runs fail and how many; another organization not even which.
+        anonymous = client.get("/healthz")
+        assert anonymous.json()["checks"]["runs"]["status"] == "degraded", anonymous.text
+        assert anonymous.json()["checks"]["runs"]["failing_count"] >= 1, anonymous.text
+        assert run_id not in anonymous.text and "control_run" not in anonymous.text, anonymous.text
+        elsewhere = client.get("/healthz", headers=make_org(owner, client).headers(Role.admin))
+        assert elsewhere.json()["checks"]["runs"]["failing_count"] >= 1, elsewhere.text
+        assert run_id not in elsewhere.text and "control_run" not in elsewhere.text, elsewhere.text
+        assert client.get("/healthz", headers={"Authorization": "Bearer ftk_not-a-token"}).status_code == 401
     finally:
         with owner.begin(None) as s:
             s.execute(text(f"DROP TRIGGER {fn} ON runs"))
@@ -132,8 +142,8 @@ def test_a_failing_record_fails_the_request_clearly_and_the_run_stays_usable(cli
                     headers=org.headers(Role.lab_manager))
     assert r.status_code == 200 and r.json()["status"] == "on_hold", r.text
     assert _failures(owner, run_id) == []  # the success cleared the count
-    assert client.get("/healthz").json()["checks"]["runs"].get("failing") is None or all(
-        f["run_id"] != run_id for f in client.get("/healthz").json()["checks"]["runs"]["failing"])
+    assert all(f["run_id"] != run_id for f in client.get("/healthz", headers=org.headers(Role.lab_manager))
+               .json()["checks"]["runs"]["failing"])
     r = complete(client, org, task["id"], {"mass_g": "2"}, CHECKLIST)
     assert r.status_code == 409 and "on hold" in r.text, r.text
 
