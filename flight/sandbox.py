@@ -11,7 +11,8 @@ datasets, configured before any user SQL runs:
 - then `lock_configuration=true`, so SET/RESET/PRAGMA cannot undo any of it.
 
 Statements are checked before execution: exactly one SELECT (the server is read-only).
-There is no statement timeout in DuckDB: `Deadline` calls `con.interrupt()` on a timer.
+There is no statement timeout in DuckDB: `Sandbox.arm(deadline)` calls `con.interrupt()` on a
+timer when the query's one `Deadline` passes.
 
 Opening a database costs ~15 ms, so `ConnectionPool` keeps a couple ready in the
 background; a connection serves one query and is closed afterwards.
@@ -295,42 +296,25 @@ def check_references(tree: dict[str, Any], tables: set[str], catalog: str) -> No
 
 
 class Deadline:
-    """Interrupts a connection once `timeout_s` has elapsed since `start()`."""
+    """One query's time limit, fixed when its statement arrives: waiting for a query slot,
+    binding, running and streaming the result all spend the same `timeout_s` (<= 0: none)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, timeout_s: float) -> None:
-        self._con = con
+    def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.expired = False
-        self._timer: threading.Timer | None = None
-        self._ends_at: float | None = None
-
-    def start(self) -> Deadline:
-        """(Re)arm the timer: the full timeout counts from now."""
-        self.cancel()
-        self.expired = False
-        if self.timeout_s > 0:
-            self._ends_at = time.monotonic() + self.timeout_s
-            self._timer = threading.Timer(self.timeout_s, self._fire)
-            self._timer.daemon = True
-            self._timer.start()
-        return self
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._ends_at = None
+        self.ends_at: float | None = time.monotonic() + timeout_s if timeout_s > 0 else None
 
     def remaining(self) -> float | None:
-        """Seconds left (never below 0), None when no timer is armed."""
-        if self._ends_at is None:
+        """Seconds left (never below 0), None without a limit."""
+        if self.ends_at is None:
             return None
-        return max(0.0, self._ends_at - time.monotonic())
+        return max(0.0, self.ends_at - time.monotonic())
 
-    def _fire(self) -> None:
-        self.expired = True
-        with contextlib.suppress(Exception):
-            self._con.interrupt()
+    @property
+    def passed(self) -> bool:
+        return self.ends_at is not None and time.monotonic() >= self.ends_at
+
+    def exceeded(self, what: str = "interrupted") -> QueryTimeout:
+        return QueryTimeout(f"query {what} after {self.timeout_s:g} s (query timeout)")
 
 
 class Sandbox:
@@ -342,10 +326,14 @@ class Sandbox:
     closed (and `close(then=…)` callbacks run) once DuckDB has actually let go of it.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, settings: SandboxSettings) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, settings: SandboxSettings, deadline: Deadline | None = None
+    ) -> None:
         self.con = con
         self.settings = settings
-        self.deadline = Deadline(con, settings.timeout_s)
+        self.deadline = deadline or Deadline(settings.timeout_s)
+        self.expired = False  # the deadline passed while DuckDB worked on this connection
+        self._timer: threading.Timer | None = None
         self._registered: set[str] = set()
         self._closed = False
         self._lock = threading.Lock()
@@ -364,6 +352,21 @@ class Sandbox:
             f"AS {select.format(base=quote_ident(source))}"
         )
         self._registered.add(name)
+
+    def arm(self, deadline: Deadline) -> None:
+        """Interrupt DuckDB when `deadline` passes (at once if it already has); until `disarm()`."""
+        self.disarm()
+        self.deadline = deadline
+        remaining = deadline.remaining()
+        if remaining is not None:
+            self._timer = threading.Timer(remaining, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def result_schema(self, sql: str) -> pa.Schema:
         """The Arrow schema of the query's result, without running it (bounded by the deadline)."""
@@ -411,7 +414,7 @@ class Sandbox:
         threading.Thread(target=run, name="flight-query", daemon=False).start()
         if not done.wait(self.deadline.remaining()):
             self._expire()
-            raise QueryTimeout(f"query interrupted after {self.settings.timeout_s:g} s (query timeout)")
+            raise self.deadline.exceeded()
         result = outcome[0]
         if isinstance(result, _Failure):
             raise result.exc
@@ -426,7 +429,7 @@ class Sandbox:
             self._leave()
 
     def _expire(self) -> None:
-        self.deadline.expired = True
+        self.expired = True
         with contextlib.suppress(Exception):
             self.con.interrupt()
 
@@ -457,8 +460,8 @@ class Sandbox:
         """SqlRefused for sandbox refusals, QueryTimeout for interrupts; anything else as is."""
         if isinstance(exc, QueryTimeout):
             return exc
-        if self.deadline.expired or isinstance(exc, duckdb.InterruptException):
-            return QueryTimeout(f"query interrupted after {self.settings.timeout_s:g} s (query timeout)")
+        if self.expired or isinstance(exc, duckdb.InterruptException):
+            return self.deadline.exceeded()
         if isinstance(exc, duckdb.PermissionException) or "Permission Error" in str(exc):
             return SqlRefused(_first_line(exc))
         return exc
@@ -484,7 +487,7 @@ class Sandbox:
             self._expire()  # a worker still runs: make it stop at DuckDB's next check
 
     def _finish_close(self) -> None:
-        self.deadline.cancel()
+        self.disarm()
         with contextlib.suppress(Exception):
             self.con.close()
         for callback in self._after_close:

@@ -9,6 +9,10 @@ Request flow (what ADBC / JDBC / DBeaver do):
     DoGet(TicketStatementQuery)
         → the query runs on that same connection and streams record batches
 
+A query has one time limit (`query_timeout_s`), counted from the arrival of its statement
+(GetFlightInfo, or the execution of a prepared statement): binding, waiting for a query slot,
+running and streaming all spend it, and a ticket fetched after it is refused (TIMED_OUT).
+
 Tickets and prepared-statement handles are random, single-server, and bound to the
 caller's org, actor and bearer token; a ticket is consumed by its first DoGet.
 Metadata tickets carry the command itself and are always answered for the caller's
@@ -59,6 +63,7 @@ from flight.catalog import (
 )
 from flight.sandbox import (
     ConnectionPool,
+    Deadline,
     QueryTimeout,
     Sandbox,
     SandboxSettings,
@@ -161,6 +166,7 @@ class _Prepared:
     tables: tuple[str, ...]
     prepare_ms: float
     sandbox: Sandbox | None  # bound connection, used by the next execution
+    deadline: Deadline  # the query's one time limit, from the arrival of its statement
     expires_at: float
     scan: OrgDataset | None = None  # set when the SQL just reads one whole table
     ttl_s: float = 0.0  # prepared statements: idle lifetime, renewed on use
@@ -326,13 +332,14 @@ class FlightSqlServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
         session = caller(context)
+        deadline = Deadline(self.settings.timeout_s)  # the statement has arrived: its time runs
         name, command = self._command(descriptor)
         if name == "CommandStatementQuery":
-            entry = self._prepare(context, session, command.query)
+            entry = self._prepare(context, session, command.query, deadline)
             self._tickets.add(entry)
             return self._ticket_info(descriptor, entry)
         if name == "CommandPreparedStatementQuery":
-            entry = self._execute_prepared(context, session, command.prepared_statement_handle)
+            entry = self._execute_prepared(context, session, command.prepared_statement_handle, deadline)
             return self._ticket_info(descriptor, entry)
         schema = self._metadata_schema(session, name, command)
         endpoint = flight.FlightEndpoint(descriptor.command, [])
@@ -342,7 +349,7 @@ class FlightSqlServer(flight.FlightServerBase):
         session = caller(context)
         name, command = self._command(descriptor)
         if name == "CommandStatementQuery":
-            entry = self._prepare(context, session, command.query)
+            entry = self._prepare(context, session, command.query, Deadline(self.settings.timeout_s))
             _close(entry.release())
             return flight.SchemaResult(entry.schema)
         if name == "CommandPreparedStatementQuery":
@@ -373,7 +380,8 @@ class FlightSqlServer(flight.FlightServerBase):
             request = self._action_body(action, P.ActionCreatePreparedStatementRequest)
             if request.HasField("transaction_id"):
                 raise _unsupported("transactions (the server is read-only)")
-            entry = self._prepare(context, session, request.query, prepared=True)
+            # Binding is bounded by a limit of its own; each execution gets a new one.
+            entry = self._prepare(context, session, request.query, Deadline(self.settings.timeout_s), prepared=True)
             self._prepared.add(entry)
             result = P.ActionCreatePreparedStatementResult(
                 prepared_statement_handle=entry.handle, dataset_schema=P.serialize_schema(entry.schema)
@@ -439,17 +447,25 @@ class FlightSqlServer(flight.FlightServerBase):
     # --- statements -----------------------------------------------------------------------
 
     def _prepare(
-        self, context: flight.ServerCallContext, session: BearerAuthMiddleware, sql: str, *, prepared: bool = False
+        self,
+        context: flight.ServerCallContext,
+        session: BearerAuthMiddleware,
+        sql: str,
+        deadline: Deadline,
+        *,
+        prepared: bool = False,
     ) -> _Prepared:
-        """Check and bind `sql` on a fresh sandbox holding the caller's datasets."""
+        """Check and bind `sql` on a fresh sandbox holding the caller's datasets, within `deadline`."""
         principal = session.principal
         self._require_query_role(principal, context, sql)
         started = time.perf_counter()
         whole = self._whole_table(principal, sql)
         if whole is not None:
             name, dataset, schema = whole
-            return self._entry(context, session, sql, schema, (name,), started, None, prepared, scan=dataset)
-        sandbox = Sandbox(self.pool.take(), self.settings)
+            return self._entry(
+                context, session, sql, schema, (name,), started, None, deadline, prepared, scan=dataset
+            )
+        sandbox = Sandbox(self.pool.take(), self.settings, deadline)
         tables: tuple[str, ...] = ()
         try:
             check_statement(sandbox.con, sql)
@@ -457,11 +473,11 @@ class FlightSqlServer(flight.FlightServerBase):
             datasets = self._register_tables(sandbox, principal, tree)
             tables = tuple(datasets)
             check_references(tree, set(datasets), self.catalog.catalog_name)
-            sandbox.deadline.start()
+            sandbox.arm(deadline)
             try:
                 schema = sandbox.result_schema(sql)
             finally:
-                sandbox.deadline.cancel()
+                sandbox.disarm()
         except Exception as raw:  # noqa: BLE001 - every failure is audited, then mapped to a status
             exc = sandbox.translate(raw)
             sandbox.close()
@@ -478,7 +494,7 @@ class FlightSqlServer(flight.FlightServerBase):
             if not isinstance(exc, SqlRefused | duckdb.Error | TableNotFound | TimeTravelError | QueryTimeout):
                 log.exception("flight.prepare_failed")
             raise _status(exc) from None
-        return self._entry(context, session, sql, schema, tables, started, sandbox, prepared)
+        return self._entry(context, session, sql, schema, tables, started, sandbox, deadline, prepared)
 
     def _entry(
         self,
@@ -489,6 +505,7 @@ class FlightSqlServer(flight.FlightServerBase):
         tables: tuple[str, ...],
         started: float,
         sandbox: Sandbox | None,
+        deadline: Deadline,
         prepared: bool,
         scan: OrgDataset | None = None,
     ) -> _Prepared:
@@ -501,6 +518,7 @@ class FlightSqlServer(flight.FlightServerBase):
             tables=tables,
             prepare_ms=_ms(started),
             sandbox=sandbox,
+            deadline=deadline,
             expires_at=time.monotonic() + ttl,
             scan=scan,
             ttl_s=ttl if prepared else 0.0,
@@ -549,13 +567,13 @@ class FlightSqlServer(flight.FlightServerBase):
         return registered
 
     def _execute_prepared(
-        self, context: flight.ServerCallContext, session: BearerAuthMiddleware, handle: bytes
+        self, context: flight.ServerCallContext, session: BearerAuthMiddleware, handle: bytes, deadline: Deadline
     ) -> _Prepared:
         prepared = self._owned(self._prepared, handle, session, "prepared statement")
         self._same_role(prepared, session)
         sandbox = prepared.release()
         if sandbox is None:  # already executed once: bind again on a fresh connection
-            entry = self._prepare(context, session, prepared.sql)
+            entry = self._prepare(context, session, prepared.sql, deadline)
             self._tickets.add(entry)
             return entry
         entry = _Prepared(
@@ -566,6 +584,7 @@ class FlightSqlServer(flight.FlightServerBase):
             tables=prepared.tables,
             prepare_ms=prepared.prepare_ms,
             sandbox=sandbox,
+            deadline=deadline,
             expires_at=time.monotonic() + self.statement_ttl_s,
             client_address=_peer(context),
             scan=prepared.scan,
@@ -584,7 +603,15 @@ class FlightSqlServer(flight.FlightServerBase):
         if sandbox is None and entry.scan is None:  # pragma: no cover - tickets carry one or the other
             raise _not_found("ticket")
         principal = session.principal
-        timeout_s = self.settings.timeout_s
+        deadline = entry.deadline
+        if deadline.passed:  # fetched too late: the query's time is spent before it ran
+            _close(sandbox)
+            reason = (
+                f"the ticket was fetched after the query's {deadline.timeout_s:g} s time limit "
+                "(counted from GetFlightInfo): run the query again"
+            )
+            self._audit(principal, context, entry.sql, "error", reason=reason, tables=entry.tables)
+            raise flight.FlightTimedOutError(f"query timeout: {reason}")
         max_bytes = self.max_batch_bytes
         max_row_bytes = self.max_row_bytes
         batch_rows = _batch_rows(entry.schema, max_bytes)
@@ -595,16 +622,17 @@ class FlightSqlServer(flight.FlightServerBase):
             outcome: Outcome = "ok"
             reason: str | None = None
             source: Generator[pa.RecordBatch, None, None] | None = None
-            acquired = self._slots.acquire(timeout=self.settings.timeout_s)
+            # Waiting for a slot spends the query's own time: a busy server cannot stretch it.
+            remaining = deadline.remaining()
+            acquired = self._slots.acquire(timeout=remaining) if remaining is None or remaining > 0 else False
             try:
                 if not acquired:
-                    raise flight.FlightUnavailableError("server busy: too many queries running, retry shortly")
+                    raise deadline.exceeded("waited for a free query slot (server busy)")
                 if sandbox is None:
                     assert entry.scan is not None
-                    deadline = time.monotonic() + timeout_s
                     source = _scan_batches(entry.scan, entry.schema, batch_rows, deadline, self.prefetch_batches)
                 else:
-                    sandbox.deadline.start()
+                    sandbox.arm(deadline)
                     source = sandbox.batches(entry.sql, batch_rows, prefetch=self.prefetch_batches)
                 for batch in source:
                     pieces = _split(batch, max_bytes) if batch.nbytes > max_bytes else (batch,)
@@ -865,12 +893,12 @@ def _batch_rows(schema: pa.Schema, max_bytes: int) -> int:
 
 
 def _scan_batches(
-    dataset: OrgDataset, schema: pa.Schema, batch_rows: int, deadline: float, prefetch: int
+    dataset: OrgDataset, schema: pa.Schema, batch_rows: int, deadline: Deadline, prefetch: int
 ) -> Generator[pa.RecordBatch, None, None]:
     """A whole-table read straight from the files (no engine, no copies), as `schema`."""
-    for batch in prefetched(dataset.read_whole(batch_rows), prefetch):
-        if time.monotonic() > deadline:
-            raise QueryTimeout("query interrupted: it ran past the query timeout")
+    for batch in prefetched(dataset.read_whole(batch_rows), prefetch, wait_s=deadline.remaining):
+        if deadline.passed:
+            raise deadline.exceeded()
         yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
 
 

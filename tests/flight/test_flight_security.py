@@ -327,6 +327,86 @@ def test_a_value_that_takes_long_to_build_stops_at_the_time_limit(
     assert event.outcome == "error" and "timeout" in (event.reason or "")
 
 
+@pytest.fixture
+def one_slot_server(lake: Lake, auth: RecordingAuthenticator) -> Iterator[str]:
+    """A 2 s time limit and room for one query at a time (its own, so no other test holds the slot)."""
+    srv = FlightSqlServer(
+        "grpc://127.0.0.1:0", lake.uri, auth, query_timeout_s=2.0, max_concurrent_queries=1, warm_connections=0
+    )
+    yield f"grpc://127.0.0.1:{srv.port}"
+    srv.shutdown()
+
+
+RUNAWAY = "SELECT count(*) FROM range(1000000000000) a"
+
+
+def test_waiting_for_a_query_slot_spends_the_same_time_limit(one_slot_server: str) -> None:
+    # Two runaway queries, one slot: whichever waits must still be answered within ITS 2 s
+    # (counted from its statement), not after the other's 2 s plus 2 s of its own.
+    outcomes: dict[str, tuple[float, str]] = {}
+
+    def run(name: str) -> None:
+        conn = connect(one_slot_server, "ana@a.example")
+        try:
+            started = time.monotonic()
+            try:
+                query(conn, f"{RUNAWAY} -- {name}")
+                message = "answered"
+            except AdbcError as exc:
+                message = str(exc)
+            outcomes[name] = (time.monotonic() - started, message)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert set(outcomes) == {"first", "second"}, outcomes
+    for elapsed, message in outcomes.values():
+        assert "timeout" in message and "TIMEOUT" in message, message  # DEADLINE_EXCEEDED, not "server busy"
+        assert elapsed < 3.5, outcomes  # limit 2 s; a fresh limit after the wait would make it >= 4 s
+
+
+def test_a_ticket_has_what_is_left_of_its_statements_time_limit(one_slot_server: str) -> None:
+    client, options = _raw_client(one_slot_server, "ana@a.example")
+    try:
+        started = time.monotonic()
+        info = client.get_flight_info(_statement(RUNAWAY), options)
+        time.sleep(1.0)  # the client takes half the limit before fetching
+        with pytest.raises(pa_flight.FlightTimedOutError, match="query timeout"):
+            client.do_get(info.endpoints[0].ticket, options).read_all()
+        assert time.monotonic() - started < 2.8  # 2 s from GetFlightInfo; a fresh limit at DoGet ends >= 3 s
+    finally:
+        client.close()
+
+
+def test_a_ticket_fetched_after_the_time_limit_is_refused(
+    one_slot_server: str, auth: RecordingAuthenticator
+) -> None:
+    sql = "SELECT 42 AS answer -- fetched late"
+    client, options = _raw_client(one_slot_server, "ana@a.example")
+    try:
+        info = client.get_flight_info(_statement(sql), options)
+        time.sleep(2.2)  # the 2 s limit passes before the client fetches
+        late = "after the query.s 2 s time limit.*run the query again"
+        with pytest.raises(pa_flight.FlightTimedOutError, match=late):
+            client.do_get(info.endpoints[0].ticket, options).read_all()
+        # A fresh statement runs as usual.
+        again = client.get_flight_info(_statement(sql), options)
+        assert client.do_get(again.endpoints[0].ticket, options).read_all().to_pylist() == [{"answer": 42}]
+    finally:
+        client.close()
+    deadline = time.monotonic() + 5  # the second event is recorded just after the client has its batch
+    while len(auth.events_for(sql)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [(e.outcome, "time limit" in (e.reason or "")) for _, e in auth.events_for(sql)] == [
+        ("error", True),
+        ("ok", False),
+    ]
+
+
 def test_a_row_larger_than_a_message_is_refused_clearly(ana: Any, auth: RecordingAuthenticator) -> None:
     big = "SELECT repeat('x', 20000000) AS r -- one 20 MB row"
     with pytest.raises(AdbcError, match="message may carry"):
