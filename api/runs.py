@@ -69,12 +69,18 @@ async def refused(p: Platform, caller: Caller, entity_type: str, entity_id: str,
         await in_tx(p, caller, record_refusal, caller, entity_type, entity_id, doing, exc)
 
 
-def yours(outcome: Outcome, caller: Caller) -> Outcome:
-    """The first answer to this X-Request-ID, if it answered this caller; Conflict if it answered someone else
-    (an id is one person's idempotency key: replayed by another, it must neither act nor tell them the answer)."""
-    if outcome.actor_id is not None and outcome.actor_id != caller.actor.id:
-        raise Conflict(f"X-Request-ID {caller.context.request_id} was already used by someone else for this task: "
+def asked_by_caller(first_actor_id: str | None, caller: Caller, about: str) -> None:
+    """The rule for every X-Request-ID replay (launch, controls, completions, approvals): an id is one person's
+    idempotency key, so a replay by another person neither acts nor tells them the first answer (Conflict,
+    audited by the caller). None: an answer recorded before the asker was kept."""
+    if first_actor_id is not None and first_actor_id != caller.actor.id:
+        raise Conflict(f"X-Request-ID {caller.context.request_id} was already used by someone else for {about}: "
                        "send your request with a new X-Request-ID")
+
+
+def yours(outcome: Outcome, caller: Caller) -> Outcome:
+    """The first answer to this X-Request-ID, if it answered this caller (`asked_by_caller`)."""
+    asked_by_caller(outcome.actor_id, caller, "this task")
     return outcome
 
 
@@ -95,6 +101,12 @@ async def launch(data: RunLaunch, caller: Caller = Depends(require(Permission.ru
     training and demo runs. Retrying with the same X-Request-ID returns the same run (200)."""
     temporal.client_of(p)  # 503 before anything is written when Temporal is not configured
     run, plan, created = await in_tx(p, caller, runs.launch, caller, data)
+    if not created:
+        try:
+            asked_by_caller(run.launched_by, caller, "a launch")
+        except Conflict as exc:
+            await refused(p, caller, "run", str(run.id), "launch", exc)
+            raise
     if created:
         try:
             org = caller.org_slug or (await in_tx(p, caller, identity.get_org, caller)).slug
@@ -133,6 +145,7 @@ async def _control(action: Literal["hold", "resume", "cancel"], run_id: uuid.UUI
     try:
         state = await temporal.update(p, run_id, action, msg, request_id=caller.context.request_id,
                                       result_type=RunState)
+        asked_by_caller(state.actor_id, caller, f"a {action} of this run")
     except (Conflict, Invalid) as exc:
         await refused(p, caller, "run", str(run_id), action, exc)
         raise

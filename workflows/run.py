@@ -431,7 +431,7 @@ class ProtocolRun:
             self.held = status == "on_hold"
             self.hold_reason = c.reason if self.held else None
         self._index(self.stop or ("on_hold" if self.held else "running"))
-        return self.state()
+        return self.state().model_copy(update={"actor_id": c.actor.id})
 
     # ------------------------------------------------------------------ opening ahead
 

@@ -221,3 +221,6 @@ class RunState(_Message):
     open_tasks: list[TaskBrief]
     reached: dict[str, int]
     waiting_for: list[Waiting] = []
+    # A control's answer: who sent it, so the same X-Request-ID from someone else is refused, never answered
+    # with this (None in a query's answer and in answers recorded before it was kept).
+    actor_id: str | None = None

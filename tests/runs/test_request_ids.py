@@ -103,3 +103,59 @@ def test_a_retried_launch_answers_a_documented_status(client, temporal_api, owne
     for r in (first, again):
         assert documented[str(r.status_code)]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/RunRead"}
+
+
+def _refusals(owner, org, entity_id: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    with owner.begin(None) as s:
+        s.execute(text("SELECT audit_seal(:o)"), {"o": org.id})
+        return [tuple(r) for r in s.execute(text(
+            "SELECT actor_id, reason FROM audit_log WHERE org_id = :o AND entity_id = :e AND action = 'refuse'"
+            " ORDER BY seq"), {"o": org.id, "e": entity_id}).all()]
+
+
+def test_a_launch_replayed_by_someone_else_is_refused(client, temporal_api, owner):  # type: ignore[no-untyped-def]
+    """The launch's X-Request-ID is the launcher's key: another person sending it launches nothing and is not
+    told about the first person's run (409, on record); the launcher's own retry still answers their run."""
+    org = make_org(owner, client)
+    key = _protocol(owner, org, ["technician"])
+    rid = str(uuid.uuid4())
+    body = {"protocol_key": key, "time_scale": FAST, "subjects": [{"type": "sample", "id": "S-L-2"}]}
+    first = client.post("/api/v1/runs", json=body, headers={**org.headers(Role.lab_manager), "X-Request-ID": rid})
+    assert first.status_code == 201, first.text
+    run_id = first.json()["id"]
+
+    other = client.post("/api/v1/runs", json=body, headers={**org.headers(Role.admin), "X-Request-ID": rid})
+    assert other.status_code == 409, other.text
+    assert "already used by someone else" in other.json()["detail"] and run_id not in other.text, other.text
+    again = client.post("/api/v1/runs", json=body, headers={**org.headers(Role.lab_manager), "X-Request-ID": rid})
+    assert again.status_code == 200 and again.json()["id"] == run_id, again.text
+    assert [a for a, _ in _refusals(owner, org, run_id)] == [str(org.users[Role.admin][0])]
+
+
+def test_a_run_control_replayed_by_someone_else_is_refused(client, temporal_api, owner):  # type: ignore[no-untyped-def]
+    """A hold's X-Request-ID sent by another person for a hold (or a cancel by another for a cancel) is refused
+    409 and on record, not answered with the first person's answer; the first person's retry still is."""
+    org = make_org(owner, client)
+    key = _protocol(owner, org, ["technician"])
+    run_id = _launch(client, org, key, "S-H-1")
+    wait_for(lambda: open_tasks(client, org, run_id))
+    rid = str(uuid.uuid4())
+    manager = {**org.headers(Role.lab_manager), "X-Request-ID": rid}
+    admin = {**org.headers(Role.admin), "X-Request-ID": rid}
+
+    held = client.post(f"/api/v1/runs/{run_id}/hold", json={"reason": "incubator alarm"}, headers=manager)
+    assert held.status_code == 200 and held.json()["status"] == "on_hold", held.text
+    other = client.post(f"/api/v1/runs/{run_id}/hold", json={"reason": "my own hold"}, headers=admin)
+    assert other.status_code == 409 and "already used by someone else" in other.json()["detail"], other.text
+    again = client.post(f"/api/v1/runs/{run_id}/hold", json={"reason": "incubator alarm"}, headers=manager)
+    assert again.status_code == 200 and again.json()["status"] == "on_hold", again.text
+
+    cancel_rid = str(uuid.uuid4())
+    cancelled = client.post(f"/api/v1/runs/{run_id}/cancel", json={"reason": "batch lost"},
+                            headers={**org.headers(Role.lab_manager), "X-Request-ID": cancel_rid})
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    other = client.post(f"/api/v1/runs/{run_id}/cancel", json={"reason": "mine"},
+                        headers={**org.headers(Role.admin), "X-Request-ID": cancel_rid})
+    assert other.status_code == 409 and "already used by someone else" in other.json()["detail"], other.text
+    refusals = _refusals(owner, org, run_id)
+    assert [a for a, _ in refusals] == [str(org.users[Role.admin][0])] * 2, refusals
