@@ -77,13 +77,18 @@ class QueryEvent:
     tables: tuple[str, ...] = ()
 
 
-class LoginThrottled(Exception):
+class LoginRefused(Exception):
+    """An Authenticator's refusal that tells the caller what to do (instead of "bad credentials")."""
+
+
+class LoginThrottled(LoginRefused):
     """An Authenticator's answer while the account or the address is locked out."""
 
 
 class Authenticator(Protocol):
     def authenticate(self, username: str, password: str, client_address: str | None) -> Principal | None:
-        """Check credentials; None = bad credentials; LoginThrottled while locked out."""
+        """Check credentials; None = bad credentials; LoginRefused (LoginThrottled while locked out)
+        when the caller is to be told why."""
         ...
 
     def refresh(self, principal: Principal) -> Principal | None:
@@ -307,7 +312,7 @@ class BearerAuthMiddlewareFactory(flight.ServerMiddlewareFactory):
         reason = "bad credentials"
         try:
             principal = self.authenticator.authenticate(username, password, address)
-        except LoginThrottled as exc:
+        except LoginRefused as exc:
             principal, reason = None, str(exc)
         except Exception:  # noqa: BLE001 - an identity-layer failure must read as a refusal
             log.exception("flight.authenticator_failed")

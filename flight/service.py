@@ -23,7 +23,7 @@ from domain.roles import Actor, Caller, RequestContext
 from flasktrack.db import TenantSessions, app_url, make_engine
 from flasktrack.heartbeat import start_heartbeat
 from flasktrack.settings import Settings
-from flight.auth import LoginThrottled, Principal, QueryEvent
+from flight.auth import LoginRefused, LoginThrottled, Principal, QueryEvent
 
 log = structlog.get_logger("flasktrack.flight")
 
@@ -66,9 +66,13 @@ class PlatformAuthenticator:
                 except Exception:  # noqa: BLE001 - the refusal stands; the log says what was not recorded
                     log.exception("could not record a Flight SQL lockout")
             raise LoginThrottled(f"{refusal.message} (in {refusal.retry_after_s} s)") from None
-        except identity.OrganizationNotNamed:  # the password held: not a failed login, nothing to count
+        except identity.OrganizationNotNamed as refusal:  # the password held: not a failed login, nothing to count
             log.info("flight login names no organization of several; use org-slug/email", username=username)
-            return None
+            # The password held, so naming the person's organizations reveals nothing to a stranger.
+            raise LoginRefused(
+                f"you belong to several organizations: log in as <org-slug>/{email}, "
+                f"with <org-slug> one of: {', '.join(refusal.slugs)}"
+            ) from None
         return caller_principal(caller) if caller is not None else None
 
     def refresh(self, principal: Principal) -> Principal | None:

@@ -366,6 +366,10 @@ class OrganizationNotNamed(Invalid):
     """The password holds, but the login must say which organization it is for (several memberships, or
     only invitations). Not a failed login: it neither counts towards a lockout nor raises an alarm."""
 
+    def __init__(self, message: str, *, slugs: Sequence[str], reasons: list[str] | None = None) -> None:
+        super().__init__(message, reasons=reasons)
+        self.slugs = list(slugs)  # the organizations to choose from (told only once the password held)
+
 
 WRONG_CREDENTIALS = "wrong email or password"
 NOT_A_MEMBER = "not a member of that organization"
@@ -400,9 +404,9 @@ def _check_password(session: Session, email: str, password: str, org_slug: str |
         return PasswordCheck(user, memberships, memberships[0], None)
     if not memberships:
         return PasswordCheck(user, memberships, None, NO_MEMBERSHIP)
-    slugs = ", ".join(m.org_slug for m in memberships)
-    raise OrganizationNotNamed("member of several organizations: name one in 'org'",
-                               reasons=[f"org: name the organization to log in to, one of: {slugs}"])
+    slugs = [m.org_slug for m in memberships]
+    raise OrganizationNotNamed("member of several organizations: name one in 'org'", slugs=slugs,
+                               reasons=[f"org: name the organization to log in to, one of: {', '.join(slugs)}"])
 
 
 def login(
@@ -434,10 +438,10 @@ def login(
             chosen, failure = SimpleNamespace(org_id=invitation.org_id, org_slug=invitation.org_slug,
                                               role=invitation.role), None
         elif pending and not data.org:
-            slugs = ", ".join(i.org_slug for i in pending)
+            slugs = [i.org_slug for i in pending]
             raise OrganizationNotNamed(
-                "no organization yet: name the one whose invitation you accept in 'org'",
-                reasons=[f"org: name the organization whose invitation you accept, one of: {slugs}"])
+                "no organization yet: name the one whose invitation you accept in 'org'", slugs=slugs,
+                reasons=[f"org: name the organization whose invitation you accept, one of: {', '.join(slugs)}"])
     if failure is not None or chosen is None:
         record_failed_login(session, data.email, failure or "login failed", context, org_slug=data.org,
                             user=user, memberships=check.memberships)

@@ -27,6 +27,7 @@ from flasktrack.settings import Settings
 from flight.server import FlightSqlServer
 from flight.service import PlatformAuthenticator
 from tests.flight.flightkit import connect, query
+from tests.identity.test_invitations import _invite
 from tests.identity.test_lockouts import lockout_entries
 from tests.support import PASSWORD, Org, make_org
 
@@ -149,6 +150,24 @@ def _login_fails(uri: str, email: str, password: str = "a wrong guess", **kwargs
         with pytest.raises(AdbcError, match="UNAUTHENTICATED") as refused:
             query(conn, "SELECT 1")
     return str(refused.value)
+
+
+def test_a_person_in_two_organizations_is_told_to_name_one_over_flight(
+    client: TestClient, owner: TenantSessions, start_flight: StartFlight
+) -> None:
+    home, inviting = make_org(owner, client), make_org(owner, client)
+    email = home.users[Role.auditor][1]
+    invitation = _invite(client, inviting, email).json()
+    r = client.post(f"/api/v1/me/invitations/{invitation['id']}/accept", headers=home.headers(Role.auditor))
+    assert r.status_code == 200, r.text
+    uri = start_flight([home, inviting])
+    message = _login_fails(uri, email, PASSWORD)
+    assert f"log in as <org-slug>/{email}" in message and home.slug in message and inviting.slug in message
+    assert "bad credentials" not in message
+    # A wrong password is told nothing more; the named organization lets the person in.
+    assert "bad credentials" in _login_fails(uri, email, "a wrong guess")
+    with connect_as(uri, f"{inviting.slug}/{email}") as conn:
+        assert query(conn, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 1}]
 
 
 def _forwarded(address: str) -> dict[str, str]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from domain.roles import Role
+from flight.auth import LoginRefused
 from flight.service import PlatformAuthenticator
 from tests.support import PASSWORD, Org, make_org
 
@@ -156,11 +158,16 @@ def test_flight_sql_login_names_the_organization_in_the_username(client, owner, 
     here = flight.authenticate(f"{home.slug}/{email}", PASSWORD, None)
     assert there is not None and (there.org_id, there.role) == (str(inviting.id), "analyst")
     assert here is not None and (here.org_id, here.role) == (str(home.id), "auditor")
-    # Without the organization: refused, and not as a wrong password (no lockout, no alarm).
+    # Without the organization: told how to name it (the password held), and not counted as a
+    # wrong password (no lockout, no alarm).
     for _ in range(6):
-        assert flight.authenticate(email, PASSWORD, None) is None
+        with pytest.raises(LoginRefused, match=f"log in as <org-slug>/{email}") as refused:
+            flight.authenticate(email, PASSWORD, None)
+        assert home.slug in str(refused.value) and inviting.slug in str(refused.value)
     assert not _audit(client, home, action="login", severity="warning")
     assert flight.authenticate(f"{home.slug}/{email}", PASSWORD, None) is not None
+    # A wrong password learns nothing of the organizations.
+    assert flight.authenticate(email, "not the password", None) is None
 
 
 def test_an_expired_invitation_can_be_followed_by_a_new_one(client, owner):
