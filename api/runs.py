@@ -26,6 +26,7 @@ from domain.roles import Caller, Permission
 from domain.runs import service as runs
 from domain.runs.messages import Control, Decision, Outcome, RunInput, RunState
 from domain.runs.models import (
+    SUBJECT_FILTER,
     SUBJECT_ID,
     ApprovalRequest,
     ControlResult,
@@ -121,7 +122,7 @@ async def launch(data: RunLaunch, caller: Caller = Depends(require(Permission.ru
 @router.get("", response_model=list[RunRead])
 def list_runs(status: str | None = Query(default=None, max_length=20),
               protocol_key: str | None = Query(default=None, max_length=64),
-              subject: str | None = Query(default=None, pattern=SUBJECT_ID, description="a sample or batch id"),
+              subject: str | None = Query(default=None, pattern=SUBJECT_ID, description=SUBJECT_FILTER),
               limit: int = Query(default=100, ge=1, le=1000),
               caller: Caller = Depends(require(Permission.runs_read)),
               p: Platform = Depends(platform)) -> list[RunRead]:

@@ -17,7 +17,7 @@ from domain.errors import Conflict, Invalid
 from domain.roles import Caller, Permission
 from domain.runs import service as runs
 from domain.runs.messages import Completion, Outcome
-from domain.runs.models import SUBJECT_ID
+from domain.runs.models import SUBJECT_FILTER, SUBJECT_ID
 from domain.tasks import service
 from domain.tasks.models import NotificationRead, TaskCompletion, TaskFilter, TaskRead
 
@@ -30,7 +30,7 @@ def inbox(mine: bool = Query(default=False, description="only tasks I have claim
           my_roles: bool = Query(default=False, description="only tasks my role may work on"),
           overdue: bool = Query(default=False, description="only open tasks past their due time"),
           run_id: uuid.UUID | None = None,
-          subject: str | None = Query(default=None, pattern=SUBJECT_ID, description="a sample or batch id: tasks "
+          subject: str | None = Query(default=None, pattern=SUBJECT_ID, description=SUBJECT_FILTER + ": tasks "
                                       "of the runs on it"),
           status: Status = "open",
           limit: int = Query(default=200, ge=1, le=1000),

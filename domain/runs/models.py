@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any, Literal
 
@@ -14,6 +15,20 @@ from domain.runs.messages import TaskBrief, Waiting
 
 SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"  # a sample or batch id
 _ID = SUBJECT_ID
+SUBJECT_FILTER = ("a sample or batch id (`S-1`: any subject with that id), or `type:id` as Temporal's search "
+                  "attributes show it (`sample:S-1`: that sample)")
+
+
+def subject_filter(value: str, column: str) -> tuple[str, dict[str, str]]:
+    """The SQL condition (on a `subjects` jsonb column) and its parameters for a `?subject=` filter: the id alone,
+    or `sample:S-1` / `batch:B-7`, the form the Temporal UI and the README show. Ids may hold `:` themselves, so
+    `sample:S-1` also matches a subject whose id is literally that."""
+    alternatives = [[{"id": value}]]
+    kind, sep, rest = value.partition(":")
+    if sep and rest and kind in ("sample", "batch"):
+        alternatives.append([{"type": kind, "id": rest}])
+    params = {f"subj{i}": json.dumps(a) for i, a in enumerate(alternatives)}
+    return "(" + " OR ".join(f"{column} @> CAST(:{name} AS jsonb)" for name in params) + ")", params
 
 
 _Input = Input

@@ -37,7 +37,7 @@ from domain.runs.messages import (
     RunRef,
     Waiting,
 )
-from domain.runs.models import RunDetail, RunLaunch, RunRead, TimelineEntry
+from domain.runs.models import RunDetail, RunLaunch, RunRead, TimelineEntry, subject_filter
 from domain.tasks import service as tasks
 
 # ---------------------------------------------------------------- launch and read
@@ -177,8 +177,9 @@ def list_runs(session: Session, *, status: str | None = None, protocol_key: str 
         where.append("protocol_key = :k")
         params["k"] = protocol_key
     if subject:
-        where.append("subjects @> CAST(:subj AS jsonb)")
-        params["subj"] = json.dumps([{"id": subject}])
+        condition, subject_params = subject_filter(subject, "subjects")
+        where.append(condition)
+        params.update(subject_params)
     rows = session.execute(text(f"SELECT {records.RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)}"
                                 " ORDER BY launched_at DESC LIMIT :lim"), params).all()
     return [read(r) for r in rows]

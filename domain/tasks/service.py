@@ -27,6 +27,7 @@ from domain.protocols.plan import ChecklistItem, TaskNode
 from domain.roles import SYSTEM_ACTOR, Actor, Caller, RequestContext
 from domain.runs import records
 from domain.runs.messages import ActorRef, CompleteTask, Escalate, OpenStep, Outcome, RequestInfo, RunRef, TaskBrief
+from domain.runs.models import subject_filter
 from domain.tasks.models import TaskFilter, TaskRead
 
 TASK_COLUMNS = """t.id, t.run_id, t.step_key, t.iteration, t.kind, t.title, t.roles, t.spec, t.status, t.opened_at,
@@ -326,8 +327,9 @@ def inbox(session: Session, caller: Caller, f: TaskFilter, *, limit: int = 200) 
         where.append("t.run_id = :run")
         params["run"] = f.run_id
     if f.subject:
-        where.append("r.subjects @> CAST(:subj AS jsonb)")  # the runs' GIN index (jsonb_path_ops)
-        params["subj"] = json.dumps([{"id": f.subject}])
+        condition, subject_params = subject_filter(f.subject, "r.subjects")  # the runs' GIN index (jsonb_path_ops)
+        where.append(condition)
+        params.update(subject_params)
     rows = session.execute(
         text(f"SELECT {TASK_COLUMNS} FROM tasks t JOIN runs r ON r.id = t.run_id WHERE {' AND '.join(where)}"
              " ORDER BY t.due_at NULLS LAST, t.opened_at LIMIT :lim"), params,

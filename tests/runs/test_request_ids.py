@@ -159,3 +159,20 @@ def test_a_run_control_replayed_by_someone_else_is_refused(client, temporal_api,
     assert other.status_code == 409 and "already used by someone else" in other.json()["detail"], other.text
     refusals = _refusals(owner, org, run_id)
     assert [a for a, _ in refusals] == [str(org.users[Role.admin][0])] * 2, refusals
+
+
+def test_subject_filters_take_the_type_and_id_form(client, temporal_api, owner):  # type: ignore[no-untyped-def]
+    """`sample:S-1`, as Temporal's search attributes and the README show a subject, filters tasks and runs to
+    that sample (it matched nothing); the bare id still matches any subject with it."""
+    org = make_org(owner, client)
+    key = _protocol(owner, org, ["technician"])
+    run_id = _launch(client, org, key, "S-T-1")
+    wait_for(lambda: open_tasks(client, org, run_id))
+    h = org.headers(Role.lab_manager)
+    for value in ("sample:S-T-1", "S-T-1"):
+        tasks = client.get("/api/v1/tasks", params={"subject": value}, headers=h)
+        assert tasks.status_code == 200 and {t["run_id"] for t in tasks.json()} == {run_id}, (value, tasks.text)
+        runs = client.get("/api/v1/runs", params={"subject": value}, headers=h)
+        assert runs.status_code == 200 and [r["id"] for r in runs.json()] == [run_id], (value, runs.text)
+    assert client.get("/api/v1/tasks", params={"subject": "batch:S-T-1"}, headers=h).json() == []
+    assert client.get("/api/v1/runs", params={"subject": "batch:S-T-1"}, headers=h).json() == []
