@@ -16,7 +16,7 @@ from api import runs as runs_api
 from api import tasks as tasks_api
 from api import temporal as temporal_api
 from api.deps import _REQUEST_ID, Platform, request_id
-from api.guards import BodyLimit, storable_parameters
+from api.guards import BodyLimit, json_bodies, storable_parameters
 from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, load_public_keys
 from domain.audit.sealer import Sealer
 from flasktrack.db import TenantSessions, app_url, make_engine
@@ -64,7 +64,7 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
         description="Laboratory operations and compliance: protocols as durable workflows, "
         "a hash-chained audit log, and a lake analysts query over Flight SQL.",
         lifespan=lifespan,
-        dependencies=[Depends(storable_parameters)],
+        dependencies=[Depends(storable_parameters), Depends(json_bodies)],
         docs_url=None,  # served by api/docs.py from packaged assets, not a CDN
         redoc_url=None,
     )

@@ -109,7 +109,19 @@ def state_storable_rules(document: dict[str, Any]) -> dict[str, Any]:
     for name in seen:
         _state_rules(components[name])
     components[STORABLE] = STORABLE_VALUE
+    _state_json_bodies(document)
     return document
+
+
+def _state_json_bodies(document: dict[str, Any]) -> None:
+    """Every operation that reads a JSON body answers 415 to another media type (api/guards.py `json_bodies`)."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "application/json" in (operation.get("requestBody") or {}).get(
+                    "content", {}):
+                operation.setdefault("responses", {})["415"] = {
+                    "description": "The body is not sent as JSON: use Content-Type: application/json.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
 
 
 def install(app: FastAPI) -> None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
 
 from domain.limits import INT32_MAX, Input
+from domain.protocols.definition import ProtocolDefinition
 from domain.protocols.plan import Problem
 from domain.signatures import Meaning
 
@@ -34,7 +35,14 @@ _Input = Input
 
 # The schema states what the service checks first (domain/protocols/service.py `document_of`), so a client
 # and /openapi.json agree on which bodies are well formed: exactly one document, or (new versions) at most one.
-_BY_DEFINITION: JsonDict = {"required": ["definition"], "properties": {"definition": {"type": "object"}}}
+# What the compiler requires at the top of a document (ProtocolDefinition's required fields), so a body the schema
+# allows is not refused for a missing `key`; the rest of a document's meaning is the compiler's (422 with paths).
+_DOCUMENT: JsonDict = {"type": "object", "required": [n for n, f in ProtocolDefinition.model_fields.items()
+                                                      if f.is_required()],
+                       "properties": {"key": {"type": "string"}, "title": {"type": "string"},
+                                      "steps": {"type": "array", "items": {"type": "object"}}}}
+_GIVES_DEFINITION: JsonDict = {"required": ["definition"], "properties": {"definition": {"type": "object"}}}
+_BY_DEFINITION: JsonDict = {"required": ["definition"], "properties": {"definition": _DOCUMENT}}
 _BY_YAML: JsonDict = {"required": ["yaml"], "properties": {"yaml": {"type": "string"}}}
 _WITH_FROM_VERSION: JsonDict = {"required": ["from_version"], "properties": {"from_version": {"type": "integer"}}}
 
@@ -44,7 +52,8 @@ class DocumentInput(_Input):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [_BY_DEFINITION, _BY_YAML]})
 
-    definition: dict[str, Any] | None = Field(default=None, description="the document as a JSON object")
+    definition: dict[str, Any] | None = Field(default=None, description="the document as a JSON object (at least "
+                                                                            "`key`, `title` and `steps`)")
     yaml: str | None = Field(
         default=None, max_length=MAX_DOCUMENT_TEXT, description="the document as YAML text (JSON text works too)"
     )
@@ -65,13 +74,17 @@ class VersionCreate(DocumentInput):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
         {**_BY_DEFINITION, "not": _WITH_FROM_VERSION}, {**_BY_YAML, "not": _WITH_FROM_VERSION},
-        {"not": {"anyOf": [_BY_DEFINITION, _BY_YAML]}}]})
+        {"not": {"anyOf": [_GIVES_DEFINITION, _BY_YAML]}}]})
 
     from_version: int | None = Field(default=None, ge=1, le=INT32_MAX, description="copy this version's document")
     reason: str | None = Field(default=None, max_length=2000)
 
 
 class ValidateRequest(DocumentInput):
+    """Any document: validating answers its problems (a missing `key` among them), never refuses it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [_GIVES_DEFINITION, _BY_YAML]})
+
     version: int = Field(default=1, ge=1, le=INT32_MAX, description="the version number to compile the plan for")
 
 

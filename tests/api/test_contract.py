@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema_rs
 import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
@@ -50,11 +51,15 @@ def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], 
                        {"include-path": "/healthz",
                         "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503"]}}},
                        # A protocol document's meaning (steps that exist, expressions that parse, one key per
-                       # step) is more than a JSON Schema can say: a well-formed body may still name no
-                       # valid protocol, answered 422 with every problem's path.
-                       {"include-path": "/api/v1/protocols", "include-method": "POST",
-                        "checks": {"positive_data_acceptance": {"expected-statuses": [
-                            "2xx", "401", "403", "404", "409", "422", "429"]}}}],
+                       # step; a version keeping its protocol's key from the path) is more than a JSON Schema can
+                       # say: the schema states the top level the compiler requires (key, title, steps), and a
+                       # body that has it may still name no valid protocol, answered 422 with every problem's path.
+                       *({"include-path": path, "include-method": method,
+                          "checks": {"positive_data_acceptance": {"expected-statuses": [
+                              "2xx", "401", "403", "404", "409", "422", "429"]}}}
+                         for path, method in (("/api/v1/protocols", "POST"),
+                                              ("/api/v1/protocols/{key}/versions", "POST"),
+                                              ("/api/v1/protocols/{key}/versions/{version}", "PUT")))],
         "continue-on-failure": True,
         # A body over the size limit is refused before it is read: 413 is a refusal like 422.
         "checks": {"negative_data_rejection": {"expected-statuses": [
@@ -190,3 +195,54 @@ def test_the_interactive_docs_need_no_internet(client: Any, page: str) -> None:
         asset = client.get(ref)
         assert asset.status_code == 200 and len(asset.content) > 1000, ref
     assert not re.search(r"https?://", re.sub(r"https?://(www\.)?w3\.org[^\s\"']*", "", r.text)), r.text
+
+
+def test_a_protocol_document_body_states_what_the_compiler_requires(client: Any) -> None:
+    """`{"definition": {}}` is refused for a missing `key`: the documented schema says so, so a client (and the
+    schemathesis run) does not take it for a body the operation accepts."""
+    documented = client.get("/openapi.json").json()
+    operations = [("post", "/api/v1/protocols"), ("post", "/api/v1/protocols/{key}/versions"),
+                  ("put", "/api/v1/protocols/{key}/versions/{version}")]
+    for method, path in operations:
+        body = documented["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        validator = jsonschema_rs.Draft202012Validator({**body, "components": documented["components"]})
+        assert not validator.is_valid({"definition": {}}), (method, path)
+        assert not validator.is_valid({"definition": {"key": "p", "title": "P"}}), (method, path)
+        assert validator.is_valid({"definition": {"key": "p", "title": "P", "steps": []}}), (method, path)
+        assert validator.is_valid({"yaml": "key: p"}), (method, path)
+    copy = documented["paths"]["/api/v1/protocols/{key}/versions"]["post"]["requestBody"]
+    validator = jsonschema_rs.Draft202012Validator({**copy["content"]["application/json"]["schema"],
+                                                    "components": documented["components"]})
+    assert validator.is_valid({}) and validator.is_valid({"from_version": 1})  # a copy of an existing version
+    # Validating takes any document and answers its problems, a missing key among them.
+    check = documented["paths"]["/api/v1/protocols/validate"]["post"]["requestBody"]
+    validator = jsonschema_rs.Draft202012Validator({**check["content"]["application/json"]["schema"],
+                                                    "components": documented["components"]})
+    assert validator.is_valid({"definition": {}})
+
+
+def test_a_json_body_sent_as_another_media_type_is_told_so(client: Any, owner: TenantSessions) -> None:
+    """A JSON body labelled `text/plain` answered 422 "Input should be a valid dictionary": 415 naming the media
+    type, documented on every operation that reads a body, and nothing is created."""
+    org = _new_org(owner, client)
+    h = org.headers(Role.admin)
+    keys_before = client.get("/api/v1/apikeys", headers=h).json()
+    r = client.post("/api/v1/apikeys", content=b'{"name": "sync", "role": "analyst"}',
+                    headers={**h, "Content-Type": "text/plain"})
+    assert r.status_code == 415, r.text
+    assert "application/json" in r.json()["detail"] and "text/plain" in r.json()["detail"], r.text
+    assert client.get("/api/v1/apikeys", headers=h).json() == keys_before
+    login = client.post("/api/v1/auth/login", content=b'{"email": "a@b.c", "password": "x"}',
+                        headers={"Content-Type": "text/plain; charset=utf-8"})
+    assert login.status_code == 415, login.text
+    # JSON with parameters or a +json type still is JSON; a body without Content-Type is read as JSON.
+    for content_type in ("application/json; charset=utf-8", "application/merge-patch+json"):
+        ok = client.post("/api/v1/apikeys", content=b'{"name": "sync", "role": "analyst"}',
+                         headers={**h, "Content-Type": content_type})
+        assert ok.status_code == 201, (content_type, ok.text)
+    documented = client.get("/openapi.json").json()
+    for path, operations in documented["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" in operation:
+                assert operation["responses"]["415"]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ErrorBody"}, (method, path)
