@@ -92,3 +92,17 @@ def complete(client, org: Org, task_id: str, values: dict[str, Any], checklist: 
     headers = {**org.headers(role), "X-Request-ID": request_id or str(uuid.uuid4())}
     return client.post(f"/api/v1/tasks/{task_id}/complete", headers=headers,
                        json={"values": values, "checklist": checklist, "evidence": evidence or []})
+
+
+def launch_with_open_task(client: Any, owner: TenantSessions, org: Org, prefix: str) -> tuple[str, dict[str, Any]]:
+    """Approve a one-task protocol, launch it, and wait until its task is open: (run id, the task)."""
+    from tests.runs.conftest import wait_for
+
+    key = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    approve_protocol(owner, org.id, one_task(key, due=None))
+    r = client.post("/api/v1/runs", json={"protocol_key": key}, headers=org.headers(Role.lab_manager))
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    task = wait_for(lambda: client.get("/api/v1/tasks", params={"run_id": run_id},
+                                       headers=org.headers(Role.technician)).json(), timeout=30)[0]
+    return run_id, task

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from domain.roles import Role
-from tests.runs.conftest import wait_for
-from tests.runs.support import approve_protocol, complete, one_task
+from tests.runs.support import approve_protocol, complete, launch_with_open_task, one_task
 from tests.support import Org, make_org
 
 CHECKLIST = ["balance_calibrated"]
@@ -21,17 +19,6 @@ CHECKLIST = ["balance_calibrated"]
 @pytest.fixture(scope="module")
 def org(owner, client) -> Org:
     return make_org(owner, client)
-
-
-def _run_with_open_task(client, owner, org: Org) -> tuple[str, dict[str, Any]]:
-    key = f"poison-{uuid.uuid4().hex[:6]}"
-    approve_protocol(owner, org.id, one_task(key, due=None))
-    r = client.post("/api/v1/runs", json={"protocol_key": key}, headers=org.headers(Role.lab_manager))
-    assert r.status_code == 201, r.text
-    run_id = r.json()["id"]
-    task = wait_for(lambda: client.get("/api/v1/tasks", params={"run_id": run_id},
-                                       headers=org.headers(Role.technician)).json(), timeout=30)[0]
-    return run_id, task
 
 
 def _fields(r) -> set[str]:  # type: ignore[no-untyped-def]
@@ -46,7 +33,7 @@ def _records(owner, org: Org) -> tuple[int, ...]:
 
 
 def test_a_nul_in_a_hold_reason_is_422_and_the_run_completes_afterwards(client, temporal_api, owner, org):
-    run_id, task = _run_with_open_task(client, owner, org)
+    run_id, task = launch_with_open_task(client, owner, org, "poison")
     r = client.post(f"/api/v1/runs/{run_id}/hold", json={"reason": "contamination\x00suspected"},
                     headers=org.headers(Role.lab_manager))
     assert r.status_code == 422 and _fields(r) == {"reason"}, r.text
@@ -56,7 +43,7 @@ def test_a_nul_in_a_hold_reason_is_422_and_the_run_completes_afterwards(client, 
 
 def test_a_nul_in_a_checklist_key_or_a_value_is_422_and_the_task_completes_afterwards(client, temporal_api, owner,
                                                                                        org):
-    run_id, task = _run_with_open_task(client, owner, org)
+    run_id, task = launch_with_open_task(client, owner, org, "poison")
     before = _records(owner, org)
     for values, checklist, field in [({"mass_g": "1"}, [*CHECKLIST, "x\x00"], "checklist"),
                                      ({"mass_g": "1"}, {"balance_calibrated": True, "\x00": True}, "checklist"),
@@ -102,7 +89,7 @@ MiB = 1 << 20
 
 
 def test_a_body_over_the_limit_is_413_before_anything_is_stored(client, temporal_api, owner, org):
-    run_id, task = _run_with_open_task(client, owner, org)
+    run_id, task = launch_with_open_task(client, owner, org, "poison")
     before = _records(owner, org)
     big = "x" * (10 * MiB)
     r = client.post("/api/v1/runs", json={"protocol_key": "any", "parameters": {"blob": big}},

@@ -20,7 +20,7 @@ from domain.errors import Invalid
 from domain.roles import Role
 from domain.runs.messages import ActorRef, Control, ControlRun, RequestInfo, RunRef, RunState
 from tests.runs.conftest import wait_for
-from tests.runs.support import approve_protocol, complete, one_task
+from tests.runs.support import complete, launch_with_open_task
 from tests.support import Org, make_org
 
 CHECKLIST = ["balance_calibrated"]
@@ -29,17 +29,6 @@ CHECKLIST = ["balance_calibrated"]
 @pytest.fixture(scope="module")
 def org(owner, client) -> Org:
     return make_org(owner, client)
-
-
-def _run_with_open_task(client, owner, org: Org) -> tuple[str, dict[str, Any]]:
-    key = f"usable-{uuid.uuid4().hex[:6]}"
-    approve_protocol(owner, org.id, one_task(key, due=None))
-    r = client.post("/api/v1/runs", json={"protocol_key": key}, headers=org.headers(Role.lab_manager))
-    assert r.status_code == 201, r.text
-    run_id = r.json()["id"]
-    task = wait_for(lambda: client.get("/api/v1/tasks", params={"run_id": run_id},
-                                       headers=org.headers(Role.technician)).json(), timeout=30)[0]
-    return run_id, task
 
 
 def _status(owner, run_id: str) -> str:
@@ -73,7 +62,7 @@ def test_a_domain_error_in_an_activity_is_final_and_carries_its_status(platform,
 def test_a_value_the_database_refuses_answers_422_at_the_first_attempt(client, temporal_api, owner, org):
     """A hold whose reason PostgreSQL cannot hold, sent straight to the workflow (as an API without the
     validation layer would): refused at once, never retried; the run goes on."""
-    run_id, task = _run_with_open_task(client, owner, org)
+    run_id, task = launch_with_open_task(client, owner, org, "usable")
     control = _control(org, "hold", "contamination\x00suspected")
 
     async def hold() -> Any:
@@ -102,7 +91,7 @@ def _temporal_closed(client, org: Org, run_id: str) -> bool:
 
 
 def test_a_failing_record_fails_the_request_clearly_and_the_run_stays_usable(client, temporal_api, owner, org):
-    run_id, task = _run_with_open_task(client, owner, org)
+    run_id, task = launch_with_open_task(client, owner, org, "usable")
     marker = f"fails-{uuid.uuid4().hex[:8]}"
     fn = f"test_fail_{uuid.uuid4().hex[:8]}"
     with owner.begin(None) as s:  # storage that keeps failing for this one hold, as a full disk would
