@@ -23,6 +23,7 @@ from sqlalchemy import text
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from core.db import TenantSessions
 from domain.errors import DomainError, Invalid
 from domain.notifications import DatabaseNotifier, Notifier
 from domain.roles import SYSTEM_ACTOR
@@ -41,7 +42,6 @@ from domain.runs.messages import (
     TaskBrief,
 )
 from domain.tasks import service as tasks
-from flasktrack.db import TenantSessions
 
 log = structlog.get_logger("flasktrack.activities")
 T = TypeVar("T")

@@ -17,10 +17,10 @@ from api import tasks as tasks_api
 from api import temporal as temporal_api
 from api.deps import _REQUEST_ID, Platform, request_id
 from api.guards import BodyLimit, json_bodies, storable_parameters
+from core.config import Settings, get_settings
+from core.db import TenantSessions, app_url, make_engine
 from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, load_public_keys
 from domain.audit.sealer import Sealer
-from flasktrack.db import TenantSessions, app_url, make_engine
-from flasktrack.settings import Settings, get_settings
 
 log = structlog.get_logger("flasktrack.api")
 

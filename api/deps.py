@@ -22,6 +22,9 @@ from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy.orm import Session
 
+from core.config import Settings
+from core.db import TenantSessions
+from core.net import Network, client_address, trusted_networks
 from domain import audit
 from domain.audit import Severity
 from domain.audit.checkpoints import CheckpointStore
@@ -29,9 +32,6 @@ from domain.errors import Forbidden, Unauthenticated
 from domain.identity import service as identity
 from domain.identity.service import LoginLimits
 from domain.roles import Caller, Permission, RequestContext
-from flasktrack.db import TenantSessions
-from flasktrack.net import Network, client_address, trusted_networks
-from flasktrack.settings import Settings
 
 log = structlog.get_logger("flasktrack.api")
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -120,7 +120,7 @@ def login_limits(s: Settings) -> LoginLimits:
 
 
 def caller_address(request: Request) -> str | None:
-    """The peer, or X-Forwarded-For when the peer is a trusted proxy (flasktrack.net: Flight's rule too)."""
+    """The peer, or X-Forwarded-For when the peer is a trusted proxy (core/net.py: Flight's rule too)."""
     peer = request.client.host if request.client else None
     p: Platform | None = getattr(request.app.state, "platform", None)
     trusted = _trusted(tuple(p.settings.trusted_proxies)) if p is not None else ()

@@ -15,7 +15,7 @@
 
 Server: FLASKTRACK_BENCH_DATABASE_URL (owner role) or an embedded PostgreSQL under
 FLASKTRACK_BENCH_DATA_DIR (default <tmp>/flasktrack-bench). A scratch database is created,
-migrated with `flasktrack.db.upgrade_schema`, and dropped at the end.
+migrated with `flasktrack.postgres.upgrade_schema`, and dropped at the end.
 Knobs: FLASKTRACK_BENCH_WRITERS (16), FLASKTRACK_BENCH_PER_WRITER (1000), FLASKTRACK_BENCH_ROUNDS (3),
 FLASKTRACK_BENCH_VERIFY_ENTRIES (1000000).
 The last line is exactly `ratio R  verify V entries/s`.
@@ -43,6 +43,8 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.config import Settings  # noqa: E402
+from core.db import TenantSessions, app_url, libpq_url, make_engine  # noqa: E402
 from domain.audit import record, service  # noqa: E402
 from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, load_public_keys  # noqa: E402
 from domain.audit.recorder import entry_body, entry_params  # noqa: E402
@@ -50,16 +52,7 @@ from domain.audit.sealer import Sealer  # noqa: E402
 from domain.canonical import canonical_bytes, format_ts  # noqa: E402
 from domain.identity import service as identity  # noqa: E402
 from domain.roles import Actor, RequestContext  # noqa: E402
-from flasktrack.db import (  # noqa: E402
-    TenantSessions,
-    app_url,
-    libpq_url,
-    make_engine,
-    scratch_database,
-    scratch_server,
-    upgrade_schema,
-)
-from flasktrack.settings import Settings  # noqa: E402
+from flasktrack.postgres import scratch_database, scratch_server, upgrade_schema  # noqa: E402
 
 WRITERS = int(os.environ.get("FLASKTRACK_BENCH_WRITERS", "16"))
 PER_WRITER = int(os.environ.get("FLASKTRACK_BENCH_PER_WRITER", "1000"))

@@ -10,7 +10,7 @@ fresh lake folder. Checks that no batch wrote more than one file per partition p
 
 Server: FLASKTRACK_BENCH_DATABASE_URL (owner role) or an embedded PostgreSQL under
 FLASKTRACK_BENCH_DATA_DIR (default <tmp>/flasktrack-bench). A scratch database is created, migrated
-with `flasktrack.db.upgrade_schema`, and dropped at the end.
+with `flasktrack.postgres.upgrade_schema`, and dropped at the end.
 Knobs: FLASKTRACK_BENCH_ROWS (300000), FLASKTRACK_BENCH_ORGS (10), FLASKTRACK_BENCH_ROUNDS (2, best
 round reported).
 The last line is exactly `rows/s N  files F`.
@@ -32,13 +32,8 @@ from deltalake import DeltaTable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flasktrack.db import (  # noqa: E402
-    libpq_url,
-    make_engine,
-    scratch_database,
-    start_embedded_postgres,
-    upgrade_schema,
-)
+from core.db import libpq_url, make_engine  # noqa: E402
+from flasktrack.postgres import scratch_database, start_embedded_postgres, upgrade_schema  # noqa: E402
 from lake.sink import Sink, SinkSettings  # noqa: E402
 from lake.writer import Lake  # noqa: E402
 

@@ -89,11 +89,11 @@ def free_port() -> int:
 
 def seed(owner_url: str) -> None:
     """The bench org: a lab manager, a technician, the bench protocol approved."""
+    from core.db import TenantSessions, make_engine
     from domain.identity import service as identity
     from domain.identity.models import MemberCreate
     from domain.protocols.compiler import compile_protocol
     from domain.roles import SYSTEM_ACTOR, RequestContext, Role
-    from flasktrack.db import TenantSessions, make_engine
 
     sessions = TenantSessions(make_engine(owner_url, pool_size=2))
     with sessions.begin(None) as s:
@@ -224,7 +224,7 @@ def children(parent: int) -> list[int]:
 
 def postgres_pids(owner_url: str) -> list[int]:
     """The server's processes when it runs on this machine (its postmaster and every backend)."""
-    from flasktrack.db import libpq_url
+    from core.db import libpq_url
 
     try:
         with psycopg.connect(libpq_url(owner_url)) as c:
@@ -270,7 +270,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def bench() -> None:
     data = Path(tempfile.mkdtemp(prefix="ft-step-bench-"))
-    from flasktrack.db import scratch_database, scratch_server, upgrade_schema
+    from flasktrack.postgres import scratch_database, scratch_server, upgrade_schema
 
     databases = contextlib.ExitStack()
     owner = databases.enter_context(scratch_database(scratch_server("bench"), "ft_step_bench"))
@@ -334,7 +334,7 @@ async def bench() -> None:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
-    from flasktrack.db import exit_now
+    from flasktrack.postgres import exit_now
 
     asyncio.run(bench())
     exit_now(0)  # temporalio clients can abort at interpreter exit (sdk-python #300); stops our PostgreSQL

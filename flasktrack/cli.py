@@ -13,10 +13,10 @@ from rich.console import Console
 from sqlalchemy import text
 from typer import _click as click
 
+from core.config import Settings, get_settings
+from core.logging import configure_logging
 from domain.errors import NotFound
 from domain.roles import Actor
-from flasktrack.logging import configure_logging
-from flasktrack.settings import Settings, get_settings
 
 app = typer.Typer(help="Flask Track: laboratory operations and compliance platform.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -47,15 +47,22 @@ def _cli_actor() -> Actor:
     return Actor("system", "cli", f"CLI ({getpass.getuser()})")
 
 
-def _owner() -> tuple[Settings, object]:
-    from flasktrack.db import TenantSessions, make_engine, owner_url
+def _with_database() -> Settings:
+    """Settings with a database URL: the configured one, else the embedded server (started when none runs)."""
+    from flasktrack.postgres import with_database
 
-    s = _settings()
+    return with_database(_settings())
+
+
+def _owner() -> tuple[Settings, object]:
+    from core.db import TenantSessions, make_engine, owner_url
+
+    s = _with_database()
     return s, TenantSessions(make_engine(owner_url(s), pool_size=2))
 
 
 def _org_id(sessions: object, slug: str) -> uuid.UUID:
-    from flasktrack.db import TenantSessions
+    from core.db import TenantSessions
 
     assert isinstance(sessions, TenantSessions)
     with sessions.begin(None) as s:
@@ -81,7 +88,7 @@ def api(host: str | None = None, port: int | None = None) -> None:
     """Serve the HTTP API."""
     import uvicorn
 
-    s = _settings()
+    s = _with_database()  # api.main reads the settings anew, the URL included
     uvicorn.run("api.main:app", host=host or s.api_host, port=port or s.api_port, log_config=None,
                 access_log=False, proxy_headers=False)
 
@@ -91,7 +98,7 @@ def worker() -> None:
     """Serve the protocol-run workflows and their activities on the task queue."""
     from worker.main import run_worker
 
-    run_worker(_settings())
+    run_worker(_with_database())
 
 
 @app.command()
@@ -99,7 +106,7 @@ def sink() -> None:
     """Move outbox rows and audit entries into the Delta lake, exactly once."""
     from lake.service import run_sink
 
-    run_sink(_settings())
+    run_sink(_with_database())
 
 
 @app.command()
@@ -107,7 +114,7 @@ def flight() -> None:
     """Serve the lake to analysts over Flight SQL."""
     from flight.service import run_flight
 
-    run_flight(_settings())
+    run_flight(_with_database())
 
 
 # ---------------------------------------------------------------- administration
@@ -116,7 +123,8 @@ def flight() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply migrations (as the owner role)."""
-    from flasktrack.db import owner_url, upgrade_schema
+    from core.db import owner_url
+    from flasktrack.postgres import upgrade_schema
 
     s = _settings()
     upgrade_schema(owner_url(s), s.app_db_password)
@@ -126,8 +134,8 @@ def db_upgrade() -> None:
 @org_app.command("create")
 def org_create(slug: str, name: str) -> None:
     """Create an organization."""
+    from core.db import TenantSessions
     from domain.identity import service as identity
-    from flasktrack.db import TenantSessions
 
     _, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
@@ -145,10 +153,10 @@ def user_create(
     password: Annotated[str | None, typer.Option(help="prompted when omitted")] = None,
 ) -> None:
     """Add a user to an organization with a role."""
+    from core.db import TenantSessions
     from domain.identity import service as identity
     from domain.identity.models import MemberCreate
     from domain.roles import RequestContext
-    from flasktrack.db import TenantSessions
 
     _, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
@@ -167,10 +175,10 @@ def apikey_create(
     role: Annotated[str, typer.Option()],
 ) -> None:
     """Create an API key bound to one organization and role; printed once."""
+    from core.db import TenantSessions
     from domain.identity import service as identity
     from domain.identity.models import ApiKeyCreate
     from domain.roles import Caller, Role
-    from flasktrack.db import TenantSessions
 
     _, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
@@ -203,10 +211,10 @@ def audit_verify(
     public_key: Annotated[list[Path] | None, typer.Option(help="trusted public key file or folder")] = None,
 ) -> None:
     """Recompute the hash chain and check the signed checkpoints. Exit 0 when intact, 1 when tampered."""
+    from core.db import TenantSessions
     from domain.audit import service
     from domain.audit.checkpoints import Checkpoint, CheckpointStore
     from domain.audit.offline import verify_export
-    from flasktrack.db import TenantSessions
 
     if file is not None:
         s = get_settings()
@@ -247,9 +255,9 @@ def audit_checkpoint(
     org: Annotated[str | None, typer.Option(help="organization slug; all when omitted")] = None,
 ) -> None:
     """Seal pending entries and sign each org's current head into the checkpoint store."""
+    from core.db import TenantSessions
     from domain.audit import service
     from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key
-    from flasktrack.db import TenantSessions
 
     s, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
@@ -281,11 +289,11 @@ def audit_export(
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
 ) -> None:
     """Stream the org's log to a file; JSONL comes with `<out>.checkpoint.json` for offline verification."""
+    from core.db import TenantSessions
     from domain.audit import service
     from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, sign
     from domain.audit.service import AuditFilter
     from domain.roles import SYSTEM_ACTOR, Caller, Role
-    from flasktrack.db import TenantSessions
 
     if fmt not in ("jsonl", "csv"):
         raise typer.BadParameter("must be jsonl or csv", param_hint="--format")
@@ -398,6 +406,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from flasktrack.db import exit_now
+    from flasktrack.postgres import exit_now
 
     exit_now(run_cli())  # Temporal's client can abort at interpreter exit (sdk-python #300)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import structlog
 from sqlalchemy import text
 
+from core.db import TenantSessions
 from domain.errors import DomainError
 from domain.identity import service as identity
 from domain.identity.models import MemberCreate
@@ -15,7 +16,6 @@ from domain.protocols.loader import example_protocols
 from domain.protocols.models import ProtocolCreate
 from domain.roles import SYSTEM_ACTOR, Actor, Caller, RequestContext, Role
 from domain.signatures import Meaning, SignatureInput
-from flasktrack.db import TenantSessions
 
 log = structlog.get_logger("flasktrack.demo")
 

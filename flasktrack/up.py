@@ -21,9 +21,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from flasktrack.db import TenantSessions, make_engine, owner_url, stop_embedded_postgres, upgrade_schema
+from core.config import Settings
+from core.db import TenantSessions, make_engine, owner_url
 from flasktrack.demo import DEMO_ORG, DEMO_PASSWORD, DEMO_USERS, seed_demo
-from flasktrack.settings import Settings
+from flasktrack.postgres import stop_embedded_postgres, upgrade_schema, with_database
 
 console = Console(stderr=True)
 
@@ -126,7 +127,8 @@ def run_up(settings: Settings) -> int:
     env = dict(os.environ)
     env["FLASKTRACK_DATA_DIR"] = str(settings.data_dir.resolve())
     console.print("starting PostgreSQL…" if not settings.database_url else "using external PostgreSQL")
-    db_url = owner_url(settings)  # embedded server lives as long as this process
+    settings = with_database(settings)  # an embedded server lives as long as this process
+    db_url = owner_url(settings)
     env["FLASKTRACK_DATABASE_URL"] = db_url
     upgrade_schema(db_url, settings.app_db_password)
     owner = TenantSessions(make_engine(db_url, pool_size=2))

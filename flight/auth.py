@@ -34,8 +34,8 @@ from typing import Literal, NoReturn, Protocol
 import pyarrow.flight as flight
 import structlog
 
+from core.net import client_address, peer_host, trusted_networks
 from domain.roles import PERMISSIONS, Permission
-from flasktrack.net import client_address, peer_host, trusted_networks
 
 log = structlog.get_logger(__name__)
 
@@ -268,7 +268,7 @@ class BearerAuthMiddlewareFactory(flight.ServerMiddlewareFactory):
     ) -> None:
         self.authenticator = authenticator
         self.sessions = sessions
-        # X-Forwarded-For counts only from these peers (flasktrack.net: the same rule as HTTP).
+        # X-Forwarded-For counts only from these peers (core/net.py: the same rule as HTTP).
         self.trusted = trusted_networks(trusted_proxies)
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str | bytes]]) -> BearerAuthMiddleware:

@@ -37,7 +37,7 @@ import pyarrow.flight as flight
 import structlog
 from google.protobuf.message import Message
 
-from flasktrack.net import peer_host
+from core.net import peer_host
 from flight import protocol as P
 from flight.auth import (
     Authenticator,

@@ -15,14 +15,14 @@ import uuid
 
 import structlog
 
+from core.config import Settings
+from core.db import TenantSessions, app_url, make_engine
+from core.heartbeat import start_heartbeat
 from domain import audit
 from domain.audit import Severity
 from domain.errors import RateLimited
 from domain.identity import service as identity
 from domain.roles import Actor, Caller, RequestContext
-from flasktrack.db import TenantSessions, app_url, make_engine
-from flasktrack.heartbeat import start_heartbeat
-from flasktrack.settings import Settings
 from flight.auth import LoginRefused, LoginThrottled, Principal, QueryEvent
 
 log = structlog.get_logger("flasktrack.flight")

@@ -14,9 +14,9 @@ from types import FrameType
 
 import structlog
 
-from flasktrack.db import TenantSessions, make_engine, owner_url
-from flasktrack.heartbeat import start_heartbeat
-from flasktrack.settings import Settings
+from core.config import Settings
+from core.db import TenantSessions, make_engine, owner_url
+from core.heartbeat import start_heartbeat
 from lake.sink import Sink, SinkSettings
 from lake.writer import Lake
 

@@ -20,7 +20,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.fs import DeltaStorageHandler
 
-from flasktrack.settings import Settings
+from core.config import Settings
 from lake.tables import PARTITION
 
 log = structlog.get_logger("flasktrack.lake")

@@ -3,13 +3,13 @@
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from flasktrack.db import sqlalchemy_url
+from core.db import sqlalchemy_url
 
 config = context.config
 url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
 if not url:
-    from flasktrack.db import owner_url
-    from flasktrack.settings import get_settings
+    from core.config import get_settings
+    from core.db import owner_url
 
     url = owner_url(get_settings())
 

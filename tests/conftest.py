@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 
 from api.app import build_platform, create_app
 from api.deps import Platform
-from flasktrack.db import TenantSessions, make_engine, scratch_database, scratch_server, upgrade_schema
-from flasktrack.settings import Settings
+from core.config import Settings
+from core.db import TenantSessions, make_engine
+from flasktrack.postgres import scratch_database, scratch_server, upgrade_schema
 from tests.support import PASSWORD, Org, make_org
 
 __all__ = ["PASSWORD", "Org", "make_org"]

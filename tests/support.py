@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from fastapi.testclient import TestClient
 
+from core.db import TenantSessions
 from domain.identity import service as identity
 from domain.identity.models import MemberCreate
 from domain.roles import Actor, RequestContext, Role
-from flasktrack.db import TenantSessions
 
 PASSWORD = "correct horse battery staple"
 

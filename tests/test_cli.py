@@ -163,7 +163,7 @@ def test_the_embedded_server_adds_no_warning_where_xdg_runtime_dir_is_unset(tmp_
     """On a server or in a container XDG_RUNTIME_DIR is often unset: starting the embedded PostgreSQL then printed a
     two-line RuntimeDirWarning before `make run`'s banner and before every CLI error's one line."""
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
-    script = ("import sys; from pathlib import Path; from flasktrack import db\n"
+    script = ("import sys; from pathlib import Path; from flasktrack import postgres as db\n"
               "try:\n    db.start_embedded_postgres(Path(sys.argv[1]))\nfinally:\n    db.stop_embedded_postgres()")
     r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
                        cwd=ROOT, timeout=120)

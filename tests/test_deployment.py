@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 from typer.main import get_command
 
+from core.config import Settings
 from flasktrack.cli import app
-from flasktrack.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

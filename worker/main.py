@@ -16,11 +16,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.runs import RunActivities
+from core.config import Settings
+from core.db import TenantSessions, app_url, make_engine
+from core.heartbeat import start_heartbeat
 from domain.audit.checkpoints import CheckpointStore, SigningKey, load_or_create_signing_key
 from domain.audit.sealer import Sealer
-from flasktrack.db import TenantSessions, app_url, make_engine
-from flasktrack.heartbeat import start_heartbeat
-from flasktrack.settings import Settings
 from workflows import ProtocolRun
 
 log = structlog.get_logger("flasktrack.worker")

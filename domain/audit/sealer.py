@@ -14,9 +14,9 @@ import time
 import structlog
 from sqlalchemy import text
 
+from core.db import TenantSessions
 from domain.audit import service
 from domain.audit.checkpoints import CheckpointStore, SigningKey
-from flasktrack.db import TenantSessions
 
 log = structlog.get_logger("flasktrack.sealer")
 

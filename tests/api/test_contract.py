@@ -20,8 +20,8 @@ from schemathesis.python import asgi
 
 from api.app import create_app
 from api.deps import Platform
+from core.db import TenantSessions
 from domain.roles import Role
-from flasktrack.db import TenantSessions
 from tests.support import PASSWORD, Org, make_org
 
 # Bounded: about a minute on two busy cores; raise it locally to look harder.

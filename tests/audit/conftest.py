@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from core.db import TenantSessions, libpq_url
 from domain import audit
 from domain.audit import service
 from domain.audit.chain import GENESIS, VerifyResult, link
@@ -29,7 +30,6 @@ from domain.audit.checkpoints import (
 )
 from domain.identity import service as identity
 from domain.roles import Actor, RequestContext
-from flasktrack.db import TenantSessions, libpq_url
 
 ALICE = Actor(type="user", id=str(uuid.UUID(int=0xA11CE)), display="Alice Émilie Zoë 李")
 UTC = dt.UTC

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from core.db import TenantSessions, app_url, libpq_url, make_engine
 from domain import audit
 from domain.audit import service
 from domain.audit.chain import GENESIS, link, verify_rows
@@ -32,7 +33,6 @@ from domain.audit.recorder import entry_body, entry_params
 from domain.audit.sealer import Sealer
 from domain.identity import service as identity
 from domain.roles import Actor, RequestContext
-from flasktrack.db import TenantSessions, app_url, libpq_url, make_engine
 from tests.audit.conftest import ALICE
 
 

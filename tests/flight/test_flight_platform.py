@@ -21,9 +21,9 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.deps import Platform
+from core.config import Settings
+from core.db import TenantSessions
 from domain.roles import Role
-from flasktrack.db import TenantSessions
-from flasktrack.settings import Settings
 from flight.server import FlightSqlServer
 from flight.service import PlatformAuthenticator
 from tests.flight.flightkit import connect, query

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
+from core.heartbeat import beat
 from domain.roles import Role
-from flasktrack.heartbeat import beat
 from tests.support import PASSWORD, make_org
 
 

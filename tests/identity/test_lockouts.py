@@ -10,8 +10,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from core.db import TenantSessions
 from domain.roles import Role
-from flasktrack.db import TenantSessions
 from tests.protocols.test_lifecycle import approve_body, call, create, new_key
 from tests.support import PASSWORD, Org, make_org
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flasktrack.db import TenantSessions, make_engine
+from core.db import TenantSessions, make_engine
 from lake.sink import Sink, SinkSettings
 from lake.writer import Lake
 from tests.lake.lakekit import Kit

@@ -18,9 +18,9 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from sqlalchemy import text
 
+from core.config import Settings
+from core.db import TenantSessions
 from domain.identity import service as identity
-from flasktrack.db import TenantSessions
-from flasktrack.settings import Settings
 from lake.sink import Sink, SinkSettings
 from lake.writer import Lake
 

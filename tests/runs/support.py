@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import text
 
+from core.db import TenantSessions
 from domain.protocols.compiler import compile_protocol
 from domain.roles import Actor, Caller, RequestContext, Role
-from flasktrack.db import TenantSessions
 from tests.support import PASSWORD, Org
 
 PASSWORD_OF = PASSWORD  # every test user's password

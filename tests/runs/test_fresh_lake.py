@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from api.app import build_platform
+from core.config import Settings
+from core.db import TenantSessions, make_engine
 from domain.roles import Role
 from domain.runs import service as runs
 from domain.runs.models import RunLaunch
-from flasktrack.db import TenantSessions, make_engine, scratch_database, upgrade_schema
 from flasktrack.demo import _demo_caller, seed_demo
-from flasktrack.settings import Settings
+from flasktrack.postgres import scratch_database, upgrade_schema
 from flight.server import FlightSqlServer
 from flight.service import PlatformAuthenticator
 from lake.sink import Sink, SinkSettings

@@ -8,7 +8,7 @@ import threading
 
 from sqlalchemy import text
 
-from flasktrack.db import TenantSessions
+from core.db import TenantSessions
 
 # Through its SECURITY DEFINER function: the application role cannot read or write the table itself.
 _UPSERT = text("SELECT service_heartbeat(:s, :i)")

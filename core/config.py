@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        from flasktrack.net import trusted_networks
+        from core.net import trusted_networks
 
         trusted_networks(v)  # ValueError names the bad entry
         return v

@@ -1,41 +1,33 @@
-"""Database connections.
-
-Two roles, on purpose: the *owner* URL runs migrations and platform services that
-span organizations (the audit sealer's sweep, the lake sink); the *app* URL is a
-role that owns nothing and cannot bypass row-level security, used by the API and
-the workflow activities. Every app transaction first sets `flasktrack.org_id`;
-the RLS policies compare each row's org_id with it, so a query that forgets its
-org filter still sees nothing of another organization.
-"""
+"""The embedded PostgreSQL, migrations and scratch databases: what `flasktrack up`, the CLI, tests and benches
+need to have a database at all. Services never import this: they are handed a URL (core/config.py)."""
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
-from flasktrack.settings import Settings
+from core.config import Settings, get_settings
+from core.db import libpq_url
 
 DB_NAME = "flasktrack"
 _embedded: Any = None  # keeps the embedded server's handle alive for this process
 
 
-def sqlalchemy_url(url: str) -> str:
-    """psycopg 3 driver for any postgres URL."""
-    u = make_url(url)
-    return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-
-
-def libpq_url(url: str) -> str:
-    """Plain postgresql:// URL, for psycopg.connect and the embedded server's clients."""
-    u = make_url(url)
-    return u.set(drivername="postgresql").render_as_string(hide_password=False)
+def with_database(settings: Settings) -> Settings:
+    """`settings` with a database: the configured one, else the embedded server under data_dir (started, or
+    attached to). Its URL also goes into this process's environment, so what reads the settings anew (uvicorn
+    importing api.main, the children `up` starts) finds the same server."""
+    if settings.database_url:
+        return settings
+    url = start_embedded_postgres(settings.data_dir)
+    os.environ["FLASKTRACK_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    return settings.model_copy(update={"database_url": url})
 
 
 def embedded_postgres() -> Any:
@@ -64,59 +56,6 @@ def start_embedded_postgres(data_dir: Path) -> str:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone():
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
     return str(make_url(admin_url).set(database=DB_NAME).render_as_string(hide_password=False))
-
-
-def owner_url(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    return start_embedded_postgres(settings.data_dir)
-
-
-def app_url(settings: Settings, owner: str | None = None) -> str:
-    if settings.app_database_url:
-        return settings.app_database_url
-    base = make_url(owner or owner_url(settings))
-    return base.set(username=settings.app_db_user, password=settings.app_db_password).render_as_string(
-        hide_password=False
-    )
-
-
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    return create_engine(
-        sqlalchemy_url(url),
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        future=True,
-    )
-
-
-class TenantSessions:
-    """Sessions bound to one organization. `org_id=None` is allowed only for the
-    pre-authentication calls (login), which go through SECURITY DEFINER functions."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._factory = sessionmaker(bind=engine, expire_on_commit=False, future=True)
-
-        @event.listens_for(self._factory, "after_begin")
-        def _set_org(session: Session, transaction: Any, connection: Any) -> None:
-            org = session.info.get("org_id")
-            connection.execute(
-                text("SELECT set_config('flasktrack.org_id', :org, true)"),
-                {"org": str(org) if org else ""},
-            )
-
-    @contextmanager
-    def begin(self, org_id: uuid.UUID | str | None) -> Iterator[Session]:
-        """One transaction for the given org: commit on success, roll back on error."""
-        session = self._factory()
-        session.info["org_id"] = org_id
-        try:
-            with session.begin():
-                yield session
-        finally:
-            session.close()
 
 
 def upgrade_schema(url: str, app_password: str | None = None) -> None:
