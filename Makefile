@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench proto clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/audit_append.py
+
+# After editing flight/proto/flight_sql.proto: regenerate the committed Python classes and stubs.
+proto: $(STAMP)
+	$(BIN)/python -m flight.proto.generate
 
 clean:
 	rm -rf $(VENV) .flasktrack .pytest_cache .mypy_cache .ruff_cache
