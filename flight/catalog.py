@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from domain.roles import may_read_lake_table
-from flight import protocol
+from flight import schemas
 from lake.tables import published_app_id
 
 SHARED_TABLES = frozenset({"audit_log", "step_events", "runs"})
@@ -268,9 +268,9 @@ class LakeCatalog:
         view = VIEWS.get(name)
         if view is not None:  # the base table's columns under the view's name and description
             base = self.info(view.base)
-            fields = [f.with_metadata({**(f.metadata or {}), protocol.META_TABLE_NAME.encode(): name.encode()})
+            fields = [f.with_metadata({**(f.metadata or {}), schemas.META_TABLE_NAME.encode(): name.encode()})
                       for f in base.schema]
-            meta = {protocol.META_REMARKS: view.description}
+            meta = {schemas.META_REMARKS: view.description}
             return TableInfo(name, pa.schema(fields, metadata=meta), view.description, base.version)
         cached = self._current(name)
         with cached.lock:
@@ -370,21 +370,21 @@ class LakeCatalog:
         fields = []
         for f in schema:
             meta = {
-                protocol.META_CATALOG_NAME: self.catalog_name,
-                protocol.META_DB_SCHEMA_NAME: self.schema_name,
-                protocol.META_SCHEMA_NAME: self.schema_name,
-                protocol.META_TABLE_NAME: name,
-                protocol.META_TYPE_NAME: sql_type_name(f.type),
-                protocol.META_IS_READ_ONLY: "1",
-                protocol.META_IS_SEARCHABLE: "1",
-                protocol.META_IS_AUTO_INCREMENT: "0",
-                protocol.META_IS_CASE_SENSITIVE: "1" if pa.types.is_string(f.type) else "0",
+                schemas.META_CATALOG_NAME: self.catalog_name,
+                schemas.META_DB_SCHEMA_NAME: self.schema_name,
+                schemas.META_SCHEMA_NAME: self.schema_name,
+                schemas.META_TABLE_NAME: name,
+                schemas.META_TYPE_NAME: sql_type_name(f.type),
+                schemas.META_IS_READ_ONLY: "1",
+                schemas.META_IS_SEARCHABLE: "1",
+                schemas.META_IS_AUTO_INCREMENT: "0",
+                schemas.META_IS_CASE_SENSITIVE: "1" if pa.types.is_string(f.type) else "0",
             }
             comment = comments.get(f.name)
             if comment:
-                meta[protocol.META_REMARKS] = str(comment)
+                meta[schemas.META_REMARKS] = str(comment)
             fields.append(f.with_metadata(meta))
-        schema_meta = {protocol.META_REMARKS: metadata.description} if metadata.description else None
+        schema_meta = {schemas.META_REMARKS: metadata.description} if metadata.description else None
         return TableInfo(name, pa.schema(fields, metadata=schema_meta), metadata.description, version)
 
 

@@ -14,9 +14,12 @@ A query has one time limit (`query_timeout_s`), counted from the arrival of its 
 running and streaming all spend it, and a ticket fetched after it is refused (TIMED_OUT).
 
 Tickets and prepared-statement handles are random, single-server, and bound to the
-caller's org, actor and bearer token; a ticket is consumed by its first DoGet.
+caller's org, actor and bearer token; a ticket is consumed by its first DoGet (statements.py).
 Metadata tickets carry the command itself and are always answered for the caller's
-own org, so replaying them leaks nothing.
+own org, so replaying them leaks nothing (metadata.py).
+
+This module holds the RPC handlers: they decode a command (protocol.py), decide who may
+ask, and bind, run and stream statements.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from importlib import metadata as importlib_metadata
-from typing import Any, NoReturn
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -52,15 +56,14 @@ from flight.auth import (
     record,
 )
 from flight.catalog import (
-    TABLE_TYPE,
     VIEWS,
     LakeCatalog,
     OrgDataset,
     TableNotFound,
     TimeTravelError,
-    like_to_regex,
     parse_table_ref,
 )
+from flight.metadata import MetadataAnswers, server_sql_info
 from flight.sandbox import (
     ConnectionPool,
     Deadline,
@@ -77,6 +80,8 @@ from flight.sandbox import (
     prefetched,
     referenced_tables,
 )
+from flight.schemas import serialize_schema
+from flight.statements import Owner, Statement, StatementRegistry, close_sandbox
 
 log = structlog.get_logger(__name__)
 
@@ -133,116 +138,10 @@ def _unsupported(what: str) -> NotImplementedError:
     return NotImplementedError(f"not supported: {what}")
 
 
-# --- statements and tickets --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Owner:
-    org_id: str
-    actor_type: str
-    actor_id: str
-    role: str  # a statement bound under one role is not run under another (roles change: auth.py)
-    token: str
-
-    @classmethod
-    def of(cls, session: BearerAuthMiddleware) -> _Owner:
-        p = session.principal
-        return cls(p.org_id, p.actor_type, p.actor_id, p.role, session.token)
-
-    def same_caller(self, other: _Owner) -> bool:
-        return (self.org_id, self.actor_type, self.actor_id, self.token) == (
-            other.org_id, other.actor_type, other.actor_id, other.token
-        )
-
-
-@dataclass
-class _Prepared:
-    """A statement whose SQL was checked and bound: a ticket to run, or a prepared statement."""
-
-    handle: bytes
-    sql: str
-    owner: _Owner
-    schema: pa.Schema
-    tables: tuple[str, ...]
-    prepare_ms: float
-    sandbox: Sandbox | None  # bound connection, used by the next execution
-    deadline: Deadline  # the query's one time limit, from the arrival of its statement
-    expires_at: float
-    scan: OrgDataset | None = None  # set when the SQL just reads one whole table
-    ttl_s: float = 0.0  # prepared statements: idle lifetime, renewed on use
-    client_address: str | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def release(self) -> Sandbox | None:
-        """Take the bound connection (once: concurrent callers get None)."""
-        with self._lock:
-            sandbox, self.sandbox = self.sandbox, None
-        return sandbox
-
-
-@dataclass
-class _Registry:
-    """Handles → statements, with expiry; closing an entry closes its DuckDB connection."""
-
-    max_per_session: int
-    _entries: dict[bytes, _Prepared] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, entry: _Prepared) -> None:
-        evicted: list[_Prepared] = []
-        now = time.monotonic()
-        with self._lock:
-            for handle, other in list(self._entries.items()):
-                if other.expires_at < now:
-                    evicted.append(self._entries.pop(handle))
-            mine = [e for e in self._entries.values() if e.owner.token == entry.owner.token]
-            for old in sorted(mine, key=lambda e: e.expires_at)[: max(0, len(mine) + 1 - self.max_per_session)]:
-                evicted.append(self._entries.pop(old.handle))
-            self._entries[entry.handle] = entry
-        for old in evicted:
-            _close(old.release())
-
-    def lookup(self, handle: bytes, owner: _Owner, *, consume: bool) -> tuple[_Prepared | None, bool]:
-        """(entry, is it the caller's); the caller's entry is removed when `consume`."""
-        evicted = None
-        with self._lock:
-            entry = self._entries.get(handle)
-            if entry is not None and entry.expires_at < time.monotonic():
-                evicted = self._entries.pop(handle)
-                entry = None
-            elif entry is not None and entry.owner.same_caller(owner):
-                if consume:
-                    del self._entries[handle]
-                elif entry.ttl_s:
-                    entry.expires_at = time.monotonic() + entry.ttl_s
-        if evicted is not None:
-            _close(evicted.release())
-        return entry, entry is not None and entry.owner.same_caller(owner)
-
-    def close_session(self, token: str) -> None:
-        with self._lock:
-            gone = [h for h, e in self._entries.items() if e.owner.token == token]
-            entries = [self._entries.pop(h) for h in gone]
-        for entry in entries:
-            _close(entry.release())
-
-    def close_all(self) -> None:
-        with self._lock:
-            entries, self._entries = list(self._entries.values()), {}
-        for entry in entries:
-            _close(entry.release())
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 # Flight.proto CloseSessionResult{status: CLOSED} (field 1, varint 1); not Any-wrapped.
 _CLOSE_SESSION_CLOSED = b"\x08\x01"
 
-
-def _close(sandbox: Sandbox | None) -> None:
-    if sandbox is not None:
-        sandbox.close()
+_Message = TypeVar("_Message", bound=Message)
 
 
 # --- the server ---------------------------------------------------------------------------
@@ -296,11 +195,12 @@ class FlightSqlServer(flight.FlightServerBase):
         self.max_row_bytes = max(max_row_bytes, 1)
         self.prefetch_batches = prefetch_batches
         self.statement_ttl_s = statement_ttl_s
-        self._tickets = _Registry(max_per_session=max_statements_per_session)
-        self._prepared = _Registry(max_per_session=max_statements_per_session)
+        self._tickets = StatementRegistry(max_per_session=max_statements_per_session)
+        self._prepared = StatementRegistry(max_per_session=max_statements_per_session)
         self._slots = threading.BoundedSemaphore(max_concurrent_queries)
-        self._sql_info = P.server_sql_info(
-            SERVER_NAME, _server_version(), int(statement_ttl_s * 1000), duckdb_keywords()
+        self.metadata = MetadataAnswers(
+            self.catalog,
+            server_sql_info(SERVER_NAME, _server_version(), int(statement_ttl_s * 1000), duckdb_keywords()),
         )
         self.stop_requested = threading.Event()  # set by signals (see serve) or shutdown()
         self._shutdown_lock = threading.Lock()
@@ -334,28 +234,28 @@ class FlightSqlServer(flight.FlightServerBase):
         session = caller(context)
         deadline = Deadline(self.settings.timeout_s)  # the statement has arrived: its time runs
         name, command = self._command(descriptor)
-        if name == "CommandStatementQuery":
+        if isinstance(command, P.CommandStatementQuery):
             entry = self._prepare(context, session, command.query, deadline)
             self._tickets.add(entry)
             return self._ticket_info(descriptor, entry)
-        if name == "CommandPreparedStatementQuery":
+        if isinstance(command, P.CommandPreparedStatementQuery):
             entry = self._execute_prepared(context, session, command.prepared_statement_handle, deadline)
             return self._ticket_info(descriptor, entry)
-        schema = self._metadata_schema(session, name, command)
+        schema = self.metadata.schema(self._metadata_command(session, name, command))
         endpoint = flight.FlightEndpoint(descriptor.command, [])
         return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
 
     def get_schema(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
         session = caller(context)
         name, command = self._command(descriptor)
-        if name == "CommandStatementQuery":
+        if isinstance(command, P.CommandStatementQuery):
             entry = self._prepare(context, session, command.query, Deadline(self.settings.timeout_s))
-            _close(entry.release())
+            close_sandbox(entry.release())
             return flight.SchemaResult(entry.schema)
-        if name == "CommandPreparedStatementQuery":
+        if isinstance(command, P.CommandPreparedStatementQuery):
             prepared = self._owned(self._prepared, command.prepared_statement_handle, session, "prepared statement")
             return flight.SchemaResult(prepared.schema)
-        return flight.SchemaResult(self._metadata_schema(session, name, command))
+        return flight.SchemaResult(self.metadata.schema(self._metadata_command(session, name, command)))
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
         session = caller(context)
@@ -363,14 +263,14 @@ class FlightSqlServer(flight.FlightServerBase):
             name, command = P.unpack(ticket.ticket)
         except P.ProtocolError as exc:
             raise _status(exc) from None
-        if name == "TicketStatementQuery":
-            handle = command.statement_handle
-            entry = self._owned(self._tickets, handle, session, "ticket", consume=True)
+        if isinstance(command, P.TicketStatementQuery):
+            entry = self._owned(self._tickets, command.statement_handle, session, "ticket", consume=True)
             self._same_role(entry, session)
             return self._stream(context, session, entry)
         if command is None:
             raise _unsupported(f"ticket {name}")
-        table = self._metadata_table(session, name, command)
+        principal = session.principal
+        table = self.metadata.table(self._metadata_command(session, name, command), principal.org_id, principal.role)
         return flight.RecordBatchStream(table)
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
@@ -384,14 +284,14 @@ class FlightSqlServer(flight.FlightServerBase):
             entry = self._prepare(context, session, request.query, Deadline(self.settings.timeout_s), prepared=True)
             self._prepared.add(entry)
             result = P.ActionCreatePreparedStatementResult(
-                prepared_statement_handle=entry.handle, dataset_schema=P.serialize_schema(entry.schema)
+                prepared_statement_handle=entry.handle, dataset_schema=serialize_schema(entry.schema)
             )
             return iter([P.pack(result)])
         if kind == "ClosePreparedStatement":
-            request = self._action_body(action, P.ActionClosePreparedStatementRequest)
-            handle = request.prepared_statement_handle
+            closing = self._action_body(action, P.ActionClosePreparedStatementRequest)
+            handle = closing.prepared_statement_handle
             entry = self._owned(self._prepared, handle, session, "prepared statement", consume=True)
-            _close(entry.release())
+            close_sandbox(entry.release())
             return iter([])
         if kind == "CloseSession":  # Flight session action (JDBC sends it on close): log out
             self.sessions.revoke(session.token)
@@ -418,12 +318,13 @@ class FlightSqlServer(flight.FlightServerBase):
     ) -> None:
         session = caller(context)
         name, command = self._command(descriptor)
-        sql = getattr(command, "query", "") or ""
-        if name == "CommandPreparedStatementQuery":
+        with_sql = P.CommandStatementQuery | P.CommandStatementUpdate | P.ActionCreatePreparedStatementRequest
+        sql = command.query if isinstance(command, with_sql) else ""
+        if isinstance(command, P.CommandPreparedStatementQuery):
             prepared = self._owned(self._prepared, command.prepared_statement_handle, session, "prepared statement")
             sql = prepared.sql
             reason = "query parameters are not supported: inline the values in the SQL"
-        elif name == "CommandStatementIngest":
+        elif isinstance(command, P.CommandStatementIngest):
             reason = f"read-only server: bulk ingestion into {command.table!r} is refused"
         else:
             reason = f"read-only server: {name} is refused (updates and ingestion are not accepted)"
@@ -454,7 +355,7 @@ class FlightSqlServer(flight.FlightServerBase):
         deadline: Deadline,
         *,
         prepared: bool = False,
-    ) -> _Prepared:
+    ) -> Statement:
         """Check and bind `sql` on a fresh sandbox holding the caller's datasets, within `deadline`."""
         principal = session.principal
         self._require_query_role(principal, context, sql)
@@ -508,12 +409,12 @@ class FlightSqlServer(flight.FlightServerBase):
         deadline: Deadline,
         prepared: bool,
         scan: OrgDataset | None = None,
-    ) -> _Prepared:
+    ) -> Statement:
         ttl = self.statement_ttl_s
-        return _Prepared(
+        return Statement(
             handle=secrets.token_bytes(16),
             sql=sql,
-            owner=_Owner.of(session),
+            owner=Owner.of(session),
             schema=schema,
             tables=tables,
             prepare_ms=_ms(started),
@@ -568,7 +469,7 @@ class FlightSqlServer(flight.FlightServerBase):
 
     def _execute_prepared(
         self, context: flight.ServerCallContext, session: BearerAuthMiddleware, handle: bytes, deadline: Deadline
-    ) -> _Prepared:
+    ) -> Statement:
         prepared = self._owned(self._prepared, handle, session, "prepared statement")
         self._same_role(prepared, session)
         sandbox = prepared.release()
@@ -576,7 +477,7 @@ class FlightSqlServer(flight.FlightServerBase):
             entry = self._prepare(context, session, prepared.sql, deadline)
             self._tickets.add(entry)
             return entry
-        entry = _Prepared(
+        entry = Statement(
             handle=secrets.token_bytes(16),
             sql=prepared.sql,
             owner=prepared.owner,
@@ -592,12 +493,12 @@ class FlightSqlServer(flight.FlightServerBase):
         self._tickets.add(entry)
         return entry
 
-    def _ticket_info(self, descriptor: flight.FlightDescriptor, entry: _Prepared) -> flight.FlightInfo:
+    def _ticket_info(self, descriptor: flight.FlightDescriptor, entry: Statement) -> flight.FlightInfo:
         ticket = P.pack(P.TicketStatementQuery(statement_handle=entry.handle))
         return flight.FlightInfo(entry.schema, descriptor, [flight.FlightEndpoint(ticket, [])], -1, -1)
 
     def _stream(
-        self, context: flight.ServerCallContext, session: BearerAuthMiddleware, entry: _Prepared
+        self, context: flight.ServerCallContext, session: BearerAuthMiddleware, entry: Statement
     ) -> flight.FlightDataStream:
         sandbox = entry.release()
         if sandbox is None and entry.scan is None:  # pragma: no cover - tickets carry one or the other
@@ -605,7 +506,7 @@ class FlightSqlServer(flight.FlightServerBase):
         principal = session.principal
         deadline = entry.deadline
         if deadline.passed:  # fetched too late: the query's time is spent before it ran
-            _close(sandbox)
+            close_sandbox(sandbox)
             reason = (
                 f"the ticket was fetched after the query's {deadline.timeout_s:g} s time limit "
                 "(counted from GetFlightInfo): run the query again"
@@ -682,10 +583,16 @@ class FlightSqlServer(flight.FlightServerBase):
         return flight.GeneratorStream(entry.schema, batches())
 
     def _owned(
-        self, registry: _Registry, handle: bytes, session: BearerAuthMiddleware, what: str, *, consume: bool = False
-    ) -> _Prepared:
+        self,
+        registry: StatementRegistry,
+        handle: bytes,
+        session: BearerAuthMiddleware,
+        what: str,
+        *,
+        consume: bool = False,
+    ) -> Statement:
         """Look a handle up for its owner only; anyone else is refused and audited."""
-        entry, mine = registry.lookup(handle, _Owner.of(session), consume=consume)
+        entry, mine = registry.lookup(handle, Owner.of(session), consume=consume)
         if entry is None:
             raise _not_found(f"{what} (unknown, expired or already used)")
         if not mine:
@@ -694,93 +601,29 @@ class FlightSqlServer(flight.FlightServerBase):
             raise flight.FlightUnauthorizedError(f"permission denied: {reason}")
         return entry
 
-    def _same_role(self, entry: _Prepared, session: BearerAuthMiddleware) -> None:
+    def _same_role(self, entry: Statement, session: BearerAuthMiddleware) -> None:
         """A statement bound under the caller's former role (it changed since) runs no more."""
         if entry.owner.role != session.principal.role:
-            _close(entry.release())
+            close_sandbox(entry.release())
             reason = f"your role changed to {session.principal.role!r} since this statement was prepared"
             self._audit(session.principal, None, entry.sql, "denied", reason=reason)
             raise flight.FlightUnauthorizedError(f"permission denied: {reason}; prepare it again")
 
-    # --- metadata -------------------------------------------------------------------------
+    # --- metadata ----------------------------------------------------------------------
 
-    _METADATA_SCHEMAS: dict[str, pa.Schema] = {
-        "CommandGetSqlInfo": P.SQL_INFO_SCHEMA,
-        "CommandGetXdbcTypeInfo": P.XDBC_TYPE_INFO_SCHEMA,
-        "CommandGetCatalogs": P.CATALOGS_SCHEMA,
-        "CommandGetDbSchemas": P.DB_SCHEMAS_SCHEMA,
-        "CommandGetTableTypes": P.TABLE_TYPES_SCHEMA,
-        "CommandGetPrimaryKeys": P.PRIMARY_KEYS_SCHEMA,
-        "CommandGetExportedKeys": P.KEYS_SCHEMA,
-        "CommandGetImportedKeys": P.KEYS_SCHEMA,
-        "CommandGetCrossReference": P.KEYS_SCHEMA,
-    }
-
-    def _metadata_schema(self, session: BearerAuthMiddleware, name: str, command: Any) -> pa.Schema:
-        if name == "CommandGetTables":
-            self._require_metadata_role(session.principal, name)
-            assert command is not None
-            return P.TABLES_WITH_SCHEMA_SCHEMA if command.include_schema else P.TABLES_SCHEMA
-        schema = self._METADATA_SCHEMAS.get(name)
-        if schema is None or command is None:
+    def _metadata_command(
+        self, session: BearerAuthMiddleware, name: str, command: P.FlightSqlMessage | None
+    ) -> P.MetadataCommand:
+        """The command, if it is a catalog question this caller may ask (metadata.py answers it)."""
+        if not P.is_metadata_command(command):
             self._refuse_command(session, name)
-        if name != "CommandGetSqlInfo":
+        if not isinstance(command, P.CommandGetSqlInfo):  # clients read GetSqlInfo on connect, whatever the role
             self._require_metadata_role(session.principal, name)
-        return schema
-
-    def _metadata_table(self, session: BearerAuthMiddleware, name: str, command: Any) -> pa.Table:
-        self._metadata_schema(session, name, command)  # role and command checks
-        org_id = session.principal.org_id
-        cat = self.catalog
-        if name == "CommandGetSqlInfo":
-            return P.sql_info_table(self._sql_info, list(command.info))
-        if name == "CommandGetCatalogs":
-            return pa.Table.from_pylist([{"catalog_name": cat.catalog_name}], schema=P.CATALOGS_SCHEMA)
-        if name == "CommandGetDbSchemas":
-            rows = []
-            if _catalog_matches(command, "catalog", cat.catalog_name) and _pattern_matches(
-                command, "db_schema_filter_pattern", cat.schema_name
-            ):
-                rows.append({"catalog_name": cat.catalog_name, "db_schema_name": cat.schema_name})
-            return pa.Table.from_pylist(rows, schema=P.DB_SCHEMAS_SCHEMA)
-        if name == "CommandGetTables":
-            return self._tables_table(org_id, session.principal.role, command)
-        if name == "CommandGetTableTypes":
-            return pa.Table.from_pylist([{"table_type": TABLE_TYPE}], schema=P.TABLE_TYPES_SCHEMA)
-        if name == "CommandGetXdbcTypeInfo":
-            return P.xdbc_type_info(command.data_type if command.HasField("data_type") else None)
-        # Primary/foreign keys: Delta tables declare none.
-        return self._METADATA_SCHEMAS[name].empty_table()
-
-    def _tables_table(self, org_id: str, role: str, command: Any) -> pa.Table:
-        cat = self.catalog
-        include_schema = bool(command.include_schema)
-        schema = P.TABLES_WITH_SCHEMA_SCHEMA if include_schema else P.TABLES_SCHEMA
-        types = list(command.table_types)
-        if (
-            not _catalog_matches(command, "catalog", cat.catalog_name)
-            or not _pattern_matches(command, "db_schema_filter_pattern", cat.schema_name)
-            or (types and TABLE_TYPE not in types)
-        ):
-            return schema.empty_table()
-        rows: list[dict[str, Any]] = []
-        for table in cat.visible_tables(org_id, role):
-            if not _pattern_matches(command, "table_name_filter_pattern", table):
-                continue
-            row: dict[str, Any] = {
-                "catalog_name": cat.catalog_name,
-                "db_schema_name": cat.schema_name,
-                "table_name": table,
-                "table_type": TABLE_TYPE,
-            }
-            if include_schema:
-                row["table_schema"] = P.serialize_schema(cat.info(table).schema)
-            rows.append(row)
-        return pa.Table.from_pylist(rows, schema=schema)
+        return command
 
     # --- checks and audit -----------------------------------------------------------------
 
-    def _command(self, descriptor: flight.FlightDescriptor) -> tuple[str, Any]:
+    def _command(self, descriptor: flight.FlightDescriptor) -> tuple[str, P.FlightSqlMessage | None]:
         if descriptor.descriptor_type != flight.DescriptorType.CMD:
             raise _unsupported("path descriptors (send a Flight SQL command)")
         try:
@@ -839,14 +682,13 @@ class FlightSqlServer(flight.FlightServerBase):
         )
 
     @staticmethod
-    def _action_body(action: flight.Action, cls: Callable[[], Message]) -> Any:
+    def _action_body(action: flight.Action, cls: type[_Message]) -> _Message:
         try:
             name, message = P.unpack(action.body.to_pybytes())
         except P.ProtocolError as exc:
             raise _status(exc) from None
-        expected = type(cls()).DESCRIPTOR.name
-        if message is None or name != expected:
-            raise flight.FlightServerError(f"{action.type}: expected {expected}, got {name}")
+        if not isinstance(message, cls):
+            raise flight.FlightServerError(f"{action.type}: expected {cls.DESCRIPTOR.name}, got {name}")
         return message
 
 
@@ -866,19 +708,6 @@ def _peer(context: flight.ServerCallContext | None) -> str | None:
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
-
-
-def _catalog_matches(command: Message, field_name: str, catalog: str) -> bool:
-    if not command.HasField(field_name):
-        return True
-    return bool(getattr(command, field_name) == catalog)
-
-
-def _pattern_matches(command: Message, field_name: str, value: str) -> bool:
-    if not command.HasField(field_name):
-        return True
-    pattern = getattr(command, field_name)
-    return pattern == "" or bool(like_to_regex(pattern).match(value))
 
 
 def _batch_rows(schema: pa.Schema, max_bytes: int) -> int:
@@ -920,7 +749,7 @@ def serve(server: FlightSqlServer) -> None:
     """
     log.info("flight.serving", port=server.port, lake=server.catalog.lake_uri)
     signalled: list[int] = []  # a signal handler must not take locks: it only appends here
-    previous: Any = None
+    previous: Callable[[int, FrameType | None], object] | int | None = None  # what signal.signal returns
     in_main = threading.current_thread() is threading.main_thread()
     if in_main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: signalled.append(signum))

@@ -9,7 +9,9 @@ import pyarrow.flight as pa_flight
 import pytest
 from google.protobuf import any_pb2
 
+from flight import metadata as M
 from flight import protocol as P
+from flight import schemas as S
 from flight.auth import Principal, SessionStore, parse_basic, parse_bearer
 from flight.catalog import like_to_regex, parse_table_ref
 from flight.sandbox import plain_scan_table
@@ -47,19 +49,19 @@ def test_any_wrapping_round_trip() -> None:
 
 
 def test_metadata_schemas_match_the_spec() -> None:
-    assert P.CATALOGS_SCHEMA == pa.schema([pa.field("catalog_name", pa.utf8(), nullable=False)])
-    assert [(f.name, f.nullable) for f in P.TABLES_WITH_SCHEMA_SCHEMA] == [
+    assert S.CATALOGS_SCHEMA == pa.schema([pa.field("catalog_name", pa.utf8(), nullable=False)])
+    assert [(f.name, f.nullable) for f in S.TABLES_WITH_SCHEMA_SCHEMA] == [
         ("catalog_name", True),
         ("db_schema_name", True),
         ("table_name", False),
         ("table_type", False),
         ("table_schema", False),
     ]
-    assert P.TABLES_WITH_SCHEMA_SCHEMA.field("table_schema").type == pa.binary()
-    assert [(f.name, f.nullable) for f in P.DB_SCHEMAS_SCHEMA] == [("catalog_name", True), ("db_schema_name", False)]
-    assert P.TABLE_TYPES_SCHEMA.field("table_type").nullable is False
-    value = P.SQL_INFO_SCHEMA.field("value")
-    assert P.SQL_INFO_SCHEMA.field("info_name").type == pa.uint32() and not value.nullable
+    assert S.TABLES_WITH_SCHEMA_SCHEMA.field("table_schema").type == pa.binary()
+    assert [(f.name, f.nullable) for f in S.DB_SCHEMAS_SCHEMA] == [("catalog_name", True), ("db_schema_name", False)]
+    assert S.TABLE_TYPES_SCHEMA.field("table_type").nullable is False
+    value = S.SQL_INFO_SCHEMA.field("value")
+    assert S.SQL_INFO_SCHEMA.field("info_name").type == pa.uint32() and not value.nullable
     assert [value.type.field(i).name for i in range(6)] == [
         "string_value",
         "bool_value",
@@ -72,15 +74,15 @@ def test_metadata_schemas_match_the_spec() -> None:
 
 
 def test_sql_info_table_uses_the_right_union_members() -> None:
-    table = P.sql_info_table(
-        {0: "Flask Track", 3: True, 100: P.int32(30_000), 508: ["SELECT"], 517: {1: [2]}, 541: 0},
+    table = S.sql_info_table(
+        {0: "Flask Track", 3: True, 100: S.int32(30_000), 508: ["SELECT"], 517: {1: [2]}, 541: 0},
         [3, 0, 100, 508, 517, 541, 9999],
     )
     table.validate(full=True)
-    assert table.schema == P.SQL_INFO_SCHEMA
+    assert table.schema == S.SQL_INFO_SCHEMA
     assert table.column("info_name").to_pylist() == [3, 0, 100, 508, 517, 541]
     assert table.column("value").chunk(0).type_codes.to_pylist() == [1, 0, 3, 4, 5, 2]
-    assert P.sql_info_table({0: "x"}, []).num_rows == 1  # no codes = everything
+    assert S.sql_info_table({0: "x"}, []).num_rows == 1  # no codes = everything
 
 
 def test_table_references_and_patterns() -> None:
@@ -136,8 +138,8 @@ def test_pending_logins_expire_and_are_bounded() -> None:
 
 
 def test_xdbc_type_info_table() -> None:
-    table = P.xdbc_type_info()
-    assert table.schema == P.XDBC_TYPE_INFO_SCHEMA
+    table = M.xdbc_type_info()
+    assert table.schema == S.XDBC_TYPE_INFO_SCHEMA
     codes = table.column("data_type").to_pylist()
     assert codes == sorted(codes)
-    assert P.xdbc_type_info(12).column("type_name").to_pylist() == ["VARCHAR"]
+    assert M.xdbc_type_info(12).column("type_name").to_pylist() == ["VARCHAR"]

@@ -10,6 +10,7 @@ import pytest
 from adbc_driver_manager import Error as AdbcError
 
 from flight import protocol as P
+from flight import schemas as S
 from tests.flight.flightkit import ORG_A, PASSWORD, Lake, RecordingAuthenticator, query
 
 
@@ -100,10 +101,10 @@ def test_table_types_and_sql_info(ana: Any) -> None:
 def test_sql_info_for_jdbc_clients(uri: str) -> None:
     client = pa_flight.connect(uri)
     options = pa_flight.FlightCallOptions(headers=[client.authenticate_basic_token("ana@a.example", PASSWORD)])
-    command = P.CommandGetSqlInfo(info=[P.SqlInfo.FLIGHT_SQL_SERVER_READ_ONLY, P.SqlInfo.SQL_IDENTIFIER_QUOTE_CHAR])
+    command = P.CommandGetSqlInfo(info=[S.SqlInfo.FLIGHT_SQL_SERVER_READ_ONLY, S.SqlInfo.SQL_IDENTIFIER_QUOTE_CHAR])
     info = client.get_flight_info(pa_flight.FlightDescriptor.for_command(P.pack(command)), options)
     table = client.do_get(info.endpoints[0].ticket, options).read_all()
-    assert table.schema == P.SQL_INFO_SCHEMA
+    assert table.schema == S.SQL_INFO_SCHEMA
     assert table.to_pylist() == [{"info_name": 3, "value": True}, {"info_name": 504, "value": '"'}]
     everything = P.pack(P.CommandGetSqlInfo())
     info = client.get_flight_info(pa_flight.FlightDescriptor.for_command(everything), options)
@@ -180,7 +181,7 @@ def test_metadata_filters(uri: str) -> None:
     assert tables.column("table_name").to_pylist() == ["runs", "step_events"]
     assert _metadata(uri, P.CommandGetCatalogs()).to_pylist() == [{"catalog_name": "flasktrack"}]
     assert _metadata(uri, P.CommandGetTableTypes()).to_pylist() == [{"table_type": "TABLE"}]
-    assert _metadata(uri, P.CommandGetPrimaryKeys(table="runs")).schema == P.PRIMARY_KEYS_SCHEMA
+    assert _metadata(uri, P.CommandGetPrimaryKeys(table="runs")).schema == S.PRIMARY_KEYS_SCHEMA
     assert _metadata(uri, P.CommandGetImportedKeys(table="runs")).num_rows == 0
     assert _metadata(uri, P.CommandGetXdbcTypeInfo(data_type=93)).column("type_name").to_pylist() == [
         "TIMESTAMP",
