@@ -3,6 +3,8 @@
 Each runs as a local activity (a short database transaction next to the workflow) and is idempotent:
 rows carry keys derived from the run and step, so an activity retried after a worker crash writes
 nothing twice. Thin by design: the rules live in domain/tasks/service.py and domain/runs/service.py.
+What each record takes and answers, and its name on the wire, is workflows/records.py (the workflow calls
+its methods by reference); each method here keeps that name (tests/workflows/test_records.py checks).
 
 Every activity goes through `_guarded`, which decides what a retry can fix:
 - a domain error (NotFound, Forbidden, Conflict, Invalid) and a value PostgreSQL refuses (DataError) are
@@ -15,7 +17,7 @@ Every activity goes through `_guarded`, which decides what a retry can fix:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 from sqlalchemy import exc as sa_exc
@@ -42,6 +44,7 @@ from domain.runs.messages import (
     TaskBrief,
 )
 from domain.tasks import service as tasks
+from workflows.records import RunRecords
 
 log = structlog.get_logger("flasktrack.activities")
 T = TypeVar("T")
@@ -59,13 +62,15 @@ _INSERT_FAILURE = text(
     " last_failed_at = now()")
 
 
-class RunActivities:
+class RunActivities(RunRecords):
+    """The run's records, each a short transaction in the run's organization."""
+
     def __init__(self, sessions: TenantSessions, notifier: Notifier | None = None) -> None:
         self.sessions = sessions
         self.notifier = notifier or DatabaseNotifier()
         self._failing: set[tuple[str, str]] = set()  # (run id, activity) with a failure on record, this process
 
-    def all(self) -> list[Callable[..., Any]]:
+    def all(self) -> list[Callable[..., object]]:
         return [self.open_step, self.complete_task, self.decide_approval, self.escalate, self.record_event,
                 self.control_run, self.finish_run]
 

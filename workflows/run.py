@@ -9,7 +9,14 @@ Every wait for people or time goes through `_wait`, which also ends the wait whe
 or rejected at an approval that ends it). Due times are watched with `wait_condition(..., timeout=...)`:
 on `asyncio.TimeoutError` (the builtin TimeoutError since 3.11) the escalation activity fires that level
 and the run keeps waiting.
-No I/O here: every record is written by activities/runs.py.
+No I/O here: every record is an activity of workflows/records.py, called by reference and written by
+activities/runs.py. Which human steps a completion opens next is told by workflows/navigation.py.
+
+Changing the interpreter: runs in flight replay their history on this code, so a change that makes the
+interpreter issue different commands (another activity, timer or update answer, in another order) for a
+history recorded before it breaks them. tests/replay replays recorded histories of the shipped protocols;
+when it fails, put the new behaviour behind `workflow.patched(<id>)` (ids in PATCHES below, never reused)
+and keep the old behaviour in the else branch; see END_STATES for the one in use.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
@@ -56,11 +63,10 @@ with workflow.unsafe.imports_passed_through():
         TaskBrief,
         Waiting,
     )
+    from workflows.navigation import Frame, HumanStep, Lanes, Path, next_human_steps
+    from workflows.records import RunRecords
 
 WORKFLOW_NAME = "ProtocolRun"
-# Activity names (activities/runs.py); by name, so this module imports nothing that does I/O.
-OPEN_STEP, COMPLETE_TASK, DECIDE_APPROVAL = "open_step", "complete_task", "decide_approval"
-ESCALATE, RECORD_EVENT, CONTROL_RUN, FINISH_RUN = "escalate", "record_event", "control_run", "finish_run"
 
 # The interpreter's own records (a step opened, a timer fired, an escalation, the end) carry nothing a client
 # sent: retried until the database takes them; /healthz names the run meanwhile (activities/runs.py).
@@ -71,7 +77,9 @@ PROTOCOL_ATTR = SearchAttributeKey.for_keyword("FlasktrackProtocol")
 SUBJECT_ATTR = SearchAttributeKey.for_keyword_list("FlasktrackSubject")
 STATUS_ATTR = SearchAttributeKey.for_keyword("FlasktrackStatus")
 SEARCH_ATTRIBUTES = (ORG_ATTR, PROTOCOL_ATTR, SUBJECT_ATTR, STATUS_ATTR)
-END_STATES = "end-states"  # workflow.patched: runs started before end in COMPLETED as they did
+# workflow.patched ids: each guards one change of the interpreter for runs started before it (module doc).
+END_STATES = "end-states"  # runs started before end in COMPLETED as they did
+PATCHES = (END_STATES,)
 CANCEL_GRACE = dt.timedelta(minutes=1)
 TEMPORAL_CANCEL = ActorRef(type="system", id="temporal", display="Temporal (cancellation request)")
 
@@ -84,6 +92,10 @@ REQUEST_ATTEMPTS = 4
 REQUEST_RETRY = RetryPolicy(initial_interval=dt.timedelta(milliseconds=200), backoff_coefficient=2,
                             maximum_interval=dt.timedelta(seconds=2), maximum_attempts=REQUEST_ATTEMPTS)
 
+Msg = TypeVar("Msg")
+Answer = TypeVar("Answer")
+Record = Callable[[RunRecords, Msg], Answer]  # a RunRecords method: the activity and its types in one reference
+
 
 class _Stopped(Exception):
     """The run stops where it stands: cancelled, or rejected at an approval that ends it."""
@@ -93,24 +105,12 @@ class _Stopped(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class _Frame:
-    """Where a lane stands: a step of a sequence, an iteration of a repeat, a branch of a parallel step."""
-
-    node: SequenceNode | RepeatNode | ParallelNode
-    index: int = 0  # sequence: the step's position; repeat: the iteration
-    lanes: list[int] | None = None  # parallel: [branches still running], shared by its branches
-
-
-Path = tuple[_Frame, ...]
-
-
 @dataclass
 class _Pending:
     """A human step the run waits on."""
 
     task_id: str
-    node: TaskNode | ApprovalNode
+    node: HumanStep
     iteration: int
     due_at: dt.datetime | None
     path: Path = ()
@@ -125,7 +125,7 @@ class ProtocolRun:
     def __init__(self, inp: RunInput) -> None:
         self.inp = inp
         resume = inp.resume
-        self.values: dict[str, dict[str, Any]] = dict(resume.values) if resume else {}
+        self.values: dict[str, dict[str, object]] = dict(resume.values) if resume else {}
         self.reached: dict[str, int] = dict(resume.reached) if resume else {}
         self.held = resume.held if resume else False
         self.stop: str | None = None
@@ -157,7 +157,7 @@ class ProtocolRun:
             if self.stop is None and not self.finished:
                 why = f"cancellation requested in Temporal: {workflow.cancellation_reason() or 'no reason given'}"
                 control = Control(action="cancel", actor=TEMPORAL_CANCEL, reason=why[:2000])
-                await self._local(CONTROL_RUN, ControlRun(run=inp.run, control=control), str)
+                await self._record(RunRecords.control_run, ControlRun(run=inp.run, control=control))
                 self.stop = "cancelled"
                 self._index("cancelled")
             self.finished = True
@@ -171,13 +171,13 @@ class ProtocolRun:
     async def _interpret(self, inp: RunInput) -> str:
         try:
             await self._sequence(inp.plan.root, start=inp.resume.next_index if inp.resume else 0, root=True)
-            await self._local(FINISH_RUN, FinishRun(run=inp.run, status="completed"))
+            await self._record(RunRecords.finish_run, FinishRun(run=inp.run, status="completed"))
             self._index("completed")
             return "completed"
         except _Stopped as stopped:
             if stopped.status == "rejected":
-                await self._local(FINISH_RUN, FinishRun(run=inp.run, status="rejected",
-                                                        reason="rejected at an approval that ends the run"))
+                await self._record(RunRecords.finish_run, FinishRun(
+                    run=inp.run, status="rejected", reason="rejected at an approval that ends the run"))
                 self._index("rejected")
             return stopped.status
 
@@ -224,7 +224,7 @@ class ProtocolRun:
             await self._parallel(node, path)
         elif isinstance(node, RepeatNode):
             for i in range(node.max_iterations):
-                await self._sequence(node.body, (*path, _Frame(node, i)))
+                await self._sequence(node.body, (*path, Frame(node, i)))
                 if evaluate(node.until, self.values):
                     break
         return None
@@ -233,25 +233,24 @@ class ProtocolRun:
         keys = [step.key for step in node.steps]
         i = start
         while i < len(node.steps):
-            if root and i > start and (workflow.info().is_continue_as_new_suggested()
-                                       or self.inp.continue_every and (i - start) % self.inp.continue_every == 0):
+            if root and i > start and self.continue_as_new_due(i - start):
                 await self._continue_as_new(i)
-            back_to = await self.execute(node.steps[i], (*path, _Frame(node, i)))
+            back_to = await self.execute(node.steps[i], (*path, Frame(node, i)))
             # The compiler guarantees `from_step` is an earlier step of this same sequence.
             i = keys.index(back_to) if back_to is not None else i + 1
 
     async def _parallel(self, node: ParallelNode, path: Path) -> None:
         # This lane's busy unit passes to its branches and comes back with the last one to end, so the
         # count never drops to zero while the run is about to move on.
-        lanes = [len(node.branches)]
-        self.busy += lanes[0] - 1
+        lanes = Lanes(running=len(node.branches))
+        self.busy += lanes.running - 1
 
         async def lane(branch: SequenceNode) -> None:
             try:
-                await self._sequence(branch, (*path, _Frame(node, lanes=lanes)))
+                await self._sequence(branch, (*path, Frame(node, lanes=lanes)))
             finally:
-                lanes[0] -= 1
-                if lanes[0]:
+                lanes.running -= 1
+                if lanes.running:
                     self.busy -= 1
 
         # gather does not cancel siblings when one branch raises: every branch ends (a stop ends them all),
@@ -276,7 +275,7 @@ class ProtocolRun:
             del self.timers[(node.key, iteration)]
         await self._event(node.key, "timer", "timer_fired", iteration, {})
 
-    async def _human(self, node: TaskNode | ApprovalNode, iteration: int, path: Path) -> _Pending:
+    async def _human(self, node: HumanStep, iteration: int, path: Path) -> _Pending:
         """Open the step for people and wait until it is done, escalating each level as its time passes."""
         await self._wait(lambda: not self.held)
         ahead = self.opened_ahead.pop(self._task_id(node, iteration), None)
@@ -284,7 +283,7 @@ class ProtocolRun:
         task_id, due = opening.task_id, opening.due_at
         pending = self.pending[task_id] = _Pending(task_id, node, iteration, due, path)
         if ahead is None:
-            await self._local(OPEN_STEP, opening)
+            await self._record(RunRecords.open_step, opening)
         levels: list[tuple[dt.datetime, list[str]]] = []
         if due is not None:
             levels = [(due, list(node.roles))]
@@ -300,7 +299,7 @@ class ProtocolRun:
             if pending.done:
                 break
             assert due is not None
-            await self._local(ESCALATE, Escalate(
+            await self._record(RunRecords.escalate, Escalate(
                 run=self.inp.run, task_id=task_id, step_key=node.key, step_kind=node.kind, title=node.title,
                 iteration=iteration, level=level, notify_roles=roles, due_at=due, fired_at=workflow.now()))
         await self._wait(lambda: pending.done)
@@ -325,8 +324,8 @@ class ProtocolRun:
         pending = self.pending[c.task_id]
         assert isinstance(pending.node, TaskNode)
         ahead = self._ahead(pending, c.values)
-        outcome = await self._request(COMPLETE_TASK, CompleteTask(
-            run=self.inp.run, step=pending.node, iteration=pending.iteration, completion=c, open_next=ahead), Outcome,
+        outcome = await self._request(RunRecords.complete_task, CompleteTask(
+            run=self.inp.run, step=pending.node, iteration=pending.iteration, completion=c, open_next=ahead),
             "the completion")
         return await self._settle(pending, outcome, ahead)
 
@@ -339,8 +338,8 @@ class ProtocolRun:
         pending = self.pending[d.task_id]
         assert isinstance(pending.node, ApprovalNode)
         ahead = self._ahead(pending, None) if d.decision == "approve" else []
-        outcome = await self._request(DECIDE_APPROVAL, DecideApproval(
-            run=self.inp.run, step=pending.node, iteration=pending.iteration, decision=d, open_next=ahead), Outcome,
+        outcome = await self._request(RunRecords.decide_approval, DecideApproval(
+            run=self.inp.run, step=pending.node, iteration=pending.iteration, decision=d, open_next=ahead),
             "the decision")
         return await self._settle(pending, outcome, ahead)
 
@@ -423,7 +422,8 @@ class ProtocolRun:
     async def _control(self, c: Control) -> RunState:
         # The run's state changes only once the record is committed: a control that fails changes nothing here
         # either, so the database and the workflow never disagree about it.
-        status = await self._request(CONTROL_RUN, ControlRun(run=self.inp.run, control=c), str, f"the {c.action}")
+        status = await self._request(RunRecords.control_run, ControlRun(run=self.inp.run, control=c),
+                                     f"the {c.action}")
         if c.action == "cancel":
             self.stop = "cancelled"
             self.cancel_reason = f"by {c.actor.display}: {c.reason}"
@@ -435,56 +435,28 @@ class ProtocolRun:
 
     # ------------------------------------------------------------------ opening ahead
 
-    def _ahead(self, pending: _Pending, raw_values: dict[str, Any] | None) -> list[OpenStep]:
-        """The steps this step's completion opens next, when they can be told now: the completion's own
-        activity records them in its transaction, so a completion costs one local activity, not two.
-
-        Only the plain cases: the next step in the lane is a task or an approval (after the step's sequence,
-        repeat and parallel frames are unwound), its condition reads values known now. Anything else (a
-        timer, a parallel step, a skipped step, a held run) is left to the interpreter, which records it
-        with its own activity. `_human` takes an opening from `opened_ahead` instead of recording it again.
+    def _ahead(self, pending: _Pending, raw_values: Mapping[str, object] | None) -> list[OpenStep]:
+        """The steps this step's completion opens next, when they can be told now (workflows/navigation.py):
+        the completion's own activity records them in its transaction, so a completion costs one local
+        activity, not two. A held or stopping run opens nothing ahead. `_human` takes an opening from
+        `opened_ahead` instead of recording it again; whatever navigation cannot tell is left to it.
         """
         if self.held or self.stop is not None:
             return []
-        values = dict(self.values)
+        values: dict[str, Mapping[str, object]] = dict(self.values)
         if raw_values is not None:
             assert isinstance(pending.node, TaskNode)
             try:
                 values[pending.node.key] = normalize_values(pending.node, raw_values)
             except SubmissionError:
                 return []  # refused anyway
-        nxt = self._next_humans(pending.path, values)
+        nxt = next_human_steps(pending.path, values)
         return [self._opening(n, self.reached.get(n.key, 0)) for n in nxt or []]
 
-    def _next_humans(self, path: Path, values: dict[str, dict[str, Any]]) -> list[TaskNode | ApprovalNode] | None:
-        """What the interpreter opens next in this lane, innermost frame first: [] for nothing, None when unsure."""
-        for frame in reversed(path):
-            node = frame.node
-            if isinstance(node, SequenceNode) and frame.index + 1 < len(node.steps):
-                return self._first_human(node.steps[frame.index + 1], values)
-            if isinstance(node, RepeatNode) and frame.index + 1 < node.max_iterations \
-                    and not evaluate(node.until, values):
-                return self._first_human(node.body, values)
-            if isinstance(node, ParallelNode) and frame.lanes is not None and frame.lanes[0] > 1:
-                return []  # the other branches still run: this lane just ends
-        return []  # the end of the plan
-
-    def _first_human(self, node: StepNode | SequenceNode, values: dict[str, dict[str, Any]]
-                     ) -> list[TaskNode | ApprovalNode] | None:
-        if isinstance(node, SequenceNode):
-            return self._first_human(node.steps[0], values)
-        if node.when is not None and not evaluate(node.when, values):
-            return None  # a skipped step records its own event
-        if isinstance(node, TaskNode | ApprovalNode):
-            return [node]
-        if isinstance(node, RepeatNode):
-            return self._first_human(node.body, values)
-        return None
-
-    def _task_id(self, node: TaskNode | ApprovalNode, iteration: int) -> str:
+    def _task_id(self, node: HumanStep, iteration: int) -> str:
         return str(uuid.uuid5(uuid.UUID(self.inp.run.run_id), f"task:{node.key}:{iteration}"))
 
-    def _opening(self, node: TaskNode | ApprovalNode, iteration: int) -> OpenStep:
+    def _opening(self, node: HumanStep, iteration: int) -> OpenStep:
         opened = workflow.now()
         due = opened + self._scaled(node.due_seconds) if node.due_seconds is not None else None
         return OpenStep(run=self.inp.run, task_id=self._task_id(node, iteration), step=node, iteration=iteration,
@@ -513,28 +485,28 @@ class ProtocolRun:
         return [TaskBrief(task_id=p.task_id, step_key=p.node.key, kind=p.node.kind, title=p.node.title,
                           iteration=p.iteration, due_at=p.due_at) for p in self.pending.values() if not p.done]
 
-    async def _event(self, step_key: str, step_kind: str, event: str, iteration: int, detail: dict[str, Any]) -> None:
-        await self._local(RECORD_EVENT, StepEvent(
+    async def _event(self, step_key: str, step_kind: str, event: str, iteration: int,
+                     detail: dict[str, object]) -> None:
+        await self._record(RunRecords.record_event, StepEvent(
             run=self.inp.run, key=f"{event}:{step_key}:{iteration}", step_key=step_key, step_kind=step_kind,
             event=event, iteration=iteration, at=workflow.now(), detail=detail))
 
-    async def _local(self, activity: str, arg: Any, result_type: type | None = None) -> Any:
+    async def _record(self, activity: Record[Msg, Answer], arg: Msg) -> Answer:
+        """One of the interpreter's own records, retried until the database takes it."""
         try:
-            return await workflow.execute_local_activity(
-                activity, arg, result_type=result_type, start_to_close_timeout=RECORD_TIMEOUT,
-                retry_policy=RECORD_RETRY)
+            return await workflow.execute_local_activity_method(
+                activity, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
         except (ActivityError, ApplicationError) as exc:
             # Only a refusal ends the retries here, and the interpreter's records are never refused unless
             # something is badly wrong: fail the workflow task (Temporal retries it, the UI shows why), never
             # the run, which would leave the database showing it running.
-            raise RuntimeError(f"{activity} refused: {exc}") from exc
+            raise RuntimeError(f"{activity.__name__} refused: {exc}") from exc
 
-    async def _request(self, activity: str, arg: Any, result_type: type, doing: str) -> Any:
+    async def _request(self, activity: Record[Msg, Answer], arg: Msg, doing: str) -> Answer:
         """A person's request recorded by its activity; its refusal or failure fails the update, not the run."""
         try:
-            return await workflow.execute_local_activity(
-                activity, arg, result_type=result_type, start_to_close_timeout=RECORD_TIMEOUT,
-                retry_policy=REQUEST_RETRY)
+            return await workflow.execute_local_activity_method(
+                activity, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=REQUEST_RETRY)
         except (ActivityError, ApplicationError) as exc:
             # A local activity's last failure arrives as its ApplicationError itself (no ActivityError around it).
             cause = exc.cause if isinstance(exc, ActivityError) else exc
@@ -547,6 +519,12 @@ class ProtocolRun:
                 f"{doing} could not be recorded ({why}, {REQUEST_ATTEMPTS} attempts); nothing changed and the run "
                 "takes further requests: send it again with a new X-Request-ID", type="NotRecorded",
                 non_retryable=True) from None
+
+    def continue_as_new_due(self, root_steps_done: int) -> bool:
+        """Whether to continue as new before the next root step, `root_steps_done` root steps after this run
+        (or its last continuation) started: when Temporal suggests it, its history nearing the limits. The one
+        seam for tests: tests/workflows/standins.py overrides it to continue as new sooner."""
+        return workflow.info().is_continue_as_new_suggested()
 
     async def _continue_as_new(self, next_index: int) -> None:
         """Continue as a new run of the same workflow id, at a root step boundary (nothing open then)."""
