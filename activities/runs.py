@@ -4,7 +4,7 @@ Each runs as a local activity (a short database transaction next to the workflow
 rows carry keys derived from the run and step, so an activity retried after a worker crash writes
 nothing twice. Thin by design: the rules live in domain/tasks/service.py and domain/runs/service.py.
 What each record takes and answers, and its name on the wire, is workflows/records.py (the workflow calls
-its methods by reference); each method here keeps that name (tests/workflows/test_records.py checks).
+its methods by reference); each method here keeps that name (tests/run_workflow/test_records.py checks).
 
 Every activity goes through `_guarded`, which decides what a retry can fix:
 - a domain error (NotFound, Forbidden, Conflict, Invalid) and a value PostgreSQL refuses (DataError) are

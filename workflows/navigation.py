@@ -7,7 +7,7 @@ interpreter in run.py will, and answers only the plain cases (the next step is a
 condition reads values known now); anything else (a timer, a parallel step, a skipped step) is "not sure"
 (None), and the interpreter records it with its own activity.
 
-Pure: plan nodes and values in, plan nodes out; no Temporal, no clock. tests/workflows/test_navigation.py
+Pure: plan nodes and values in, plan nodes out; no Temporal, no clock. tests/run_workflow/test_navigation.py
 checks it against a model of the interpreter over random plans, and against the interpreter itself over
 the shipped protocols.
 """

@@ -523,7 +523,7 @@ class ProtocolRun:
     def continue_as_new_due(self, root_steps_done: int) -> bool:
         """Whether to continue as new before the next root step, `root_steps_done` root steps after this run
         (or its last continuation) started: when Temporal suggests it, its history nearing the limits. The one
-        seam for tests: tests/workflows/standins.py overrides it to continue as new sooner."""
+        seam for tests: tests/run_workflow/standins.py overrides it to continue as new sooner."""
         return workflow.info().is_continue_as_new_suggested()
 
     async def _continue_as_new(self, next_index: int) -> None:

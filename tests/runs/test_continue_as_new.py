@@ -1,4 +1,5 @@
-"""A run continued as new at root step boundaries keeps its place, its values and its records."""
+"""A run continued as new at root step boundaries keeps its place, its values and its records (the workflow
+continues as new at every boundary here: its test variant, tests/run_workflow/standins.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from domain.roles import Role
 from domain.runs import service as runs
 from domain.runs.messages import Completion, Outcome, RunInput, RunState
 from domain.runs.models import RunLaunch
+from tests.run_workflow.standins import ContinuingEveryStep
 from tests.runs.support import approve_protocol, caller
-from workflows.run import WORKFLOW_NAME, ProtocolRun
+from workflows.run import WORKFLOW_NAME
 
 
 def _protocol(key: str) -> dict:
@@ -66,10 +68,10 @@ async def test_continue_as_new_between_root_steps(dev_env, platform, owner, org_
     approve_protocol(owner, org_a.id, _protocol(key))
     with platform.sessions.begin(org_a.id) as s:
         run, plan, _ = runs.launch(s, caller(org_a, Role.lab_manager), RunLaunch(protocol_key=key))
-    inp = RunInput(run=runs.ref(run), plan=plan, continue_every=1)
+    inp = RunInput(run=runs.ref(run), plan=plan)
     queue = f"can-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(max_workers=4) as pool:
-        async with Worker(dev_env.client, task_queue=queue, workflows=[ProtocolRun],
+        async with Worker(dev_env.client, task_queue=queue, workflows=[ContinuingEveryStep],
                           activities=RunActivities(platform.sessions).all(), activity_executor=pool):
             await _work(dev_env.client, inp, queue, org_a)
     with owner.begin(None) as s:
