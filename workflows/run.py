@@ -12,11 +12,18 @@ and the run keeps waiting.
 No I/O here: every record is an activity of workflows/records.py, called by reference and written by
 activities/runs.py. Which human steps a completion opens next is told by workflows/navigation.py.
 
-Changing the interpreter: runs in flight replay their history on this code, so a change that makes the
-interpreter issue different commands (another activity, timer or update answer, in another order) for a
-history recorded before it breaks them. tests/replay replays recorded histories of the shipped protocols;
-when it fails, put the new behaviour behind `workflow.patched(<id>)` (ids in PATCHES below, never reused)
-and keep the old behaviour in the else branch; see END_STATES for the one in use.
+Changing the interpreter. A run in flight replays its history on whatever code the worker runs now, so for
+every history recorded before a change the interpreter must issue the same commands (local activities by
+name, timers, search attribute upserts, continue-as-new), in the same order. tests/replay replays recorded
+histories of the shipped protocols:
+- green: runs in flight decide as before; ship the change, re-record nothing.
+- red: guard it, `if workflow.patched(ID): <new> else: <old>`, ID a new constant in PATCHES (never reused or
+  renamed). Keep the recorded histories as they are: they prove the old branch; a fast test in
+  tests/run_workflow proves the new one. END_STATES is the guard in use; tests/run_workflow/test_patching.py
+  shows the pattern end to end.
+- once no run started before the change can still be open, `workflow.deprecate_patch(ID)` for a release,
+  then drop the old branch and the id.
+A new field of RunInput or of a message takes a default; RunInput ignores fields it no longer has.
 """
 
 from __future__ import annotations

@@ -4,13 +4,14 @@ the interpreter without PostgreSQL: the fast workflow tests (tests/run_workflow)
 
 The stand-ins implement workflows/records.py as the database would answer when every check passes: a
 completion is accepted with its values normalized, a decision is taken, a control changes the status.
-Each call is kept in `calls` so a test can say what the run recorded.
+Each message is kept in `calls` so a test can say what the run recorded.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from temporalio import activity, workflow
 
@@ -24,12 +25,14 @@ from domain.runs.messages import (
     OpenStep,
     Outcome,
     RunInput,
+    RunRef,
     StepEvent,
     TaskBrief,
 )
 from workflows.records import RunRecords
 from workflows.run import WORKFLOW_NAME, ProtocolRun
 
+M = TypeVar("M")
 ACTION_STATUS = {"hold": "on_hold", "resume": "running", "cancel": "cancelled"}
 
 
@@ -37,61 +40,60 @@ class StandInRecords(RunRecords):
     """Every record accepted at once, and kept: (activity name, message) in call order."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, object]] = []
+        self.calls: list[tuple[str, object]] = []  # (run id, message) for every record, in call order
         self._lock = threading.Lock()  # activities run on a thread pool
 
     def all(self) -> list[Callable[..., object]]:
         return [self.open_step, self.complete_task, self.decide_approval, self.escalate, self.record_event,
                 self.control_run, self.finish_run]
 
-    def _keep(self, name: str, msg: object) -> None:
+    def _keep(self, run: RunRef, msg: object) -> None:
         with self._lock:
-            self.calls.append((name, msg))
+            self.calls.append((run.run_id, msg))
 
-    def of_run(self, run_id: str, name: str | None = None) -> list[object]:
-        """The messages recorded for one run, of one activity or all."""
+    def of_run(self, run_id: str, kind: type[M]) -> list[M]:
+        """The messages of one kind recorded for one run (each record takes its own kind of message)."""
         with self._lock:
-            return [msg for n, msg in self.calls if (name is None or n == name)
-                    and getattr(getattr(msg, "run", None), "run_id", None) == run_id]
+            return [m for r, m in self.calls if r == run_id and isinstance(m, kind)]
 
     @activity.defn(name="open_step")
     def open_step(self, msg: OpenStep) -> TaskBrief:
-        self._keep("open_step", msg)
+        self._keep(msg.run, msg)
         return TaskBrief(task_id=msg.task_id, step_key=msg.step.key, kind=msg.step.kind, title=msg.step.title,
                          iteration=msg.iteration, due_at=msg.due_at)
 
     @activity.defn(name="complete_task")
     def complete_task(self, msg: CompleteTask) -> Outcome:
-        self._keep("complete_task", msg)
+        self._keep(msg.run, msg)
         return Outcome(ok=True, task_id=msg.completion.task_id, run_id=msg.run.run_id, step_key=msg.step.key,
                        iteration=msg.iteration, result="completed",
                        values=normalize_values(msg.step, msg.completion.values))
 
     @activity.defn(name="decide_approval")
     def decide_approval(self, msg: DecideApproval) -> Outcome:
-        self._keep("decide_approval", msg)
+        self._keep(msg.run, msg)
         result = "approved" if msg.decision.decision == "approve" else "rejected"
         return Outcome(ok=True, task_id=msg.decision.task_id, run_id=msg.run.run_id, step_key=msg.step.key,
                        iteration=msg.iteration, result=result, signature_id=msg.decision.signature_id)
 
     @activity.defn(name="escalate")
     def escalate(self, msg: Escalate) -> bool:
-        self._keep("escalate", msg)
+        self._keep(msg.run, msg)
         return True
 
     @activity.defn(name="record_event")
     def record_event(self, msg: StepEvent) -> bool:
-        self._keep("record_event", msg)
+        self._keep(msg.run, msg)
         return True
 
     @activity.defn(name="control_run")
     def control_run(self, msg: ControlRun) -> str:
-        self._keep("control_run", msg)
+        self._keep(msg.run, msg)
         return ACTION_STATUS[msg.control.action]
 
     @activity.defn(name="finish_run")
     def finish_run(self, msg: FinishRun) -> str:
-        self._keep("finish_run", msg)
+        self._keep(msg.run, msg)
         return msg.status
 
 

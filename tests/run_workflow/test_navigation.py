@@ -85,9 +85,10 @@ def check_plan(root: SequenceNode, values: Values) -> int:
             node, predicted = pending.pop()
             assert predicted == expected_after(event), (node.key, predicted, event[:2])
             checked += 1
-        if event[0] == "human":
+        kind, node, path = event
+        if kind == "human" and node is not None:
             # Predict now, while the lane counts are what they are when the step is done.
-            pending.append((event[1], next_human_steps(event[2], values)))  # type: ignore[arg-type]
+            pending.append((node, next_human_steps(path, values)))
     if pending:
         node, predicted = pending.pop()
         assert predicted == [], (node.key, predicted)

@@ -9,7 +9,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
@@ -20,6 +20,7 @@ from domain.runs.messages import (
     CompleteTask,
     Completion,
     Control,
+    ControlRun,
     DecideApproval,
     Decision,
     Escalate,
@@ -91,9 +92,9 @@ async def decide(handle: Handle, step_key: str, decision: str) -> Outcome:
         signature_id=str(uuid.uuid4()), content_hash="0" * 64, reason="fast test"))
 
 
-async def control(handle: Handle, action: str, reason: str) -> RunState:
+async def control(handle: Handle, action: Literal["hold", "resume", "cancel"], reason: str) -> RunState:
     update = {"hold": ProtocolRun.hold, "resume": ProtocolRun.resume, "cancel": ProtocolRun.cancel}[action]
-    return await handle.execute_update(update, Control(action=action, actor=MANAGER, reason=reason))  # type: ignore[arg-type]
+    return await handle.execute_update(update, Control(action=action, actor=MANAGER, reason=reason))
 
 
 # ---------------------------------------------------------------- completing steps
@@ -105,16 +106,15 @@ async def test_a_completion_answers_with_the_step_it_opens_and_the_last_one_comp
     assert first.ok and first.result == "completed" and first.values == {"n": 12}
     assert [t.step_key for t in first.open_tasks] == ["label"] and first.run_status == "running"
     # The completion's own record opened the next step: no second record for it.
-    (recorded,) = lab.records.of_run(inp.run.run_id, "complete_task")
-    assert isinstance(recorded, CompleteTask)
+    (recorded,) = lab.records.of_run(inp.run.run_id, CompleteTask)
     assert [o.step.key for o in recorded.open_next] == ["label"]
-    assert [m.step.key for m in lab.records.of_run(inp.run.run_id, "open_step")] == ["weigh"]  # type: ignore[attr-defined]
+    assert [m.step.key for m in lab.records.of_run(inp.run.run_id, OpenStep)] == ["weigh"]
 
     last = await complete(handle, "label", 3)
     assert last.open_tasks == [] and last.run_status == "completed"
     assert await handle.result() == "completed"
-    (finished,) = lab.records.of_run(inp.run.run_id, "finish_run")
-    assert isinstance(finished, FinishRun) and finished.status == "completed"
+    (finished,) = lab.records.of_run(inp.run.run_id, FinishRun)
+    assert finished.status == "completed"
 
 
 async def test_a_step_that_is_not_open_is_refused_and_nothing_is_recorded(lab: Lab):
@@ -128,7 +128,7 @@ async def test_a_step_that_is_not_open_is_refused_and_nothing_is_recorded(lab: L
             task_id=await open_step(handle, "weigh"), actor=MANAGER, decision="approve", signature_id="s",
             content_hash="0" * 64))
     assert "use POST /api/v1/tasks/{task_id}/complete" in str(wrong_kind.value.cause)
-    assert lab.records.of_run(inp.run.run_id, "complete_task") == []
+    assert lab.records.of_run(inp.run.run_id, CompleteTask) == []
     await complete(handle, "weigh")
     assert await handle.result() == "completed"
 
@@ -146,8 +146,8 @@ async def test_a_rejection_reopens_the_steps_it_repeats_and_an_approval_complete
     approved = await decide(handle, "review", "approve")
     assert approved.result == "approved" and approved.run_status == "completed"
     assert await handle.result() == "completed"
-    decisions = lab.records.of_run(inp.run.run_id, "decide_approval")
-    assert [d.decision.decision for d in decisions if isinstance(d, DecideApproval)] == ["reject", "approve"]
+    decisions = lab.records.of_run(inp.run.run_id, DecideApproval)
+    assert [d.decision.decision for d in decisions] == ["reject", "approve"]
 
 
 async def test_a_rejection_that_ends_the_run_ends_it_rejected(lab: Lab):
@@ -159,9 +159,9 @@ async def test_a_rejection_that_ends_the_run_ends_it_rejected(lab: Lab):
         await handle.result()
     assert isinstance(failed.value.cause, ApplicationError) and failed.value.cause.type == "RunRejected"
     assert (await handle.query(ProtocolRun.state)).status == "rejected"
-    (finished,) = lab.records.of_run(inp.run.run_id, "finish_run")
-    assert isinstance(finished, FinishRun) and finished.status == "rejected"
-    assert "never" not in {m.step.key for m in lab.records.of_run(inp.run.run_id, "open_step")}  # type: ignore[attr-defined]
+    (finished,) = lab.records.of_run(inp.run.run_id, FinishRun)
+    assert finished.status == "rejected"
+    assert "never" not in {m.step.key for m in lab.records.of_run(inp.run.run_id, OpenStep)}
 
 
 # ---------------------------------------------------------------- time: timers and escalations
@@ -177,7 +177,7 @@ async def test_a_timer_holds_the_next_step_back_until_it_fires(lab: Lab):
     assert waiting.kind == "timer" and waiting.title == "Incubate two days" and waiting.until is not None
     await lab.env.sleep(dt.timedelta(days=2))
     await open_step(handle, "check")
-    events = [e.event for e in lab.records.of_run(inp.run.run_id, "record_event") if isinstance(e, StepEvent)]
+    events = [e.event for e in lab.records.of_run(inp.run.run_id, StepEvent)]
     assert events == ["timer_started", "timer_fired"]
     await complete(handle, "check")
     assert await handle.result() == "completed"
@@ -189,7 +189,7 @@ async def test_an_overdue_step_escalates_each_level_once_in_order(lab: Lab):
     await open_step(handle, "weigh")
 
     def escalations() -> list[Escalate]:
-        return [e for e in lab.records.of_run(inp.run.run_id, "escalate") if isinstance(e, Escalate)]
+        return lab.records.of_run(inp.run.run_id, Escalate)
 
     await lab.env.sleep(dt.timedelta(minutes=31))
     await eventually(escalations)
@@ -213,16 +213,16 @@ async def test_a_held_run_escalates_nothing_and_opens_nothing_until_it_resumes(l
     assert held.status == "on_hold" and held.actor_id == MANAGER.id
     assert held.waiting_for[0].kind == "hold" and held.waiting_for[0].reason == "balance out of calibration"
     await lab.env.sleep(dt.timedelta(hours=2))
-    assert lab.records.of_run(inp.run.run_id, "escalate") == []
+    assert lab.records.of_run(inp.run.run_id, Escalate) == []
     done = await complete(handle, "weigh")  # work done before the hold may still be recorded
     assert done.open_tasks == [] and done.run_status == "on_hold"  # ...but the next step waits for the resume
     resumed = await control(handle, "resume", "balance calibrated")
     assert resumed.status == "running"
     await open_step(handle, "label")
-    assert lab.records.of_run(inp.run.run_id, "escalate") == []  # the overdue step was done meanwhile
+    assert lab.records.of_run(inp.run.run_id, Escalate) == []  # the overdue step was done meanwhile
     await complete(handle, "label")
     assert await handle.result() == "completed"
-    actions = [c.control.action for c in lab.records.of_run(inp.run.run_id, "control_run")]  # type: ignore[attr-defined]
+    actions = [c.control.action for c in lab.records.of_run(inp.run.run_id, ControlRun)]
     assert actions == ["hold", "resume"]
 
 
@@ -231,9 +231,9 @@ async def test_a_held_overdue_step_escalates_once_the_run_resumes(lab: Lab):
     await open_step(handle, "weigh")
     await control(handle, "hold", "waiting for reagents")
     await lab.env.sleep(dt.timedelta(hours=1))
-    assert lab.records.of_run(inp.run.run_id, "escalate") == []
+    assert lab.records.of_run(inp.run.run_id, Escalate) == []
     await control(handle, "resume", "reagents arrived")
-    await eventually(lambda: lab.records.of_run(inp.run.run_id, "escalate"))
+    await eventually(lambda: lab.records.of_run(inp.run.run_id, Escalate))
     await complete(handle, "weigh")
     assert await handle.result() == "completed"
 
@@ -263,17 +263,15 @@ async def test_a_run_continued_as_new_keeps_its_place_and_its_values(lab: Lab):
         # Each step is opened again by the run that continued (it knows nothing of what its predecessor opened
         # ahead): wait for that, so no query reaches a run as it continues as new (the time-skipping server
         # never answers one, and stops skipping time while it waits).
-        await eventually(lambda step=step: step in {m.step.key for m in lab.records.of_run(inp.run.run_id, "open_step")
-                                                    if isinstance(m, OpenStep)})
+        await eventually(lambda step=step: step in {m.step.key for m in lab.records.of_run(inp.run.run_id, OpenStep)})
         latest = lab.env.client.get_workflow_handle_for(ProtocolRun.run, inp.run.run_id)
         assert (await complete(latest, step, n)).ok
     final = lab.env.client.get_workflow_handle_for(ProtocolRun.run, inp.run.run_id)
     assert await final.result() == "completed"
     assert (await final.describe()).run_id != first_run  # it did continue as new
-    events = [(e.step_key, e.event) for e in lab.records.of_run(inp.run.run_id, "record_event")
-              if isinstance(e, StepEvent)]
+    events = [(e.step_key, e.event) for e in lab.records.of_run(inp.run.run_id, StepEvent)]
     assert events == [("skipped", "skipped")]  # `skipped` read `first.n` from before the continue-as-new
-    completed = [c.step.key for c in lab.records.of_run(inp.run.run_id, "complete_task")]  # type: ignore[attr-defined]
+    completed = [c.step.key for c in lab.records.of_run(inp.run.run_id, CompleteTask)]
     assert completed == ["first", "second", "third"]
 
 
@@ -289,9 +287,8 @@ async def test_what_a_completion_opens_ahead_is_what_the_interpreter_opens_next(
     checked: list[str] = []
 
     def on_answer(before: RunState, answer: Outcome) -> None:
-        recorded = [m for m in lab.records.of_run(inp.run.run_id)
-                    if isinstance(m, CompleteTask | DecideApproval)
-                    and (m.completion.task_id if isinstance(m, CompleteTask) else m.decision.task_id) == answer.task_id
+        recorded = [m for m in lab.records.of_run(inp.run.run_id, CompleteTask | DecideApproval)
+                    if (m.completion.task_id if isinstance(m, CompleteTask) else m.decision.task_id) == answer.task_id
                     and m.iteration == answer.iteration]
         ahead = {o.task_id for o in recorded[-1].open_next}
         opened = {t.task_id for t in answer.open_tasks} - {t.task_id for t in before.open_tasks}
@@ -303,7 +300,7 @@ async def test_what_a_completion_opens_ahead_is_what_the_interpreter_opens_next(
     assert await handle.result() == "completed"
     assert checked  # the look-ahead did open steps in this protocol
     # An opening told ahead is never recorded a second time by the interpreter.
-    ahead_ids = {o.task_id for m in lab.records.of_run(inp.run.run_id)
-                 if isinstance(m, CompleteTask | DecideApproval) for o in m.open_next}
-    opened_ids = [m.task_id for m in lab.records.of_run(inp.run.run_id, "open_step") if isinstance(m, OpenStep)]
+    ahead_ids = {o.task_id for m in lab.records.of_run(inp.run.run_id, CompleteTask | DecideApproval)
+                 for o in m.open_next}
+    opened_ids = [m.task_id for m in lab.records.of_run(inp.run.run_id, OpenStep)]
     assert not ahead_ids & set(opened_ids) and len(opened_ids) == len(set(opened_ids))
