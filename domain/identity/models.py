@@ -11,8 +11,6 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from domain.limits import Input
 from domain.roles import Role
 
-Slug = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
-
 
 class Strict(Input):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -54,11 +53,6 @@ def parse_protocol_text(text: str) -> dict[str, Any]:
     if why:
         raise ProtocolLoadError([Problem(path="document", message=why)])
     return document
-
-
-def read_protocol_file(path: str | Path) -> dict[str, Any]:
-    """The document in a .yaml/.yml/.json file, as a plain dict."""
-    return parse_protocol_text(Path(path).read_text(encoding="utf-8"))
 
 
 def load_definition(text: str) -> ProtocolDefinition:

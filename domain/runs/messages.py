@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.protocols.plan import ApprovalNode, ExecutionPlan, TaskNode
 
-RunStatus = Literal["running", "on_hold", "completed", "rejected", "cancelled", "failed"]
 ENDED: frozenset[str] = frozenset({"completed", "rejected", "cancelled", "failed"})
 
 
