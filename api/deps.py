@@ -30,6 +30,7 @@ from domain.audit import Severity
 from domain.audit.checkpoints import CheckpointStore
 from domain.errors import Forbidden, Unauthenticated
 from domain.identity import service as identity
+from domain.identity.secrets import API_KEY_PREFIX, SESSION_PREFIX
 from domain.identity.service import LoginLimits
 from domain.roles import Caller, Permission, RequestContext
 
@@ -38,10 +39,10 @@ REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 # Both credentials travel as `Authorization: Bearer …`; two schemes so the interactive docs offer each by name.
-SESSION_TOKEN = HTTPBearer(scheme_name="sessionToken", bearerFormat="ftk_…", auto_error=False,
+SESSION_TOKEN = HTTPBearer(scheme_name="sessionToken", bearerFormat=f"{SESSION_PREFIX}…", auto_error=False,
                            description="A session token: `token` from POST /api/v1/auth/login (expires; revoked by "
                                        "POST /api/v1/auth/logout).")
-API_KEY = HTTPBearer(scheme_name="apiKey", bearerFormat="ftak_…", auto_error=False,
+API_KEY = HTTPBearer(scheme_name="apiKey", bearerFormat=f"{API_KEY_PREFIX}…", auto_error=False,
                      description="An API key from POST /api/v1/apikeys, bound to one organization and one role.")
 
 

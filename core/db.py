@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
@@ -28,7 +28,7 @@ def sqlalchemy_url(url: str) -> str:
     return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def libpq_url(url: str) -> str:
+def libpq_url(url: str | URL) -> str:
     """Plain postgresql:// URL, for psycopg.connect and the embedded server's clients."""
     u = make_url(url)
     return u.set(drivername="postgresql").render_as_string(hide_password=False)

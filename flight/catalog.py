@@ -40,11 +40,9 @@ from deltalake import DeltaTable
 
 from domain.roles import may_read_lake_table
 from flight import schemas
-from lake.tables import published_app_id
+from lake.tables import PARTITION, published_app_id
 
 SHARED_TABLES = frozenset({"audit_log", "step_events", "runs"})
-FORM_PREFIX = "form_"
-PARTITION_COLUMN = "org_id"
 TABLE_TYPE = "TABLE"
 
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
@@ -249,13 +247,13 @@ class LakeCatalog:
     @staticmethod
     def _visible_locked(cached: _Cached, name: str, org_id: str) -> bool:
         table = cached.table
-        if PARTITION_COLUMN not in table.metadata().partition_columns:
+        if PARTITION not in table.metadata().partition_columns:
             return False  # a table not partitioned by org cannot be served per tenant
         if name in SHARED_TABLES:
             return True
         version = table.version()
         if cached.orgs is None or cached.orgs[0] != version:
-            orgs = frozenset(p[PARTITION_COLUMN] for p in table.partitions() if p.get(PARTITION_COLUMN))
+            orgs = frozenset(p[PARTITION] for p in table.partitions() if p.get(PARTITION))
             cached.orgs = (version, orgs)
             cached.published = {}
         if org_id in cached.orgs[1]:
@@ -406,8 +404,8 @@ class OrgDataset:
 
 
 def _org_dataset(table: DeltaTable, org_id: str, local_root: str | None) -> OrgDataset:
-    files = table.to_pyarrow_dataset(file_pruning_predicate=[(PARTITION_COLUMN, "=", org_id)])
-    return OrgDataset(org_id, files, files.filter(pc.field(PARTITION_COLUMN) == org_id), local_root)
+    files = table.to_pyarrow_dataset(file_pruning_predicate=[(PARTITION, "=", org_id)])
+    return OrgDataset(org_id, files, files.filter(pc.field(PARTITION) == org_id), local_root)
 
 
 _LOCAL_FS = pafs.LocalFileSystem()
@@ -428,7 +426,7 @@ def read_whole(
     schema = dataset.schema
     for fragment in dataset.get_fragments():
         keys = pads.get_partition_keys(fragment.partition_expression)
-        if keys.get(PARTITION_COLUMN) != org_id:
+        if keys.get(PARTITION) != org_id:
             raise PermissionError(f"a file outside the org's partition reached a scan: {fragment.path}")
         parquet = pq.ParquetFile(_open(dataset, fragment.path, local_root), pre_buffer=True)
         physical = parquet.schema_arrow

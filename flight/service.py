@@ -22,6 +22,7 @@ from domain import audit
 from domain.audit import Severity
 from domain.errors import RateLimited
 from domain.identity import service as identity
+from domain.identity.secrets import API_KEY_PREFIX
 from domain.roles import Actor, Caller, RequestContext
 from flight.auth import LoginRefused, LoginThrottled, Principal, QueryEvent
 
@@ -49,12 +50,12 @@ class PlatformAuthenticator:
         s = self.settings
         try:
             with self.sessions.begin(None) as session:
-                if not password.startswith("ftak_"):
+                if not password.startswith(API_KEY_PREFIX):
                     identity.check_throttle(session, email, client_address, max_fail=s.login_max_failures,
                                             max_fail_addr=s.login_max_failures_per_address,
                                             window=dt.timedelta(minutes=s.login_lockout_minutes))
                 caller = identity.authenticate_password(session, email, password, org_slug)
-                if caller is None and not password.startswith("ftak_"):
+                if caller is None and not password.startswith(API_KEY_PREFIX):
                     identity.record_failed_login(session, email, "wrong email or password (Flight SQL)", ctx,
                                                  org_slug=org_slug)
         except RateLimited as refusal:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from sqlalchemy import Engine, text
 
-from lake.tables import AUDIT_LOG, audit_app_id
+from lake.tables import AUDIT_LOG, PARTITION, audit_app_id
 from lake.writer import Append, Lake
 
 TABLE = AUDIT_LOG.name
@@ -36,7 +36,7 @@ _ENTRIES = text(
 def _to_table(rows: list[Any]) -> pa.Table:
     cols: dict[str, list[Any]] = {c.name: [] for c in AUDIT_LOG.columns}
     for r in rows:
-        cols["org_id"].append(r[0])
+        cols[PARTITION].append(r[0])
         for name, v in zip(("seq", "occurred_at", "actor_type", "actor_id", "actor_display", "action",
                             "entity_type", "entity_id", "severity", "reason", "request_id", "api_key_id"),
                            r[1:13], strict=True):

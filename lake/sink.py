@@ -38,7 +38,9 @@ from lake import maintain
 from lake.audit import export_audit
 from lake.tables import (
     AUDIT_LOG,
+    FORM_PREFIX,
     IDENTIFIER,
+    PARTITION,
     RUNS,
     SINK_APP_ID,
     SINK_REJECTS,
@@ -142,7 +144,7 @@ def prepare(batch_id: int, rows: list[OutboxRow]) -> dict[str, Part]:
             defs = fields.get(r.fields_text)
             payload["fields"] = defs if defs is not None else fields.setdefault(r.fields_text, loads(r.fields_text))
         org = r.org_id  # the outbox row's org (a foreign key) is the partition; the payload must agree
-        if payload.setdefault("org_id", org) != org:
+        if payload.setdefault(PARTITION, org) != org:
             rejects.append((r, "payload org_id differs from the outbox row's org_id"))
             continue
         target = fixed_table.get(r.topic)
@@ -183,13 +185,13 @@ def _typed_parts(batch_id: int, routed: dict[str, list[tuple[OutboxRow, dict[str
                     except RowError as exc:
                         rejected[i] = str(exc)
             if accepted or published:
-                parts[name] = Part(form_key=name.removeprefix("form_"), groups=groups,
+                parts[name] = Part(form_key=name.removeprefix(FORM_PREFIX), groups=groups,
                                    published_by=frozenset(published))
         rejects.extend((items[i][0], reason) for i, reason in sorted(rejected.items()))
     if rejects:
         log.warning("outbox rows rejected", batch_id=batch_id, count=len(rejects), first=rejects[0][1])
         parts[SINK_REJECTS.name] = Part(fixed=type_rows(SINK_REJECTS.columns, [
-            {"org_id": r.org_id, "outbox_id": r.id, "batch_id": batch_id, "topic": r.topic,
+            {PARTITION: r.org_id, "outbox_id": r.id, "batch_id": batch_id, "topic": r.topic,
              "payload": r.full_payload(), "error": reason} for r, reason in rejects]).table)
     return parts
 

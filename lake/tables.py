@@ -94,7 +94,7 @@ def _c(name: str, type_: pa.DataType, kind: str, comment: str, required: bool = 
 
 
 _S, _I, _TS = pa.string(), pa.int64(), TS
-ORG = _c("org_id", _S, "str", "Organization (tenant) id; the partition column", True)
+ORG = _c(PARTITION, _S, "str", "Organization (tenant) id; the partition column", True)
 
 STEP_EVENTS = TableSpec("step_events", "Every step event of every protocol run (started, completed, overdue, "
                         "signed, ...), one row per event, in the order the run engine recorded them.", (

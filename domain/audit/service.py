@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from core.db import libpq_url
 from domain.audit.chain import GENESIS, Problem, VerifyResult, verify_rows
 from domain.audit.checkpoints import Checkpoint, CheckpointStore, SigningKey, sign
 from domain.audit.parallel import ROW_COLUMNS, default_workers, verify_chain
@@ -232,7 +233,7 @@ def _libpq_url(session: Session) -> str | None:
     url = getattr(bind, "url", None)
     if url is None or not str(url.drivername).startswith("postgresql"):
         return None
-    return str(url.set(drivername="postgresql").render_as_string(hide_password=False))
+    return libpq_url(url)
 
 
 def _head_problems(result: VerifyResult, sealed_head: Any) -> list[Problem]:
