@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import secrets
 import threading
 import time
@@ -33,6 +34,7 @@ from typing import Literal, NoReturn, Protocol
 
 import pyarrow.flight as flight
 import structlog
+from cachetools import TLRUCache
 
 from core.net import client_address, peer_host, trusted_networks
 from domain.roles import PERMISSIONS, Permission
@@ -116,7 +118,11 @@ class Session:
 
 @dataclass
 class SessionStore:
-    """In-memory bearer tokens: token → principal, with idle and absolute expiry."""
+    """In-memory bearer tokens: token → principal, with idle and absolute expiry.
+
+    A time-aware LRU cache holds them: each session expires at the deadline `_expires_at` gives it when it
+    is stored, and storing it again (on every use, and once its credentials are checked) moves the deadline.
+    """
 
     idle_ttl_s: float = 3600.0
     max_ttl_s: float = 12 * 3600.0
@@ -124,15 +130,23 @@ class SessionStore:
     pending_ttl_s: float = 60.0  # a token whose credentials were never checked lasts this long
     max_sessions: int = 100_000  # Handshake costs nothing to send: a flood meets UNAVAILABLE, not the heap
     clock: Callable[[], float] = time.monotonic
-    _sessions: dict[str, Session] = field(default_factory=dict)
+    _sessions: TLRUCache[str, Session] = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _swept_at: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self._sessions = TLRUCache(self.max_sessions, self._expires_at, timer=self.clock)
+
+    def _expires_at(self, token: str, session: Session, now: float) -> float:
+        deadline = min(session.last_used_at + self.idle_ttl_s, session.created_at + self.max_ttl_s)
+        if session.principal is None:  # pending, or refused: only until its credentials' short lifetime ends
+            deadline = min(deadline, session.created_at + self.pending_ttl_s)
+        # Past the deadline, not at it: a session used exactly idle_ttl_s ago is still valid.
+        return math.nextafter(deadline, math.inf)
 
     def open(self, principal: Principal, client_address: str | None = None) -> Session:
         now = self.clock()
         session = Session(secrets.token_urlsafe(32), principal, now, now, client_address, checked_at=now)
         with self._lock:
-            self._expire(now)
             self._sessions[session.token] = session
         return session
 
@@ -141,8 +155,7 @@ class SessionStore:
         now = self.clock()
         session = Session(secrets.token_urlsafe(32), None, now, now, credentials=(username, password))
         with self._lock:
-            self._expire(now)
-            if len(self._sessions) >= self.max_sessions:
+            if len(self._sessions) >= self.max_sessions:  # len() drops the expired ones first
                 raise flight.FlightUnavailableError("too many sessions open; retry shortly")
             self._sessions[session.token] = session
         return session
@@ -157,32 +170,23 @@ class SessionStore:
             session = self._sessions.get(token)
             if session is None:
                 return None
-            if self._stale(session, now):
-                del self._sessions[token]
-                return None
             session.last_used_at = now
+            self._sessions[token] = session  # renews the idle deadline
             return session
+
+    def renew(self, session: Session) -> None:
+        """Store the session again after its principal changed (pending → logged in): the deadline follows."""
+        with self._lock:
+            if session.token in self._sessions:
+                self._sessions[session.token] = session
 
     def revoke(self, token: str) -> None:
         with self._lock:
             self._sessions.pop(token, None)
 
     def __len__(self) -> int:
-        return len(self._sessions)
-
-    def _expire(self, now: float) -> None:
-        # A sweep visits every session: at most once a second, so a burst of logins stays linear.
-        if now - self._swept_at < 1.0:
-            return
-        self._swept_at = now
-        stale = [t for t, s in self._sessions.items() if self._stale(s, now)]
-        for t in stale:
-            del self._sessions[t]
-
-    def _stale(self, session: Session, now: float) -> bool:
-        if session.principal is None and now - session.created_at > self.pending_ttl_s:
-            return True
-        return now - session.last_used_at > self.idle_ttl_s or now - session.created_at > self.max_ttl_s
+        with self._lock:
+            return len(self._sessions)
 
 
 def parse_basic(value: str) -> tuple[str, str] | None:
@@ -323,6 +327,7 @@ class BearerAuthMiddlewareFactory(flight.ServerMiddlewareFactory):
         session.principal = principal
         session.client_address = address
         session.checked_at = self.sessions.clock()
+        self.sessions.renew(session)  # logged in: the pending lifetime no longer applies
 
     def _recheck(self, session: Session, principal: Principal, address: str | None) -> None:
         refresh = getattr(self.authenticator, "refresh", None)

@@ -24,11 +24,9 @@ import os
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -36,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from cachetools import LRUCache, TTLCache
 from deltalake import DeltaTable
 
 from domain.roles import may_read_lake_table
@@ -161,25 +160,6 @@ class _Cached:
         self.info: TableInfo | None = None
 
 
-class _LRU(OrderedDict[Any, Any]):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def remember(self, key: Any, value: Any) -> Any:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
-        return value
-
-    def recall(self, key: Any) -> Any:
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-
 class LakeCatalog:
     """Discovers tables under `lake_uri` and hands out org-restricted Arrow datasets."""
 
@@ -203,20 +183,22 @@ class LakeCatalog:
         self.schema_name = schema_name
         self._lock = threading.Lock()
         self._tables: dict[str, _Cached] = {}
-        self._listing: tuple[float, list[str]] | None = None
-        self._pinned = _LRU(pinned_cache_size)  # (name, version) → DeltaTable at that version
-        self._datasets = _LRU(dataset_cache_size)  # (name, version, org) → org dataset
+        self._listing: TTLCache[str, list[str]] = TTLCache(1, listing_ttl_s)  # the lake's table names
+        # (name, version) → DeltaTable at that version; (name, version, org) → org dataset
+        self._pinned: LRUCache[tuple[str, int], DeltaTable] = LRUCache(pinned_cache_size)
+        self._datasets: LRUCache[tuple[str, int, str], OrgDataset] = LRUCache(dataset_cache_size)
 
     # --- discovery ------------------------------------------------------------------
 
     def table_names(self, *, fresh: bool = False) -> list[str]:
-        now = time.monotonic()
-        with self._lock:
-            if not fresh and self._listing and now - self._listing[0] < self.listing_ttl_s:
-                return self._listing[1]
+        if not fresh:
+            with self._lock:
+                listed = self._listing.get(self.lake_uri)
+            if listed is not None:
+                return listed
         names = list_table_names(self.lake_uri, self.storage_options)
         with self._lock:
-            self._listing = (now, names)
+            self._listing[self.lake_uri] = names
         return names
 
     def visible_tables(self, org_id: str, role: str) -> list[str]:
@@ -298,11 +280,11 @@ class LakeCatalog:
     def _org_dataset(self, name: str, version: int, table: DeltaTable, org_id: str) -> OrgDataset:
         key = (name, version, org_id)
         with self._lock:
-            dataset = self._datasets.recall(key)
+            dataset = self._datasets.get(key)
         if dataset is None:
             dataset = _org_dataset(table, org_id, self._local_root(name))
             with self._lock:
-                self._datasets.remember(key, dataset)
+                self._datasets[key] = dataset
         return dataset
 
     def _local_root(self, name: str) -> str | None:
@@ -320,7 +302,7 @@ class LakeCatalog:
             version = ref.version
         key = (ref.name, version)
         with self._lock:
-            table = self._pinned.recall(key)
+            table = self._pinned.get(key)
         if table is not None:
             return table
         try:
@@ -328,7 +310,7 @@ class LakeCatalog:
         except Exception as exc:  # noqa: BLE001 - delta-rs raises a generic error for a missing version
             raise TimeTravelError(f'"{ref.sql_name}": table {ref.name} has no version {version}') from exc
         with self._lock:
-            self._pinned.remember(key, table)
+            self._pinned[key] = table
         return table
 
     def _version_at(self, ref: TableRef, uri: str) -> int:
