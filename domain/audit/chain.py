@@ -19,6 +19,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -114,23 +115,26 @@ def _fast_check(org_s: str, with_derived: bool) -> Callable[[bytes, tuple[Any, .
 
         return org_only
 
-    heads: dict[tuple[Any, ...], bytes] = {}
-    contexts: dict[Any, bytes] = {}
-    request_ids: dict[Any, bytes] = {}
+    # The expected bytes around each body, memoized for this verification (few actors, keys and request ids
+    # repeat over many entries).
+    @lru_cache(maxsize=4096)
+    def head_of(action: object, display: object, actor_id: object, actor_type: object) -> bytes:
+        return dumps({"action": action, "actor": {"display": display, "id": actor_id, "type": actor_type}},
+                     option=_SORT)[:-1] + b',"after":'
+
+    @lru_cache(maxsize=4096)
+    def context_of(api_key_id: object) -> bytes:
+        return dumps(api_key_id) + b',"client_address":'
+
+    @lru_cache(maxsize=4096)
+    def request_id_of(request_id: object) -> bytes:
+        return dumps(request_id) + b',"user_agent":'
 
     def derived(body: bytes, row: tuple[Any, ...]) -> bool:
         # row: seq, body, body_hash, prev_hash, chain_hash, org, occurred_at, actor_type, actor_id,
         #      actor_display, action, entity_type, entity_id, severity, reason, request_id, api_key_id
         try:
-            key = (row[10], row[9], row[8], row[7])
-            head = heads.get(key)
-            if head is None:
-                if len(heads) > 4096:
-                    heads.clear()
-                head = heads[key] = dumps(
-                    {"action": row[10], "actor": {"display": row[9], "id": row[8], "type": row[7]}}, option=_SORT
-                )[:-1] + b',"after":'
-            if not body.startswith(head):
+            if not body.startswith(head_of(row[10], row[9], row[8], row[7])):
                 return False
             # keys written in sorted order already: the canonical encoding without paying for the sort
             tail = dumps({"entity": {"id": row[12], "type": row[11]}, "occurred_at": row[6], "org_id": org_s,
@@ -138,20 +142,10 @@ def _fast_check(org_s: str, with_derived: bool) -> Callable[[bytes, tuple[Any, .
             if not (body.endswith(tail[1:]) and body.endswith(b"},", 0, len(body) - len(tail) + 1)):
                 return False
             at = body.rfind(_CONTEXT_KEY)
-            ctx = contexts.get(row[16])
-            if ctx is None:
-                if len(contexts) > 4096:
-                    contexts.clear()
-                ctx = contexts[row[16]] = dumps(row[16]) + b',"client_address":'
-            if at < 0 or not body.startswith(ctx, at + len(_CONTEXT_KEY)):
+            if at < 0 or not body.startswith(context_of(row[16]), at + len(_CONTEXT_KEY)):
                 return False
-            rid = request_ids.get(row[15])
-            if rid is None:
-                if len(request_ids) > 4096:
-                    request_ids.clear()
-                rid = request_ids[row[15]] = dumps(row[15]) + b',"user_agent":'
             at = body.find(_REQUEST_ID_KEY, at)
-            return at > 0 and body.startswith(rid, at + len(_REQUEST_ID_KEY))
+            return at > 0 and body.startswith(request_id_of(row[15]), at + len(_REQUEST_ID_KEY))
         except Exception:  # noqa: BLE001 - anything odd (e.g. a non-string column) goes to the careful path
             return False
 
