@@ -9,7 +9,6 @@ inside `write_deltalake` and lose the check.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ import structlog
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.fs import DeltaStorageHandler
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from core.config import Settings
 from lake.tables import PARTITION
@@ -41,6 +41,10 @@ Plan = Callable[[DeltaTable | None], Append | None]
 
 class CommitRetriesExhausted(RuntimeError):
     pass
+
+
+class _NotCreatedYet(LookupError):
+    """The table was just created (by us or a racing writer) but does not open yet: tried again."""
 
 
 class Lake:
@@ -89,28 +93,44 @@ class Lake:
         dt = self.open(name)
         return (dt.transaction_version(app_id) or 0) if dt is not None else 0
 
+    def _retrying(self, name: str) -> Retrying:
+        """Optimistic concurrency: a commit that lost a race (CommitFailedError) is decided again on the
+        reloaded table, after a growing pause, up to `max_attempts` times; then the last error is raised."""
+
+        def reload(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            log.warning("delta commit conflict; reloading", table=name, attempt=state.attempt_number - 1,
+                        error=str(error))
+            self.forget(name)
+
+        return Retrying(retry=retry_if_exception_type((CommitFailedError, _NotCreatedYet)),
+                        stop=stop_after_attempt(self.max_attempts), wait=wait_exponential(multiplier=0.01, max=1.0),
+                        before_sleep=reload, reraise=True)
+
     def append_once(self, name: str, plan: Plan, *, description: str | None = None) -> bool:
         """Commit what `plan` says is missing, exactly once. True if a commit was made."""
-        for attempt in range(self.max_attempts):
+        try:
+            return self._retrying(name)(self._append, name, plan, description)
+        except (CommitFailedError, _NotCreatedYet) as exc:
+            raise CommitRetriesExhausted(f"{name}: no commit after {self.max_attempts} attempts") from exc
+
+    def _append(self, name: str, plan: Plan, description: str | None) -> bool:
+        dt = self.open(name)
+        step = plan(dt)
+        if dt is None and step is not None and (step.data.num_rows or step.empty_ok):
+            self._create(name, step.data.schema, description)
             dt = self.open(name)
-            step = plan(dt)
-            if step is None or (step.data.num_rows == 0 and not step.empty_ok):
-                return False
-            if dt is None:
-                self._create(name, step.data.schema, description)
-                continue  # re-plan against the table we (or a racing writer) just created
-            try:
-                write_deltalake(
-                    dt, step.data, mode="append", partition_by=[PARTITION], schema_mode="merge",
-                    commit_properties=CommitProperties(
-                        app_transactions=[Transaction(app, version) for app, version in step.transactions.items()]),
-                )
-                return True
-            except CommitFailedError as exc:
-                log.warning("delta commit conflict; reloading", table=name, attempt=attempt, error=str(exc))
-                self.forget(name)
-                time.sleep(min(0.01 * 2**attempt, 1.0))
-        raise CommitRetriesExhausted(f"{name}: no commit after {self.max_attempts} attempts")
+            step = plan(dt)  # decided again against the table we (or a racing writer) just created
+        if step is None or (step.data.num_rows == 0 and not step.empty_ok):
+            return False
+        if dt is None:
+            raise _NotCreatedYet(name)
+        write_deltalake(
+            dt, step.data, mode="append", partition_by=[PARTITION], schema_mode="merge",
+            commit_properties=CommitProperties(
+                app_transactions=[Transaction(app, version) for app, version in step.transactions.items()]),
+        )
+        return True
 
     def create(self, name: str, schema: pa.Schema, description: str | None) -> None:
         """The table, empty, unless it exists."""
@@ -130,24 +150,24 @@ class Lake:
                  description: Callable[[pa.Schema], str] | str | None = None) -> None:
         """Bring column metadata (comment, unit) and the table description up to date; each change is a
         small metadata commit, made only when something differs."""
-        for attempt in range(self.max_attempts):
-            dt = self.open(name)
-            if dt is None:
-                return
-            try:
-                current = {f.name: dict(f.metadata) for f in dt.schema().fields}
-                for col, meta in (columns or {}).items():
-                    if col in current and any(current[col].get(k) != v for k, v in meta.items()):
-                        dt.alter.set_column_metadata(col, dict(meta))
-                if description is not None:
-                    text = description if isinstance(description, str) else description(self.schema(name))
-                    if (dt.metadata().description or "") != text:
-                        dt.alter.set_table_description(text)
-                return
-            except CommitFailedError:
-                self.forget(name)
-                time.sleep(min(0.01 * 2**attempt, 1.0))
-        log.warning("table metadata not updated", table=name)
+        try:
+            self._retrying(name)(self._describe, name, columns, description)
+        except CommitFailedError:
+            log.warning("table metadata not updated", table=name)
+
+    def _describe(self, name: str, columns: Mapping[str, Mapping[str, str]] | None,
+                  description: Callable[[pa.Schema], str] | str | None) -> None:
+        dt = self.open(name)
+        if dt is None:
+            return
+        current = {f.name: dict(f.metadata) for f in dt.schema().fields}
+        for col, meta in (columns or {}).items():
+            if col in current and any(current[col].get(k) != v for k, v in meta.items()):
+                dt.alter.set_column_metadata(col, dict(meta))
+        if description is not None:
+            text = description if isinstance(description, str) else description(self.schema(name))
+            if (dt.metadata().description or "") != text:
+                dt.alter.set_table_description(text)
 
     def schema(self, name: str) -> pa.Schema | None:
         dt = self.open(name)
