@@ -17,18 +17,20 @@ import structlog
 from core.config import Settings
 from core.db import TenantSessions, make_engine, owner_url
 from core.heartbeat import start_heartbeat
-from lake.sink import Sink, SinkSettings
+from lake.sink import FaultHook, Sink, SinkSettings
 from lake.writer import Lake
 
 log = structlog.get_logger("flasktrack.sink")
 
 
-def build_sink(settings: Settings, config: SinkSettings | None = None) -> Sink:
-    return Sink(make_engine(owner_url(settings), pool_size=3), Lake.from_settings(settings), config)
+def build_sink(settings: Settings, config: SinkSettings | None = None, *, fault_hook: FaultHook | None = None) -> Sink:
+    return Sink(make_engine(owner_url(settings), pool_size=3), Lake.from_settings(settings), config,
+                fault_hook=fault_hook)
 
 
-def run_sink(settings: Settings, stop: threading.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or `stop` is set): the batch in flight is finished, then the sink exits."""
+def run_sink(settings: Settings, stop: threading.Event | None = None, *, fault_hook: FaultHook | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set): the batch in flight is finished, then the sink exits.
+    `fault_hook`: the crash tests' seam (lake/sink.py), None in production."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -37,7 +39,7 @@ def run_sink(settings: Settings, stop: threading.Event | None = None) -> None:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    sink = build_sink(settings)
+    sink = build_sink(settings, fault_hook=fault_hook)
     beats = start_heartbeat(TenantSessions(sink.engine), "sink")
     log.info("lake sink starting", lake=sink.lake.root, batch_rows=sink.config.batch_rows,
              batch_max_age_s=sink.config.batch_max_age_s)

@@ -16,15 +16,13 @@ batches must reach each table in increasing order, or a lower batch would be ski
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
@@ -62,7 +60,11 @@ log = structlog.get_logger("flasktrack.sink")
 
 TOPICS = ("step_event", "run", "form_submission", "form_published")
 LEADER_LOCK = 0x666C61736B  # pg advisory lock key held by the active sink ("flask")
-FAULT_ENV = "FLASKTRACK_SINK_FAULT"  # tests: before_commit | between_tables | after_commit | audit_after_commit
+
+# The sink's one test seam: the crash tests (tests/lake/crashing_sink.py) pass a hook that kills the process at
+# one of these points of a batch's or an audit export's life; in production no hook is passed.
+FaultPoint = Literal["before_commit", "between_tables", "after_commit", "audit_after_commit"]
+FaultHook = Callable[[FaultPoint], None]
 
 
 class SinkSettings(BaseSettings):
@@ -79,14 +81,6 @@ class SinkSettings(BaseSettings):
     maintain_retry_s: float = Field(default=60.0, gt=0)  # a table whose round failed is tried again this soon
     maintain_scan_s: float = Field(default=10.0, gt=0)  # how often the lake is listed for tables that are due
     vacuum_retention_hours: int = Field(default=720, ge=0)  # 30 days of time travel
-
-
-def fault(point: str) -> None:
-    """Fault injection for the crash tests: die at once, with no cleanup, at the named point."""
-    if os.environ.get(FAULT_ENV) == point:
-        sys.stderr.write(f"sink: injected fault at {point}\n")
-        sys.stderr.flush()
-        os._exit(70)
 
 
 @dataclass(slots=True)
@@ -220,10 +214,12 @@ class AnotherSinkActive(RuntimeError):
 
 
 class Sink:
-    def __init__(self, engine: Engine, lake: Lake, config: SinkSettings | None = None) -> None:
+    def __init__(self, engine: Engine, lake: Lake, config: SinkSettings | None = None, *,
+                 fault_hook: FaultHook | None = None) -> None:
         self.engine = engine
         self.lake = lake
         self.config = config or SinkSettings()
+        self._fault_hook = fault_hook
         self._described: set[str] = set()
         # While a backlog drains, the next batch is claimed (PostgreSQL's work) while this one is typed
         # and committed (ours). Claims are ordered, so batches still reach the lake in batch order.
@@ -241,13 +237,13 @@ class Sink:
     def commit_batch(self, batch_id: int, rows: list[OutboxRow]) -> None:
         """Steps 2 and 3 for a claimed batch (also the recovery path: already-committed tables are skipped)."""
         started = time.perf_counter()
-        fault("before_commit")
+        self._fault_point("before_commit")
         parts = prepare(batch_id, rows)
         for i, (name, part) in enumerate(sorted(parts.items())):
             if i == 1:
-                fault("between_tables")
+                self._fault_point("between_tables")
             self._commit_part(batch_id, name, part)
-        fault("after_commit")
+        self._fault_point("after_commit")
         with self.engine.begin() as conn:
             conn.execute(_ACK, {"b": batch_id})
         self.batches += 1
@@ -275,6 +271,10 @@ class Sink:
         elif spec is not None and name not in self._described:
             self.lake.describe(name, description=spec.description)
             self._described.add(name)
+
+    def _fault_point(self, point: FaultPoint) -> None:
+        if self._fault_hook is not None:
+            self._fault_hook(point)
 
     # ------------------------------------------------------------ the loop
 
@@ -360,7 +360,7 @@ class Sink:
             audited = export_audit(self.engine, self.lake, max_rows=self.config.audit_batch_rows)
             self._next_audit = time.monotonic() + (0.0 if audited else self.config.batch_max_age_s)
         if audited:
-            fault("audit_after_commit")
+            self._fault_point("audit_after_commit")
         if moved or audited:
             return moved + audited, 0.0
         return 0, wait or self.config.poll_interval_s

@@ -97,12 +97,11 @@ class Kit:
         return t.filter(pa.compute.equal(t["org_id"], org)) if org else t
 
     def spawn(self, fault: str | None = None, **env: str) -> subprocess.Popen[bytes]:
-        """`flasktrack sink` in a fresh interpreter (deltalake must not be forked), configured by environment."""
+        """`flasktrack sink` in a fresh interpreter (deltalake must not be forked), configured by environment;
+        with `fault`, the same service that dies at that fault point (tests/lake/crashing_sink.py)."""
         e = {**os.environ, "FLASKTRACK_DATABASE_URL": self.database_url, "FLASKTRACK_LAKE_URI": self.lake_uri,
              "FLASKTRACK_DATA_DIR": str(self.root), "FLASKTRACK_SINK_BATCH_MAX_AGE_S": "0.05",
              "FLASKTRACK_SINK_MAINTAIN_FIRST_AFTER_S": "3600", "FLASKTRACK_LOG_JSON": "true", **env}
-        e.pop("FLASKTRACK_SINK_FAULT", None)
-        if fault:
-            e["FLASKTRACK_SINK_FAULT"] = fault
-        return subprocess.Popen([sys.executable, "-m", "flasktrack.cli", "sink"], cwd=ROOT, env=e,
+        command = ["-m", "tests.lake.crashing_sink", fault] if fault else ["-m", "flasktrack.cli", "sink"]
+        return subprocess.Popen([sys.executable, *command], cwd=ROOT, env=e,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
