@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 
 class DomainError(Exception):
     status = 400
@@ -42,3 +48,14 @@ class RateLimited(DomainError):
 
 class Unavailable(DomainError):
     status = 503
+
+
+@contextmanager
+def conflict_if_taken(session: Session, message: str) -> Iterator[None]:
+    """Run the statements inside in a savepoint: a constraint they break (a taken key or name) is answered
+    as Conflict(message), and the transaction goes on."""
+    try:
+        with session.begin_nested():
+            yield
+    except IntegrityError as exc:
+        raise Conflict(message) from exc

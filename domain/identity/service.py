@@ -13,12 +13,11 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.audit import Severity
-from domain.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthenticated
+from domain.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthenticated, conflict_if_taken
 from domain.identity import secrets
 from domain.identity.models import (
     ApiKeyCreate,
@@ -41,14 +40,11 @@ from domain.roles import SYSTEM_ACTOR, Actor, Caller, RequestContext, Role
 def create_org(session: Session, *, slug: str, name: str, actor: Actor = SYSTEM_ACTOR) -> OrgRead:
     """Platform-level: runs on the owner connection (CLI, demo seed)."""
     org_id = uuid.uuid4()
-    try:
-        with session.begin_nested():
-            session.execute(
-                text("INSERT INTO organizations (id, slug, name) VALUES (:id, :slug, :name)"),
-                {"id": org_id, "slug": slug, "name": name},
-            )
-    except IntegrityError as exc:
-        raise Conflict(f"organization '{slug}' already exists") from exc
+    with conflict_if_taken(session, f"organization '{slug}' already exists"):
+        session.execute(
+            text("INSERT INTO organizations (id, slug, name) VALUES (:id, :slug, :name)"),
+            {"id": org_id, "slug": slug, "name": name},
+        )
     audit.record(session, org_id=org_id, actor=actor, action="create", entity_type="organization",
                  entity_id=org_id, after={"slug": slug, "name": name})
     return OrgRead(id=org_id, slug=slug, name=name)
@@ -91,14 +87,11 @@ def add_member(
             text("INSERT INTO users (id, email, display_name, password_hash) VALUES (:id, :e, :d, :p)"),
             {"id": user_id, "e": data.email, "d": data.display_name, "p": secrets.hash_password(data.password)},
         )
-    try:
-        with session.begin_nested():
-            session.execute(
-                text("INSERT INTO memberships (id, org_id, user_id, role) VALUES (:id, :o, :u, :r)"),
-                {"id": uuid.uuid4(), "o": org_id, "u": user_id, "r": data.role.value},
-            )
-    except IntegrityError as exc:
-        raise Conflict(f"{data.email} is already a member of this organization") from exc
+    with conflict_if_taken(session, f"{data.email} is already a member of this organization"):
+        session.execute(
+            text("INSERT INTO memberships (id, org_id, user_id, role) VALUES (:id, :o, :u, :r)"),
+            {"id": uuid.uuid4(), "o": org_id, "u": user_id, "r": data.role.value},
+        )
     row = _member_row(session, user_id)
     audit.record(session, org_id=org_id, actor=actor, action="create", entity_type="membership",
                  entity_id=user_id, after=_member_state(row), context=context)
@@ -176,17 +169,14 @@ def invite_member(session: Session, caller: Caller, data: MemberCreate) -> Invit
     session.execute(text("UPDATE invitations SET status = 'expired', decided_at = expires_at"
                          " WHERE user_id = :u AND status = 'pending' AND expires_at <= now()"), {"u": user_id})
     invitation_id = uuid.uuid4()
-    try:
-        with session.begin_nested():
-            row = session.execute(
-                text("INSERT INTO invitations (id, org_id, user_id, email, role, status, invited_by,"
-                     " invited_by_display, expires_at) VALUES (:id, :o, :u, :e, :r, 'pending', :by, :byd,"
-                     f" now() + :ttl) RETURNING {_INVITATION_COLUMNS}"),
-                {"id": invitation_id, "o": caller.org_id, "u": user_id, "e": data.email, "r": data.role.value,
-                 "by": caller.actor.id, "byd": caller.actor.display, "ttl": INVITATION_TTL},
-            ).one()
-    except IntegrityError as exc:
-        raise Conflict(f"{data.email} already has a pending invitation to this organization") from exc
+    with conflict_if_taken(session, f"{data.email} already has a pending invitation to this organization"):
+        row = session.execute(
+            text("INSERT INTO invitations (id, org_id, user_id, email, role, status, invited_by,"
+                 " invited_by_display, expires_at) VALUES (:id, :o, :u, :e, :r, 'pending', :by, :byd,"
+                 f" now() + :ttl) RETURNING {_INVITATION_COLUMNS}"),
+            {"id": invitation_id, "o": caller.org_id, "u": user_id, "e": data.email, "r": data.role.value,
+             "by": caller.actor.id, "byd": caller.actor.display, "ttl": INVITATION_TTL},
+        ).one()
     out = _invitation(row)
     audit.record(session, org_id=caller.org_id, actor=caller.actor, action="invite", entity_type="invitation",
                  entity_id=invitation_id, after=_invitation_state(out), context=caller.context)

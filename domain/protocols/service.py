@@ -21,11 +21,10 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain import audit
-from domain.errors import Conflict, Forbidden, Invalid, NotFound
+from domain.errors import Conflict, Forbidden, Invalid, NotFound, conflict_if_taken
 from domain.identity.service import LoginLimits
 from domain.protocols.compiler import compile_protocol, content_hash, schema_problems
 from domain.protocols.definition import ProtocolDefinition
@@ -286,14 +285,11 @@ def create_protocol(session: Session, caller: Caller, *, data: ProtocolCreate) -
     if key_problems:
         raise ProtocolProblems("the protocol key is not valid", key_problems)
     protocol_id = uuid.uuid4()
-    try:
-        with session.begin_nested():
-            session.execute(
-                text("INSERT INTO protocols (id, org_id, key, title, created_by) VALUES (:id, :o, :k, :t, :u)"),
-                {"id": protocol_id, "o": caller.org_id, "k": definition.key, "t": definition.title, "u": author},
-            )
-    except IntegrityError as error:
-        raise Conflict(f"a protocol with key '{definition.key}' already exists") from error
+    with conflict_if_taken(session, f"a protocol with key '{definition.key}' already exists"):
+        session.execute(
+            text("INSERT INTO protocols (id, org_id, key, title, created_by) VALUES (:id, :o, :k, :t, :u)"),
+            {"id": protocol_id, "o": caller.org_id, "k": definition.key, "t": definition.title, "u": author},
+        )
     audit.record(session, org_id=caller.org_id, actor=caller.actor, action="create", entity_type="protocol",
                  entity_id=protocol_id, after={"id": str(protocol_id), "key": definition.key,
                                                "title": definition.title}, context=caller.context)
