@@ -28,6 +28,8 @@ import orjson
 import pyarrow as pa
 import structlog
 from deltalake import DeltaTable
+from psycopg import Cursor
+from psycopg.rows import TupleRow
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Connection, Engine, text
@@ -209,6 +211,13 @@ _BATCH_ROWS = f"SELECT {_ROW} FROM outbox WHERE batch_id = %(b)s ORDER BY id"
 _ACK = text("DELETE FROM outbox WHERE batch_id = :b")
 
 
+def _cursor(conn: Connection) -> Cursor[TupleRow]:
+    """A psycopg cursor on the connection's own driver connection (same transaction)."""
+    raw = conn.connection.driver_connection
+    assert raw is not None  # a checked-out connection always has one
+    return raw.cursor()
+
+
 class AnotherSinkActive(RuntimeError):
     pass
 
@@ -290,9 +299,10 @@ class Sink:
     def claim(self) -> tuple[int, list[OutboxRow]]:
         """Step 1: stamp the next batch id on up to batch_rows unbatched rows, committed."""
         with self.engine.begin() as conn:
-            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            cur.execute(_NEXT_BATCH)
-            batch_id = int(cur.fetchone()[0])
+            cur = _cursor(conn)
+            next_id = cur.execute(_NEXT_BATCH).fetchone()
+            assert next_id is not None  # nextval always answers one row
+            batch_id = int(next_id[0])
             cur.execute(_CLAIM, {"topics": list(TOPICS), "n": self.config.batch_rows, "batch": batch_id})
             rows = cur.fetchall()
         return batch_id, sorted((OutboxRow(*r) for r in rows), key=lambda r: r.id)
@@ -319,7 +329,7 @@ class Sink:
             pending = [b for (b,) in conn.execute(_PENDING).all()]
         for b in pending:
             with self.engine.connect() as conn:
-                cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cur = _cursor(conn)
                 cur.execute(_BATCH_ROWS, {"b": b})
                 rows = [OutboxRow(*r) for r in cur.fetchall()]
             log.info("finishing an unacknowledged batch", batch_id=b, rows=len(rows))
