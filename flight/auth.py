@@ -166,7 +166,7 @@ class SessionStore:
 
     def lookup(self, token: str) -> Session | None:
         now = self.clock()
-        with self._lock:
+        with self._lock, self._sessions.timer:  # one instant for the check and the renewal
             session = self._sessions.get(token)
             if session is None:
                 return None

@@ -8,11 +8,13 @@ until closed, its session ends, or it sits idle past its lifetime.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+from cachetools import TLRUCache
 
 from flight.auth import BearerAuthMiddleware
 from flight.catalog import OrgDataset
@@ -65,60 +67,83 @@ class Statement:
         return sandbox
 
 
+class _Handles(TLRUCache[bytes, Statement]):
+    """Handles → statements, each until its own `expires_at` (stored again when that moves). What expires is
+    kept in `expired`, for the registry to close: a statement's DuckDB connection must not just be dropped."""
+
+    def __init__(self) -> None:
+        super().__init__(math.inf, _deadline)  # no bound of its own: the registry bounds each session
+        self.expired: list[Statement] = []
+
+    def expire(self, time: float | None = None) -> list[tuple[bytes, Statement]]:
+        gone = super().expire(time)
+        self.expired.extend(entry for _, entry in gone)
+        return gone
+
+    def take_expired(self) -> list[Statement]:
+        self.expire()
+        expired, self.expired = self.expired, []
+        return expired
+
+
+def _deadline(handle: bytes, entry: Statement, now: float) -> float:
+    return math.nextafter(entry.expires_at, math.inf)  # still valid at expires_at itself
+
+
 @dataclass
 class StatementRegistry:
     """Handles → statements, with expiry; closing an entry closes its DuckDB connection."""
 
     max_per_session: int
-    _entries: dict[bytes, Statement] = field(default_factory=dict)
+    _entries: _Handles = field(default_factory=_Handles)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, entry: Statement) -> None:
-        evicted: list[Statement] = []
-        now = time.monotonic()
-        with self._lock:
-            for handle, other in list(self._entries.items()):
-                if other.expires_at < now:
-                    evicted.append(self._entries.pop(handle))
+        with self._lock, self._entries.timer:  # one instant for the whole step
+            evicted = self._entries.take_expired()
             mine = [e for e in self._entries.values() if e.owner.token == entry.owner.token]
             for old in sorted(mine, key=lambda e: e.expires_at)[: max(0, len(mine) + 1 - self.max_per_session)]:
                 evicted.append(self._entries.pop(old.handle))
             self._entries[entry.handle] = entry
+            evicted += self._entries.take_expired()
+            if entry.handle not in self._entries:  # expired already: the cache did not keep it
+                evicted.append(entry)
         for old in evicted:
             close_sandbox(old.release())
 
     def lookup(self, handle: bytes, owner: Owner, *, consume: bool) -> tuple[Statement | None, bool]:
         """(entry, is it the caller's); the caller's entry is removed when `consume`."""
-        evicted = None
-        with self._lock:
+        with self._lock, self._entries.timer:  # one instant for the whole step
+            evicted = self._entries.take_expired()
             entry = self._entries.get(handle)
-            if entry is not None and entry.expires_at < time.monotonic():
-                evicted = self._entries.pop(handle)
-                entry = None
-            elif entry is not None and entry.owner.same_caller(owner):
+            if entry is not None and entry.owner.same_caller(owner):
                 if consume:
                     del self._entries[handle]
                 elif entry.ttl_s:
                     entry.expires_at = time.monotonic() + entry.ttl_s
-        if evicted is not None:
-            close_sandbox(evicted.release())
+                    self._entries[handle] = entry  # the new deadline
+        for old in evicted:
+            close_sandbox(old.release())
         return entry, entry is not None and entry.owner.same_caller(owner)
 
     def close_session(self, token: str) -> None:
-        with self._lock:
+        with self._lock, self._entries.timer:  # one instant for the whole step
+            entries = self._entries.take_expired()
             gone = [h for h, e in self._entries.items() if e.owner.token == token]
-            entries = [self._entries.pop(h) for h in gone]
+            entries += [self._entries.pop(h) for h in gone]
         for entry in entries:
             close_sandbox(entry.release())
 
     def close_all(self) -> None:
-        with self._lock:
-            entries, self._entries = list(self._entries.values()), {}
+        with self._lock, self._entries.timer:  # one instant for the whole step
+            entries = self._entries.take_expired() + list(self._entries.values())
+            self._entries.clear()
         for entry in entries:
             close_sandbox(entry.release())
 
     def __len__(self) -> int:
-        return len(self._entries)
+        with self._lock:
+            return len(self._entries)  # (what expired is closed by the next call)
 
 
 def close_sandbox(sandbox: Sandbox | None) -> None:
