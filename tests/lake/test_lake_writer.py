@@ -48,6 +48,7 @@ def test_a_lost_commit_race_is_decided_again_and_lands_once(tmp_path, monkeypatc
 
 def test_commits_that_keep_failing_give_up_after_max_attempts(tmp_path, monkeypatch):
     lake = Lake(str(tmp_path), max_attempts=3)
+    lake.create("t", _rows(1).schema, None)  # commits only: creating the table is no attempt
     attempts = []
 
     def failing(dt, data, **kwargs):
