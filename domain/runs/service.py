@@ -407,7 +407,7 @@ def history(session: Session, run_id: uuid.UUID, temporal_events: list[dict[str,
     Temporal's events (when still kept) into one timeline, oldest first."""
     row = _row(session, run_id)
     run = read(row)
-    audit_service.seal(session, str(row.org_id))
+    audit_service.seal(session, str(row.org_id), wait=True)  # read what was written, even behind another sealer
     task_ids = [str(r.id) for r in session.execute(text("SELECT id FROM tasks WHERE run_id = :r"), {"r": run_id})]
     sig_ids = [str(r.id) for r in session.execute(
         text("SELECT id FROM signatures WHERE entity_type = 'task' AND entity_id = ANY(:t)"), {"t": task_ids})]
