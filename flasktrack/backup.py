@@ -1,0 +1,422 @@
+"""`flasktrack backup create|restore`: the database, the signed audit checkpoints, the keys to check them and the
+lake, taken at one point in time, and brought back into an empty database and an empty lake.
+
+One point in time: the sink moves outbox rows to Delta and then deletes them, so a dump and a lake copied at
+different moments disagree (rows in both would be written twice after a restore, rows in neither lost). The
+backup therefore holds the outbox still for a moment (`LOCK TABLE outbox IN SHARE MODE`: no claim, no
+acknowledgement, no new row), takes the database snapshot that pg_dump will dump and notes every lake table's
+version, then lets go (milliseconds: writers of outbox rows wait that long). A table's noted version holds
+every batch the snapshot has acknowledged and none it has not claimed; a batch claimed but not acknowledged
+is finished by the restored sink's recovery either way. The audit export is not held by that lock, so the
+`audit_log` table is taken at its newest version that exported nothing past the snapshot's sealed heads.
+Checkpoint files are those the snapshot's `audit_checkpoints` records, so the two stores agree.
+
+The backup is a folder (or a .tar / .tar.gz of one) with a manifest of every file's SHA-256: restore checks
+all of them before it changes anything, and refuses a damaged or incomplete backup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+from sqlalchemy.engine import make_url
+
+from core.config import Settings
+from core.db import libpq_url, owner_url
+from domain.audit.checkpoints import CheckpointStore, load_public_keys
+from domain.errors import DomainError
+from flasktrack.postgres import pg_tool
+from lake import snapshot
+from lake.tables import AUDIT_LOG, audit_app_id
+from lake.writer import Lake
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+MANIFEST_SUM = "manifest.sha256"
+DUMP = "database.dump"
+SIGNING_KEY = "keys/signing-key.pem"
+ARCHIVES = (".tar", ".tar.gz", ".tgz")
+_CHUNK = 1 << 20
+
+# Roles the database grants privileges to (the application role), with what they may do: pg_dump carries the
+# grants but not the roles, which belong to the server.
+_GRANTEES = """
+SELECT DISTINCT r.rolname, r.rolcanlogin, r.rolbypassrls, r.rolcreatedb, r.rolcreaterole
+FROM (SELECT (aclexplode(c.relacl)).grantee FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relacl IS NOT NULL AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      UNION SELECT (aclexplode(p.proacl)).grantee FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE p.proacl IS NOT NULL AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      UNION SELECT (aclexplode(nspacl)).grantee FROM pg_namespace
+      WHERE nspacl IS NOT NULL AND nspname NOT IN ('pg_catalog', 'information_schema')) g
+JOIN pg_roles r ON r.oid = g.grantee
+WHERE r.rolname <> current_user AND NOT r.rolsuper AND r.rolname NOT LIKE 'pg\\_%'
+ORDER BY 1"""
+_USER_RELATIONS = """
+SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+  AND n.nspname NOT LIKE 'pg\\_temp%' ORDER BY 1 LIMIT 4"""
+
+
+class BackupRefused(DomainError):
+    """A backup or restore that would be wrong: nothing was changed."""
+
+
+@dataclass
+class Report:
+    what: str
+    where: Path
+    seconds: float = 0.0
+    files: int = 0
+    bytes: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+    heads: dict[str, int] = field(default_factory=dict)
+    checkpoints: int = 0
+    signing_key: bool = False
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lake = ", ".join(f"{t} v{v}" for t, v in sorted(self.tables.items())) or "none"
+        key = "; includes the PRIVATE signing key: store it as a secret" if self.signing_key else ""
+        return (f"{self.what} {self.where}: {self.files} files, {self.bytes / 1e6:.1f} MB in {self.seconds:.2f} s; "
+                f"audit entries {sum(self.heads.values())} in {len(self.heads)} orgs, {self.checkpoints} signed "
+                f"checkpoints; lake tables: {lake}{key}")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _client(url: str) -> tuple[str, dict[str, str]]:
+    """A libpq URL without its password (which goes to PGPASSWORD: never on a command line) and the env."""
+    u = make_url(libpq_url(url))
+    env = {**os.environ}
+    if u.password:
+        env["PGPASSWORD"] = str(u.password)
+    return u.set(password=None).render_as_string(hide_password=False), env
+
+
+def _run(args: list[str], env: dict[str, str], what: str) -> None:
+    r = subprocess.run(args, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        lines = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip()]
+        raise BackupRefused(f"{what} failed: {lines[0] if lines else f'exit {r.returncode}'}",
+                            reasons=lines[1:4])
+
+
+def _one(conn: psycopg.Connection[Any], query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _is_archive(path: Path) -> bool:
+    return path.name.endswith(ARCHIVES)
+
+
+def _signing_key_public(path: Path) -> tuple[str, bytes] | None:
+    """(key id, public PEM) of the private signing key at `path`, if there is one (never created here)."""
+    if not path.is_file():
+        return None
+    from domain.audit.checkpoints import load_or_create_signing_key
+
+    key = load_or_create_signing_key(path)
+    return key.key_id, key.public_pem
+
+
+# ---------------------------------------------------------------- create
+
+
+def create_backup(settings: Settings, dest: Path, *, include_signing_key: bool = False) -> Report:
+    """Write a backup of the platform `settings` names to `dest` (a new or empty folder, or a .tar/.tar.gz)."""
+    started = time.perf_counter()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise BackupRefused(f"{dest} exists and is not an empty folder: a backup never overwrites")
+    report = Report("backup", dest, signing_key=include_signing_key)
+    if _is_archive(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="flasktrack-backup-", dir=dest.parent) as tmp:
+            _write_backup(settings, Path(tmp), include_signing_key, report)
+            t = time.perf_counter()
+            with (tarfile.open(dest, "w") if dest.name.endswith(".tar") else tarfile.open(dest, "w:gz")) as tar:
+                for p in sorted(Path(tmp).iterdir()):
+                    tar.add(p, arcname=p.name)
+            report.timings["archive"] = time.perf_counter() - t
+    else:
+        dest.mkdir(parents=True, exist_ok=True)
+        _write_backup(settings, dest, include_signing_key, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, report: Report) -> None:
+    url = owner_url(settings)
+    lake = Lake.from_settings(settings)
+    t = time.perf_counter()
+    with psycopg.connect(libpq_url(url)) as hold, psycopg.connect(libpq_url(url)) as snap:
+        # The outbox held still while the snapshot is taken and the lake's versions are read (module doc).
+        hold.execute("SET LOCAL lock_timeout = '30s'")
+        hold.execute("LOCK TABLE outbox IN SHARE MODE")
+        snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        snap.read_only = True
+        snapshot_id = str(_one(snap, "SELECT pg_export_snapshot()"))
+        server_version = int(_one(snap, "SHOW server_version_num"))
+        heads = {str(o): int(s) for o, s in snap.execute("SELECT org_id::text, seq FROM audit_heads").fetchall()}
+        recorded = {(str(o), int(size), bytes(sig)) for o, size, sig in snap.execute(
+            "SELECT org_id::text, size, signature FROM audit_checkpoints").fetchall()}
+        key_ids = {str(k) for (k,) in snap.execute("SELECT DISTINCT key_id FROM audit_checkpoints").fetchall()}
+        roles = [dict(zip(("name", "login", "bypassrls", "createdb", "createrole"), r, strict=True))
+                 for r in snap.execute(_GRANTEES).fetchall()]
+        versions = snapshot.current_versions(lake)
+        hold.rollback()  # writers go on
+        every_org = [str(o) for (o,) in hold.execute("SELECT id::text FROM organizations").fetchall()]
+        hold.rollback()
+        report.timings["hold"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        dbname, env = _client(url)
+        _run([str(pg_tool("pg_dump", server_version)), "--format=custom", f"--snapshot={snapshot_id}",
+              f"--file={folder / DUMP}", f"--dbname={dbname}"], env, "pg_dump")
+        snap.rollback()
+        report.timings["database"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    tables: dict[str, dict[str, Any]] = {}
+    for name, newest in sorted(versions.items()):
+        version: int | None = newest
+        if name == AUDIT_LOG.name:
+            limits = {audit_app_id(o): heads.get(o, 0) for o in set(every_org) | set(heads)}
+            version = snapshot.newest_version_within(lake, name, newest, limits)
+        if version is None:
+            continue
+        tv = snapshot.table_files(lake, name, version)
+        for path in tv.files:
+            target = folder / "lake" / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as fh:
+                for chunk in snapshot.read_chunks(lake, path):
+                    fh.write(chunk)
+        tables[name] = {"uri": lake.uri(name), "version": version, "files": len(tv.files)}
+        report.tables[name] = version
+    report.timings["lake"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    store = CheckpointStore(settings.resolved_checkpoint_dir)
+    found: set[tuple[str, int, bytes]] = set()
+    for org in sorted(heads):
+        for cp_file, cp in store.list(org):
+            if cp is not None and (org, cp.size, cp.signature) in recorded:
+                (folder / "checkpoints" / org).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(cp_file, folder / "checkpoints" / org / cp_file.name)
+                found.add((org, cp.size, cp.signature))
+    report.checkpoints = len(found)
+    for org, size, _ in sorted(recorded - found):
+        report.warnings.append(f"org {org}: the checkpoint of size {size} the database records has no file in "
+                               f"{store.root}; `audit verify` after a restore will say so")
+
+    keys_dir = settings.resolved_signing_key_path.parent
+    (folder / "keys").mkdir()
+    public: dict[str, bytes] = {}
+    if keys_dir.is_dir():
+        for p in sorted(keys_dir.glob("*.pub.pem")):
+            public[p.name.removesuffix(".pub.pem")] = p.read_bytes()
+    own = _signing_key_public(settings.resolved_signing_key_path)
+    if own is not None:
+        public.setdefault(own[0], own[1])
+    for key_id, pem in public.items():
+        (folder / "keys" / f"{key_id}.pub.pem").write_bytes(pem)
+    for key_id in sorted(key_ids - set(load_public_keys([folder / "keys"]))):
+        report.warnings.append(f"no public key {key_id} (it signed checkpoints): add its .pub.pem to the backup's "
+                               "keys/ folder, or those checkpoints cannot be verified")
+    if include_signing_key:
+        if own is None:
+            raise BackupRefused(f"no signing key at {settings.resolved_signing_key_path} to include")
+        shutil.copy2(settings.resolved_signing_key_path, folder / SIGNING_KEY)
+        os.chmod(folder / SIGNING_KEY, 0o600)
+    report.timings["files"] = time.perf_counter() - t
+
+    files: dict[str, dict[str, Any]] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            rel = p.relative_to(folder).as_posix()
+            files[rel] = {"sha256": _sha256_file(p), "bytes": p.stat().st_size}
+    manifest = {
+        "format": FORMAT,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "database": {"dump": DUMP, "server_version_num": server_version, "roles": roles},
+        "audit": {"heads": heads, "checkpoints": report.checkpoints},
+        "lake": {"root": lake.root, "tables": tables},
+        "signing_key": SIGNING_KEY if include_signing_key else None,
+        "files": files,
+    }
+    body = orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    (folder / MANIFEST).write_bytes(body)
+    (folder / MANIFEST_SUM).write_text(hashlib.sha256(body).hexdigest() + "\n")
+    report.heads = heads
+    report.files = len(files) + 2
+    report.bytes = sum(int(f["bytes"]) for f in files.values()) + len(body)
+
+
+# ---------------------------------------------------------------- restore
+
+
+@contextmanager
+def _opened(src: Path) -> Iterator[Path]:
+    if src.is_dir():
+        yield src
+        return
+    if not src.is_file():
+        raise BackupRefused(f"{src}: no such backup")
+    with tempfile.TemporaryDirectory(prefix="flasktrack-restore-") as tmp:
+        with tarfile.open(src) as tar:
+            tar.extractall(tmp, filter="data")  # refuses absolute paths, links out of the folder
+        yield Path(tmp)
+
+
+def check_backup(folder: Path) -> dict[str, Any]:
+    """The manifest, once every file it lists is present with its size and SHA-256; else BackupRefused."""
+    try:
+        body = (folder / MANIFEST).read_bytes()
+        expected = (folder / MANIFEST_SUM).read_text().strip()
+    except FileNotFoundError as exc:
+        raise BackupRefused(f"{folder} is not a backup: {Path(str(exc.filename)).name} is missing") from None
+    if hashlib.sha256(body).hexdigest() != expected:
+        raise BackupRefused(f"{folder}: the manifest is damaged (its SHA-256 differs from {MANIFEST_SUM})")
+    manifest: dict[str, Any] = orjson.loads(body)
+    if manifest.get("format") != FORMAT:
+        raise BackupRefused(f"{folder}: backup format {manifest.get('format')!r}, this version reads {FORMAT}")
+    bad: list[str] = []
+    for rel, meta in manifest["files"].items():
+        p = folder / rel
+        if not p.is_file():
+            bad.append(f"{rel} is missing")
+        elif p.stat().st_size != meta["bytes"] or _sha256_file(p) != meta["sha256"]:
+            bad.append(f"{rel} is damaged (size or SHA-256 differs)")
+    if bad:
+        raise BackupRefused(f"{folder}: {len(bad)} file(s) of the backup are missing or damaged; nothing restored",
+                            reasons=bad[:5])
+    return manifest
+
+
+def restore_backup(settings: Settings, src: Path) -> Report:
+    """Restore the backup at `src` into the empty database, lake and checkpoint folder `settings` name."""
+    started = time.perf_counter()
+    report = Report("restored", src)
+    with _opened(src) as folder:
+        t = time.perf_counter()
+        manifest = check_backup(folder)
+        report.timings["check"] = time.perf_counter() - t
+        url = owner_url(settings)
+        lake = Lake.from_settings(settings)
+        store_root = settings.resolved_checkpoint_dir
+        key_path = settings.resolved_signing_key_path
+        _refuse_unless_empty(url, lake, store_root, key_path, folder, manifest)
+
+        t = time.perf_counter()
+        _create_roles(url, manifest["database"]["roles"], settings)
+        dbname, env = _client(url)
+        with psycopg.connect(libpq_url(url)) as c:
+            server_version = int(_one(c, "SHOW server_version_num"))
+        # One transaction: a restore that fails leaves the database as empty as it was.
+        _run([str(pg_tool("pg_restore", server_version)), "--no-owner", "--exit-on-error", "--single-transaction",
+              f"--dbname={dbname}", str(folder / DUMP)], env, "pg_restore")
+        report.timings["database"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        for name, meta in sorted(manifest["lake"]["tables"].items()):
+            prefix = f"lake/{name}/"
+            for rel in sorted(r for r in manifest["files"] if r.startswith(prefix)):
+                snapshot.write_file(lake, rel.removeprefix("lake/"), _chunks(folder / rel))
+            lake.forget(name)
+            dt_ = lake.open(name)
+            if dt_ is None or dt_.version() != meta["version"]:
+                raise BackupRefused(f"lake table {name} did not come back at version {meta['version']}")
+            report.tables[name] = int(meta["version"])
+        report.timings["lake"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        for rel in manifest["files"]:
+            if rel.startswith("checkpoints/"):
+                target = store_root / rel.removeprefix("checkpoints/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(folder / rel, target)
+                report.checkpoints += 1
+            elif rel.startswith("keys/") and rel.endswith(".pub.pem"):
+                key_path.parent.mkdir(parents=True, exist_ok=True)
+                target = key_path.parent / Path(rel).name
+                if not target.exists():
+                    shutil.copy2(folder / rel, target)
+        if manifest.get("signing_key") and not key_path.exists():
+            key_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / manifest["signing_key"], key_path)
+            os.chmod(key_path, 0o600)
+            report.signing_key = True
+        report.timings["files"] = time.perf_counter() - t
+        report.heads = {str(k): int(v) for k, v in manifest["audit"]["heads"].items()}
+        report.files = len(manifest["files"])
+        report.bytes = sum(int(f["bytes"]) for f in manifest["files"].values())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            yield chunk
+
+
+def _refuse_unless_empty(url: str, lake: Lake, store_root: Path, key_path: Path, folder: Path,
+                         manifest: dict[str, Any]) -> None:
+    """Everything a restore would write to must be empty: a restore never merges into, or overwrites, a live
+    platform. Checked before anything is changed."""
+    with psycopg.connect(libpq_url(url)) as c:
+        found = [str(r[0]) for r in c.execute(_USER_RELATIONS).fetchall()]
+    if found:
+        raise BackupRefused(f"the database {make_url(url).database} is not empty (it has {', '.join(found)}"
+                            f"{', …' if len(found) == 4 else ''}): restore into a new, empty database")
+    if not snapshot.is_empty(lake):
+        raise BackupRefused(f"the lake {lake.root} is not empty: restore into a new, empty lake folder or prefix")
+    if store_root.is_dir() and any(store_root.iterdir()):
+        raise BackupRefused(f"the checkpoint folder {store_root} is not empty: restore into a new one")
+    signing_key = manifest.get("signing_key")
+    if signing_key and key_path.exists() and key_path.read_bytes() != (folder / signing_key).read_bytes():
+        raise BackupRefused(f"a different signing key is already at {key_path}: remove it, or restore without it")
+
+
+def _create_roles(url: str, roles: list[dict[str, Any]], settings: Settings) -> None:
+    """The roles the dump grants privileges to, where the server lacks them (no passwords: those are the
+    server's secrets; the application role's comes from FLASKTRACK_APP_DB_PASSWORD, as `db upgrade` sets it)."""
+    from psycopg import sql
+
+    with psycopg.connect(libpq_url(url), autocommit=True) as c:
+        for role in roles:
+            name = sql.Identifier(role["name"])
+            if c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role["name"],)).fetchone() is None:
+                attrs = " ".join(("LOGIN" if role["login"] else "NOLOGIN",
+                                  "BYPASSRLS" if role["bypassrls"] else "NOBYPASSRLS",
+                                  "CREATEDB" if role["createdb"] else "NOCREATEDB",
+                                  "CREATEROLE" if role["createrole"] else "NOCREATEROLE"))
+                c.execute(sql.SQL("CREATE ROLE {} NOSUPERUSER " + attrs).format(name))
+            if role["name"] == settings.app_db_user and settings.app_db_password:
+                c.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(name, sql.Literal(settings.app_db_password)))
