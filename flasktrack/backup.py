@@ -29,10 +29,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import orjson
 import psycopg
+from psycopg.rows import TupleRow
 from sqlalchemy.engine import make_url
 
 from core.config import Settings
@@ -49,6 +50,7 @@ MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
 DUMP = "database.dump"
 SIGNING_KEY = "keys/signing-key.pem"
+TEMPORAL_DB = "temporal.db"  # as `flasktrack up` names the dev server's file under the data folder
 ARCHIVES = (".tar", ".tar.gz", ".tgz")
 _CHUNK = 1 << 20
 
@@ -71,6 +73,52 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LI
   AND n.nspname NOT LIKE 'pg\\_temp%' ORDER BY 1 LIMIT 4"""
 
 
+class FileEntry(TypedDict):
+    sha256: str
+    bytes: int
+
+
+class TableEntry(TypedDict):
+    uri: str  # where it was backed up from
+    version: int
+    files: int
+
+
+class RoleEntry(TypedDict):
+    name: str
+    login: bool
+    bypassrls: bool
+    createdb: bool
+    createrole: bool
+
+
+class DatabaseEntry(TypedDict):
+    dump: str
+    server_version_num: int
+    roles: list[RoleEntry]
+
+
+class AuditEntry(TypedDict):
+    heads: dict[str, int]  # org id → sealed entries in the snapshot
+    checkpoints: int
+
+
+class LakeEntry(TypedDict):
+    root: str
+    tables: dict[str, TableEntry]
+
+
+class Manifest(TypedDict):
+    format: int
+    created_at: str
+    database: DatabaseEntry
+    audit: AuditEntry
+    lake: LakeEntry
+    signing_key: str | None  # path in the backup, only when asked for
+    temporal: str | None  # the Temporal dev server's database file, only when asked for
+    files: dict[str, FileEntry]
+
+
 class BackupRefused(DomainError):
     """A backup or restore that would be wrong: nothing was changed."""
 
@@ -86,12 +134,14 @@ class Report:
     heads: dict[str, int] = field(default_factory=dict)
     checkpoints: int = 0
     signing_key: bool = False
+    temporal: bool = False
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         lake = ", ".join(f"{t} v{v}" for t, v in sorted(self.tables.items())) or "none"
         key = "; includes the PRIVATE signing key: store it as a secret" if self.signing_key else ""
+        key += "; with the Temporal dev server's database" if self.temporal else ""
         return (f"{self.what} {self.where}: {self.files} files, {self.bytes / 1e6:.1f} MB in {self.seconds:.2f} s; "
                 f"audit entries {sum(self.heads.values())} in {len(self.heads)} orgs, {self.checkpoints} signed "
                 f"checkpoints; lake tables: {lake}{key}")
@@ -108,7 +158,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _client(url: str) -> tuple[str, dict[str, str]]:
+def client_url(url: str) -> tuple[str, dict[str, str]]:
     """A libpq URL without its password (which goes to PGPASSWORD: never on a command line) and the env."""
     u = make_url(libpq_url(url))
     env = {**os.environ}
@@ -125,10 +175,16 @@ def _run(args: list[str], env: dict[str, str], what: str) -> None:
                             reasons=lines[1:4])
 
 
-def _one(conn: psycopg.Connection[Any], query: str) -> Any:
+def _one(conn: psycopg.Connection[TupleRow], query: str) -> str:
     row = conn.execute(query).fetchone()
     assert row is not None
-    return row[0]
+    return str(row[0])
+
+
+def server_version(url: str) -> int:
+    """The server's version number (180001 for 18.1)."""
+    with psycopg.connect(libpq_url(url)) as c:
+        return int(_one(c, "SHOW server_version_num"))
 
 
 def _is_archive(path: Path) -> bool:
@@ -148,16 +204,18 @@ def _signing_key_public(path: Path) -> tuple[str, bytes] | None:
 # ---------------------------------------------------------------- create
 
 
-def create_backup(settings: Settings, dest: Path, *, include_signing_key: bool = False) -> Report:
-    """Write a backup of the platform `settings` names to `dest` (a new or empty folder, or a .tar/.tar.gz)."""
+def create_backup(settings: Settings, dest: Path, *, include_signing_key: bool = False,
+                  with_temporal: bool = False) -> Report:
+    """Write a backup of the platform `settings` names to `dest` (a new or empty folder, or a .tar/.tar.gz).
+    `with_temporal`: also the Temporal dev server's database file (module doc of `temporal_copy`)."""
     started = time.perf_counter()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupRefused(f"{dest} exists and is not an empty folder: a backup never overwrites")
-    report = Report("backup", dest, signing_key=include_signing_key)
+    report = Report("backup", dest, signing_key=include_signing_key, temporal=with_temporal)
     if _is_archive(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="flasktrack-backup-", dir=dest.parent) as tmp:
-            _write_backup(settings, Path(tmp), include_signing_key, report)
+            _write_backup(settings, Path(tmp), include_signing_key, with_temporal, report)
             t = time.perf_counter()
             with (tarfile.open(dest, "w") if dest.name.endswith(".tar") else tarfile.open(dest, "w:gz")) as tar:
                 for p in sorted(Path(tmp).iterdir()):
@@ -165,14 +223,19 @@ def create_backup(settings: Settings, dest: Path, *, include_signing_key: bool =
             report.timings["archive"] = time.perf_counter() - t
     else:
         dest.mkdir(parents=True, exist_ok=True)
-        _write_backup(settings, dest, include_signing_key, report)
+        _write_backup(settings, dest, include_signing_key, with_temporal, report)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, report: Report) -> None:
+def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, with_temporal: bool,
+                  report: Report) -> None:
     url = owner_url(settings)
     lake = Lake.from_settings(settings)
+    if with_temporal:
+        t = time.perf_counter()
+        report.warnings.extend(_copy_temporal(settings, url, folder / TEMPORAL_DB))
+        report.timings["temporal"] = time.perf_counter() - t
     t = time.perf_counter()
     with psycopg.connect(libpq_url(url)) as hold, psycopg.connect(libpq_url(url)) as snap:
         # The outbox held still while the snapshot is taken and the lake's versions are read (module doc).
@@ -181,13 +244,13 @@ def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, r
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True
         snapshot_id = str(_one(snap, "SELECT pg_export_snapshot()"))
-        server_version = int(_one(snap, "SHOW server_version_num"))
+        version_num = int(_one(snap, "SHOW server_version_num"))
         heads = {str(o): int(s) for o, s in snap.execute("SELECT org_id::text, seq FROM audit_heads").fetchall()}
         recorded = {(str(o), int(size), bytes(sig)) for o, size, sig in snap.execute(
             "SELECT org_id::text, size, signature FROM audit_checkpoints").fetchall()}
         key_ids = {str(k) for (k,) in snap.execute("SELECT DISTINCT key_id FROM audit_checkpoints").fetchall()}
-        roles = [dict(zip(("name", "login", "bypassrls", "createdb", "createrole"), r, strict=True))
-                 for r in snap.execute(_GRANTEES).fetchall()]
+        roles = [RoleEntry(name=str(n), login=bool(lg), bypassrls=bool(b), createdb=bool(cd), createrole=bool(cr))
+                 for n, lg, b, cd, cr in snap.execute(_GRANTEES).fetchall()]
         versions = snapshot.current_versions(lake)
         hold.rollback()  # writers go on
         every_org = [str(o) for (o,) in hold.execute("SELECT id::text FROM organizations").fetchall()]
@@ -195,14 +258,14 @@ def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, r
         report.timings["hold"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        dbname, env = _client(url)
-        _run([str(pg_tool("pg_dump", server_version)), "--format=custom", f"--snapshot={snapshot_id}",
+        dbname, env = client_url(url)
+        _run([str(pg_tool("pg_dump", version_num)), "--format=custom", f"--snapshot={snapshot_id}",
               f"--file={folder / DUMP}", f"--dbname={dbname}"], env, "pg_dump")
         snap.rollback()
         report.timings["database"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    tables: dict[str, dict[str, Any]] = {}
+    tables: dict[str, TableEntry] = {}
     for name, newest in sorted(versions.items()):
         version: int | None = newest
         if name == AUDIT_LOG.name:
@@ -217,7 +280,7 @@ def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, r
             with target.open("wb") as fh:
                 for chunk in snapshot.read_chunks(lake, path):
                     fh.write(chunk)
-        tables[name] = {"uri": lake.uri(name), "version": version, "files": len(tv.files)}
+        tables[name] = TableEntry(uri=lake.uri(name), version=version, files=len(tv.files))
         report.tables[name] = version
     report.timings["lake"] = time.perf_counter() - t
 
@@ -256,26 +319,64 @@ def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, r
         os.chmod(folder / SIGNING_KEY, 0o600)
     report.timings["files"] = time.perf_counter() - t
 
-    files: dict[str, dict[str, Any]] = {}
+    files: dict[str, FileEntry] = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file():
-            rel = p.relative_to(folder).as_posix()
-            files[rel] = {"sha256": _sha256_file(p), "bytes": p.stat().st_size}
-    manifest = {
-        "format": FORMAT,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
-        "database": {"dump": DUMP, "server_version_num": server_version, "roles": roles},
-        "audit": {"heads": heads, "checkpoints": report.checkpoints},
-        "lake": {"root": lake.root, "tables": tables},
-        "signing_key": SIGNING_KEY if include_signing_key else None,
-        "files": files,
-    }
+            files[p.relative_to(folder).as_posix()] = FileEntry(sha256=_sha256_file(p), bytes=p.stat().st_size)
+    manifest = Manifest(
+        format=FORMAT,
+        created_at=dt.datetime.now(dt.UTC).isoformat(),
+        database=DatabaseEntry(dump=DUMP, server_version_num=version_num, roles=roles),
+        audit=AuditEntry(heads=heads, checkpoints=report.checkpoints),
+        lake=LakeEntry(root=lake.root, tables=tables),
+        signing_key=SIGNING_KEY if include_signing_key else None,
+        temporal=TEMPORAL_DB if with_temporal else None,
+        files=files,
+    )
     body = orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     (folder / MANIFEST).write_bytes(body)
     (folder / MANIFEST_SUM).write_text(hashlib.sha256(body).hexdigest() + "\n")
     report.heads = heads
     report.files = len(files) + 2
-    report.bytes = sum(int(f["bytes"]) for f in files.values()) + len(body)
+    report.bytes = sum(f["bytes"] for f in files.values()) + len(body)
+
+
+def _copy_temporal(settings: Settings, url: str, target: Path) -> list[str]:
+    """Copy the Temporal dev server's database (SQLite's online backup: a consistent file even while the server
+    runs). Workflow histories and our tables are two stores: they are at one point in time only when no worker
+    moved a run between this copy and the database snapshot, so take it with the workers stopped; a worker
+    heard from in the last 15 s is named in a warning."""
+    import sqlite3
+    from contextlib import closing
+
+    source = settings.data_dir / TEMPORAL_DB
+    if not source.is_file():
+        raise BackupRefused(f"no Temporal dev server database at {source} (`flasktrack up` keeps it there); a "
+                            "Temporal cluster of your own is backed up with Temporal's persistence store's tools")
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+    with psycopg.connect(libpq_url(url), autocommit=True) as c:
+        recent = [str(r[0]) for r in c.execute(
+            "SELECT instance FROM service_heartbeats WHERE service = 'worker' AND at > now() - interval '15 seconds'"
+        ).fetchall()]
+    return [f"worker {w} is running: runs it moves after this copy are ahead in the database of the Temporal copy"
+            for w in recent if _alive(w)]
+
+
+def _alive(instance: str) -> bool:
+    """A heartbeat's instance (host:pid) still running: asked of this machine's processes, else believed."""
+    import socket
+
+    host, _, pid = instance.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # ---------------------------------------------------------------- restore
@@ -294,7 +395,7 @@ def _opened(src: Path) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def check_backup(folder: Path) -> dict[str, Any]:
+def check_backup(folder: Path) -> Manifest:
     """The manifest, once every file it lists is present with its size and SHA-256; else BackupRefused."""
     try:
         body = (folder / MANIFEST).read_bytes()
@@ -303,7 +404,7 @@ def check_backup(folder: Path) -> dict[str, Any]:
         raise BackupRefused(f"{folder} is not a backup: {Path(str(exc.filename)).name} is missing") from None
     if hashlib.sha256(body).hexdigest() != expected:
         raise BackupRefused(f"{folder}: the manifest is damaged (its SHA-256 differs from {MANIFEST_SUM})")
-    manifest: dict[str, Any] = orjson.loads(body)
+    manifest: Manifest = orjson.loads(body)
     if manifest.get("format") != FORMAT:
         raise BackupRefused(f"{folder}: backup format {manifest.get('format')!r}, this version reads {FORMAT}")
     bad: list[str] = []
@@ -331,15 +432,13 @@ def restore_backup(settings: Settings, src: Path) -> Report:
         lake = Lake.from_settings(settings)
         store_root = settings.resolved_checkpoint_dir
         key_path = settings.resolved_signing_key_path
-        _refuse_unless_empty(url, lake, store_root, key_path, folder, manifest)
+        _refuse_unless_empty(url, lake, store_root, key_path, settings.data_dir, folder, manifest)
 
         t = time.perf_counter()
         _create_roles(url, manifest["database"]["roles"], settings)
-        dbname, env = _client(url)
-        with psycopg.connect(libpq_url(url)) as c:
-            server_version = int(_one(c, "SHOW server_version_num"))
+        dbname, env = client_url(url)
         # One transaction: a restore that fails leaves the database as empty as it was.
-        _run([str(pg_tool("pg_restore", server_version)), "--no-owner", "--exit-on-error", "--single-transaction",
+        _run([str(pg_tool("pg_restore", server_version(url))), "--no-owner", "--exit-on-error", "--single-transaction",
               f"--dbname={dbname}", str(folder / DUMP)], env, "pg_restore")
         report.timings["database"] = time.perf_counter() - t
 
@@ -352,7 +451,7 @@ def restore_backup(settings: Settings, src: Path) -> Report:
             dt_ = lake.open(name)
             if dt_ is None or dt_.version() != meta["version"]:
                 raise BackupRefused(f"lake table {name} did not come back at version {meta['version']}")
-            report.tables[name] = int(meta["version"])
+            report.tables[name] = meta["version"]
         report.timings["lake"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -367,15 +466,19 @@ def restore_backup(settings: Settings, src: Path) -> Report:
                 target = key_path.parent / Path(rel).name
                 if not target.exists():
                     shutil.copy2(folder / rel, target)
-        if manifest.get("signing_key") and not key_path.exists():
+        if manifest["temporal"]:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / manifest["temporal"], settings.data_dir / TEMPORAL_DB)
+            report.temporal = True
+        if manifest["signing_key"] and not key_path.exists():
             key_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / manifest["signing_key"], key_path)
             os.chmod(key_path, 0o600)
             report.signing_key = True
         report.timings["files"] = time.perf_counter() - t
-        report.heads = {str(k): int(v) for k, v in manifest["audit"]["heads"].items()}
+        report.heads = dict(manifest["audit"]["heads"])
         report.files = len(manifest["files"])
-        report.bytes = sum(int(f["bytes"]) for f in manifest["files"].values())
+        report.bytes = sum(f["bytes"] for f in manifest["files"].values())
     report.seconds = time.perf_counter() - started
     return report
 
@@ -386,8 +489,8 @@ def _chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _refuse_unless_empty(url: str, lake: Lake, store_root: Path, key_path: Path, folder: Path,
-                         manifest: dict[str, Any]) -> None:
+def _refuse_unless_empty(url: str, lake: Lake, store_root: Path, key_path: Path, data_dir: Path, folder: Path,
+                         manifest: Manifest) -> None:
     """Everything a restore would write to must be empty: a restore never merges into, or overwrites, a live
     platform. Checked before anything is changed."""
     with psycopg.connect(libpq_url(url)) as c:
@@ -397,14 +500,17 @@ def _refuse_unless_empty(url: str, lake: Lake, store_root: Path, key_path: Path,
                             f"{', …' if len(found) == 4 else ''}): restore into a new, empty database")
     if not snapshot.is_empty(lake):
         raise BackupRefused(f"the lake {lake.root} is not empty: restore into a new, empty lake folder or prefix")
+    if manifest["temporal"] and (data_dir / TEMPORAL_DB).exists():
+        raise BackupRefused(f"{data_dir / TEMPORAL_DB} exists: restore the Temporal dev server's file into a new "
+                            "data folder")
     if store_root.is_dir() and any(store_root.iterdir()):
         raise BackupRefused(f"the checkpoint folder {store_root} is not empty: restore into a new one")
-    signing_key = manifest.get("signing_key")
+    signing_key = manifest["signing_key"]
     if signing_key and key_path.exists() and key_path.read_bytes() != (folder / signing_key).read_bytes():
         raise BackupRefused(f"a different signing key is already at {key_path}: remove it, or restore without it")
 
 
-def _create_roles(url: str, roles: list[dict[str, Any]], settings: Settings) -> None:
+def _create_roles(url: str, roles: list[RoleEntry], settings: Settings) -> None:
     """The roles the dump grants privileges to, where the server lacks them (no passwords: those are the
     server's secrets; the application role's comes from FLASKTRACK_APP_DB_PASSWORD, as `db upgrade` sets it)."""
     from psycopg import sql

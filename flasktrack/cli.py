@@ -362,11 +362,15 @@ def backup_create(
     dest: Annotated[Path, typer.Argument(help="a new or empty folder, or a file ending .tar or .tar.gz")],
     include_signing_key: Annotated[bool, typer.Option(
         help="also copy the PRIVATE checkpoint signing key (then keep the backup as secret as the key)")] = False,
+    with_temporal: Annotated[bool, typer.Option(
+        help="also copy the Temporal dev server's database (<data dir>/temporal.db, as `flasktrack up` runs it); "
+             "take it with the workers stopped")] = False,
 ) -> None:
     """Back up the database, the signed audit checkpoints, their public keys and the lake, at one point in time."""
     from flasktrack.backup import create_backup
 
-    report = create_backup(_with_database(), dest, include_signing_key=include_signing_key)
+    report = create_backup(_with_database(), dest, include_signing_key=include_signing_key,
+                           with_temporal=with_temporal)
     for w in report.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     out.print(report.summary(), markup=False, highlight=False, soft_wrap=True)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, cast
 
 import orjson
 import pyarrow.fs as pafs
@@ -24,6 +25,11 @@ from lake.writer import Lake
 _LOG = "_delta_log"
 _VERSIONED = re.compile(r"(\d{20})\.(json|checkpoint(\.\d+\.\d+)?\.parquet|crc)")
 _CHUNK = 1 << 20
+
+
+class _Stream(Protocol):
+    def write(self, data: bytes) -> int: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,8 @@ def write_file(lake: Lake, path: str, chunks: Iterator[bytes]) -> None:
         Path(lake.root).mkdir(parents=True, exist_ok=True)  # a folder root must exist; a prefix need not
     # The object store's own stream: deltalake's pyarrow wrapper hands it pyarrow Buffers, which it refuses
     # (deltalake 1.6); it creates parent folders itself.
-    out = DeltaStorageHandler(lake.root, lake.storage_options or None)._handler.open_output_stream(path, None)
+    out = cast(_Stream, DeltaStorageHandler(lake.root, lake.storage_options or None)._handler.open_output_stream(
+        path, None))  # its stub lacks close(), which it has
     try:
         for chunk in chunks:
             out.write(chunk)

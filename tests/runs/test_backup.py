@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
 import pytest
@@ -24,6 +26,7 @@ from core.db import TenantSessions, make_engine
 from domain.roles import Role
 from flasktrack.cli import run_cli
 from flasktrack.postgres import scratch_database, upgrade_schema
+from flasktrack.up import start_temporal
 from lake.sink import Sink, SinkSettings
 from lake.writer import Lake
 from tests.runs.conftest import WorkerProcess
@@ -52,18 +55,21 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  #
     return run
 
 
-def _settings(url: str, data_dir: Path, queue: str) -> Settings:
-    return Settings(database_url=url, data_dir=data_dir, task_queue=queue, log_json=True, checkpoint_interval_s=3600)
+def _settings(url: str, data_dir: Path, queue: str, temporal: str | None = None) -> Settings:
+    return Settings(database_url=url, data_dir=data_dir, task_queue=queue, log_json=True, checkpoint_interval_s=3600,
+                    temporal_address=temporal)
 
 
 @contextmanager
-def _serving(url: str, data_dir: Path, queue: str, dev_env) -> Iterator[tuple[Platform, TestClient, WorkerProcess]]:  # type: ignore[no-untyped-def]
-    """The API (in process) and a worker (a subprocess) of one platform, on the shared Temporal dev server."""
-    platform = build_platform(_settings(url, data_dir, queue))
-    platform.extras["temporal"] = dev_env.client
+def _serving(url: str, data_dir: Path, queue: str, temporal: str, client: Any = None
+             ) -> Iterator[tuple[Platform, TestClient, WorkerProcess]]:
+    """The API (in process) and a worker (a subprocess) of one platform, on the Temporal server at `temporal`
+    (through `client` when given, e.g. the shared dev server's)."""
+    platform = build_platform(_settings(url, data_dir, queue, temporal))
+    if client is not None:
+        platform.extras["temporal"] = client
     env = {**os.environ, "FLASKTRACK_DATABASE_URL": url, "FLASKTRACK_DATA_DIR": str(data_dir),
-           "FLASKTRACK_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-           "FLASKTRACK_TASK_QUEUE": queue, "FLASKTRACK_LOG_LEVEL": "WARNING"}
+           "FLASKTRACK_TEMPORAL_ADDRESS": temporal, "FLASKTRACK_TASK_QUEUE": queue, "FLASKTRACK_LOG_LEVEL": "WARNING"}
     worker = WorkerProcess(env, data_dir / "worker.log")
     worker.start()
     try:
@@ -72,6 +78,10 @@ def _serving(url: str, data_dir: Path, queue: str, dev_env) -> Iterator[tuple[Pl
     finally:
         worker.stop()
         platform.sessions.engine.dispose()
+
+
+def _address(env: Any) -> str:
+    return str(env.client.service_client.config.target_host)
 
 
 def _lake_ids(lake_root: Path, table: str, column: str, org: uuid.UUID) -> list[str]:
@@ -93,7 +103,7 @@ def test_a_backup_taken_mid_work_restores_and_the_open_run_continues(dev_env, da
         upgrade_schema(src_url)
         src_owner = TenantSessions(make_engine(src_url, pool_size=2))
         src_lake = Lake(str(src_dir / "lake"))
-        with _serving(src_url, src_dir, queue, dev_env) as (_, client, _worker):
+        with _serving(src_url, src_dir, queue, _address(dev_env), dev_env.client) as (_, client, _worker):
             org = make_org(src_owner, client)
             for _ in range(2):  # two runs done, their rows in the lake
                 _, task = launch_with_open_task(client, src_owner, org, "bk")
@@ -128,7 +138,7 @@ def test_a_backup_taken_mid_work_restores_and_the_open_run_continues(dev_env, da
         assert not (tmp_path / "other").exists()
 
         dst_owner = TenantSessions(make_engine(dst_url, pool_size=2))
-        with _serving(dst_url, dst_dir, queue, dev_env) as (_, client, _worker):
+        with _serving(dst_url, dst_dir, queue, _address(dev_env), dev_env.client) as (_, client, _worker):
             # The run waiting at backup time goes on: the task is completed through the API, against the
             # restored database, by a worker serving it.
             tasks = client.get("/api/v1/tasks", params={"run_id": open_run}, headers=org.headers(Role.technician))
@@ -157,3 +167,51 @@ def test_a_backup_taken_mid_work_restores_and_the_open_run_continues(dev_env, da
         entries = _db_ids(dst_owner, "SELECT seq::text FROM audit_log WHERE org_id = :o", org.id)
         assert _lake_ids(dst_dir / "lake", "audit_log", "seq", org.id) == sorted(int(e) for e in entries)
         dst_owner.engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _temporal_dev_server(data_dir: Path) -> Iterator[str]:
+    """The Temporal dev server as `flasktrack up` runs it (its state in data_dir/temporal.db); its address."""
+    port = _free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = start_temporal(Settings(data_dir=data_dir, temporal_port=port), data_dir)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_with_the_temporal_dev_servers_file_a_run_continues_on_a_new_server(database_url, tmp_path, cli):
+    """When Temporal is lost too: the dev server's database file, copied with the platform's workers stopped,
+    is Temporal's backup; a new server started from the restored copy has the waiting run, which continues."""
+    queue = f"backup-{uuid.uuid4().hex[:8]}"
+    src_dir, dst_dir, backup = tmp_path / "src", tmp_path / "dst", tmp_path / "backup.tar.gz"
+    with scratch_database(database_url, "ft_bkt_src") as src_url, \
+            scratch_database(database_url, "ft_bkt_dst") as dst_url:
+        upgrade_schema(src_url)
+        src_owner = TenantSessions(make_engine(src_url, pool_size=2))
+        with _temporal_dev_server(src_dir) as temporal:
+            with _serving(src_url, src_dir, queue, temporal) as (_, client, _worker):
+                org = make_org(src_owner, client)
+                open_run, open_task = launch_with_open_task(client, src_owner, org, "bkt")
+        # The first server is gone, as after losing the machine; the backup had been taken with workers stopped.
+        src_owner.engine.dispose()
+        code, out, err = cli(src_url, src_dir, "backup", "create", "--with-temporal", str(backup))
+        assert code == 0 and "Temporal" in out, err
+        assert "worker" not in err  # no live worker while Temporal's file was copied
+
+        code, out, err = cli(dst_url, dst_dir, "backup", "restore", str(backup))
+        assert code == 0, err
+        assert (dst_dir / "temporal.db").is_file()
+        with _temporal_dev_server(dst_dir) as temporal, \
+                _serving(dst_url, dst_dir, queue, temporal) as (_, client, _worker):
+            r = complete(client, org, open_task["id"], VALUES, CHECKLIST)
+            assert r.status_code == 200 and r.json()["run_status"] == "completed", r.text
+        assert cli(dst_url, dst_dir, "audit", "verify")[0] == 0
+        assert open_run
