@@ -66,3 +66,8 @@ def test_a_cli_command_stops_the_embedded_server_it_started():
     stopped again when the command ends (here with an error: the database has no schema yet)."""
     out = _run_alone(["-m", "flasktrack.cli", "audit", "verify"], returncode=2)
     assert out.strip().splitlines()[-1].startswith("error: database:"), out
+
+
+def test_backup_bench_leaves_nothing_running():
+    out = _run_alone(["bench/backup.py"], FLASKTRACK_BENCH_AUDIT_ENTRIES="2000", FLASKTRACK_BENCH_OUTBOX_ROWS="2000")
+    assert out.strip().splitlines()[-1].startswith("backup ratio "), out
