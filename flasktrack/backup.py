@@ -207,7 +207,7 @@ def _signing_key_public(path: Path) -> tuple[str, bytes] | None:
 def create_backup(settings: Settings, dest: Path, *, include_signing_key: bool = False,
                   with_temporal: bool = False) -> Report:
     """Write a backup of the platform `settings` names to `dest` (a new or empty folder, or a .tar/.tar.gz).
-    `with_temporal`: also the Temporal dev server's database file (module doc of `temporal_copy`)."""
+    `with_temporal`: also the Temporal dev server's database file (see `_copy_temporal`)."""
     started = time.perf_counter()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupRefused(f"{dest} exists and is not an empty folder: a backup never overwrites")
@@ -222,8 +222,20 @@ def create_backup(settings: Settings, dest: Path, *, include_signing_key: bool =
                     tar.add(p, arcname=p.name)
             report.timings["archive"] = time.perf_counter() - t
     else:
+        created = not dest.exists()
         dest.mkdir(parents=True, exist_ok=True)
-        _write_backup(settings, dest, include_signing_key, with_temporal, report)
+        try:
+            _write_backup(settings, dest, include_signing_key, with_temporal, report)
+        except BaseException:
+            # No half backup left looking like one (it has no manifest, so restore would refuse it anyway).
+            for p in list(dest.iterdir()):
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+            if created:
+                dest.rmdir()
+            raise
     report.seconds = time.perf_counter() - started
     return report
 
@@ -409,6 +421,8 @@ def check_backup(folder: Path) -> Manifest:
         raise BackupRefused(f"{folder}: backup format {manifest.get('format')!r}, this version reads {FORMAT}")
     bad: list[str] = []
     for rel, meta in manifest["files"].items():
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise BackupRefused(f"{folder}: the manifest names {rel!r}, outside the backup")
         p = folder / rel
         if not p.is_file():
             bad.append(f"{rel} is missing")
