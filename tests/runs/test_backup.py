@@ -202,13 +202,16 @@ def test_with_the_temporal_dev_servers_file_a_run_continues_on_a_new_server(data
                 open_run, open_task = launch_with_open_task(client, src_owner, org, "bkt")
         # The first server is gone, as after losing the machine; the backup had been taken with workers stopped.
         src_owner.engine.dispose()
-        code, out, err = cli(src_url, src_dir, "backup", "create", "--with-temporal", str(backup))
-        assert code == 0 and "Temporal" in out, err
+        code, out, err = cli(src_url, src_dir, "backup", "create", "--with-temporal", "--include-signing-key",
+                             str(backup))
+        assert code == 0 and "Temporal" in out and "PRIVATE signing key" in out, err
         assert "worker" not in err  # no live worker while Temporal's file was copied
 
         code, out, err = cli(dst_url, dst_dir, "backup", "restore", str(backup))
         assert code == 0, err
         assert (dst_dir / "temporal.db").is_file()
+        key = Path("keys") / "audit-ed25519.pem"
+        assert (dst_dir / key).read_bytes() == (src_dir / key).read_bytes()  # asked for: the same signing key
         with _temporal_dev_server(dst_dir) as temporal, \
                 _serving(dst_url, dst_dir, queue, temporal) as (_, client, _worker):
             r = complete(client, org, open_task["id"], VALUES, CHECKLIST)
