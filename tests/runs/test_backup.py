@@ -8,16 +8,17 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from api.app import build_platform, create_app
 from api.deps import Platform
@@ -38,8 +39,11 @@ CHECKLIST = ["balance_calibrated"]
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    """`flasktrack …` in this process against the platform whose database and data folder are given."""
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """`flasktrack …` in this process against the platform whose database and data folder are given. Logging is
+    left as the suite configured it: configured here, it would write to this test's captured output, closed after
+    it, and fail later tests' log lines."""
+    monkeypatch.setattr("flasktrack.cli.configure_logging", lambda *_: None)
 
     def run(url: str, data_dir: Path, *args: str) -> tuple[int, str, str]:
         monkeypatch.setenv("FLASKTRACK_DATABASE_URL", url)
@@ -61,7 +65,7 @@ def _settings(url: str, data_dir: Path, queue: str, temporal: str | None = None)
 
 
 @contextmanager
-def _serving(url: str, data_dir: Path, queue: str, temporal: str, client: Any = None
+def _serving(url: str, data_dir: Path, queue: str, temporal: str, client: Client | None = None
              ) -> Iterator[tuple[Platform, TestClient, WorkerProcess]]:
     """The API (in process) and a worker (a subprocess) of one platform, on the Temporal server at `temporal`
     (through `client` when given, e.g. the shared dev server's)."""
@@ -80,7 +84,7 @@ def _serving(url: str, data_dir: Path, queue: str, temporal: str, client: Any = 
         platform.sessions.engine.dispose()
 
 
-def _address(env: Any) -> str:
+def _address(env: WorkflowEnvironment) -> str:
     return str(env.client.service_client.config.target_host)
 
 
