@@ -27,17 +27,14 @@ log = structlog.get_logger("flasktrack.api")
 
 def build_platform(settings: Settings) -> Platform:
     engine = make_engine(app_url(settings))
-    key = load_or_create_signing_key(settings.resolved_signing_key_path)
-    p = Platform(
+    key = load_or_create_signing_key(settings.resolved_signing_key_path)  # first: its public half is then trusted
+    return Platform(
         settings=settings,
         sessions=TenantSessions(engine),
         checkpoints=CheckpointStore(settings.resolved_checkpoint_dir),
         public_keys=load_public_keys([settings.resolved_signing_key_path.parent]),
+        signing_key=key,
     )
-    p.extras["signing_key"] = key
-    return p
-
-
 
 
 def create_app(platform: Platform | None = None, *, background: bool = True) -> FastAPI:
@@ -48,7 +45,7 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
         sealer = None
         if background:
             sealer = Sealer(p.sessions, interval_s=p.settings.seal_interval_s,
-                            signing_key=p.extras.get("signing_key"), store=p.checkpoints,
+                            signing_key=p.signing_key, store=p.checkpoints,
                             checkpoint_interval_s=p.settings.checkpoint_interval_s).start()
         close_temporal = await temporal_api.attach(p)  # lazy: the API starts even when Temporal is down
         try:

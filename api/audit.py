@@ -8,13 +8,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import Instant, Platform, platform, require
+from api.deps import Instant, Member, Permitted, PlatformDep, SessionDep
 from domain.audit import service
 from domain.audit.service import CURSOR_PATTERN, AuditFilter
 from domain.errors import Conflict
 from domain.roles import Caller, Permission
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+AuditReader = Annotated[Caller, Depends(Permitted(Permission.audit_read))]
+Verifier = Annotated[Caller, Depends(Permitted(Permission.audit_verify))]
+Exporter = Annotated[Caller, Depends(Permitted(Permission.audit_export))]
 
 
 def audit_filter(
@@ -34,25 +37,21 @@ def audit_filter(
 
 @router.get("")
 def list_entries(
+    caller: AuditReader,
+    s: SessionDep,
     f: AuditFilter = Depends(audit_filter),
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = Query(default=None, pattern=CURSOR_PATTERN, description="`next_cursor` of the page before"),
-    caller: Caller = Depends(require(Permission.audit_read)),
-    p: Platform = Depends(platform),
 ) -> dict[str, Any]:
     """Entries newest first, filtered; follow `next_cursor` for the next page."""
-    with p.tx(caller) as s:
-        items, nxt = service.query(s, caller, f, limit=limit, cursor=cursor)
+    items, nxt = service.query(s, caller, f, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": nxt}
 
 
 @router.get("/verify")
-def verify(
-    caller: Caller = Depends(require(Permission.audit_verify)), p: Platform = Depends(platform)
-) -> dict[str, Any]:
+def verify(caller: Verifier, s: SessionDep, p: PlatformDep) -> dict[str, Any]:
     """Recompute the org's whole chain and check it against the signed checkpoints."""
-    with p.tx(caller) as s:
-        r = service.verify_org(s, caller.org_id, store=p.checkpoints, keys=p.public_keys)
+    r = service.verify_org(s, caller.org_id, store=p.checkpoints, keys=p.public_keys)
     first = r.first_problem
     return {
         "status": "ok" if r.ok else "tampered",
@@ -66,13 +65,10 @@ def verify(
 
 
 @router.post("/checkpoints")
-def checkpoint(
-    caller: Caller = Depends(require(Permission.audit_export)), p: Platform = Depends(platform)
-) -> Response:
+def checkpoint(caller: Exporter, s: SessionDep, p: PlatformDep) -> Response:
     """Sign the org's current chain head now; export up to its `size` (`to_seq`) to verify the file offline
     with `flasktrack audit verify --file EXPORT --checkpoint CHECKPOINT`."""
-    with p.tx(caller) as s:  # checkpoint_now seals what is pending first
-        cp = service.checkpoint_now(s, caller, p.extras["signing_key"], p.checkpoints)
+    cp = service.checkpoint_now(s, caller, p.signing_key, p.checkpoints)  # seals what is pending first
     if cp is None:
         raise Conflict("the audit log of this organization is empty: nothing to sign")
     return Response(content=cp.to_json(), media_type="application/json")
@@ -81,11 +77,11 @@ def checkpoint(
 @router.get("/public-key", response_class=Response,
             responses={200: {"content": {"application/x-pem-file": {}},
                              "description": "the Ed25519 public key (PEM) that checks signed checkpoints"}})
-def public_key(caller: Caller = Depends(require(Permission.org_read)), p: Platform = Depends(platform)) -> Response:
+def public_key(caller: Member, p: PlatformDep) -> Response:
     """The public half of the key that signs audit checkpoints, to verify an export offline:
     `flasktrack audit verify --file EXPORT --checkpoint CHECKPOINT --public-key THIS.pem`. Public by nature;
     any member of the organization may fetch it. Compare its key id with the checkpoints' `key_id`."""
-    key = p.extras["signing_key"]
+    key = p.signing_key
     return Response(content=key.public_pem, media_type="application/x-pem-file",
                     headers={"X-Key-Id": key.key_id,
                              "Content-Disposition": f'attachment; filename="{key.key_id}.pub.pem"'})
@@ -97,19 +93,19 @@ def public_key(caller: Caller = Depends(require(Permission.org_read)), p: Platfo
     "content": {"application/x-ndjson": {"schema": {"type": "string"}},
                 "text/csv": {"schema": {"type": "string"}}}}})
 def export(
+    caller: Exporter,
+    s: SessionDep,
+    p: PlatformDep,
     fmt: Literal["jsonl", "csv"] = Query(default="jsonl", alias="format"),
     to_seq: int | None = Query(default=None, ge=1, description="last seq to include (a checkpoint's size)"),
     f: AuditFilter = Depends(audit_filter),
-    caller: Caller = Depends(require(Permission.audit_export)),
-    p: Platform = Depends(platform),
 ) -> StreamingResponse:
     """Stream the log oldest first (JSONL verifies offline with a checkpoint; CSV for reading)."""
-    with p.tx(caller) as s:  # a filter that cannot match is refused before the stream starts
-        f = service.resolve_filter(s, f)
+    f = service.resolve_filter(s, f)  # a filter that cannot match is refused before the stream starts
 
-    def stream() -> Iterator[bytes]:
-        with p.tx(caller) as s:
-            yield from service.export_lines(s, caller, f, fmt, to_seq=to_seq)
+    def stream() -> Iterator[bytes]:  # sent after the request's transaction: one of its own
+        with p.tx(caller) as own:
+            yield from service.export_lines(own, caller, f, fmt, to_seq=to_seq)
 
     media = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
     return StreamingResponse(stream(), media_type=media,
@@ -119,9 +115,7 @@ def export(
 @router.get("/entities/{entity_type}/{entity_id}/state")
 def entity_state(entity_type: str, entity_id: str,
                  at: Annotated[Instant, Query(description="RFC 3339 instant, with its offset")],
-                 caller: Caller = Depends(require(Permission.audit_read)),
-                 p: Platform = Depends(platform)) -> dict[str, Any]:
+                 caller: AuditReader, s: SessionDep) -> dict[str, Any]:
     """The entity's whole state at a past instant, folded from every entry about it up to then (refusals are
     not state); 404 for an entity this organization's log does not know."""
-    with p.tx(caller) as s:
-        return service.entity_state(s, caller, entity_type, entity_id, at)
+    return service.entity_state(s, caller, entity_type, entity_id, at)

@@ -1,7 +1,7 @@
-"""What every handler needs: the platform's services, the caller, permission checks.
+"""What every handler needs: the platform's services, the caller, permission checks, the request's transaction.
 
-Handlers stay thin: authenticate (a dependency), validate (pydantic), then one
-`with platform.tx(caller) as session:` and one service call.
+Handlers stay thin: authenticate and check the permission (`Annotated` dependencies: `PlatformDep`, `SessionDep`,
+a router's permission aliases), validate (pydantic), then one service call with the session authentication used.
 """
 
 from __future__ import annotations
@@ -12,22 +12,26 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Concatenate, Literal, ParamSpec, TypeVar
 
 import structlog
+from cachetools import LRUCache
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Depends, Header, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
 
 from core.config import Settings
 from core.db import TenantSessions
 from core.net import Network, client_address, trusted_networks
 from domain import audit
 from domain.audit import Severity
-from domain.audit.checkpoints import CheckpointStore
+from domain.audit.checkpoints import CheckpointStore, SigningKey
 from domain.errors import Forbidden, Unauthenticated
 from domain.identity import service as identity
 from domain.identity.secrets import API_KEY_PREFIX, SESSION_PREFIX
@@ -68,24 +72,84 @@ Instant = Annotated[dt.datetime, BeforeValidator(_rfc3339), AfterValidator(_awar
 
 
 @dataclass
+class TemporalHealth:
+    """What the app's Temporal probe (api/temporal.py) found last; /healthz shows it."""
+
+    status: Literal["up", "down"] = "down"
+    error: str | None = "not checked yet"
+    address: str | None = None
+    checked_at: str | None = None
+
+    def report(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
 class Platform:
-    """Long-lived services of one API process."""
+    """Long-lived services of one API process, and what its app keeps between requests.
+
+    One per app: tests that build several apps give each its own (`dataclasses.replace`), which starts the app's
+    own state (the fields after `temporal`) anew rather than sharing it."""
 
     settings: Settings
     sessions: TenantSessions
     checkpoints: CheckpointStore
-    public_keys: dict[str, Any]
-    extras: dict[str, Any] = field(default_factory=dict)  # temporal client etc., added as features land
+    public_keys: dict[str, Ed25519PublicKey]
+    signing_key: SigningKey
+    temporal: Client | None = None  # the app's lifespan connects one (lazily) unless given one (tests give theirs)
+    temporal_health: TemporalHealth = field(init=False, default_factory=TemporalHealth)
+    search_attributes_ready: bool = field(init=False, default=False)  # once true, never asked again
+    # (org, task) → the task's run, which never changes (api/steps.py): a retried completion looks up nothing.
+    runs_of_tasks: LRUCache[tuple[uuid.UUID, uuid.UUID], uuid.UUID] = field(
+        init=False, default_factory=lambda: LRUCache(maxsize=50_000))
 
     @contextmanager
     def tx(self, caller: Caller | None) -> Iterator[Session]:
+        """A transaction of its own (the request's is `SessionDep`): denials and lockouts on record while the request
+        fails, health checks, streamed exports."""
         with self.sessions.begin(caller.org_id if caller else None) as s:
             yield s
 
 
-def platform(request: Request) -> Platform:
+async def platform(request: Request) -> Platform:
     p: Platform = request.app.state.platform
     return p
+
+
+PlatformDep = Annotated[Platform, Depends(platform)]
+
+
+def request_session(p: PlatformDep) -> Iterator[Session]:
+    """The request's database session. Authentication's look-ups open its first transaction before the organization
+    is known (SECURITY DEFINER functions only); the caller's organization is set in it once known (row-level
+    security), and the handler's work follows in the same transaction, committed before the answer is sent. An
+    async handler ends it (`in_tx`) before it waits on Temporal; each later `in_tx` is a transaction of its own."""
+    with p.sessions.session() as s:
+        yield s
+
+
+# scope="function": committed before the response is sent, so a client's next request sees what this one wrote.
+SessionDep = Annotated[Session, Depends(request_session, scope="function")]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+async def in_tx(s: Session, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`fn(s, ...)` off the event loop, committed (rolled back on error) before it returns: an async handler's
+    database work between its Temporal calls, holding no connection while it waits. The first call continues the
+    transaction authentication opened."""
+
+    def work() -> T:
+        try:
+            result = fn(s, *args, **kwargs)
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        return result
+
+    return await run_in_threadpool(work)
 
 
 def request_id(
@@ -133,19 +197,31 @@ def _trusted(values: tuple[str, ...]) -> tuple[Network, ...]:
     return trusted_networks(values)
 
 
-def current_caller(request: Request, p: Platform = Depends(platform), _session: Any = Security(SESSION_TOKEN),
-                   _api_key: Any = Security(API_KEY)) -> Caller:
-    # The two Security parameters only document the schemes; the header is read here for either credential.
+def authenticate(request: Request, s: Session) -> Caller:
+    """The bearer credential → the caller (Unauthenticated otherwise), kept on the request for the error handlers."""
+    # The header is read here for either credential (the dependencies' Security parameters only document them).
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing bearer token: log in at POST /api/v1/auth/login")
-    ctx = request_context(request)
-    with p.tx(None) as s:
-        caller = identity.resolve_credential(s, token.strip(), ctx)
+    caller = identity.resolve_credential(s, token.strip(), request_context(request))
     request.state.caller = caller
     structlog.contextvars.bind_contextvars(org_id=str(caller.org_id), actor=f"{caller.actor.type}:{caller.actor.id}")
     return caller
+
+
+Credential = HTTPAuthorizationCredentials | None
+
+
+def current_caller(request: Request, s: SessionDep, _session: Annotated[Credential, Security(SESSION_TOKEN)],
+                   _api_key: Annotated[Credential, Security(API_KEY)]) -> Caller:
+    """The caller, authenticated in the request's transaction, which works in the caller's organization from here on."""
+    caller = authenticate(request, s)
+    TenantSessions.enter(s, caller.org_id)
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
 def record_denial(p: Platform, caller: Caller, request: Request, reason: str, severity: Severity) -> None:
@@ -159,16 +235,18 @@ def record_denial(p: Platform, caller: Caller, request: Request, reason: str, se
     log.warning("denied", path=request.url.path, reason=reason)
 
 
-def require(permission: Permission) -> Callable[..., Caller]:
-    """Dependency: the caller, if their role holds `permission`; else 403, audited."""
+class Permitted:
+    """Dependency: the caller, if their role holds `permission`; else 403, audited (api/errors.py records every 403).
+    Routers name one alias per permission they check: `Annotated[Caller, Depends(Permitted(Permission.tasks_work))]`."""
 
-    def dependency(
-        request: Request, caller: Caller = Depends(current_caller), p: Platform = Depends(platform)
-    ) -> Caller:
-        if not caller.can(permission):
-            # Recorded in the audit log by the error handler, like every 403.
-            raise Forbidden(f"your role ({caller.role}) may not do this ({permission})")
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission  # read by the role × endpoint test
+
+    async def __call__(self, caller: CallerDep) -> Caller:
+        if not caller.can(self.permission):
+            raise Forbidden(f"your role ({caller.role}) may not do this ({self.permission})")
         return caller
 
-    dependency.permission = permission  # type: ignore[attr-defined]  # read by the role × endpoint test
-    return dependency
+
+Member = Annotated[Caller, Depends(Permitted(Permission.org_read))]
+"""Any member of the organization (every role holds `org_read`)."""

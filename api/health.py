@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api.deps import API_KEY, SESSION_TOKEN, Platform, current_caller, platform
+from api.deps import API_KEY, SESSION_TOKEN, Credential, Platform, PlatformDep, authenticate
 from domain.roles import Caller, Permission
 
 router = APIRouter(tags=["health"])
@@ -46,16 +45,18 @@ def _own_failing_runs(p: Platform, caller: Caller) -> list[dict[str, Any]]:
              "last_failed_at": f.last_failed_at.isoformat()} for f in failing]
 
 
-def optional_caller(request: Request, p: Platform = Depends(platform), _session: Any = Security(SESSION_TOKEN),
-                    _api_key: Any = Security(API_KEY)) -> Caller | None:
-    """The caller when credentials are sent (wrong ones are 401, never silently anonymous); else None."""
+def optional_caller(request: Request, p: PlatformDep, _session: Annotated[Credential, Security(SESSION_TOKEN)],
+                    _api_key: Annotated[Credential, Security(API_KEY)]) -> Caller | None:
+    """The caller when credentials are sent (wrong ones are 401, never silently anonymous); else None. In a
+    transaction of its own: health answers while the database is down."""
     if "authorization" not in request.headers:
         return None
-    return current_caller(request, p)
+    with p.tx(None) as s:
+        return authenticate(request, s)
 
 
 @router.get("/healthz", openapi_extra={"security": [{}, {"sessionToken": []}, {"apiKey": []}]})
-def healthz(p: Platform = Depends(platform), caller: Caller | None = Depends(optional_caller)) -> JSONResponse:
+def healthz(p: PlatformDep, caller: Annotated[Caller | None, Depends(optional_caller)]) -> JSONResponse:
     """Each dependency: database, Temporal, worker, lake sink, Flight SQL; and runs whose activities keep failing
     (`runs`: degraded, with `failing_count` across the platform). Anonymous callers see only that count; a
     caller whose role reads runs also sees their own organization's failing runs (`failing`: each run, the
@@ -68,8 +69,7 @@ def healthz(p: Platform = Depends(platform), caller: Caller | None = Depends(opt
         checks["database"] = {"status": "up"}
     except Exception as exc:  # noqa: BLE001 - report, never raise, from a health check
         checks["database"] = {"status": "down", "error": type(exc).__name__}
-    probe: Callable[[], dict[str, Any]] | None = p.extras.get("temporal_probe")
-    checks["temporal"] = probe() if probe else {"status": "down", "error": "not configured"}
+    checks["temporal"] = dict(p.temporal_health.report())
     now = dt.datetime.now(dt.UTC)
     for name, service in HEARTBEAT_SERVICES.items():
         at = beats.get(service)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import Platform, current_caller, platform, request_context, require
+from api.deps import CallerDep, Member, Permitted, PlatformDep, SessionDep, request_context
 from domain.errors import Unauthenticated
 from domain.identity import service
 from domain.identity.models import (
@@ -29,10 +30,13 @@ from domain.limits import SafeText
 from domain.roles import Caller, Permission
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
+MembersReader = Annotated[Caller, Depends(Permitted(Permission.members_read))]
+MembersManager = Annotated[Caller, Depends(Permitted(Permission.members_manage))]
+KeysManager = Annotated[Caller, Depends(Permitted(Permission.apikeys_manage))]
 
 
 @router.post("/auth/login", response_model=LoginResponse)
-def login(data: LoginRequest, request: Request, p: Platform = Depends(platform)) -> LoginResponse:
+def login(data: LoginRequest, request: Request, p: PlatformDep) -> LoginResponse:
     """Email and password → an opaque bearer token (stored hashed; expires; revoked by logout)."""
     s = p.settings
     with p.tx(None) as session:
@@ -48,109 +52,85 @@ def login(data: LoginRequest, request: Request, p: Platform = Depends(platform))
 
 
 @router.post("/auth/logout", status_code=204)
-def logout(caller: Caller = Depends(current_caller), p: Platform = Depends(platform)) -> None:
+def logout(caller: CallerDep, s: SessionDep) -> None:
     """Revoke the token used for this call."""
-    with p.tx(caller) as s:
-        service.logout(s, caller)
+    service.logout(s, caller)
 
 
 @router.get("/me", response_model=MeRead)
-def me(caller: Caller = Depends(require(Permission.org_read)), p: Platform = Depends(platform)) -> MeRead:
+def me(caller: Member, s: SessionDep) -> MeRead:
     """Who the token belongs to, in which organization, with which role."""
-    with p.tx(caller) as s:
-        org = service.get_org(s, caller)
+    org = service.get_org(s, caller)
     return MeRead(org=org, role=caller.role, actor_type=caller.actor.type, actor_id=caller.actor.id,
                   display_name=caller.actor.display)
 
 
 @router.get("/members", response_model=list[MemberRead])
-def list_members(caller: Caller = Depends(require(Permission.members_read)),
-                 p: Platform = Depends(platform)) -> list[MemberRead]:
+def list_members(caller: MembersReader, s: SessionDep) -> list[MemberRead]:
     """Members of the caller's organization."""
-    with p.tx(caller) as s:
-        return service.list_members(s)
+    return service.list_members(s)
 
 
 @router.post("/members", response_model=InvitationRead, status_code=201)
-def add_member(data: MemberCreate, caller: Caller = Depends(require(Permission.members_manage)),
-               p: Platform = Depends(platform)) -> InvitationRead:
+def add_member(data: MemberCreate, caller: MembersManager, s: SessionDep) -> InvitationRead:
     """Invite a person by email with a role; they become a member when they accept, after logging in.
     The answer is the same whether the email is new (the account is created with this name and first
     password) or already has an account elsewhere (which keeps its own): nothing about it is revealed."""
-    with p.tx(caller) as s:
-        return service.invite_member(s, caller, data)
+    return service.invite_member(s, caller, data)
 
 
 @router.get("/invitations", response_model=list[InvitationRead])
-def list_invitations(caller: Caller = Depends(require(Permission.members_read)),
-                     p: Platform = Depends(platform)) -> list[InvitationRead]:
+def list_invitations(caller: MembersReader, s: SessionDep) -> list[InvitationRead]:
     """The organization's invitations, newest first, with their status."""
-    with p.tx(caller) as s:
-        return service.list_invitations(s)
+    return service.list_invitations(s)
 
 
 @router.delete("/invitations/{invitation_id}", response_model=InvitationRead)
-def revoke_invitation(invitation_id: uuid.UUID, caller: Caller = Depends(require(Permission.members_manage)),
-                      p: Platform = Depends(platform)) -> InvitationRead:
+def revoke_invitation(invitation_id: uuid.UUID, caller: MembersManager, s: SessionDep) -> InvitationRead:
     """Withdraw a pending invitation."""
-    with p.tx(caller) as s:
-        return service.revoke_invitation(s, caller, invitation_id)
+    return service.revoke_invitation(s, caller, invitation_id)
 
 
 @router.get("/me/invitations", response_model=list[MyInvitation])
-def my_invitations(caller: Caller = Depends(require(Permission.org_read)),
-                   p: Platform = Depends(platform)) -> list[MyInvitation]:
+def my_invitations(caller: Member, s: SessionDep) -> list[MyInvitation]:
     """Invitations to other organizations waiting for your answer."""
-    with p.tx(caller) as s:
-        return service.my_invitations(s, caller)
+    return service.my_invitations(s, caller)
 
 
 @router.post("/me/invitations/{invitation_id}/accept", response_model=InvitationDecision)
-def accept_invitation(invitation_id: uuid.UUID, caller: Caller = Depends(require(Permission.org_read)),
-                      p: Platform = Depends(platform)) -> InvitationDecision:
+def accept_invitation(invitation_id: uuid.UUID, caller: Member, s: SessionDep) -> InvitationDecision:
     """Join the inviting organization with the invited role; then log in naming it (`org`) to work there."""
-    with p.tx(caller) as s:
-        return service.decide_invitation(s, caller, invitation_id, accept=True)
+    return service.decide_invitation(s, caller, invitation_id, accept=True)
 
 
 @router.post("/me/invitations/{invitation_id}/decline", response_model=InvitationDecision)
-def decline_invitation(invitation_id: uuid.UUID, caller: Caller = Depends(require(Permission.org_read)),
-                       p: Platform = Depends(platform)) -> InvitationDecision:
+def decline_invitation(invitation_id: uuid.UUID, caller: Member, s: SessionDep) -> InvitationDecision:
     """Decline; the inviting organization sees that the invitation was declined, not who you are."""
-    with p.tx(caller) as s:
-        return service.decide_invitation(s, caller, invitation_id, accept=False)
+    return service.decide_invitation(s, caller, invitation_id, accept=False)
 
 
 @router.patch("/members/{user_id}", response_model=MemberRead)
-def change_role(user_id: uuid.UUID, data: MemberUpdate, caller: Caller = Depends(require(Permission.members_manage)),
-                p: Platform = Depends(platform)) -> MemberRead:
+def change_role(user_id: uuid.UUID, data: MemberUpdate, caller: MembersManager, s: SessionDep) -> MemberRead:
     """Change a member's role, with the reason on record."""
-    with p.tx(caller) as s:
-        return service.change_member_role(s, caller, user_id, data)
+    return service.change_member_role(s, caller, user_id, data)
 
 
 @router.get("/apikeys", response_model=list[ApiKeyRead])
-def list_api_keys(caller: Caller = Depends(require(Permission.apikeys_manage)),
-                  p: Platform = Depends(platform)) -> list[ApiKeyRead]:
+def list_api_keys(caller: KeysManager, s: SessionDep) -> list[ApiKeyRead]:
     """API keys of the organization (never the keys themselves)."""
-    with p.tx(caller) as s:
-        return service.list_api_keys(s)
+    return service.list_api_keys(s)
 
 
 @router.post("/apikeys", response_model=ApiKeyCreated, status_code=201)
-def create_api_key(data: ApiKeyCreate, caller: Caller = Depends(require(Permission.apikeys_manage)),
-                   p: Platform = Depends(platform)) -> JSONResponse:
+def create_api_key(data: ApiKeyCreate, caller: KeysManager, s: SessionDep) -> JSONResponse:
     """A key for an integration, bound to this organization and one role. Shown once."""
-    with p.tx(caller) as s:
-        created = service.create_api_key(s, caller, data)
+    created = service.create_api_key(s, caller, data)
     return JSONResponse(status_code=201, content=created.model_dump(mode="json"),
                         headers={"Cache-Control": "no-store"})
 
 
 @router.delete("/apikeys/{key_id}", response_model=ApiKeyRead)
-def revoke_api_key(key_id: uuid.UUID, reason: SafeText | None = Body(default=None, embed=True, max_length=2000),
-                   caller: Caller = Depends(require(Permission.apikeys_manage)),
-                   p: Platform = Depends(platform)) -> ApiKeyRead:
+def revoke_api_key(key_id: uuid.UUID, caller: KeysManager, s: SessionDep,
+                   reason: SafeText | None = Body(default=None, embed=True, max_length=2000)) -> ApiKeyRead:
     """Revoke a key; calls with it fail from now on."""
-    with p.tx(caller) as s:
-        return service.revoke_api_key(s, caller, key_id, reason)
+    return service.revoke_api_key(s, caller, key_id, reason)

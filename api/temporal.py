@@ -11,11 +11,12 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from google.protobuf.json_format import MessageToDict
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -30,12 +31,14 @@ from temporalio.common import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from api.deps import Platform
 from domain.canonical import format_ts
 from domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
 from domain.runs.messages import RunInput
 from domain.runs.service import temporal_summary
+from workflows.run import ORG_ATTR, PROTOCOL_ATTR, SEARCH_ATTRIBUTES, STATUS_ATTR, SUBJECT_ATTR, ProtocolRun
 
 log = structlog.get_logger("flasktrack.api.temporal")
 
@@ -46,10 +49,8 @@ PROBE_EVERY_S = 5.0
 NO_WORKER = ("no worker answered within {s:.0f} s: is `flasktrack worker` running? Retry with the same X-Request-ID "
              "header; the platform will not act twice.")
 
-
-CATCH_UP_S = 5.0
-CATCHING_UP = ("the run is catching up (its worker restarted) and has not reached this step again yet; retry "
-               "with the same X-Request-ID header")
+Arg = TypeVar("Arg")
+Result = TypeVar("Result")
 
 
 class UpdateRefused(Conflict):
@@ -61,16 +62,13 @@ class UpdateRefused(Conflict):
 
 
 async def attach(p: Platform) -> Callable[[], Awaitable[None]]:
-    """Create the client (unless one is there already, e.g. a test's) and start the health probe; the closer."""
+    """Create the client (unless the platform has one, e.g. a test's) and start the health probe; the closer."""
     # Unset: the dev server `flasktrack up` starts (the worker assumes the same).
     address = p.settings.temporal_address or f"127.0.0.1:{p.settings.temporal_port}"
-    if p.extras.get("temporal") is None:
-        p.extras["temporal"] = await Client.connect(address, namespace=p.settings.temporal_namespace,
-                                                    data_converter=pydantic_data_converter, lazy=True)
-    # One state per platform, shared by every app built on it (tests build several): each probe writes it.
-    state: dict[str, Any] = p.extras.setdefault("temporal_health", {"status": "down", "error": "not checked yet"})
-    p.extras["temporal_probe"] = lambda: dict(state)
-    task = asyncio.create_task(_probe(p, state))
+    if p.temporal is None:
+        p.temporal = await Client.connect(address, namespace=p.settings.temporal_namespace,
+                                          data_converter=pydantic_data_converter, lazy=True)
+    task = asyncio.create_task(_probe(p))
 
     async def close() -> None:
         task.cancel()
@@ -78,19 +76,20 @@ async def attach(p: Platform) -> Callable[[], Awaitable[None]]:
     return close
 
 
-async def _probe(p: Platform, state: dict[str, Any]) -> None:
+async def _probe(p: Platform) -> None:
+    health = p.temporal_health
     while True:
-        client: Client | None = p.extras.get("temporal")
-        checked = dt.datetime.now(dt.UTC).isoformat()
+        client = p.temporal
+        health.checked_at = dt.datetime.now(dt.UTC).isoformat()
         if client is None:
-            state.update(status="down", error="not configured: set FLASKTRACK_TEMPORAL_ADDRESS", checked_at=checked)
+            health.status, health.error = "down", "not configured: set FLASKTRACK_TEMPORAL_ADDRESS"
         else:
             try:
                 await client.service_client.check_health(timeout=dt.timedelta(seconds=2))
-                state.clear()
-                state.update(status="up", address=client.service_client.config.target_host, checked_at=checked)
+                health.status, health.error = "up", None
+                health.address = client.service_client.config.target_host
             except Exception as exc:  # noqa: BLE001 - report, never raise, from a health probe
-                state.update(status="down", error=_why(exc), checked_at=checked)
+                health.status, health.error = "down", _why(exc)
         await asyncio.sleep(PROBE_EVERY_S)
 
 
@@ -118,7 +117,7 @@ def _refused(exc: WorkflowUpdateFailedError) -> DomainError:
 
 
 def client_of(p: Platform) -> Client:
-    client: Client | None = p.extras.get("temporal")
+    client = p.temporal
     if client is None:
         raise Unavailable("Temporal is not configured for this API (set FLASKTRACK_TEMPORAL_ADDRESS); "
                           "runs cannot be launched or worked on")
@@ -134,13 +133,8 @@ async def search_attributes_ready(p: Platform) -> bool:
     """Whether the namespace knows the runs' search attributes, registering them when allowed (the dev server
     allows it; a production cluster may need `temporal operator search-attribute create`). Remembered once
     true; when false, runs start without them rather than not at all."""
-    if p.extras.get("search_attributes_ready"):
+    if p.search_attributes_ready:
         return True
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-
-    from workflows.run import SEARCH_ATTRIBUTES
-
     client = client_of(p)
     try:
         known = await client.operator_service.list_search_attributes(
@@ -154,15 +148,13 @@ async def search_attributes_ready(p: Platform) -> bool:
     except (RPCError, RuntimeError) as exc:
         log.warning("runs start without search attributes: they are not registered in Temporal", error=_why(exc))
         return False
-    p.extras["search_attributes_ready"] = True
+    p.search_attributes_ready = True
     return True
 
 
 async def start_run(p: Platform, inp: RunInput, *, org: str = "", subjects: Sequence[str] = ()) -> None:
     """Start the run's workflow (workflow id = run id); a start already made counts as done. The run carries
     search attributes (organization, protocol, subjects, status) so an operator finds it in the Temporal UI."""
-    from workflows.run import ORG_ATTR, PROTOCOL_ATTR, STATUS_ATTR, SUBJECT_ATTR, WORKFLOW_NAME
-
     indexed = await search_attributes_ready(p)
     attributes = TypedSearchAttributes([
         SearchAttributePair(ORG_ATTR, org or inp.run.org_id),
@@ -171,7 +163,7 @@ async def start_run(p: Platform, inp: RunInput, *, org: str = "", subjects: Sequ
         SearchAttributePair(STATUS_ATTR, "running")]) if indexed else None
     try:
         await client_of(p).start_workflow(
-            WORKFLOW_NAME, inp.model_copy(update={"indexed": indexed}), id=inp.run.run_id,
+            ProtocolRun.run, inp.model_copy(update={"indexed": indexed}), id=inp.run.run_id,
             task_queue=p.settings.task_queue, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, search_attributes=attributes,
             rpc_timeout=START_TIMEOUT)
@@ -192,16 +184,17 @@ async def request_cancellation(p: Platform, run_id: uuid.UUID | str, reason: str
                     error=_why(exc))
 
 
-async def update(p: Platform, run_id: uuid.UUID | str, name: str, arg: Any, *, request_id: str | None,
-                 result_type: type) -> Any:
-    """One Update on the run's workflow, its id the update's name and the request id: the same request never acts
-    twice, and an id a client reuses for another kind of request (a hold, then a resume) is a request of its own,
-    never answered with the other's result (Temporal deduplicates update ids across all of a workflow's updates)."""
-    handle = client_of(p).get_workflow_handle(str(run_id))
-    update_id = f"{name}:{request_id}" if request_id else None
+async def update(p: Platform, run_id: uuid.UUID | str, update: UpdateMethodMultiParam[[ProtocolRun, Arg], Result],
+                 arg: Arg, *, request_id: str | None) -> Result:
+    """One Update on the run's workflow (`ProtocolRun.hold`, …), its id the update's name and the request id: the
+    same request never acts twice, and an id a client reuses for another kind of request (a hold, then a resume)
+    is a request of its own, never answered with the other's result (Temporal deduplicates update ids across all
+    of a workflow's updates)."""
+    handle = client_of(p).get_workflow_handle_for(ProtocolRun.run, str(run_id))
+    # The name the update is registered under (the SDK's own record of it, declared on the decorated method).
+    update_id = f"{update._defn.name}:{request_id}" if request_id else None
     try:
-        return await handle.execute_update(name, arg, id=update_id, result_type=result_type,
-                                           rpc_timeout=UPDATE_TIMEOUT)
+        return await handle.execute_update(update, arg, id=update_id, rpc_timeout=UPDATE_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
         raise _refused(exc) from exc
     except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
@@ -214,23 +207,6 @@ async def update(p: Platform, run_id: uuid.UUID | str, name: str, arg: Any, *, r
         raise _unavailable(exc) from exc
     except RuntimeError as exc:  # the lazy client could not connect
         raise _unavailable(exc) from exc
-
-
-async def update_step(p: Platform, run_id: uuid.UUID | str, name: str, arg: Any, *, request_id: str | None,
-                      result_type: type, still_open: Callable[[], Awaitable[bool]]) -> Any:
-    """An Update about one step. A step the database shows open but the workflow does not wait on yet is a run
-    catching up after a worker crash (it re-runs the last activities of a lost workflow task): retry a few
-    seconds, then 503."""
-    deadline = asyncio.get_running_loop().time() + CATCH_UP_S
-    while True:
-        try:
-            return await update(p, run_id, name, arg, request_id=request_id, result_type=result_type)
-        except UpdateRefused as exc:
-            if exc.kind != "WrongStep" or not await still_open():
-                raise
-            if asyncio.get_running_loop().time() > deadline:
-                raise Unavailable(CATCHING_UP) from exc
-            await asyncio.sleep(0.2)
 
 
 _BULKY = {"input", "result", "payloads", "details", "header", "data", "lastFailure", "failure", "memo",

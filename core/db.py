@@ -77,11 +77,7 @@ class TenantSessions:
 
         @event.listens_for(self._factory, "after_begin")
         def _set_org(session: Session, transaction: Any, connection: Any) -> None:
-            org = session.info.get("org_id")
-            connection.execute(
-                text("SELECT set_config('flasktrack.org_id', :org, true)"),
-                {"org": str(org) if org else ""},
-            )
+            connection.execute(_SET_ORG, {"org": _org(session)})
 
     @contextmanager
     def begin(self, org_id: uuid.UUID | str | None) -> Iterator[Session]:
@@ -93,3 +89,36 @@ class TenantSessions:
                 yield session
         finally:
             session.close()
+
+    @contextmanager
+    def session(self, org_id: uuid.UUID | str | None = None) -> Iterator[Session]:
+        """A session whose transactions begin when it is used and end with each `commit()`, every one in the
+        session's org (`enter` changes it): for work that waits between transactions without holding a connection
+        (an API request waiting on Temporal). What is still open at the end is committed; rolled back on error."""
+        session = self._factory()
+        session.info["org_id"] = org_id
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @staticmethod
+    def enter(session: Session, org_id: uuid.UUID | str) -> None:
+        """The session works in `org_id` from now on, its open transaction included: authentication runs before the
+        organization is known (SECURITY DEFINER look-ups only), the request's work after it in the same
+        transaction."""
+        session.info["org_id"] = org_id
+        if session.in_transaction():
+            session.execute(_SET_ORG, {"org": _org(session)})
+
+
+_SET_ORG = text("SELECT set_config('flasktrack.org_id', :org, true)")  # true: for this transaction only
+
+
+def _org(session: Session) -> str:
+    org = session.info.get("org_id")
+    return str(org) if org else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -48,12 +49,15 @@ def owner(database_url: str) -> TenantSessions:
 
 @pytest.fixture(scope="session")
 def platform(settings: Settings) -> Platform:
+    """The platform's services (sessions, settings, keys). Never given to an app as it is: each app gets a copy,
+    `dataclasses.replace(platform, ...)` with the fields the test sets, so its Temporal client, health and caches
+    are its own and no test sees another's."""
     return build_platform(settings)
 
 
 @pytest.fixture(scope="session")
 def client(platform: Platform) -> Iterator[TestClient]:
-    with TestClient(create_app(platform)) as c:
+    with TestClient(create_app(replace(platform))) as c:
         yield c
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +36,7 @@ def contract_org(owner: TenantSessions, client: Any) -> Org:
 
 @pytest.fixture(scope="module")
 def contract_app(platform: Platform) -> Iterator[Any]:
-    app = create_app(platform, background=False)
+    app = create_app(replace(platform), background=False)
     yield app
     asgi.shutdown_lifespans()
 

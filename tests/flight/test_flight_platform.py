@@ -236,9 +236,8 @@ def connect_as(uri: str, email: str, password: str = PASSWORD, **kwargs: Any) ->
 def test_http_takes_forwarded_for_only_from_a_trusted_proxy(platform: Platform, owner: TenantSessions) -> None:
     proxy, sprayer = "192.0.2.10", f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
     for trusted, expected in (([proxy], sprayer), ([], proxy)):
-        # Its own extras: the shared dict holds the session app's Temporal client and health probe.
         settings = platform.settings.model_copy(update={"trusted_proxies": trusted})
-        app = create_app(replace(platform, settings=settings, extras={}), background=False)
+        app = create_app(replace(platform, settings=settings), background=False)
         email = f"http-{secrets.token_hex(4)}@nowhere.example"
         with TestClient(app, client=(proxy, 5000)) as c:
             r = c.post("/api/v1/auth/login", json={"email": email, "password": "a wrong guess"},

@@ -46,9 +46,7 @@ def test_failed_logins_are_audited_and_lock_the_account(client, owner):
 
 
 def test_per_address_limit(platform: Platform, owner, client):
-    # Its own extras: the shared dict holds the session app's Temporal client and health probe.
-    strict = replace(platform, settings=platform.settings.model_copy(update={"login_max_failures_per_address": 3}),
-                     extras={})
+    strict = replace(platform, settings=platform.settings.model_copy(update={"login_max_failures_per_address": 3}))
     org = make_org(owner, client)
     with TestClient(create_app(strict, background=False), client=("198.51.100.7", 5000)) as c:
         for role in (Role.analyst, Role.auditor, Role.scientist):

@@ -10,14 +10,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.runs import RunActivities
+from api.app import create_app
 from api.deps import Platform
 from workflows import ProtocolRun
 from workflows.run import SEARCH_ATTRIBUTES
@@ -58,8 +61,8 @@ async def skipping_worker(skipping_env: WorkflowEnvironment, platform: Platform)
 class WorkerProcess:
     """`python -m flasktrack.cli worker` in a subprocess, as `flasktrack up` runs it; can be killed and restarted."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
+    def __init__(self, env: dict[str, str], log: Path, queue: str) -> None:
+        self.env, self.log, self.queue = env, log, queue
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -83,15 +86,13 @@ class WorkerProcess:
 
 
 @pytest.fixture(scope="session")
-def worker_process(dev_env: WorkflowEnvironment, database_url: str, data_dir: Path, platform: Platform
-                   ) -> Iterator[WorkerProcess]:
-    """The real worker against the test database and the dev server, serving the platform's task queue."""
+def worker_process(dev_env: WorkflowEnvironment, database_url: str, data_dir: Path) -> Iterator[WorkerProcess]:
+    """The real worker against the test database and the dev server, serving a task queue of its own."""
     queue = f"e2e-{uuid.uuid4().hex[:8]}"
-    platform.settings.task_queue = queue
     env = {**os.environ, "FLASKTRACK_DATABASE_URL": database_url, "FLASKTRACK_DATA_DIR": str(data_dir),
            "FLASKTRACK_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
            "FLASKTRACK_TASK_QUEUE": queue, "FLASKTRACK_LOG_LEVEL": "WARNING"}
-    w = WorkerProcess(env, data_dir / "worker.log")
+    w = WorkerProcess(env, data_dir / "worker.log", queue)
     w.start()
     yield w
     w.stop()
@@ -99,9 +100,17 @@ def worker_process(dev_env: WorkflowEnvironment, database_url: str, data_dir: Pa
 
 @pytest.fixture(scope="session")
 def temporal_api(platform: Platform, dev_env: WorkflowEnvironment, worker_process: WorkerProcess) -> Platform:
-    """The API's Temporal client pointed at the dev server where the worker runs."""
-    platform.extras["temporal"] = dev_env.client
-    return platform
+    """The platform of this directory's API `client`: its Temporal client is the dev server's, and runs start on
+    the worker's task queue."""
+    settings = platform.settings.model_copy(update={"task_queue": worker_process.queue})
+    return replace(platform, settings=settings, temporal=dev_env.client)
+
+
+@pytest.fixture(scope="session")
+def client(temporal_api: Platform) -> Iterator[TestClient]:
+    """In run tests the API client's app talks to the dev server and the worker (its platform: `temporal_api`)."""
+    with TestClient(create_app(temporal_api)) as c:
+        yield c
 
 
 def wait_for(check, timeout: float = 15.0, every: float = 0.05):  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from dataclasses import replace
 
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -22,21 +23,15 @@ async def test_api_starts_when_temporal_is_down_and_answers_503(platform, owner,
     key = f"down-{uuid.uuid4().hex[:6]}"
     approve_protocol(owner, org_a.id, one_task(key, due=None))
     nowhere = await Client.connect("127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter)
-    saved = {k: platform.extras.get(k) for k in ("temporal", "temporal_probe", "temporal_health")}
-    platform.extras.pop("temporal_health", None)  # this app's own probe state
-    platform.extras["temporal"] = nowhere
-    try:
-        with TestClient(create_app(platform, background=False)) as c:
-            start = time.monotonic()
-            r = c.post("/api/v1/runs", json={"protocol_key": key}, headers=org_a.headers(Role.lab_manager))
-            assert r.status_code == 503 and "Temporal is not reachable" in r.json()["detail"], r.text
-            assert time.monotonic() - start < 5
-            probe = wait_for(lambda: platform.extras["temporal_probe"]().get("checked_at")
-                             and platform.extras["temporal_probe"]())
-            assert probe["status"] == "down"
-            assert c.get("/healthz").json()["checks"]["temporal"]["status"] == "down"
-    finally:
-        platform.extras.update(saved)  # the session's app and its probe again
+    down = replace(platform, temporal=nowhere)  # this test's app alone
+    with TestClient(create_app(down, background=False)) as c:
+        start = time.monotonic()
+        r = c.post("/api/v1/runs", json={"protocol_key": key}, headers=org_a.headers(Role.lab_manager))
+        assert r.status_code == 503 and "Temporal is not reachable" in r.json()["detail"], r.text
+        assert time.monotonic() - start < 5
+        probe = wait_for(lambda: (report := down.temporal_health.report()).get("checked_at") and report)
+        assert probe["status"] == "down"
+        assert c.get("/healthz").json()["checks"]["temporal"]["status"] == "down"
     # The run that could not start is on record as failed, with the reason.
     with owner.begin(org_a.id) as s:
         row = s.execute(text("SELECT status, status_reason FROM runs WHERE protocol_key = :k"), {"k": key}).one()
@@ -70,5 +65,5 @@ def test_no_worker_answers_503_not_a_hang(client, temporal_api, worker_process, 
 
 
 def platform_probe(client) -> dict:  # type: ignore[no-untyped-def]
-    return wait_for(lambda: (p := client.app.state.platform.extras["temporal_probe"]())["status"] == "up" and p,
+    return wait_for(lambda: (p := client.app.state.platform.temporal_health.report())["status"] == "up" and p,
                     timeout=10)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from api.app import create_app
 from domain.roles import Role
 from tests.runs.support import approve_protocol, complete, launch_with_open_task, one_task
 from tests.support import Org, make_org
@@ -114,10 +117,11 @@ def test_a_body_over_the_limit_is_413_before_anything_is_stored(client, temporal
     assert r.status_code == 200 and r.json()["run_status"] == "completed", r.text
 
 
-def test_the_body_limit_is_a_setting(client, platform, org, monkeypatch):
-    monkeypatch.setattr(platform.settings, "max_body_bytes", 4096)
-    r = client.post("/api/v1/runs/00000000-0000-0000-0000-000000000000/hold", json={"reason": "y" * 5000},
-                    headers=org.headers(Role.lab_manager))
+def test_the_body_limit_is_a_setting(platform, org):
+    small = replace(platform, settings=platform.settings.model_copy(update={"max_body_bytes": 4096}))
+    with TestClient(create_app(small, background=False)) as client:  # this test's app alone
+        r = client.post("/api/v1/runs/00000000-0000-0000-0000-000000000000/hold", json={"reason": "y" * 5000},
+                        headers=org.headers(Role.lab_manager))
     assert r.status_code == 413 and "larger than 4096 bytes" in r.json()["detail"], r.text
 
 

@@ -18,10 +18,11 @@ from activities.runs import RunActivities
 from api import temporal as api_temporal
 from domain.errors import Invalid
 from domain.roles import Role
-from domain.runs.messages import ActorRef, Control, ControlRun, RequestInfo, RunRef, RunState
+from domain.runs.messages import ActorRef, Control, ControlRun, RequestInfo, RunRef
 from tests.runs.conftest import wait_for
 from tests.runs.support import complete, launch_with_open_task
 from tests.support import Org, make_org
+from workflows.run import ProtocolRun
 
 CHECKLIST = ["balance_calibrated"]
 
@@ -66,8 +67,8 @@ def test_a_value_the_database_refuses_answers_422_at_the_first_attempt(client, t
     control = _control(org, "hold", "contamination\x00suspected")
 
     async def hold() -> Any:
-        return await api_temporal.update(temporal_api, run_id, "hold", control,
-                                         request_id=control.request.request_id, result_type=RunState)
+        return await api_temporal.update(temporal_api, run_id, ProtocolRun.hold, control,
+                                         request_id=control.request.request_id)
 
     with pytest.raises(Invalid) as info:
         asyncio.run(hold())

@@ -41,7 +41,7 @@ def test_a_decision_the_workflow_refuses_records_no_signature(client, temporal_a
     # The first run's workflow is stopped outside the platform (an operator in Temporal's UI): the database
     # still shows the approval open, the API checks the password, and the workflow cannot take the decision.
     (stopped, approval), (going, other) = runs
-    handle = temporal_api.extras["temporal"].get_workflow_handle(stopped)
+    handle = temporal_api.temporal.get_workflow_handle(stopped)
     asyncio.run(handle.terminate(reason="operator"))
     r = client.post(f"/api/v1/runs/{stopped}/approvals", json={"decision": "approve", "password": PASSWORD_OF},
                     headers=mgr)
