@@ -111,9 +111,13 @@ class Platform:
             yield s
 
 
-async def platform(request: Request) -> Platform:
+def platform_of(request: Request) -> Platform:
     p: Platform = request.app.state.platform
     return p
+
+
+async def platform(request: Request) -> Platform:
+    return platform_of(request)
 
 
 PlatformDep = Annotated[Platform, Depends(platform)]

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import caller_address, record_denial, request_context
+from api.deps import caller_address, platform_of, record_denial, request_context
 from domain.audit import Severity
 from domain.errors import DomainError, Forbidden, NotFound, RateLimited, Unauthenticated
 from domain.identity import service as identity
@@ -30,10 +31,14 @@ from domain.signatures import SignatureRefused
 log = structlog.get_logger("flasktrack.api")
 
 
-def _in_own_tx(request: Request, caller: Caller | None, work: Callable[..., None], *args: Any) -> None:
+P = ParamSpec("P")
+
+
+def _in_own_tx(request: Request, caller: Caller | None, work: Callable[Concatenate[Session, P], None],
+               *args: P.args, **kwargs: P.kwargs) -> None:
     try:
-        with request.app.state.platform.tx(caller) as session:
-            work(session, *args)
+        with platform_of(request).tx(caller) as session:
+            work(session, *args, **kwargs)
     except Exception:  # noqa: BLE001 - the refusal is answered anyway; the log says what was not recorded
         log.exception("could not record a refusal", work=work.__name__)
 
@@ -149,7 +154,7 @@ def install(app: FastAPI) -> None:
             # Every denied action is on record, in its own transaction (the action's own rolled back).
             # Unknown and other-org records answer alike (no existence leak); the attempt is recorded too.
             severity = Severity.warning if isinstance(exc, Forbidden) else Severity.notice
-            await run_in_threadpool(record_denial, request.app.state.platform, caller, request,
+            await run_in_threadpool(record_denial, platform_of(request), caller, request,
                                     ("denied: " if isinstance(exc, Forbidden) else "not found: ") + exc.message,
                                     severity)
         if isinstance(exc, SignatureRefused) and caller is not None:

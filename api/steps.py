@@ -96,6 +96,7 @@ async def submit_step_action(p: Platform, s: Session, caller: Caller, action: St
     """Do the step action once, whatever the retries: 200 with the outcome (naming the tasks open next), or the
     workflow's refusal (403/409/422 with every reason), each on record; the same X-Request-ID answers the first
     answer again."""
+    temporal.client_of(p)  # 503 before anything is checked or signed when Temporal is not configured
     request_id = caller.context.request_id
     cache_key = (caller.org_id, action.id)
     known_run = p.runs_of_tasks.get(cache_key) if action.names == "task" else None

@@ -8,8 +8,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
+from core.db import TenantSessions
 from core.heartbeat import beat
-from domain.roles import Role
+from domain.identity import service as identity
+from domain.roles import RequestContext, Role
 from tests.support import PASSWORD, make_org
 
 
@@ -56,7 +58,7 @@ def test_raw_selects_without_org_filter_see_only_own_org(owner, platform, org_a,
         for t in tables:  # org A set, a query that "forgets" its filter: no row of another org
             others = s.execute(text(f"SELECT count(*) FROM {t} WHERE org_id <> :a"), {"a": org_a.id}).scalar_one()
             assert others == 0, t
-        assert s.execute(text("SELECT count(*) FROM memberships")).scalar_one() == len(Role)
+        assert s.execute(text("SELECT count(*) FROM memberships")).scalar_one() >= len(Role)
         assert s.execute(text("SELECT count(*) FROM users")).scalar_one() == len(Role)
 
 
@@ -195,3 +197,23 @@ def test_nothing_is_readable_without_an_organization(platform, owner, client):
     for _ in range(5):
         assert client.post("/api/v1/auth/login", json={"email": email, "password": "wrong again!"}).status_code == 401
     assert client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).status_code == 429
+
+
+def test_authentication_and_the_handler_share_one_transaction_the_org_set_between(platform, org_a):
+    """The API's request transaction (api/deps.py): authentication reads only through its SECURITY DEFINER functions,
+    with no organization set and nothing else readable; then the caller's organization is set in the same
+    transaction, and in every later one of the request."""
+    org_now = text("SELECT current_setting('flasktrack.org_id', true)")
+    with platform.sessions.session() as s:
+        tx = s.execute(text("SELECT txid_current()")).scalar_one()
+        assert s.execute(org_now).scalar_one() == ""
+        caller = identity.resolve_credential(s, org_a.tokens[Role.owner], RequestContext())
+        assert caller.org_id == org_a.id
+        assert s.execute(text("SELECT count(*) FROM memberships")).scalar_one() == 0
+        TenantSessions.enter(s, caller.org_id)
+        assert s.execute(text("SELECT txid_current()")).scalar_one() == tx
+        assert s.execute(org_now).scalar_one() == str(org_a.id)
+        assert s.execute(text("SELECT count(*) FROM memberships")).scalar_one() >= len(Role)
+        s.commit()
+        assert s.execute(org_now).scalar_one() == str(org_a.id)
+        assert s.execute(text("SELECT txid_current()")).scalar_one() != tx
