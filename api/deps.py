@@ -10,7 +10,7 @@ import datetime as dt
 import functools
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Concatenate, Literal, ParamSpec, TypeVar
@@ -123,13 +123,23 @@ async def platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(platform)]
 
 
-def request_session(p: PlatformDep) -> Iterator[Session]:
+async def request_session(p: PlatformDep) -> AsyncIterator[Session]:
     """The request's database session. Authentication's look-ups open its first transaction before the organization
     is known (SECURITY DEFINER functions only); the caller's organization is set in it once known (row-level
-    security), and the handler's work follows in the same transaction, committed before the answer is sent. An
-    async handler ends it (`in_tx`) before it waits on Temporal; each later `in_tx` is a transaction of its own."""
-    with p.sessions.session() as s:
+    security), and the handler's work follows in the same transaction, committed before the answer is sent (rolled
+    back on error). An async handler ends it (`in_tx`) before it waits on Temporal; each later `in_tx` is a
+    transaction of its own."""
+    s = p.sessions.open()  # no I/O until its first statement
+    try:
         yield s
+        if s.in_transaction():  # a sync handler's: commit in the thread pool; an async one's ended already
+            await run_in_threadpool(s.commit)
+    except BaseException:
+        if s.in_transaction():
+            await run_in_threadpool(s.rollback)
+        raise
+    finally:
+        s.close()  # no I/O: the session holds no connection any more
 
 
 # scope="function": committed before the response is sent, so a client's next request sees what this one wrote.

@@ -90,21 +90,13 @@ class TenantSessions:
         finally:
             session.close()
 
-    @contextmanager
-    def session(self, org_id: uuid.UUID | str | None = None) -> Iterator[Session]:
-        """A session whose transactions begin when it is used and end with each `commit()`, every one in the
-        session's org (`enter` changes it): for work that waits between transactions without holding a connection
-        (an API request waiting on Temporal). What is still open at the end is committed; rolled back on error."""
+    def open(self, org_id: uuid.UUID | str | None = None) -> Session:
+        """A session whose transactions begin when it is used and end with each `commit()`, every one in the session's
+        org (`enter` changes it): for work that waits between transactions without holding a connection (an API
+        request waiting on Temporal). Its user ends it: commit or roll back, then close."""
         session = self._factory()
         session.info["org_id"] = org_id
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        return session
 
     @staticmethod
     def enter(session: Session, org_id: uuid.UUID | str) -> None:

@@ -204,7 +204,7 @@ def test_authentication_and_the_handler_share_one_transaction_the_org_set_betwee
     with no organization set and nothing else readable; then the caller's organization is set in the same
     transaction, and in every later one of the request."""
     org_now = text("SELECT current_setting('flasktrack.org_id', true)")
-    with platform.sessions.session() as s:
+    with platform.sessions.open() as s:
         tx = s.execute(text("SELECT txid_current()")).scalar_one()
         assert s.execute(org_now).scalar_one() == ""
         caller = identity.resolve_credential(s, org_a.tokens[Role.owner], RequestContext())
