@@ -71,7 +71,7 @@ def _serving(url: str, data_dir: Path, queue: str, temporal: str, client: Client
     (through `client` when given, e.g. the shared dev server's)."""
     platform = build_platform(_settings(url, data_dir, queue, temporal))
     if client is not None:
-        platform.extras["temporal"] = client
+        platform.temporal = client
     env = {**os.environ, "FLASKTRACK_DATABASE_URL": url, "FLASKTRACK_DATA_DIR": str(data_dir),
            "FLASKTRACK_TEMPORAL_ADDRESS": temporal, "FLASKTRACK_TASK_QUEUE": queue, "FLASKTRACK_LOG_LEVEL": "WARNING"}
     worker = WorkerProcess(env, data_dir / "worker.log")
