@@ -36,9 +36,14 @@ def test_compose_services_use_real_commands_and_settings():
 
 
 def test_dockerfile_copies_every_package():
+    """Every package the project installs (pyproject's list, so a new one cannot be forgotten) and the migrations."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    installed = setuptools["packages"]["find"]["include"]
     text = (ROOT / "Dockerfile").read_text()
-    for pkg in ("flasktrack", "api", "domain", "workflows", "activities", "worker", "lake", "flight", "migrations"):
-        assert f"COPY {pkg} {pkg}" in text
+    for pkg in [p.rstrip("*") for p in installed] + ["migrations"]:
+        assert f"COPY {pkg} {pkg}" in text, f"the image lacks {pkg}/"
 
 
 def test_bad_configuration_fails_with_one_clear_line(tmp_path):
