@@ -74,7 +74,7 @@ def _serving(url: str, data_dir: Path, queue: str, temporal: str, client: Client
         platform.temporal = client
     env = {**os.environ, "FLASKTRACK_DATABASE_URL": url, "FLASKTRACK_DATA_DIR": str(data_dir),
            "FLASKTRACK_TEMPORAL_ADDRESS": temporal, "FLASKTRACK_TASK_QUEUE": queue, "FLASKTRACK_LOG_LEVEL": "WARNING"}
-    worker = WorkerProcess(env, data_dir / "worker.log")
+    worker = WorkerProcess(env, data_dir / "worker.log", queue)
     worker.start()
     try:
         with TestClient(create_app(platform)) as client:
