@@ -19,7 +19,7 @@ from api.deps import _REQUEST_ID, Platform, request_id
 from api.guards import BodyLimit, json_bodies, storable_parameters
 from core.config import Settings, get_settings
 from core.db import TenantSessions, app_url, make_engine
-from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, load_public_keys
+from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
 from domain.audit.sealer import Sealer
 
 log = structlog.get_logger("flasktrack.api")
@@ -27,12 +27,14 @@ log = structlog.get_logger("flasktrack.api")
 
 def build_platform(settings: Settings) -> Platform:
     engine = make_engine(app_url(settings))
-    key = load_or_create_signing_key(settings.resolved_signing_key_path)  # first: its public half is then trusted
+    key = load_signing_key(settings.resolved_signing_key_path, settings.signing_key)
+    keys_dir = settings.resolved_signing_key_path.parent
     return Platform(
         settings=settings,
         sessions=TenantSessions(engine),
         checkpoints=CheckpointStore(settings.resolved_checkpoint_dir),
-        public_keys=load_public_keys([settings.resolved_signing_key_path.parent]),
+        # Keys retired by rotation stay trusted from their files; the current one is trusted wherever it came from.
+        public_keys={**(load_public_keys([keys_dir]) if keys_dir.is_dir() else {}), key.key_id: key.public},
         signing_key=key,
     )
 

@@ -10,7 +10,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     lake_uri: str | None = None  # unset = data_dir/lake
     lake_storage_options: dict[str, str] = Field(default_factory=dict)
     signing_key_path: Path | None = None  # unset = data_dir/keys/audit-ed25519.pem
+    # The signing key itself, from a secret store through the environment (PEM or base64); wins over the file.
+    # A SecretStr: its value never appears in a repr, a log line or an error message.
+    signing_key: SecretStr | None = None
     checkpoint_dir: Path | None = None  # unset = data_dir/checkpoints
     checkpoint_interval_s: float = Field(default=300.0, gt=0)
 
@@ -41,6 +44,9 @@ class Settings(BaseSettings):
     flight_host: str = "127.0.0.1"
     flight_port: int = Field(default=8815, ge=1, le=65535)
     temporal_port: int = Field(default=7233, ge=1, le=65535)
+    # Set both: the API serves https:// and Flight SQL grpc+tls:// with this certificate (PEM, chain after it).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = Field(default=None, validate_default=True)  # checked even unset: see _tls_key
 
     token_ttl_minutes: int = Field(default=12 * 60, ge=1)
     login_max_failures: int = Field(default=5, ge=1)
@@ -73,6 +79,41 @@ class Settings(BaseSettings):
         trusted_networks(v)  # ValueError names the bad entry
         return v
 
+    @field_validator("tls_cert_file")
+    @classmethod
+    def _tls_cert(cls, v: Path | None) -> Path | None:
+        from core.tls import load_certificates
+
+        if v is not None:
+            load_certificates(v)  # ValueError names the file and what is wrong with it
+        return v
+
+    @field_validator("tls_key_file")
+    @classmethod
+    def _tls_key(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        from core.tls import check_key_pair, load_private_key
+
+        if "tls_cert_file" not in info.data:
+            return v  # the certificate is wrong already, and that is the error reported
+        cert = info.data["tls_cert_file"]
+        if v is None and cert is not None:
+            raise ValueError("required with FLASKTRACK_TLS_CERT_FILE (the certificate's private key, PEM)")
+        if v is not None and cert is None:
+            load_private_key(v)
+            raise ValueError("set FLASKTRACK_TLS_CERT_FILE too (the certificate of this key, PEM)")
+        if v is not None and cert is not None:
+            check_key_pair(cert, v)
+        return v
+
+    @field_validator("signing_key")
+    @classmethod
+    def _ed25519(cls, v: SecretStr | None) -> SecretStr | None:
+        from core.signing import ed25519_from_secret
+
+        if v is not None:
+            ed25519_from_secret(v.get_secret_value())
+        return v
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, v: str) -> str:
@@ -87,6 +128,10 @@ class Settings(BaseSettings):
     @property
     def resolved_signing_key_path(self) -> Path:
         return self.signing_key_path or self.data_dir / "keys" / "audit-ed25519.pem"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
     @property
     def resolved_checkpoint_dir(self) -> Path:

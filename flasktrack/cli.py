@@ -79,11 +79,14 @@ def _org_id(sessions: object, slug: str) -> uuid.UUID:
 
 
 @app.command()
-def up() -> None:
+def up(
+    tls: Annotated[bool, typer.Option("--tls", help="Serve the API and Flight SQL over TLS with a local development "
+                                      "CA and certificate under the data dir (made once, reused).")] = False,
+) -> None:
     """Run the whole platform (embedded PostgreSQL and Temporal unless configured) until Ctrl-C."""
     from flasktrack.up import run_up
 
-    raise typer.Exit(run_up(_settings()))
+    raise typer.Exit(run_up(_settings(), tls=tls))
 
 
 @app.command()
@@ -93,7 +96,8 @@ def api(host: str | None = None, port: int | None = None) -> None:
 
     s = _with_database()  # api.main reads the settings anew, the URL included
     uvicorn.run("api.main:app", host=host or s.api_host, port=port or s.api_port, log_config=None,
-                access_log=False, proxy_headers=False)
+                access_log=False, proxy_headers=False,  # core/net.py decides whose X-Forwarded-For counts
+                ssl_certfile=s.tls_cert_file, ssl_keyfile=s.tls_key_file)  # both or neither (core/config.py)
 
 
 @app.command()
@@ -260,11 +264,11 @@ def audit_checkpoint(
     """Seal pending entries and sign each org's current head into the checkpoint store."""
     from core.db import TenantSessions
     from domain.audit import service
-    from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key
+    from domain.audit.checkpoints import CheckpointStore, load_signing_key
 
     s, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
-    key = load_or_create_signing_key(s.resolved_signing_key_path)
+    key = load_signing_key(s.resolved_signing_key_path, s.signing_key)
     store = CheckpointStore(s.resolved_checkpoint_dir)
     with sessions.begin(None) as db:
         orgs = db.execute(text("SELECT id, slug FROM organizations ORDER BY slug")).all()
@@ -294,7 +298,7 @@ def audit_export(
     """Stream the org's log to a file; JSONL comes with `<out>.checkpoint.json` for offline verification."""
     from core.db import TenantSessions
     from domain.audit import service
-    from domain.audit.checkpoints import CheckpointStore, load_or_create_signing_key, sign
+    from domain.audit.checkpoints import CheckpointStore, load_signing_key, sign
     from domain.audit.service import AuditFilter
     from domain.roles import SYSTEM_ACTOR, Caller, Role
 
@@ -304,7 +308,7 @@ def audit_export(
     assert isinstance(sessions, TenantSessions)
     org_id = _org_id(sessions, org)
     caller = Caller(org_id=org_id, org_slug=org, role=Role.auditor, actor=SYSTEM_ACTOR)
-    key = load_or_create_signing_key(s.resolved_signing_key_path)
+    key = load_signing_key(s.resolved_signing_key_path, s.signing_key)
     verified = True
     try:
         with sessions.begin(org_id) as db:

@@ -100,10 +100,26 @@ def start_temporal(settings: Settings, log_dir: Path) -> Child:
     return child
 
 
-def print_banner(settings: Settings, temporal_ui: str | None, seeded: bool) -> None:
+def dev_tls(settings: Settings, env: dict[str, str]) -> tuple[Settings, Path]:
+    """`up --tls`: the development CA and server certificate under the data dir (made on the first start,
+    reused after), handed to the services like configured ones; the CA file is what clients trust."""
+    from core.tls import ensure_dev_certificates, serving_names
+
+    certs = ensure_dev_certificates((settings.data_dir / "tls").resolve(),
+                                    serving_names(settings.api_host, settings.flight_host))
+    env["FLASKTRACK_TLS_CERT_FILE"] = str(certs.cert_file)
+    env["FLASKTRACK_TLS_KEY_FILE"] = str(certs.key_file)
+    return settings.model_copy(update={"tls_cert_file": certs.cert_file, "tls_key_file": certs.key_file}), certs.ca_file
+
+
+def print_banner(settings: Settings, temporal_ui: str | None, seeded: bool, ca_file: Path | None = None) -> None:
     t = Table(title="Flask Track is running", show_header=False)
-    t.add_row("API", f"http://{settings.api_host}:{settings.api_port}  (docs: /docs, health: /healthz)")
-    t.add_row("Flight SQL", f"grpc://{settings.flight_host}:{settings.flight_port}")
+    http, grpc = ("https", "grpc+tls") if settings.tls else ("http", "grpc")
+    t.add_row("API", f"{http}://{settings.api_host}:{settings.api_port}  (docs: /docs, health: /healthz)")
+    t.add_row("Flight SQL", f"{grpc}://{settings.flight_host}:{settings.flight_port}")
+    if ca_file is not None:
+        t.add_row("Trust CA", f"{ca_file}  (development only; e.g. curl --cacert, "
+                              "ADBC adbc.flight.sql.client_option.tls_root_certs)")
     if temporal_ui:
         t.add_row("Temporal UI", temporal_ui)
     t.add_row("Data", str(settings.data_dir.resolve()))
@@ -118,7 +134,7 @@ def print_banner(settings: Settings, temporal_ui: str | None, seeded: bool) -> N
     console.print("Ctrl-C stops everything.")
 
 
-def run_up(settings: Settings) -> int:
+def run_up(settings: Settings, *, tls: bool = False) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -126,6 +142,11 @@ def run_up(settings: Settings) -> int:
         raise SystemExit(f"port {settings.api_port} is in use: stop the other process or set FLASKTRACK_API_PORT")
     env = dict(os.environ)
     env["FLASKTRACK_DATA_DIR"] = str(settings.data_dir.resolve())
+    ca_file = None
+    if tls and settings.tls:
+        console.print("serving TLS with the configured certificate (FLASKTRACK_TLS_CERT_FILE)")
+    elif tls:
+        settings, ca_file = dev_tls(settings, env)
     console.print("starting PostgreSQL…" if not settings.database_url else "using external PostgreSQL")
     settings = with_database(settings)  # an embedded server lives as long as this process
     db_url = owner_url(settings)
@@ -148,7 +169,7 @@ def run_up(settings: Settings) -> int:
         c.start(env, log_dir)
     if not wait_for_port(settings.api_host, settings.api_port, 60):
         console.print(f"[red]the API did not start; see {log_dir / 'api.log'}[/red]")
-    print_banner(settings, temporal_ui, seeded)
+    print_banner(settings, temporal_ui, seeded, ca_file)
 
     stopping = False
 

@@ -772,6 +772,8 @@ def run_server(
     authenticator: Authenticator,
     **opts: Any,
 ) -> None:
-    """Start the Flight SQL server on grpc://host:port and block (`flasktrack flight`)."""
-    server = FlightSqlServer(f"grpc://{host}:{port}", lake_uri, authenticator, **opts)
+    """Start the Flight SQL server on grpc://host:port (grpc+tls:// with `tls_certificates`) and block
+    (`flasktrack flight`)."""
+    scheme = "grpc+tls" if opts.get("tls_certificates") else "grpc"
+    server = FlightSqlServer(f"{scheme}://{host}:{port}", lake_uri, authenticator, **opts)
     serve(server)

@@ -111,12 +111,20 @@ def caller_principal(caller: Caller) -> Principal:
 
 
 def run_flight(settings: Settings) -> None:
+    from pyarrow import flight
+
+    from core.tls import ServerCertificate
     from flight.server import run_server
 
+    tls = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        pair = ServerCertificate.from_files(settings.tls_cert_file, settings.tls_key_file)
+        tls = [flight.CertKeyPair(pair.cert_pem, pair.key_pem)]
     sessions = TenantSessions(make_engine(app_url(settings), pool_size=4))
     stop_beat = start_heartbeat(sessions, "flight")
     settings_lake = settings.resolved_lake_uri
-    log.info("flight sql serving", host=settings.flight_host, port=settings.flight_port, lake=settings_lake)
+    log.info("flight sql serving", host=settings.flight_host, port=settings.flight_port, lake=settings_lake,
+             tls=tls is not None)
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
@@ -124,7 +132,7 @@ def run_flight(settings: Settings) -> None:
     try:
         run_server(settings.flight_host, settings.flight_port, settings_lake, PlatformAuthenticator(sessions, settings),
                    storage_options=settings.lake_storage_options or None, trusted_proxies=settings.trusted_proxies,
-                   principal_recheck_s=settings.flight_principal_recheck_s)
+                   principal_recheck_s=settings.flight_principal_recheck_s, tls_certificates=tls)
     except KeyboardInterrupt:
         pass
     finally:

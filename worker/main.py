@@ -8,7 +8,6 @@ import asyncio
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import structlog
 from temporalio.client import Client
@@ -19,7 +18,7 @@ from activities.runs import RunActivities
 from core.config import Settings
 from core.db import TenantSessions, app_url, make_engine
 from core.heartbeat import start_heartbeat
-from domain.audit.checkpoints import CheckpointStore, SigningKey, load_or_create_signing_key
+from domain.audit.checkpoints import CheckpointStore, SigningKey, load_signing_key
 from domain.audit.sealer import Sealer
 from workflows import ProtocolRun
 
@@ -51,11 +50,12 @@ async def connect(settings: Settings, stop: asyncio.Event) -> Client | None:
     return None
 
 
-def signing_key(path: Path) -> SigningKey | None:
+def signing_key(settings: Settings) -> SigningKey | None:
     """The checkpoint key, tolerating the API creating it at the same moment."""
+    path = settings.resolved_signing_key_path
     for _ in range(20):
         try:
-            return load_or_create_signing_key(path)
+            return load_signing_key(path, settings.signing_key)
         except (FileExistsError, ValueError):
             time.sleep(0.1)
     log.warning("checkpoint key unreadable; this worker seals without signing checkpoints", path=str(path))
@@ -65,7 +65,7 @@ def signing_key(path: Path) -> SigningKey | None:
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     sessions = TenantSessions(make_engine(app_url(settings), pool_size=ACTIVITY_THREADS))
     sealer = Sealer(sessions, interval_s=settings.seal_interval_s,
-                    signing_key=signing_key(settings.resolved_signing_key_path),
+                    signing_key=signing_key(settings),
                     store=CheckpointStore(settings.resolved_checkpoint_dir),
                     checkpoint_interval_s=settings.checkpoint_interval_s).start()
     beats = start_heartbeat(sessions, "worker")

@@ -20,7 +20,9 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import SecretStr
 
+from core.signing import ed25519_from_secret
 from domain.canonical import canonical_bytes, format_ts, parse_ts
 
 CHECKPOINT_TYPE = "flasktrack-audit-checkpoint/1"
@@ -64,6 +66,24 @@ def load_or_create_signing_key(path: Path) -> SigningKey:
     pub_path = path.parent / f"{key.key_id}.pub.pem"
     if not pub_path.exists():
         pub_path.write_bytes(key.public_pem)
+    return key
+
+
+def load_signing_key(path: Path, secret: SecretStr | None = None) -> SigningKey:
+    """The checkpoint key: the configured secret (setting `signing_key`) when there is one, else the file at
+    `path`, created on first use. A key from a secret still leaves its public half beside `path`, where
+    `audit verify` looks for trusted keys, when that folder is writable."""
+    if secret is None:
+        return load_or_create_signing_key(path)
+    private = ed25519_from_secret(secret.get_secret_value())
+    key = SigningKey(private=private, key_id=key_id_of(private.public_key()))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pub_path = path.parent / f"{key.key_id}.pub.pem"
+        if not pub_path.exists():
+            pub_path.write_bytes(key.public_pem)
+    except OSError:
+        pass  # a read-only host: the API still serves the public key (GET /api/v1/audit/public-key)
     return key
 
 
