@@ -69,7 +69,7 @@ def test_role_by_endpoint_matrix(client, org_a, owner):
     assert checked >= len(Role) * 10
     # Each refusal is on record in the caller's org.
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org_a.id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org_a.id})
         denials = s.execute(text("SELECT count(*) FROM audit_log WHERE org_id = :o AND action = 'deny'"),
                             {"o": org_a.id}).scalar_one()
     expected = sum(1 for m, rt in _routes(client.app) if (p := _permission_of(rt)) is not None

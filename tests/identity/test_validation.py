@@ -11,7 +11,7 @@ from domain.roles import Role
 
 def _counts(owner, org_id):
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org_id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org_id})
         return tuple(s.execute(text(f"SELECT count(*) FROM {t} WHERE org_id = :o"), {"o": org_id}).scalar_one()
                      for t in ("audit_log", "audit_pending", "api_keys", "memberships"))
 

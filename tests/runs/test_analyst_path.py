@@ -89,7 +89,7 @@ def test_completed_step_reaches_the_analyst(client, temporal_api, owner, analyst
     # Every query is in the analyst's org audit log: who, the SQL, rows.
     def executed():
         with owner.begin(None) as s:
-            s.execute(text("SELECT audit_seal(:o)"), {"o": org.id})
+            s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org.id})
             return s.execute(text("SELECT convert_from(body, 'UTF8')::jsonb FROM audit_log WHERE org_id = :o "
                                   "AND entity_type = 'lake_query' ORDER BY seq"), {"o": org.id}).scalars().all()
     entries = wait_for(lambda: [e for e in executed() if form_table in e["after"]["sql"]], timeout=10)

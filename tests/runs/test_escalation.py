@@ -47,7 +47,7 @@ async def test_escalation_levels_fire_at_due_plus_each_delay(skipping_env, skipp
     assert [round(a.total_seconds()) for a in after] == [0, 15 * 60, 60 * 60]
 
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org_a.id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org_a.id})
         actions = s.execute(text("SELECT actor_id, action FROM audit_log WHERE org_id = :o AND entity_type = 'task'"
                                  " AND action = 'escalate' AND entity_id = :t"),
                             {"o": org_a.id, "t": fired[0]["task_id"]}).all()

@@ -30,7 +30,7 @@ def _fields(r) -> set[str]:  # type: ignore[no-untyped-def]
 
 def _records(owner, org: Org) -> tuple[int, ...]:
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org.id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org.id})
         return tuple(s.execute(text(f"SELECT count(*) FROM {t} WHERE org_id = :o"), {"o": org.id}).scalar_one()
                      for t in ("runs", "audit_log", "step_events", "form_submissions"))
 

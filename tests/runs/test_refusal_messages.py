@@ -27,7 +27,7 @@ def test_refusals_say_each_thing_once(client, temporal_api, owner, org_a):
                     headers=mgr)
     assert r.status_code == 422 and r.json()["detail"] == "approval refused: reason: required when rejecting"
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org_a.id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org_a.id})
         reasons = s.execute(text("SELECT reason FROM audit_log WHERE org_id = :o AND action = 'refuse'"
                                  " AND entity_id = :r"), {"o": org_a.id, "r": run_id}).scalars().all()
     assert reasons == ["approval refused: reason: required when rejecting"]

@@ -63,7 +63,7 @@ def test_a_request_id_replayed_by_someone_else_is_refused(client, temporal_api, 
     again = complete(client, org, task["id"], values, checklist, role=Role.technician, request_id=rid)
     assert again.status_code == 200 and again.json()["submission_id"] == first.json()["submission_id"]
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org.id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org.id})
         refusals = s.execute(text("SELECT actor_id FROM audit_log WHERE org_id = :o AND entity_id = :t"
                                   " AND action = 'refuse'"), {"o": org.id, "t": task["id"]}).scalars().all()
     assert refusals == [str(org.users[Role.scientist][0])]
@@ -107,7 +107,7 @@ def test_a_retried_launch_answers_a_documented_status(client, temporal_api, owne
 
 def _refusals(owner, org, entity_id: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org.id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org.id})
         return [tuple(r) for r in s.execute(text(
             "SELECT actor_id, reason FROM audit_log WHERE org_id = :o AND entity_id = :e AND action = 'refuse'"
             " ORDER BY seq"), {"o": org.id, "e": entity_id}).all()]

@@ -150,7 +150,7 @@ def test_retried_completion_acts_once_and_answers_the_first_result(client, tempo
     other = complete(client, org_a, task["id"], {"mass_g": "3.14"}, ["balance_calibrated"])
     assert other.status_code == 409
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org_a.id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org_a.id})
         completes = s.execute(text("SELECT count(*) FROM audit_log WHERE entity_id = :t AND action = 'complete'"),
                               {"t": task["id"]}).scalar_one()
         forms = s.execute(text("SELECT count(*) FROM form_submissions WHERE task_id = :t"),
@@ -194,7 +194,7 @@ def test_hold_resume_cancel(client, temporal_api, owner, org_a):
     r = complete(client, org_a, task["id"], {"mass_g": "2"}, ["balance_calibrated"])
     assert r.status_code == 409
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org_a.id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org_a.id})
         actions = s.execute(text("SELECT action FROM audit_log WHERE entity_type = 'run' AND entity_id = :r"
                                  " ORDER BY seq"), {"r": run["id"]}).scalars().all()
         refusals = s.execute(text("SELECT count(*) FROM audit_log WHERE entity_type = 'task' AND entity_id = :t"

@@ -96,7 +96,7 @@ async def test_a_cancel_from_the_temporal_ui_is_a_platform_cancel_on_record(clie
     assert detail["status"] == "cancelled" and detail["open_tasks"] == [] and detail["waiting_for"] == []
     assert detail["status_reason"] == "cancellation requested in Temporal: operator: wrong sample"
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org_a.id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org_a.id})
         entries = s.execute(text("SELECT action, actor_id, reason FROM audit_log WHERE entity_type = 'run'"
                                  " AND entity_id = :r ORDER BY seq"), {"r": run["id"]}).all()
         task_status = s.execute(text("SELECT status FROM tasks WHERE id = :t"), {"t": task["id"]}).scalar_one()

@@ -102,7 +102,7 @@ def test_worker_killed_mid_runs(client, temporal_api, worker_process, owner, org
         time.sleep(0.2)
 
     with owner.begin(None) as s:
-        s.execute(text("SELECT audit_seal(:o)"), {"o": org_a.id})
+        s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org_a.id})
         task_ids = [str(t) for t in s.execute(text("SELECT id FROM tasks WHERE run_id = ANY(CAST(:r AS uuid[]))"),
                                               {"r": run_ids}).scalars()]
         duplicates = s.execute(text(
