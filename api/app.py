@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
 
 from api import audit, docs, errors, health, identity, openapi
 from api import protocols as protocols_api
@@ -21,6 +22,12 @@ from core.config import Settings, get_settings
 from core.db import TenantSessions, app_url, make_engine
 from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
 from domain.audit.sealer import Sealer
+from domain.roles import Caller
+from domain.runs.messages import Outcome
+from domain.tasks.models import TaskCompletion
+from web import PREFIX as WEB_PREFIX
+from web import Services as WebServices
+from web import create_web_app
 
 log = structlog.get_logger("flasktrack.api")
 
@@ -39,11 +46,23 @@ def build_platform(settings: Settings) -> Platform:
     )
 
 
+def web_services(p: Platform) -> WebServices:
+    """The pages' services: the platform's, and the API's own completion path (one set of rules, one audit trail)."""
+
+    async def complete_task(caller: Caller, task_id: uuid.UUID, data: TaskCompletion) -> Outcome:
+        return await tasks_api.submit_completion(p, caller, task_id, data)
+
+    return WebServices(settings=p.settings, sessions=p.sessions, complete_task=complete_task)
+
+
 def create_app(platform: Platform | None = None, *, background: bool = True) -> FastAPI:
+    pages = create_web_app()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         p = platform or build_platform(get_settings())
         app.state.platform = p
+        pages.state.services = web_services(p)
         sealer = None
         if background:
             sealer = Sealer(p.sessions, interval_s=p.settings.seal_interval_s,
@@ -76,6 +95,13 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     # Every operation documents the one error model for each status it may answer (api/errors.py).
     for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router):
         app.include_router(router, responses=errors.AUTHENTICATED, dependencies=[Depends(request_id)])
+    # The web pages (web/): HTML, under their own error handling, outside the JSON API's guards.
+    app.mount(WEB_PREFIX, pages, name="web")
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse(f"{WEB_PREFIX}/inbox", status_code=303)
+
     app.add_middleware(BodyLimit)  # inside request_log: a 413 is logged with its request id
 
     @app.middleware("http")

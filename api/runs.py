@@ -17,7 +17,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 from api import temporal
 from api.deps import Permitted, Platform, PlatformDep, SessionDep, in_tx, login_limits
 from api.refusals import asked_by_caller, refused
-from api.steps import decision, submit_step_action
+from api.steps import answer, decision, submit_step_action
 from domain.errors import Conflict, Invalid, Unavailable
 from domain.identity import service as identity
 from domain.roles import Caller, Permission
@@ -136,7 +136,7 @@ async def decide(run_id: uuid.UUID, data: ApprovalRequest, caller: Signer, s: Se
     reviewed step records. Whoever performed a reviewed step in this run may not sign it (403). A rejection
     follows the step's `on_reject`: the steps from `from_step` open again, or the run ends as rejected.
     The X-Request-ID header is the idempotency key, as for completions."""
-    return await submit_step_action(p, s, caller, decision(run_id, data, login_limits(p.settings)))
+    return answer(await submit_step_action(p, s, caller, decision(run_id, data, login_limits(p.settings))))
 
 
 @router.get("/{run_id}/history", response_model=RunHistory)

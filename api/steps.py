@@ -92,10 +92,10 @@ def decision(run_id: uuid.UUID, data: ApprovalRequest, limits: LoginLimits) -> S
     return StepAction("approval", "run", run_id, ProtocolRun.decide, signed)
 
 
-async def submit_step_action(p: Platform, s: Session, caller: Caller, action: StepAction[Message]) -> JSONResponse:
-    """Do the step action once, whatever the retries: 200 with the outcome (naming the tasks open next), or the
-    workflow's refusal (403/409/422 with every reason), each on record; the same X-Request-ID answers the first
-    answer again."""
+async def submit_step_action(p: Platform, s: Session, caller: Caller, action: StepAction[Message]) -> Outcome:
+    """Do the step action once, whatever the retries: the outcome (naming the tasks open next), or the workflow's
+    refusal (every reason), each on record; the same X-Request-ID gets the first answer again. The API answers it
+    with `answer`; the web pages show it."""
     temporal.client_of(p)  # 503 before anything is checked or signed when Temporal is not configured
     request_id = caller.context.request_id
     cache_key = (caller.org_id, action.id)
@@ -120,7 +120,7 @@ async def submit_step_action(p: Platform, s: Session, caller: Caller, action: St
     try:
         if outcome.task_id != message.task_id:
             raise Conflict(f"X-Request-ID {request_id} already answered a request about another task")
-        return answer(yours(outcome, caller))
+        return yours(outcome, caller)
     except Conflict as reused:
         await refused(s, caller, "task", message.task_id, action.doing, reused)
         raise

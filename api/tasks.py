@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from api.deps import Permitted, PlatformDep, SessionDep
-from api.steps import completion, submit_step_action
+from api.steps import answer, completion, submit_step_action
 from domain import notifications
 from domain.roles import Caller, Permission
 from domain.runs.messages import Outcome
@@ -66,7 +66,7 @@ async def complete(task_id: uuid.UUID, data: TaskCompletion, caller: TaskWorker,
     task is open and not claimed by someone else, the values fit the form. A refusal answers 403, 409 or 422
     with every reason and is on record. The X-Request-ID header is the idempotency key: a retried request
     never completes twice and gets the first answer. The answer names the tasks open next."""
-    return await submit_step_action(p, s, caller, completion(task_id, data))
+    return answer(await submit_step_action(p, s, caller, completion(task_id, data)))
 
 
 @router.get("/notifications", response_model=list[NotificationRead])

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = Field(default=None, validate_default=True)  # checked even unset: see _tls_key
 
     token_ttl_minutes: int = Field(default=12 * 60, ge=1)
+    # A browser session unused for this long is ended (the web pages log the person out); API tokens keep their TTL.
+    web_idle_minutes: int = Field(default=30, ge=1)
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)

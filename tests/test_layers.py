@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["core", "flasktrack", "api", "domain", "workflows", "activities", "worker", "lake", "flight"]
+PACKAGES = ["core", "flasktrack", "api", "domain", "workflows", "activities", "worker", "lake", "flight", "web"]
 LINT = str(Path(sys.executable).with_name("lint-imports"))
 
 

@@ -501,6 +501,28 @@ def logout(session: Session, caller: Caller) -> None:
                  entity_id=caller.session_id, context=caller.context)
 
 
+def touch_session(session: Session, caller: Caller, idle: dt.timedelta) -> bool:
+    """A browser session's use: False (and the session revoked, on record) when it was idle for longer than `idle`;
+    otherwise its last use is now. The web pages call it on every request; API tokens keep their fixed expiry."""
+    if caller.session_id is None:
+        return False
+    row = session.execute(
+        text("UPDATE auth_sessions SET last_seen_at = now() WHERE id = :id AND revoked_at IS NULL"
+             " AND coalesce(last_seen_at, created_at) > now() - :idle RETURNING id"),
+        {"id": caller.session_id, "idle": idle},
+    ).first()
+    if row is not None:
+        return True
+    revoked = session.execute(
+        text("UPDATE auth_sessions SET revoked_at = now() WHERE id = :id AND revoked_at IS NULL RETURNING id"),
+        {"id": caller.session_id},
+    ).first()
+    if revoked is not None:
+        audit.record(session, org_id=caller.org_id, actor=caller.actor, action="logout", entity_type="auth_session",
+                     entity_id=caller.session_id, reason=f"idle for more than {idle}", context=caller.context)
+    return False
+
+
 def resolve_credential(session: Session, token: str, context: RequestContext) -> Caller:
     """Bearer session token or API key → the caller; Unauthenticated otherwise."""
     h = secrets.token_hash(token)
