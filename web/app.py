@@ -349,7 +349,8 @@ def create_web_app() -> FastAPI:
         if outcome.ok:
             return RedirectResponse(f"{PREFIX}/tasks/{task_id}?completed=1", status_code=303)
         place_reasons(view, outcome.reasons)
-        return task_page(request, caller, t, subject, view, [], status=outcome.status,
-                         message=outcome.message)
+        # Reasons beside their fields need no repeating; the others (a claim, a hold, the role) are listed on top.
+        message = "Not completed: " + ("see the reasons below." if view.general else "correct what is marked below.")
+        return task_page(request, caller, t, subject, view, [], status=outcome.status, message=message)
 
     return app

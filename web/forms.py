@@ -45,8 +45,8 @@ class FieldView:
             parts.append(f"at most {s.max_length} characters")
         if s.type == "datetime":
             parts.append("with its offset, e.g. 2024-05-01T09:30:00+02:00")
-        if s.type == "refs":
-            parts.append("an id without spaces")
+        if s.type.endswith("_ref"):
+            parts.append(f"a {s.type.removesuffix('_ref')} id, without spaces")
         if not s.required:
             parts.append("optional")
         return ", ".join(parts)

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.deps import Platform
+from tests.runs.conftest import dev_env, temporal_api, worker_process  # noqa: F401 - the real worker and Temporal
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "ui"
@@ -71,7 +72,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def web_url(temporal_api: Platform) -> Iterator[str]:
+def web_url(temporal_api: Platform) -> Iterator[str]:  # noqa: F811 - the fixture imported above
     """The API app (pages included) served over HTTP, in a thread, against the tests' platform and worker."""
     import uvicorn
 
@@ -89,8 +90,10 @@ def web_url(temporal_api: Platform) -> Iterator[str]:
     thread.join(10)
 
 
-@pytest.fixture(scope="session")
-def browser(chromium: str) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def browser(chromium: str, web_url: str) -> Iterator[Any]:
+    """Per module, and after the server: Playwright's sync API runs an event loop of its own in this thread, so
+    the session's async fixtures (Temporal) must be up before it starts, and no async test may run meanwhile."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

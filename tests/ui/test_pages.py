@@ -118,4 +118,7 @@ def test_refusals_are_pages_never_500(client, org_a):
     guest = pages_client(client)
     log_in(guest, org_a.users[Role.auditor][1], PASSWORD)
     r = guest.get("/ui/inbox")
-    assert r.status_code in (200, 403)
+    assert r.status_code == 403 and "may not do this (tasks.read)" in r.text
+    entries = client.get("/api/v1/audit", params={"action": "deny", "entity_id": "GET /ui/inbox"},
+                         headers=org_a.headers(Role.auditor)).json()["items"]
+    assert entries and entries[0]["actor"]["id"] == str(org_a.users[Role.auditor][0])
