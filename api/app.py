@@ -100,7 +100,7 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
-        return RedirectResponse(f"{WEB_PREFIX}/inbox", status_code=303)
+        return RedirectResponse(f"{WEB_PREFIX}/", status_code=303)
 
     app.add_middleware(BodyLimit)  # inside request_log: a 413 is logged with its request id
 

@@ -117,7 +117,7 @@ def _safe_next(value: str | None) -> str:
     """Only a page of ours to go back to after logging in (no open redirect)."""
     if value and value.startswith(PREFIX + "/") and not value.startswith("//") and "\\" not in value:
         return value
-    return f"{PREFIX}/inbox"
+    return f"{PREFIX}/"
 
 
 def _record_denial(services: Services, caller: Caller, request: Request, reason: str, severity: Severity) -> None:
@@ -175,8 +175,13 @@ def create_web_app() -> FastAPI:
     # ------------------------------------------------------------------ sessions
 
     @app.get("/")
-    def home() -> RedirectResponse:
-        return RedirectResponse(f"{PREFIX}/inbox", status_code=303)
+    def home(request: Request) -> Response:
+        """The first page the person's role has: the inbox, the runs board, or a word on what is to come."""
+        caller = _caller(request)
+        for permission, page in ((Permission.tasks_read, "inbox"), (Permission.runs_read, "runs")):
+            if caller.can(permission):
+                return RedirectResponse(f"{PREFIX}/{page}", status_code=303)
+        return _render(request, "home.html", {})
 
     def login_page(request: Request, *, status: int = 200, error: str | None = None, email: str = "",
                    orgs: list[str] | None = None, next_page: str | None = None) -> HTMLResponse:
@@ -272,6 +277,27 @@ def create_web_app() -> FastAPI:
                         for r in {t.run_id for t in shown}}
         return _render(request, "inbox.html", {"tasks": shown, "subjects": subjects, "view": view if view in views
                                                else "role", "page": page, "more": len(rows) > page * INBOX_PAGE})
+
+    # ------------------------------------------------------------------ the lab manager's runs board
+
+    @app.get("/runs")
+    def runs_board(request: Request, status: str = "active", page: int = 1) -> HTMLResponse:
+        caller = _caller(request)
+        _require(caller, Permission.runs_read)
+        statuses = {"active": None, "running": "running", "on_hold": "on_hold", "completed": "completed",
+                    "cancelled": "cancelled", "all": None}
+        chosen = status if status in statuses else "active"
+        page = max(1, min(page, 1000))
+        s = _services(request)
+        with s.sessions.begin(caller.org_id) as session:
+            # "active": running and on hold; one list read per status keeps the service's one filter.
+            wanted = ["running", "on_hold"] if chosen == "active" else [statuses[chosen]]
+            found = [r for st in wanted for r in runs.list_runs(session, status=st, limit=page * INBOX_PAGE + 1)]
+            found.sort(key=lambda r: r.launched_at, reverse=True)
+            shown = found[(page - 1) * INBOX_PAGE: page * INBOX_PAGE]
+            waiting = {r.id: runs.waiting_for(session, r) for r in shown}
+        return _render(request, "runs.html", {"runs": shown, "waiting": waiting, "status": chosen, "page": page,
+                                              "more": len(found) > page * INBOX_PAGE})
 
     # ------------------------------------------------------------------ one task
 

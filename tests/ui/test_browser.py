@@ -104,3 +104,18 @@ def test_a_wrong_password_shows_an_error(page, web_url, client, owner):
     assert alert.inner_text() == "Wrong email or password."
     assert page.url.endswith("/ui/login")
     screenshot(page, "login-refused")
+
+
+def test_a_lab_manager_sees_what_each_run_waits_for(page, web_url, client, owner, org_a):
+    task = launch_two_steps(client, owner, org_a)
+    log_in(page, web_url, org_a.users[Role.lab_manager][1])
+    page.wait_for_url(f"{web_url}/ui/inbox")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Runs").click()
+    page.wait_for_url(f"{web_url}/ui/runs")
+    row = page.locator(f"#run-{task['run_id']}")
+    assert "sample S-2024-0042" in row.inner_text() and "running" in row.inner_text()
+    row.get_by_role("link", name="Weigh the sample").wait_for()  # what it waits for, until its due time
+    assert "until" in row.inner_text()
+    screenshot(page, "runs-board")
+    page.set_viewport_size({"width": 600, "height": 900})  # a tablet held upright: one card per run
+    screenshot(page, "runs-board-narrow")

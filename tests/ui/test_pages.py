@@ -29,7 +29,7 @@ def test_vendored_assets_match_their_manifest_and_are_served_as_is(client):
 
 def test_the_root_opens_the_pages_and_a_stranger_is_sent_to_log_in(client):
     web = pages_client(client)
-    assert web.get("/").headers["location"] == "/ui/inbox"
+    assert web.get("/").headers["location"] == "/ui/"
     r = web.get("/ui/inbox")
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
     r = web.get("/ui/login")
@@ -42,7 +42,7 @@ def test_login_sets_an_httponly_samesite_cookie_and_needs_the_forms_token(client
     refused = web.post("/ui/login", data={"email": email, "password": PASSWORD, "csrf_token": "forged"})
     assert refused.status_code == 403 and "ft_session" not in refused.headers.get("set-cookie", "")
     r = log_in(web, email, PASSWORD)
-    assert r.status_code == 303 and r.headers["location"] == "/ui/inbox"
+    assert r.status_code == 303 and r.headers["location"] == "/ui/inbox"  # where the form was sent from
     cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("ft_session="))
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie  # http here
     inbox = web.get("/ui/inbox")
