@@ -1,6 +1,7 @@
 """Fixtures for the web pages: a browser-less client with its own cookie jar, logging in through the login form;
 and, for the browser tests, the API app served by uvicorn on a free port and Debian's Chromium driven by
-Playwright (skipped, with the reason, only when no Chromium exists and CI is unset)."""
+Playwright (skipped, with the reason, only when no Chromium exists and CI is unset). Screenshots of the pages
+the tests visit: `FLASKTRACK_UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest tests/ui` renews docs/ui/."""
 
 from __future__ import annotations
 
@@ -113,5 +114,10 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    """Every run renders the page to an image; FLASKTRACK_UPDATE_SCREENSHOTS=1 keeps them as docs/ui/<name>.png
+    (committed), so an ordinary `make test` leaves the working tree as it was."""
+    if os.environ.get("FLASKTRACK_UPDATE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    else:
+        assert page.screenshot(full_page=True)
