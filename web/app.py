@@ -32,7 +32,7 @@ from domain import audit
 from domain.audit import Severity
 from domain.errors import DomainError, Forbidden, NotFound, RateLimited
 from domain.identity import service as identity
-from domain.identity.models import LoginRequest
+from domain.identity.models import LoginRequest, LoginResponse
 from domain.identity.service import LockedOut, OrganizationNotNamed
 from domain.roles import Caller, Permission
 from domain.runs import service as runs
@@ -214,7 +214,7 @@ def create_web_app() -> FastAPI:
         context = sessions.request_context(request, s.settings)
         settings = s.settings
 
-        def attempt() -> tuple[Any, str | None]:
+        def attempt() -> tuple[LoginResponse | None, str | None]:
             with s.sessions.begin(None) as session:
                 return identity.login(
                     session, data, context, ttl=dt.timedelta(minutes=settings.token_ttl_minutes),
