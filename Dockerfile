@@ -11,6 +11,7 @@ COPY activities activities
 COPY worker worker
 COPY lake lake
 COPY flight flight
+COPY web web
 COPY migrations migrations
 RUN pip install --no-cache-dir -e .
 ENV FLASKTRACK_DATA_DIR=/data FLASKTRACK_API_HOST=0.0.0.0 FLASKTRACK_FLIGHT_HOST=0.0.0.0

@@ -18,6 +18,7 @@ from api import tasks as tasks_api
 from api import temporal as temporal_api
 from api.deps import _REQUEST_ID, Platform, request_id
 from api.guards import BodyLimit, json_bodies, storable_parameters
+from api.steps import completion, submit_step_action
 from core.config import Settings, get_settings
 from core.db import TenantSessions, app_url, make_engine
 from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
@@ -50,7 +51,11 @@ def web_services(p: Platform) -> WebServices:
     """The pages' services: the platform's, and the API's own completion path (one set of rules, one audit trail)."""
 
     async def complete_task(caller: Caller, task_id: uuid.UUID, data: TaskCompletion) -> Outcome:
-        return await tasks_api.submit_completion(p, caller, task_id, data)
+        s = p.sessions.open(caller.org_id)
+        try:
+            return await submit_step_action(p, s, caller, completion(task_id, data))
+        finally:
+            s.close()
 
     return WebServices(settings=p.settings, sessions=p.sessions, complete_task=complete_task)
 

@@ -56,7 +56,7 @@ class Services:
 
     settings: Settings
     sessions: TenantSessions
-    complete_task: CompleteTask  # the API's completion (api/tasks.py submit_completion), bound to its platform
+    complete_task: CompleteTask  # the API's step-action path (api/steps.py), bound to its platform
 
 
 templates = Jinja2Templates(directory=HERE / "templates")
