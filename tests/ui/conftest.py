@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.deps import Platform
-from tests.runs.conftest import dev_env, temporal_api, worker_process  # noqa: F401 - the real worker and Temporal
+from tests.runs.conftest import client, dev_env, temporal_api, worker_process  # noqa: F401 - the real worker and Temporal
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "ui"
@@ -78,7 +79,7 @@ def web_url(temporal_api: Platform) -> Iterator[str]:  # noqa: F811 - the fixtur
     import uvicorn
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(temporal_api, background=False), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(replace(temporal_api), background=False), host="127.0.0.1", port=port,
                                            log_config=None, lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
