@@ -34,7 +34,7 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def pages_client(client: TestClient) -> TestClient:
+def pages_client(client: TestClient) -> TestClient:  # noqa: F811 - any client of the app
     """A client of the same app with a cookie jar of its own (the shared client stays cookie-free)."""
     return TestClient(client.app, base_url="http://testserver", follow_redirects=False)
 
@@ -79,8 +79,8 @@ def web_url(temporal_api: Platform) -> Iterator[str]:  # noqa: F811 - the fixtur
     import uvicorn
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(replace(temporal_api), background=False), host="127.0.0.1", port=port,
-                                           log_config=None, lifespan="on"))
+    app = create_app(replace(temporal_api), background=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
