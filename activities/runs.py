@@ -2,7 +2,7 @@
 
 Each runs as a local activity (a short database transaction next to the workflow) and is idempotent:
 rows carry keys derived from the run and step, so an activity retried after a worker crash writes
-nothing twice. Thin by design: the rules live in domain/tasks/service.py and domain/runs/service.py.
+nothing twice. Thin by design: the rules live in domain/tasks/, domain/approvals/ and domain/runs/.
 What each record takes and answers, and its name on the wire, is workflows/records.py (the workflow calls
 its methods by reference); each method here keeps that name (tests/run_workflow/test_records.py checks).
 
@@ -26,6 +26,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.db import TenantSessions
+from domain.approvals import service as approvals
 from domain.errors import DomainError, Invalid
 from domain.notifications import DatabaseNotifier, Notifier
 from domain.roles import SYSTEM_ACTOR
@@ -43,6 +44,7 @@ from domain.runs.messages import (
     StepEvent,
     TaskBrief,
 )
+from domain.tasks import lifecycle
 from domain.tasks import service as tasks
 from workflows.records import RunRecords
 
@@ -117,7 +119,7 @@ class RunActivities(RunRecords):
     def open_step(self, msg: OpenStep) -> TaskBrief:
         def work() -> TaskBrief:
             with self.sessions.begin(msg.run.org_id) as s:
-                return tasks.open_task(s, msg)
+                return lifecycle.open_task(s, msg)
         return self._guarded(msg.run, work)
 
     @activity.defn(name="complete_task")
@@ -135,7 +137,7 @@ class RunActivities(RunRecords):
     def decide_approval(self, msg: DecideApproval) -> Outcome:
         def work() -> Outcome:
             with self.sessions.begin(msg.run.org_id) as s:
-                return runs.decide(s, msg)
+                return approvals.decide(s, msg)
         return self._guarded(msg.run, work)
 
     @activity.defn(name="escalate")

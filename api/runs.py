@@ -18,15 +18,15 @@ from api import temporal
 from api.deps import Permitted, Platform, PlatformDep, SessionDep, in_tx, login_limits
 from api.refusals import asked_by_caller, refused
 from api.steps import answer, decision, submit_step_action
+from domain.approvals.models import ApprovalRequest
 from domain.errors import Conflict, Invalid, Unavailable
 from domain.identity import service as identity
 from domain.roles import Caller, Permission
 from domain.runs import service as runs
-from domain.runs.messages import Control, Outcome, RunInput, RunState
+from domain.runs.messages import ActorRef, Control, Outcome, RunInput, RunState
 from domain.runs.models import (
     SUBJECT_FILTER,
     SUBJECT_ID,
-    ApprovalRequest,
     ControlResult,
     RunControl,
     RunDetail,
@@ -92,7 +92,7 @@ def get_run(run_id: uuid.UUID, caller: RunReader, s: SessionDep) -> RunDetail:
 async def _control(action: ControlAction, run_id: uuid.UUID, data: RunControl, caller: Caller, s: Session,
                    p: Platform) -> ControlResult:
     await in_tx(s, runs.get, run_id)
-    msg = Control(action=action, actor=runs.actor_ref(caller), reason=data.reason, request=runs.request_info(caller))
+    msg = Control(action=action, actor=ActorRef.of(caller), reason=data.reason, request=caller.context)
     try:
         state = await temporal.update(p, run_id, CONTROLS[action], msg, request_id=caller.context.request_id)
         asked_by_caller(state.actor_id, caller, f"a {action} of this run")

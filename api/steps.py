@@ -25,13 +25,14 @@ from temporalio.workflow import UpdateMethodMultiParam
 from api import temporal
 from api.deps import Platform, in_tx
 from api.refusals import asked_by_caller, refused
+from domain.approvals import service as approvals
+from domain.approvals.models import ApprovalRequest
 from domain.errors import Conflict, Invalid, Unavailable
 from domain.identity.service import LoginLimits
 from domain.roles import Caller
-from domain.runs import service as runs
-from domain.runs.messages import Completion, Decision, Outcome
-from domain.runs.models import ApprovalRequest
+from domain.runs.messages import ENDED, ActorRef, Completion, Decision, Outcome
 from domain.signatures import Meaning, SignatureInput, verify
+from domain.tasks import actions
 from domain.tasks import service as tasks
 from domain.tasks.models import TaskCompletion
 from workflows.run import ProtocolRun
@@ -58,8 +59,8 @@ def completion(task_id: uuid.UUID, data: TaskCompletion) -> StepAction[Completio
     """A task completed with its form values, checklist confirmations and evidence."""
 
     def message(s: Session, caller: Caller, run_id: uuid.UUID) -> Completion:
-        return Completion(task_id=str(task_id), actor=runs.actor_ref(caller), values=data.values,
-                          checklist=data.confirmed(), evidence=data.evidence, request=runs.request_info(caller))
+        return Completion(task_id=str(task_id), actor=ActorRef.of(caller), values=data.values,
+                          checklist=data.confirmed(), evidence=data.evidence, request=caller.context)
 
     return StepAction("completion", "task", task_id, ProtocolRun.complete_task, message)
 
@@ -71,23 +72,23 @@ def decision(run_id: uuid.UUID, data: ApprovalRequest, limits: LoginLimits) -> S
         """Gates and the password, then the decision carrying the signature bound to the reviewed records. The
         signature is recorded by the decision's activity, with the decision, or not at all. A retried request
         reuses the first signature."""
-        prior = tasks.prior_answer(s, caller.context.request_id)
+        prior = actions.prior_answer(s, caller.context.request_id)
         if prior is not None and prior[1].signature_id:
             yours(prior[1], caller)
-            task = runs.approval_task(s, run_id, uuid.UUID(prior[0]))
-            signature_id, content_hash = prior[1].signature_id, runs.signed_hash(s, prior[1].signature_id)
-            return Decision(task_id=str(task.id), actor=runs.actor_ref(caller), decision=data.decision,
+            task = approvals.approval_task(s, run_id, uuid.UUID(prior[0]))
+            signature_id, content_hash = prior[1].signature_id, approvals.signed_hash(s, prior[1].signature_id)
+            return Decision(task_id=str(task.id), actor=ActorRef.of(caller), decision=data.decision,
                             signature_id=signature_id, content_hash=content_hash, reason=data.reason,
-                            request=runs.request_info(caller))
-        task = runs.approval_task(s, run_id, data.task_id)
-        content_hash = runs.check_approval(s, caller, task, data.decision, data.reason)
+                            request=caller.context)
+        task = approvals.approval_task(s, run_id, data.task_id)
+        content_hash = approvals.check_approval(s, caller, task, data.decision, data.reason)
         meaning = Meaning(task.spec["meaning"]) if data.decision == "approve" else Meaning.rejected
         sig = verify(s, caller, SignatureInput(password=data.password, meaning=meaning, reason=data.reason),
                      entity_type="task", entity_id=str(task.id), content_hash=content_hash, limits=limits)
-        return Decision(task_id=str(task.id), actor=runs.actor_ref(caller), decision=data.decision,
+        return Decision(task_id=str(task.id), actor=ActorRef.of(caller), decision=data.decision,
                         signature_id=str(sig.id), content_hash=content_hash, reason=data.reason,
                         meaning=sig.meaning.value, signer_name=sig.signer_name, signed_at=sig.signed_at,
-                        request=runs.request_info(caller))
+                        request=caller.context)
 
     return StepAction("approval", "run", run_id, ProtocolRun.decide, signed)
 
@@ -112,7 +113,7 @@ async def submit_step_action(p: Platform, s: Session, caller: Caller, action: St
         outcome = await _update_step(p, s, run_id, action.update, message, request_id)
     except (Conflict, Invalid) as exc:
         # The run moved on (or ended) after answering this very request before: the first answer.
-        prior = await in_tx(s, tasks.prior_answer, request_id)
+        prior = await in_tx(s, actions.prior_answer, request_id)
         if prior is None or prior[0] != message.task_id:
             await refused(s, caller, "task", message.task_id, action.doing, exc)
             raise
@@ -156,7 +157,7 @@ async def _update_step(p: Platform, s: Session, run_id: uuid.UUID,
 
 def _still_open(s: Session, task_id: uuid.UUID) -> bool:
     task = tasks.locate(s, task_id)
-    return bool(task.status == "open" and task.run_status in ("running", "on_hold"))
+    return task.status == "open" and task.run_status not in ENDED
 
 
 def yours(outcome: Outcome, caller: Caller) -> Outcome:

@@ -7,13 +7,12 @@ The completion gates and the task inbox already call it; it adds nothing yet.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.orm import Session
 
 from domain.protocols.plan import ChecklistItem, TaskNode
+from domain.runs.rows import RunRow
 
 
-def extra_checklist_items(session: Session, run: Any, step: TaskNode) -> list[ChecklistItem]:
-    """Checklist items beyond the step's own for this run (`run`: the runs row). None today."""
+def extra_checklist_items(session: Session, run: RunRow, step: TaskNode) -> list[ChecklistItem]:
+    """Checklist items beyond the step's own for this run. None today."""
     return []

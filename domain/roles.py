@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pydantic import BaseModel, ConfigDict
+
 
 class Role(StrEnum):
     owner = "owner"
@@ -124,8 +126,12 @@ class Actor:
 SYSTEM_ACTOR = Actor(type="system", id="flasktrack", display="Flask Track")
 
 
-@dataclass(frozen=True)
-class RequestContext:
+class RequestContext(BaseModel):
+    """The request an action came with, as the API saw it: on every audit entry, and carried through Temporal
+    with completions, decisions and controls (the same fields in recorded histories)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     request_id: str | None = None
     client_address: str | None = None
     user_agent: str | None = None

@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         TimerNode,
     )
     from domain.runs.messages import (
+        ENDED,
         ActorRef,
         CompleteTask,
         Completion,
@@ -385,7 +386,7 @@ class ProtocolRun:
     @workflow.query
     def state(self) -> RunState:
         status = self.stop or ("completed" if self.finished else "on_hold" if self.held else "running")
-        if status not in ("running", "on_hold"):  # an ended run waits for nothing, whatever was open when it ended
+        if status in ENDED:  # an ended run waits for nothing, whatever was open when it ended
             return RunState(run_id=self.inp.run.run_id, status=status, held=self.held, open_tasks=[],
                             reached=dict(self.reached))
         tasks = self._open_tasks()

@@ -531,7 +531,7 @@ def resolve_credential(session: Session, token: str, context: RequestContext) ->
         k = session.execute(text("SELECT * FROM auth_resolve_api_key(:h)"), {"h": h}).first()
         if k is None or k.revoked_at is not None:
             raise Unauthenticated("invalid or revoked API key")
-        ctx = RequestContext(context.request_id, context.client_address, context.user_agent, str(k.key_id))
+        ctx = context.model_copy(update={"api_key_id": str(k.key_id)})
         return Caller(org_id=k.org_id, org_slug="", role=Role(k.role),
                       actor=Actor("api_key", str(k.key_id), f"API key {k.name}"), context=ctx)
     s = session.execute(text("SELECT * FROM auth_resolve_session(:h)"), {"h": h}).first()

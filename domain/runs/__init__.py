@@ -1,1 +1,1 @@
-"""Protocol runs: launch, controls, approvals, history, and the records they write for the lake."""
+"""Protocol runs: launch, controls, the end of a run, history, and the records they write for the lake."""

@@ -1,6 +1,7 @@
 """What the run workflow, its activities and the API pass each other through Temporal.
 
-The workflow sandbox imports this module: it needs only pydantic, the standard library and the plan.
+The workflow sandbox imports this module: it needs only pydantic, the standard library, the plan and
+the roles (who acts, the request they came with).
 Nothing here carries a password: the API verifies it, and a signature travels as what the decision's activity
 records (id, meaning, signer, time, the hash signed).
 """
@@ -13,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.protocols.plan import ApprovalNode, ExecutionPlan, TaskNode
+from domain.roles import Actor, Caller, RequestContext
 
 ENDED: frozenset[str] = frozenset({"completed", "rejected", "cancelled", "failed"})
 
@@ -39,12 +41,14 @@ class ActorRef(_Message):
     user_id: str | None = None
     role: str | None = None
 
+    @classmethod
+    def of(cls, caller: Caller) -> ActorRef:
+        return cls(type=caller.actor.type, id=caller.actor.id, display=caller.actor.display,
+                   user_id=str(caller.user_id) if caller.user_id else None, role=caller.role.value)
 
-class RequestInfo(_Message):
-    request_id: str | None = None
-    client_address: str | None = None
-    user_agent: str | None = None
-    api_key_id: str | None = None
+    def actor(self) -> Actor:
+        """Who acts, as the records name them."""
+        return Actor(type=self.type, id=self.id, display=self.display)
 
 
 class Resume(_Message):
@@ -110,7 +114,7 @@ class Completion(_Message):
     values: dict[str, Any] = {}
     checklist: dict[str, bool] = {}
     evidence: list[str] = []
-    request: RequestInfo = RequestInfo()
+    request: RequestContext = RequestContext()
 
 
 class CompleteTask(_Message):
@@ -134,7 +138,7 @@ class Decision(_Message):
     signer_name: str | None = None
     signed_at: dt.datetime | None = None
     reason: str | None = None
-    request: RequestInfo = RequestInfo()
+    request: RequestContext = RequestContext()
 
 
 class DecideApproval(_Message):
@@ -200,7 +204,7 @@ class Control(_Message):
     action: Literal["hold", "resume", "cancel"]
     actor: ActorRef
     reason: str = Field(min_length=1, max_length=2000)
-    request: RequestInfo = RequestInfo()
+    request: RequestContext = RequestContext()
 
 
 class ControlRun(_Message):

@@ -79,15 +79,6 @@ class RunControl(_Input):
     reason: str = Field(min_length=1, max_length=2000, description="why, for the audit trail")
 
 
-class ApprovalRequest(_Input):
-    """Approve or reject an approval step with an electronic signature (password re-entered)."""
-
-    task_id: uuid.UUID | None = Field(default=None, description="the approval task; default: the one open approval")
-    decision: Literal["approve", "reject"]
-    password: str = Field(min_length=1, max_length=1024)
-    reason: str | None = Field(default=None, max_length=2000, description="required when rejecting")
-
-
 class RunRead(BaseModel):
     id: uuid.UUID
     org_id: uuid.UUID

@@ -16,12 +16,15 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from domain.canonical import format_ts
 from domain.protocols.plan import ExecutionPlan, FormSpec, SequenceNode, StepNode, TaskNode
 from domain.roles import Actor
-from domain.runs.messages import RunRef
+from domain.rows import from_row
+from domain.runs.messages import ENDED, RunRef
+from domain.runs.rows import RUN_COLUMNS, RunRow
 
 _OUTBOX = text("INSERT INTO outbox (org_id, topic, payload) VALUES (:o, :t, CAST(:p AS jsonb))")
 
@@ -91,15 +94,11 @@ def step_event(
         "id": eid, "o": run.org_id, "r": run.run_id, "t": str(task_id) if task_id else None, "sk": step_key,
         "kind": step_kind, "e": event, "i": iteration, "at_": actor.type, "ai": actor.id, "ad": actor.display,
         "ts": at, "d": json.dumps(body), "p": json.dumps(payload)})
-    return bool(result.rowcount)  # type: ignore[attr-defined]  # the outbox row exists iff the event was new
+    assert isinstance(result, CursorResult)  # a plain statement's result: it counts the rows written
+    return bool(result.rowcount)  # the outbox row exists iff the event was new
 
 
-RUN_COLUMNS = ("id, org_id, protocol_version_id, protocol_key, protocol_version, protocol_title, status, status_reason,"
-               " subjects, parameters, time_scale, launched_by, launched_by_display, launched_at, updated_at, ended_at,"
-               " revision")
-
-
-def run_payload(row: Any) -> dict[str, Any]:
+def run_payload(row: RunRow) -> dict[str, Any]:
     """The `run` outbox payload of a runs row (one per revision)."""
     return {
         "run_id": str(row.id), "org_id": str(row.org_id), "protocol_key": row.protocol_key,
@@ -111,17 +110,17 @@ def run_payload(row: Any) -> dict[str, Any]:
     }
 
 
-def set_run_status(session: Session, run_id: str | uuid.UUID, status: str, reason: str | None) -> Any:
+def set_run_status(session: Session, run_id: str | uuid.UUID, status: str, reason: str | None
+                   ) -> tuple[RunRow, RunRow]:
     """Move the run to `status` (a new revision, in the outbox too); the row before and after."""
     before = session.execute(text(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = :r FOR UPDATE"), {"r": str(run_id)}).one()
-    ended = status in ("completed", "rejected", "cancelled", "failed")
-    after = session.execute(
+    after = from_row(RunRow, session.execute(
         text(f"UPDATE runs SET status = :s, status_reason = :why, revision = revision + 1, updated_at = :t,"
              f" ended_at = CASE WHEN :ended THEN :t ELSE NULL END WHERE id = :r RETURNING {RUN_COLUMNS}"),
-        {"s": status, "why": reason, "t": now(), "ended": ended, "r": str(run_id)},
-    ).one()
+        {"s": status, "why": reason, "t": now(), "ended": status in ENDED, "r": str(run_id)},
+    ).one())
     outbox(session, after.org_id, "run", run_payload(after))
-    return before, after
+    return from_row(RunRow, before), after
 
 
 _FORM_SUBMISSION = text(

@@ -1,1 +1,1 @@
-"""Tasks of runs: the inbox, claims, completion gates, escalations."""
+"""Tasks of runs: opening and closing them with the run, the inbox, claims, completion gates, escalations."""

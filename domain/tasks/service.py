@@ -1,4 +1,5 @@
-"""Tasks of runs: opening them, the inbox, claiming, completion with its gates, escalation.
+"""Tasks of runs: the inbox, claiming, completion with its gates, escalation (opening and closing them with the
+run: domain/tasks/lifecycle.py; what completions share with approval decisions: domain/tasks/actions.py).
 
 Completion is one transaction: the gates read the database (role allowed for the step, every checklist
 item confirmed — the step's own and the compliance surface's —, the run not on hold, the task open and
@@ -10,10 +11,7 @@ entry and answers every reason at once. A retried request (same request id) gets
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
-from types import SimpleNamespace
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -24,165 +22,54 @@ from domain.errors import Conflict, Forbidden, NotFound
 from domain.notifications import Notification, Notifier
 from domain.protocols.forms import normalize_values, validate_submission
 from domain.protocols.plan import ChecklistItem, TaskNode
-from domain.roles import SYSTEM_ACTOR, Actor, Caller, RequestContext
+from domain.roles import SYSTEM_ACTOR, Caller, Permission
+from domain.rows import from_row
 from domain.runs import records
-from domain.runs.messages import ActorRef, CompleteTask, Escalate, OpenStep, Outcome, RequestInfo, RunRef, TaskBrief
+from domain.runs.messages import CompleteTask, Escalate, Outcome
 from domain.runs.models import subject_filter
+from domain.runs.rows import RunRow
+from domain.tasks import lifecycle
+from domain.tasks.actions import common_gates, prior_answer, refusal, remember_answer
 from domain.tasks.models import TaskFilter, TaskRead
+from domain.tasks.rows import TASK_COLUMNS, TASK_WITH_RUN, TaskPlace, TaskRow, task_with_run
 
-TASK_COLUMNS = """t.id, t.run_id, t.step_key, t.iteration, t.kind, t.title, t.roles, t.spec, t.status, t.opened_at,
-  t.due_at, t.escalation_level, t.claimed_by, t.claimed_by_display, t.closed_at, t.closed_by_display,
-  r.protocol_key, r.protocol_version"""
-
-
-def actor_of(ref: ActorRef) -> Actor:
-    return Actor(type=ref.type, id=ref.id, display=ref.display)
+# ---------------------------------------------------------------- the workflow's side (completion, escalation)
 
 
-def context_of(info: RequestInfo) -> RequestContext:
-    return RequestContext(request_id=info.request_id, client_address=info.client_address, user_agent=info.user_agent,
-                          api_key_id=info.api_key_id)
-
-
-def task_id_for(run_id: str, step_key: str, iteration: int) -> str:
-    """Tasks have ids the workflow can derive (and a retried activity reuses)."""
-    return str(uuid.uuid5(uuid.UUID(run_id), f"task:{step_key}:{iteration}"))
-
-
-# ---------------------------------------------------------------- the workflow's side
-
-
-def open_task(session: Session, msg: OpenStep) -> TaskBrief:
-    """Record an opened task or approval for the inbox, once (its step event and audit entry with it)."""
-    step = msg.step
-    spec = step.model_dump(mode="json", exclude={"when"})
-    brief = TaskBrief(task_id=msg.task_id, step_key=step.key, kind=step.kind, title=step.title,
-                      iteration=msg.iteration, due_at=msg.due_at)
-    # Serialized with controls (they lock the run row): a run cancelled meanwhile opens nothing more.
-    run_status = session.execute(text("SELECT status FROM runs WHERE id = :r FOR SHARE"), {"r": msg.run.run_id}).one()
-    if run_status.status not in ("running", "on_hold"):
-        return brief
-    inserted = session.execute(
-        text("INSERT INTO tasks (id, org_id, run_id, step_key, iteration, kind, title, roles, spec, status, opened_at,"
-             " due_at) VALUES (:id, :o, :r, :sk, :i, :k, :title, :roles, CAST(:spec AS jsonb), 'open', :at, :due)"
-             " ON CONFLICT (id) DO NOTHING RETURNING id"),
-        {"id": msg.task_id, "o": msg.run.org_id, "r": msg.run.run_id, "sk": step.key, "i": msg.iteration,
-         "k": step.kind, "title": step.title, "roles": list(step.roles), "spec": json.dumps(spec),
-         "at": msg.opened_at, "due": msg.due_at},
-    ).first()
-    if inserted is None:
-        return brief
-    detail = {"task_id": msg.task_id, "title": step.title, "roles": list(step.roles), "due_at": msg.due_at}
-    records.step_event(session, msg.run, key=f"opened:{msg.task_id}", event="opened", step_key=step.key,
-                       step_kind=step.kind, iteration=msg.iteration, actor=SYSTEM_ACTOR, detail=detail,
-                       task_id=msg.task_id)
-    audit.record(session, org_id=msg.run.org_id, actor=SYSTEM_ACTOR, action="open", entity_type="task",
-                 entity_id=msg.task_id, after={"status": "open", "run_id": msg.run.run_id, "step_key": step.key,
-                                               "kind": step.kind, "iteration": msg.iteration,
-                                               "roles": list(step.roles), "due_at": msg.due_at})
-    return brief
-
-
-def _locked_task(session: Session, task_id: str) -> Any:
-    """The task, locked, with what the gates need of its run."""
-    return session.execute(
-        text("SELECT t.*, r.status AS run_status, r.status_reason AS run_status_reason, r.subjects, r.parameters,"
-             " r.protocol_key, r.protocol_version, r.time_scale FROM tasks t JOIN runs r ON r.id = t.run_id"
-             " WHERE t.id = :t FOR UPDATE OF t"),
-        {"t": task_id},
-    ).first()
-
-
-def _run_of(task: Any) -> SimpleNamespace:
-    """The run as the compliance hook sees it, from a task row joined with its run."""
-    return SimpleNamespace(id=task.run_id, org_id=task.org_id, status=task.run_status, subjects=task.subjects,
-                           parameters=task.parameters, protocol_key=task.protocol_key,
-                           protocol_version=task.protocol_version, time_scale=task.time_scale)
+def _locked_task(session: Session, task_id: str) -> tuple[TaskRow, RunRow] | None:
+    """The task, locked, with its run (what the gates and the compliance hook read)."""
+    row = session.execute(text(f"{TASK_WITH_RUN} WHERE t.id = :t FOR UPDATE OF t"), {"t": task_id}).first()
+    return task_with_run(row) if row else None
 
 
 class RequestReused(Exception):
     """The request id already answered a request about another task: the completion rolls back."""
 
 
-def prior_answer(session: Session, request_id: str | None) -> tuple[str, Outcome] | None:
-    """The first answer given to this request id in the org, with the task it was about."""
-    if not request_id:
-        return None
-    row = session.execute(
-        text("SELECT task_id, result FROM task_requests WHERE org_id = current_org() AND request_id = :q"),
-        {"q": request_id},
-    ).first()
-    return (str(row.task_id), Outcome.model_validate(row.result)) if row else None
-
-
-def remember_answer(session: Session, run: RunRef, outcome: Outcome, request_id: str | None) -> bool:
-    """Keep the first answer to this request id; False when the id had answered before."""
-    if not request_id:
-        return True
-    row = session.execute(
-        text("INSERT INTO task_requests (org_id, request_id, task_id, run_id, result) VALUES (:o, :q, :t, :r,"
-             " CAST(:res AS jsonb)) ON CONFLICT DO NOTHING RETURNING request_id"),
-        {"o": run.org_id, "q": request_id, "t": outcome.task_id, "r": run.run_id, "res": outcome.model_dump_json()},
-    ).first()
-    return row is not None
-
-
-def common_gates(task: Any, actor: ActorRef) -> tuple[list[str], list[str]]:
-    """Reasons the actor may not act on this task now: (forbidden, conflicting)."""
-    forbidden: list[str] = []
-    conflicts: list[str] = []
-    if task.status != "open":
-        conflicts.append(f"task: already {task.status}")
-    if actor.role not in task.roles:
-        allowed = ", ".join(task.roles)
-        forbidden.append(f"role: {actor.role} may not perform step '{task.step_key}' (allowed: {allowed})")
-    if task.claimed_by is not None and str(task.claimed_by) != actor.user_id:
-        conflicts.append(f"claim: the task is claimed by {task.claimed_by_display}; they must release it first")
-    if task.run_status == "on_hold":
-        conflicts.append(f"run: on hold ({task.run_status_reason}); a lab manager must resume it before work goes on")
-    elif task.run_status != "running":
-        conflicts.append(f"run: {task.run_status}; it takes no more work")
-    return forbidden, conflicts
-
-
-def refusal(
-    session: Session, run: RunRef, task: Any, *, step_key: str, iteration: int, actor: ActorRef, request: RequestInfo,
-    forbidden: list[str], conflicts: list[str], invalid: list[str], doing: str,
-) -> Outcome:
-    """Answer every reason at once (403 before 409 before 422) and put the attempt on record."""
-    status = 403 if forbidden else 409 if conflicts else 422
-    reasons = forbidden + conflicts + invalid
-    message = f"{doing} refused: " + "; ".join(reasons)
-    audit.record(session, org_id=run.org_id, actor=actor_of(actor), action="refuse", entity_type="task",
-                 entity_id=str(task.id) if task else "-", after={"doing": doing, "status": status, "reasons": reasons},
-                 reason=message[:2000], severity=Severity.warning, context=context_of(request))
-    return Outcome(ok=False, status=status, message=message, reasons=reasons, task_id=str(task.id) if task else "",
-                   run_id=run.run_id, step_key=step_key, iteration=iteration, result="refused", actor_id=actor.id)
-
-
-def checklist_for(session: Session, task_run: Any, step: TaskNode) -> list[ChecklistItem]:
-    return [*step.checklist, *compliance.extra_checklist_items(session, task_run, step)]
+def checklist_for(session: Session, run: RunRow, step: TaskNode) -> list[ChecklistItem]:
+    return [*step.checklist, *compliance.extra_checklist_items(session, run, step)]
 
 
 def complete(session: Session, msg: CompleteTask) -> Outcome:
     """Gates, then every record of the completion in this one transaction (see the module doc).
     Raises RequestReused when the request id answered another task (the caller refuses it in a new transaction)."""
     c, run = msg.completion, msg.run
-    task = _locked_task(session, c.task_id)
-    if task is None:
+    found = _locked_task(session, c.task_id)
+    if found is None:
         raise NotFound(f"no task {c.task_id}")
+    task, run_row = found
     if task.status != "open":
         prior = prior_answer(session, c.request.request_id)
         if prior is not None and prior[0] == c.task_id:
             return prior[1]  # this very request completed it: the first answer again
-    forbidden, conflicts = common_gates(task, c.actor)
-    step = msg.step.model_copy(update={"checklist": checklist_for(session, _run_of(task), msg.step)})
+    forbidden, conflicts = common_gates(task, run_row, c.actor)
+    step = msg.step.model_copy(update={"checklist": checklist_for(session, run_row, msg.step)})
     invalid = [str(p) for p in validate_submission(step, c.values, c.checklist)]
     if forbidden or conflicts or invalid:
         return refusal(session, run, task, step_key=step.key, iteration=msg.iteration, actor=c.actor,
                        request=c.request, forbidden=forbidden, conflicts=conflicts, invalid=invalid,
                        doing="completion")
-    actor = actor_of(c.actor)
+    actor = c.actor.actor()
     values = normalize_values(step, c.values)
     confirmed = [item.key for item in step.checklist]
     at = records.now()
@@ -204,22 +91,22 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
                  after={"status": "completed", "run_id": run.run_id, "step_key": step.key, "iteration": msg.iteration,
                         "submission_id": submission_id, "values": values, "checklist": confirmed,
                         "evidence": c.evidence},
-                 context=context_of(c.request), occurred_at=at)
+                 context=c.request, occurred_at=at)
     outcome = Outcome(ok=True, task_id=c.task_id, run_id=run.run_id, step_key=step.key, iteration=msg.iteration,
                       result="completed", submission_id=submission_id, closed_at=at, values=values,
                       actor_id=c.actor.id)
     if not remember_answer(session, run, outcome, c.request.request_id):
         raise RequestReused(c.request.request_id)
     for opening in msg.open_next:
-        open_task(session, opening)
+        lifecycle.open_task(session, opening)
     return outcome
 
 
 def refuse_reused(session: Session, msg: CompleteTask) -> Outcome:
     c = msg.completion
-    task = _locked_task(session, c.task_id)
-    return refusal(session, msg.run, task, step_key=msg.step.key, iteration=msg.iteration, actor=c.actor,
-                   request=c.request, forbidden=[], invalid=[],
+    found = _locked_task(session, c.task_id)
+    return refusal(session, msg.run, found[0] if found else None, step_key=msg.step.key, iteration=msg.iteration,
+                   actor=c.actor, request=c.request, forbidden=[], invalid=[],
                    conflicts=[f"request: id {c.request.request_id} already answered a request about another task"],
                    doing="completion")
 
@@ -263,55 +150,30 @@ def _human(delta: dt.timedelta) -> str:
     return f"{s} s"
 
 
-def close_open(session: Session, run: RunRef, *, actor: Actor, reason: str) -> list[str]:
-    """Cancel whatever the run still has open (it was cancelled or ended); the ids closed."""
-    rows = session.execute(
-        text("UPDATE tasks SET status = 'cancelled', closed_at = :at, closed_by = :by, closed_by_display = :byd"
-             " WHERE run_id = :r AND status = 'open' RETURNING id, step_key, kind, iteration"),
-        {"at": records.now(), "by": actor.id, "byd": actor.display, "r": run.run_id},
-    ).all()
-    for r in rows:
-        records.step_event(session, run, key=f"cancelled:{r.id}", event="cancelled", step_key=r.step_key,
-                           step_kind=r.kind, iteration=r.iteration, actor=actor, task_id=r.id,
-                           detail={"task_id": str(r.id), "reason": reason})
-    return [str(r.id) for r in rows]
-
-
-def open_briefs(session: Session, run_id: str | uuid.UUID) -> list[TaskBrief]:
-    rows = session.execute(
-        text("SELECT id, step_key, kind, title, iteration, due_at FROM tasks WHERE run_id = :r AND status = 'open'"
-             " ORDER BY opened_at, step_key"), {"r": str(run_id)},
-    ).all()
-    return [TaskBrief(task_id=str(r.id), step_key=r.step_key, kind=r.kind, title=r.title, iteration=r.iteration,
-                      due_at=r.due_at) for r in rows]
-
-
 # ---------------------------------------------------------------- the inbox
 
 
-def _read(session: Session, row: Any, now: dt.datetime) -> TaskRead:
-    spec = row.spec
+def _read(task: TaskRow, run: RunRow, session: Session, now: dt.datetime) -> TaskRead:
+    spec = task.spec
     checklist = [{"key": i["key"], "text": i["text"]} for i in spec.get("checklist", [])]
-    if row.kind == "task" and row.status == "open":
-        run_row = session.execute(text(f"SELECT {records.RUN_COLUMNS} FROM runs WHERE id = :r"),
-                                  {"r": row.run_id}).one()
-        extra = compliance.extra_checklist_items(session, run_row, TaskNode.model_validate(spec))
+    if task.kind == "task" and task.status == "open":
+        extra = compliance.extra_checklist_items(session, run, TaskNode.model_validate(spec))
         checklist += [{"key": i.key, "text": i.text} for i in extra]
     return TaskRead(
-        id=row.id, run_id=row.run_id, protocol_key=row.protocol_key, protocol_version=row.protocol_version,
-        step_key=row.step_key, iteration=row.iteration, kind=row.kind, title=row.title,
-        instructions=spec.get("instructions", ""), roles=list(row.roles), form=spec.get("form"), checklist=checklist,
-        meaning=spec.get("meaning"), status=row.status, opened_at=row.opened_at, due_at=row.due_at,
-        overdue=row.status == "open" and row.due_at is not None and row.due_at < now,
-        escalation_level=row.escalation_level, claimed_by=row.claimed_by, claimed_by_display=row.claimed_by_display,
-        closed_at=row.closed_at, closed_by_display=row.closed_by_display,
+        id=task.id, run_id=task.run_id, protocol_key=run.protocol_key, protocol_version=run.protocol_version,
+        step_key=task.step_key, iteration=task.iteration, kind=task.kind, title=task.title,
+        instructions=spec.get("instructions", ""), roles=list(task.roles), form=spec.get("form"), checklist=checklist,
+        meaning=spec.get("meaning"), status=task.status, opened_at=task.opened_at, due_at=task.due_at,
+        overdue=task.status == "open" and task.due_at is not None and task.due_at < now,
+        escalation_level=task.escalation_level, claimed_by=task.claimed_by,
+        claimed_by_display=task.claimed_by_display, closed_at=task.closed_at, closed_by_display=task.closed_by_display,
     )
 
 
 def inbox(session: Session, caller: Caller, f: TaskFilter, *, limit: int = 200) -> list[TaskRead]:
     """Tasks of the caller's organization, most urgent first (overdue, then by due time, then oldest)."""
     where = ["t.org_id = current_org()"]
-    params: dict[str, Any] = {"lim": limit}
+    params: dict[str, object] = {"lim": limit}
     if f.status:
         where.append("t.status = :status")
         params["status"] = f.status
@@ -331,23 +193,21 @@ def inbox(session: Session, caller: Caller, f: TaskFilter, *, limit: int = 200) 
         where.append(condition)
         params.update(subject_params)
     rows = session.execute(
-        text(f"SELECT {TASK_COLUMNS} FROM tasks t JOIN runs r ON r.id = t.run_id WHERE {' AND '.join(where)}"
-             " ORDER BY t.due_at NULLS LAST, t.opened_at LIMIT :lim"), params,
+        text(f"{TASK_WITH_RUN} WHERE {' AND '.join(where)} ORDER BY t.due_at NULLS LAST, t.opened_at LIMIT :lim"),
+        params,
     ).all()
     now = records.now()
-    return [_read(session, r, now) for r in rows]
+    return [_read(*task_with_run(r), session, now) for r in rows]
 
 
 def get(session: Session, task_id: uuid.UUID) -> TaskRead:
-    row = session.execute(
-        text(f"SELECT {TASK_COLUMNS} FROM tasks t JOIN runs r ON r.id = t.run_id WHERE t.id = :t"), {"t": task_id},
-    ).first()
+    row = session.execute(text(f"{TASK_WITH_RUN} WHERE t.id = :t"), {"t": task_id}).first()
     if row is None:
         raise NotFound(f"no task {task_id}")
-    return _read(session, row, records.now())
+    return _read(*task_with_run(row), session, records.now())
 
 
-def locate(session: Session, task_id: uuid.UUID) -> Any:
+def locate(session: Session, task_id: uuid.UUID) -> TaskPlace:
     """The task's run and kind, for the API to address the run's workflow; NotFound (audited) otherwise."""
     row = session.execute(
         text("SELECT t.id, t.run_id, t.kind, t.status, r.status AS run_status FROM tasks t"
@@ -355,14 +215,19 @@ def locate(session: Session, task_id: uuid.UUID) -> Any:
     ).first()
     if row is None:
         raise NotFound(f"no task {task_id}")
-    return row
+    return from_row(TaskPlace, row)
+
+
+def _task_for_update(session: Session, task_id: uuid.UUID) -> TaskRow:
+    row = session.execute(text(f"SELECT {TASK_COLUMNS} FROM tasks t WHERE id = :t FOR UPDATE"), {"t": task_id}).first()
+    if row is None:
+        raise NotFound(f"no task {task_id}")
+    return from_row(TaskRow, row)
 
 
 def claim(session: Session, caller: Caller, task_id: uuid.UUID) -> TaskRead:
     """Take an open task for yourself (others see who has it); the role must be allowed for the step."""
-    row = session.execute(text("SELECT * FROM tasks WHERE id = :t FOR UPDATE"), {"t": task_id}).first()
-    if row is None:
-        raise NotFound(f"no task {task_id}")
+    row = _task_for_update(session, task_id)
     if caller.role.value not in row.roles:
         raise Forbidden(f"your role ({caller.role}) may not perform step '{row.step_key}' "
                         f"(allowed: {', '.join(row.roles)})")
@@ -386,11 +251,7 @@ def claim(session: Session, caller: Caller, task_id: uuid.UUID) -> TaskRead:
 
 def release(session: Session, caller: Caller, task_id: uuid.UUID) -> TaskRead:
     """Give a claimed task back to the pool: by the person holding it, or a lab manager (runs.control)."""
-    from domain.roles import Permission
-
-    row = session.execute(text("SELECT * FROM tasks WHERE id = :t FOR UPDATE"), {"t": task_id}).first()
-    if row is None:
-        raise NotFound(f"no task {task_id}")
+    row = _task_for_update(session, task_id)
     if row.claimed_by is None:
         return get(session, task_id)
     if row.claimed_by != caller.user_id and not caller.can(Permission.runs_control):

@@ -13,7 +13,7 @@ from temporalio.worker import Worker
 from activities.runs import RunActivities
 from domain.roles import Role
 from domain.runs import service as runs
-from domain.runs.messages import Completion, Outcome, RunInput, RunState
+from domain.runs.messages import ActorRef, Completion, Outcome, RunInput, RunState
 from domain.runs.models import RunLaunch
 from tests.run_workflow.standins import ContinuingEveryStep
 from tests.runs.support import approve_protocol, caller
@@ -54,7 +54,7 @@ async def _work(client, inp: RunInput, queue: str, org_a) -> None:  # type: igno
         assert task_id, step
         tech = caller(org_a, Role.technician)  # a new request id for each request
         done = await h.execute_update("complete_task", Completion(
-            task_id=task_id, actor=runs.actor_ref(tech), values={"n": n}, request=runs.request_info(tech)),
+            task_id=task_id, actor=ActorRef.of(tech), values={"n": n}, request=tech.context),
             result_type=Outcome)
         assert done.ok, done
     final = client.get_workflow_handle(run_id)

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from domain.roles import Role
 from domain.runs import service as runs
-from domain.runs.messages import Completion, Outcome, RunInput
+from domain.runs.messages import ActorRef, Completion, Outcome, RunInput
 from domain.runs.models import RunLaunch
 from tests.runs.conftest import await_for
 from tests.runs.support import approve_protocol, caller, one_task
@@ -60,8 +60,8 @@ async def test_escalation_levels_fire_at_due_plus_each_delay(skipping_env, skipp
 
     tech = caller(org_a, Role.technician)
     done = await handle.execute_update("complete_task", Completion(
-        task_id=fired[0]["task_id"], actor=runs.actor_ref(tech), values={"mass_g": "12.5"},
-        checklist={"balance_calibrated": True}, request=runs.request_info(tech)), result_type=Outcome)
+        task_id=fired[0]["task_id"], actor=ActorRef.of(tech), values={"mass_g": "12.5"},
+        checklist={"balance_calibrated": True}, request=tech.context), result_type=Outcome)
     assert done.ok and done.run_status == "completed" and done.values == {"mass_g": "12.50", "balance": None}
     assert await handle.result() == "completed"
 

@@ -17,8 +17,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.runs import RunActivities
 from api import temporal as api_temporal
 from domain.errors import Invalid
-from domain.roles import Role
-from domain.runs.messages import ActorRef, Control, ControlRun, RequestInfo, RunRef
+from domain.roles import RequestContext, Role
+from domain.runs.messages import ActorRef, Control, ControlRun, RunRef
 from tests.runs.conftest import wait_for
 from tests.runs.support import complete, launch_with_open_task
 from tests.support import Org, make_org
@@ -45,7 +45,7 @@ def _failures(owner, run_id: str) -> list[Any]:
 
 def _control(org: Org, action: str, reason: str) -> Control:
     user_id, _ = org.users[Role.lab_manager]
-    return Control(action=action, reason=reason, request=RequestInfo(request_id=str(uuid.uuid4())),  # type: ignore[arg-type]
+    return Control(action=action, reason=reason, request=RequestContext(request_id=str(uuid.uuid4())),  # type: ignore[arg-type]
                    actor=ActorRef(type="user", id=str(user_id), display="lab manager", user_id=str(user_id),
                                   role="lab_manager"))
 
