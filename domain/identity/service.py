@@ -9,7 +9,6 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Literal
 
 from sqlalchemy import text
@@ -34,7 +33,17 @@ from domain.identity.models import (
     MyInvitation,
     OrgRead,
 )
+from domain.identity.rows import (
+    INVITATION_COLUMNS,
+    MEMBER_SELECT,
+    Account,
+    InvitationRow,
+    MemberRow,
+    Membership,
+    PendingInvitation,
+)
 from domain.roles import SYSTEM_ACTOR, Actor, Caller, RequestContext, Role
+from domain.rows import from_row
 
 
 def create_org(session: Session, *, slug: str, name: str, actor: Actor = SYSTEM_ACTOR) -> OrgRead:
@@ -59,15 +68,12 @@ def get_org(session: Session, caller: Caller) -> OrgRead:
 # ---------------------------------------------------------------- members
 
 
-def _member_row(session: Session, user_id: uuid.UUID) -> Any:
-    return session.execute(
-        text("SELECT u.id AS user_id, u.email, u.display_name, m.role, m.active FROM memberships m "
-             "JOIN users u ON u.id = m.user_id WHERE m.user_id = :u"),
-        {"u": user_id},
-    ).first()
+def _member_row(session: Session, user_id: uuid.UUID) -> MemberRow | None:
+    row = session.execute(text(f"{MEMBER_SELECT} WHERE m.user_id = :u"), {"u": user_id}).first()
+    return from_row(MemberRow, row) if row else None
 
 
-def _member_state(row: Any) -> dict[str, Any]:
+def _member_state(row: MemberRow) -> dict[str, Any]:
     return {"user_id": str(row.user_id), "email": row.email, "display_name": row.display_name,
             "role": row.role, "active": row.active}
 
@@ -93,17 +99,15 @@ def add_member(
             {"id": uuid.uuid4(), "o": org_id, "u": user_id, "r": data.role.value},
         )
     row = _member_row(session, user_id)
+    assert row is not None  # inserted just now
     audit.record(session, org_id=org_id, actor=actor, action="create", entity_type="membership",
                  entity_id=user_id, after=_member_state(row), context=context)
     return MemberRead.model_validate(row, from_attributes=True)
 
 
 def list_members(session: Session) -> list[MemberRead]:
-    rows = session.execute(
-        text("SELECT u.id AS user_id, u.email, u.display_name, m.role, m.active FROM memberships m "
-             "JOIN users u ON u.id = m.user_id ORDER BY u.display_name")
-    ).all()
-    return [MemberRead.model_validate(r, from_attributes=True) for r in rows]
+    rows = session.execute(text(f"{MEMBER_SELECT} ORDER BY u.display_name")).all()
+    return [MemberRead.model_validate(from_row(MemberRow, r), from_attributes=True) for r in rows]
 
 
 def change_member_role(
@@ -121,6 +125,7 @@ def change_member_role(
     session.execute(text("UPDATE memberships SET role = :r WHERE user_id = :u"),
                     {"r": data.role.value, "u": user_id})
     after = _member_row(session, user_id)
+    assert after is not None  # updated just now
     audit.record(session, org_id=caller.org_id, actor=caller.actor, action="update", entity_type="membership",
                  entity_id=user_id, before=_member_state(before), after=_member_state(after),
                  reason=data.reason, context=caller.context)
@@ -130,10 +135,9 @@ def change_member_role(
 # ---------------------------------------------------------------- invitations
 
 INVITATION_TTL = dt.timedelta(days=14)
-_INVITATION_COLUMNS = ("id, email, role, status, invited_by_display, created_at, expires_at, decided_at")
 
 
-def _invitation(row: Any) -> InvitationRead:
+def _invitation(row: InvitationRow) -> InvitationRead:
     expired = row.status == "pending" and row.expires_at <= dt.datetime.now(dt.UTC)
     return InvitationRead(id=row.id, email=row.email, role=Role(row.role), status="expired" if expired else row.status,
                           invited_by=row.invited_by_display, invited_at=row.created_at, expires_at=row.expires_at,
@@ -173,41 +177,52 @@ def invite_member(session: Session, caller: Caller, data: MemberCreate) -> Invit
         row = session.execute(
             text("INSERT INTO invitations (id, org_id, user_id, email, role, status, invited_by,"
                  " invited_by_display, expires_at) VALUES (:id, :o, :u, :e, :r, 'pending', :by, :byd,"
-                 f" now() + :ttl) RETURNING {_INVITATION_COLUMNS}"),
+                 f" now() + :ttl) RETURNING {INVITATION_COLUMNS}"),
             {"id": invitation_id, "o": caller.org_id, "u": user_id, "e": data.email, "r": data.role.value,
              "by": caller.actor.id, "byd": caller.actor.display, "ttl": INVITATION_TTL},
         ).one()
-    out = _invitation(row)
+    out = _invitation(from_row(InvitationRow, row))
     audit.record(session, org_id=caller.org_id, actor=caller.actor, action="invite", entity_type="invitation",
                  entity_id=invitation_id, after=_invitation_state(out), context=caller.context)
     return out
 
 
 def list_invitations(session: Session) -> list[InvitationRead]:
-    rows = session.execute(text(f"SELECT {_INVITATION_COLUMNS} FROM invitations ORDER BY created_at DESC")).all()
-    return [_invitation(r) for r in rows]
+    rows = session.execute(text(f"SELECT {INVITATION_COLUMNS} FROM invitations ORDER BY created_at DESC")).all()
+    return [_invitation(from_row(InvitationRow, r)) for r in rows]
 
 
 def revoke_invitation(session: Session, caller: Caller, invitation_id: uuid.UUID) -> InvitationRead:
-    row = session.execute(text(f"SELECT {_INVITATION_COLUMNS} FROM invitations WHERE id = :i FOR UPDATE"),
+    row = session.execute(text(f"SELECT {INVITATION_COLUMNS} FROM invitations WHERE id = :i FOR UPDATE"),
                           {"i": invitation_id}).first()
     if row is None:
         raise NotFound("invitation not found")
-    before = _invitation(row)
+    before = _invitation(from_row(InvitationRow, row))
     if before.status != "pending":
         raise Conflict(f"the invitation is {before.status}")
     row = session.execute(
         text(f"UPDATE invitations SET status = 'revoked', decided_at = now() WHERE id = :i "
-             f"RETURNING {_INVITATION_COLUMNS}"), {"i": invitation_id}).one()
-    after = _invitation(row)
+             f"RETURNING {INVITATION_COLUMNS}"), {"i": invitation_id}).one()
+    after = _invitation(from_row(InvitationRow, row))
     audit.record(session, org_id=caller.org_id, actor=caller.actor, action="revoke", entity_type="invitation",
                  entity_id=invitation_id, before=_invitation_state(before), after=_invitation_state(after),
                  context=caller.context)
     return after
 
 
-def _pending_invitations(session: Session, user_id: uuid.UUID) -> Sequence[Any]:
-    return session.execute(text("SELECT * FROM auth_user_invitations(:u)"), {"u": user_id}).all()
+def _pending_invitations(session: Session, user_id: uuid.UUID) -> list[PendingInvitation]:
+    rows = session.execute(text("SELECT * FROM auth_user_invitations(:u)"), {"u": user_id}).all()
+    return [from_row(PendingInvitation, r) for r in rows]
+
+
+def _account(session: Session, email: str) -> Account | None:
+    row = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": email}).first()
+    return from_row(Account, row) if row else None
+
+
+def _memberships(session: Session, user_id: uuid.UUID) -> list[Membership]:
+    rows = session.execute(text("SELECT * FROM auth_user_memberships(:u)"), {"u": user_id}).all()
+    return [from_row(Membership, r) for r in rows]
 
 
 def _person(caller: Caller) -> uuid.UUID:
@@ -223,19 +238,21 @@ def my_invitations(session: Session, caller: Caller) -> list[MyInvitation]:
             for i in _pending_invitations(session, _person(caller))]
 
 
-def _decide(session: Session, invitation: Any, user: Any, accept: bool, context: RequestContext) -> None:
+def _decide(session: Session, invitation: PendingInvitation, user_id: uuid.UUID, display_name: str, accept: bool,
+            context: RequestContext) -> None:
     """Record the person's answer in the inviting organization (and, on acceptance, the membership)."""
     status = "accepted" if accept else "declined"
     _set_org(session, invitation.org_id)
     row = session.execute(
         text(f"UPDATE invitations SET status = :s, decided_at = now() WHERE id = :i AND user_id = :u"
-             f" AND status = 'pending' AND expires_at > now() RETURNING {_INVITATION_COLUMNS}"),
-        {"s": status, "i": invitation.invitation_id, "u": user.user_id},
+             f" AND status = 'pending' AND expires_at > now() RETURNING {INVITATION_COLUMNS}"),
+        {"s": status, "i": invitation.invitation_id, "u": user_id},
     ).first()
     if row is None:  # decided, revoked or expired meanwhile
         raise NotFound("invitation not found")
-    before = _invitation_state(_invitation(row).model_copy(update={"status": "pending", "decided_at": None}))
-    after = _invitation_state(_invitation(row))
+    decided = _invitation(from_row(InvitationRow, row))
+    before = _invitation_state(decided.model_copy(update={"status": "pending", "decided_at": None}))
+    after = _invitation_state(decided)
     if not accept:
         # Declining reveals nothing either: the entry names the invitation, not the account.
         audit.record(session, org_id=invitation.org_id, actor=Actor("invitee", str(invitation.invitation_id),
@@ -243,18 +260,19 @@ def _decide(session: Session, invitation: Any, user: Any, accept: bool, context:
                      action="decline", entity_type="invitation", entity_id=invitation.invitation_id, before=before,
                      after=after, context=context)
         return
-    person = Actor("user", str(user.user_id), user.display_name)
+    person = Actor("user", str(user_id), display_name)
     audit.record(session, org_id=invitation.org_id, actor=person, action="accept", entity_type="invitation",
                  entity_id=invitation.invitation_id, before=before, after=after, context=context)
     # A former member (deactivated) comes back with the invited role.
     session.execute(
         text("INSERT INTO memberships (id, org_id, user_id, role) VALUES (:id, :o, :u, :r) "
              "ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, active = true"),
-        {"id": uuid.uuid4(), "o": invitation.org_id, "u": user.user_id, "r": invitation.role},
+        {"id": uuid.uuid4(), "o": invitation.org_id, "u": user_id, "r": invitation.role},
     )
-    member = _member_row(session, user.user_id)
+    member = _member_row(session, user_id)
+    assert member is not None  # a member now
     audit.record(session, org_id=invitation.org_id, actor=person, action="create", entity_type="membership",
-                 entity_id=user.user_id, after=_member_state(member), reason="invitation accepted", context=context)
+                 entity_id=user_id, after=_member_state(member), reason="invitation accepted", context=context)
 
 
 def decide_invitation(session: Session, caller: Caller, invitation_id: uuid.UUID, accept: bool) -> InvitationDecision:
@@ -264,8 +282,7 @@ def decide_invitation(session: Session, caller: Caller, invitation_id: uuid.UUID
     invitation = next((i for i in _pending_invitations(session, user_id) if i.invitation_id == invitation_id), None)
     if invitation is None:  # unknown, another person's, decided or expired: alike
         raise NotFound("invitation not found")
-    user = SimpleNamespace(user_id=user_id, display_name=caller.actor.display)
-    _decide(session, invitation, user, accept, caller.context)
+    _decide(session, invitation, user_id, caller.actor.display, accept, caller.context)
     status: Literal["accepted", "declined"] = "accepted" if accept else "declined"
     _set_org(session, caller.org_id)
     audit.record(session, org_id=caller.org_id, actor=caller.actor, action="accept" if accept else "decline",
@@ -329,10 +346,10 @@ def record_lockout(session: Session, refusal: LockedOut, context: RequestContext
     ).scalar_one()
     if not first:
         return
-    user = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": refusal.email}).first()
+    user = _account(session, refusal.email)
     if user is None:
         return
-    for m in session.execute(text("SELECT * FROM auth_user_memberships(:u)"), {"u": user.user_id}).all():
+    for m in _memberships(session, user.user_id):
         _set_org(session, m.org_id)
         audit.record(session, org_id=m.org_id, actor=Actor("user", str(user.user_id), user.display_name),
                      action="refuse", entity_type="auth_session", entity_id="-", reason=refusal.message,
@@ -368,9 +385,9 @@ NO_MEMBERSHIP = "no active membership"
 
 @dataclass(frozen=True)
 class PasswordCheck:
-    user: Any
-    memberships: Sequence[Any]
-    chosen: Any  # the membership the login is for
+    user: Account | None
+    memberships: Sequence[Membership]
+    chosen: Membership | None  # the membership the login is for
     failure: str | None  # why it fails (counts as a failed login); None when it holds or only needs an org
 
 
@@ -378,11 +395,9 @@ def _check_password(session: Session, email: str, password: str, org_slug: str |
     """The account, its memberships, the membership the login is for, and why it fails.
     One rule for every entry point (HTTP login, Flight SQL). Raises OrganizationNotNamed when the password
     holds for a person in several organizations and none is named."""
-    user = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": email}).first()
+    user = _account(session, email)
     ok = secrets.verify_password(user.password_hash if user else None, password)
-    memberships: Sequence[Any] = (
-        session.execute(text("SELECT * FROM auth_user_memberships(:u)"), {"u": user.user_id}).all() if user else []
-    )
+    memberships = _memberships(session, user.user_id) if user else []
     if not ok or user is None:
         return PasswordCheck(user, memberships, None, WRONG_CREDENTIALS)
     if user.disabled:
@@ -420,13 +435,14 @@ def login(
                    window=lockout)
     check = _check_password(session, data.email, data.password, data.org)
     user, chosen, failure = check.user, check.chosen, check.failure
-    if failure in (NOT_A_MEMBER, NO_MEMBERSHIP):  # the password holds: an invitation may make it a membership
+    # The password holds but no membership fits: an invitation may make one.
+    if user is not None and failure in (NOT_A_MEMBER, NO_MEMBERSHIP):
         pending = _pending_invitations(session, user.user_id)
         invitation = next((i for i in pending if i.org_slug == data.org), None) if data.org else None
         if invitation is not None:
-            _decide(session, invitation, user, True, context)
-            chosen, failure = SimpleNamespace(org_id=invitation.org_id, org_slug=invitation.org_slug,
-                                              role=invitation.role), None
+            _decide(session, invitation, user.user_id, user.display_name, True, context)
+            chosen, failure = Membership(org_id=invitation.org_id, org_slug=invitation.org_slug,
+                                         org_name=invitation.org_name, role=invitation.role), None
         elif pending and not data.org:
             slugs = [i.org_slug for i in pending]
             raise OrganizationNotNamed(
@@ -465,8 +481,8 @@ def record_failed_login(
     context: RequestContext,
     *,
     org_slug: str | None = None,
-    user: Any = None,
-    memberships: Sequence[Any] | None = None,
+    user: Account | None = None,
+    memberships: Sequence[Membership] | None = None,
 ) -> None:
     """Count the failure for rate limiting and audit it in each org the account belongs to
     (an unknown email belongs to none: it is only counted)."""
@@ -475,11 +491,11 @@ def record_failed_login(
         {"e": email, "a": context.client_address},
     )
     if user is None:
-        user = session.execute(text("SELECT * FROM auth_user_by_email(:e)"), {"e": email}).first()
+        user = _account(session, email)
     if user is None:
         return
     if memberships is None:
-        memberships = session.execute(text("SELECT * FROM auth_user_memberships(:u)"), {"u": user.user_id}).all()
+        memberships = _memberships(session, user.user_id)
     targets = memberships if not org_slug else [m for m in memberships if m.org_slug == org_slug]
     for m in targets:
         _set_org(session, m.org_id)
@@ -569,7 +585,7 @@ def authenticate_password(session: Session, email: str, password: str, org_slug:
             return None
     check = _check_password(session, email, password, org_slug)
     m, user = check.chosen, check.user
-    if check.failure is not None or m is None:
+    if check.failure is not None or m is None or user is None:
         return None
     return Caller(org_id=m.org_id, org_slug=m.org_slug, role=Role(m.role),
                   actor=Actor("user", str(user.user_id), user.display_name), user_id=user.user_id)

@@ -45,7 +45,9 @@ from domain.protocols.models import (
     VersionSummary,
 )
 from domain.protocols.plan import ExecutionPlan, Problem
+from domain.protocols.rows import PROTOCOL_SELECT, ProtocolRow, ProtocolVersionRow
 from domain.roles import Caller, Permission
+from domain.rows import from_row
 from domain.runs import records
 from domain.signatures import Meaning, SignatureInput, sign
 
@@ -134,9 +136,11 @@ WHERE p.org_id = current_org()
 """  # the org filter repeats row-level security, for sessions that bypass it (owner: demo seed, CLI)
 
 
-def _summary(row: Any) -> VersionSummary:
+def _summary(row: ProtocolVersionRow) -> VersionSummary:
     approval = None
     if row.approval_signature_id is not None:
+        # a signature's meaning, time and hash are never NULL
+        assert row.meaning is not None and row.signed_at is not None and row.signed_hash is not None
         approval = ApprovalRead(
             signature_id=row.approval_signature_id, signer=Person(id=row.signer_id, name=row.signer_name),
             meaning=Meaning(row.meaning), signed_at=row.signed_at, content_hash=row.signed_hash,
@@ -150,36 +154,32 @@ def _summary(row: Any) -> VersionSummary:
     )
 
 
-def _read(row: Any) -> VersionRead:
+def _read(row: ProtocolVersionRow) -> VersionRead:
     problems = compile_protocol(row.definition, row.version).problems if row.status == S.draft else []
     return VersionRead(
         **_summary(row).model_dump(), definition=row.definition, plan=row.plan, problems=problems
     )
 
 
-def _version_row(session: Session, key: str, version: int, *, lock: bool = False) -> Any:
+def _version_row(session: Session, key: str, version: int, *, lock: bool = False) -> ProtocolVersionRow:
     row = session.execute(
         text(_VERSION_SQL + " AND p.key = :k AND v.version = :v" + (" FOR UPDATE OF v" if lock else "")),
         {"k": key, "v": version},
     ).first()
     if row is None:
         raise NotFound(f"protocol '{key}' has no version {version}")
-    return row
+    return from_row(ProtocolVersionRow, row)
 
 
-def _protocol_row(session: Session, key: str, *, lock: bool = False) -> Any:
-    row = session.execute(
-        text("SELECT p.id, p.key, p.title, p.created_by, u.display_name AS created_by_name, p.created_at "
-             "FROM protocols p LEFT JOIN users u ON u.id = p.created_by WHERE p.org_id = current_org() AND p.key = :k"
-             + (" FOR UPDATE OF p" if lock else "")),
-        {"k": key},
-    ).first()
+def _protocol_row(session: Session, key: str, *, lock: bool = False) -> ProtocolRow:
+    row = session.execute(text(PROTOCOL_SELECT + " AND p.key = :k" + (" FOR UPDATE OF p" if lock else "")),
+                          {"k": key}).first()
     if row is None:
         raise NotFound(f"no protocol '{key}'")
-    return row
+    return from_row(ProtocolRow, row)
 
 
-def _protocol_read(protocol: Any, versions: list[VersionSummary]) -> ProtocolDetail:
+def _protocol_read(protocol: ProtocolRow, versions: list[VersionSummary]) -> ProtocolDetail:
     return ProtocolDetail(
         id=protocol.id, key=protocol.key, title=protocol.title,
         created_by=Person(id=protocol.created_by, name=protocol.created_by_name), created_at=protocol.created_at,
@@ -190,12 +190,10 @@ def _protocol_read(protocol: Any, versions: list[VersionSummary]) -> ProtocolDet
 
 def list_protocols(session: Session) -> list[ProtocolRead]:
     """Every protocol of the organization, by key, with its latest version and the approved ones."""
-    protocols = session.execute(
-        text("SELECT p.id, p.key, p.title, p.created_by, u.display_name AS created_by_name, p.created_at "
-             "FROM protocols p LEFT JOIN users u ON u.id = p.created_by WHERE p.org_id = current_org() ORDER BY p.key")
-    ).all()
+    protocols = [from_row(ProtocolRow, r) for r in session.execute(text(PROTOCOL_SELECT + " ORDER BY p.key")).all()]
     versions: dict[uuid.UUID, list[VersionSummary]] = {}
-    for row in session.execute(text(_VERSION_SQL + " ORDER BY v.protocol_id, v.version")).all():
+    for r in session.execute(text(_VERSION_SQL + " ORDER BY v.protocol_id, v.version")).all():
+        row = from_row(ProtocolVersionRow, r)
         versions.setdefault(row.protocol_id, []).append(_summary(row))
     return [
         ProtocolRead(**_protocol_read(p, versions[p.id]).model_dump(exclude={"versions"}))
@@ -212,7 +210,7 @@ def list_versions(session: Session, *, key: str) -> list[VersionSummary]:
     rows = session.execute(text(_VERSION_SQL + " AND p.key = :k ORDER BY v.version"), {"k": key}).all()
     if not rows:
         raise NotFound(f"no protocol '{key}'")
-    return [_summary(row) for row in rows]
+    return [_summary(from_row(ProtocolVersionRow, row)) for row in rows]
 
 
 def get_version(session: Session, *, key: str, version: int) -> VersionRead:
@@ -227,13 +225,13 @@ def get_version_by_hash(session: Session, *, key: str, content_hash: str) -> Ver
     ).first()
     if row is None:
         raise NotFound(f"protocol '{key}' has no version with content hash {content_hash}")
-    return _read(row)
+    return _read(from_row(ProtocolVersionRow, row))
 
 
 # ---------------------------------------------------------------- changes
 
 
-def _state(row: Any) -> dict[str, Any]:
+def _state(row: ProtocolVersionRow) -> dict[str, Any]:
     """What the audit trail records of a version at each step (the definition itself where it changes)."""
     return {
         "id": str(row.id), "protocol_key": row.protocol_key, "version": row.version, "status": row.status,
@@ -248,7 +246,7 @@ def _person(caller: Caller, doing: str) -> uuid.UUID:
     return caller.user_id
 
 
-def _expect(row: Any, current: VersionStatus, requested: VersionStatus, hint: str = "") -> None:
+def _expect(row: ProtocolVersionRow, current: VersionStatus, requested: VersionStatus, hint: str = "") -> None:
     if row.status != current:
         raise WrongStatus(
             f"version {row.version} of '{row.protocol_key}' is {row.status}; "
@@ -355,14 +353,14 @@ def edit_draft(session: Session, caller: Caller, *, key: str, version: int, data
     return _read(after)
 
 
-def _only_author(caller: Caller, row: Any, doing: str) -> None:
+def _only_author(caller: Caller, row: ProtocolVersionRow, doing: str) -> None:
     user = _person(caller, f"{doing} a protocol version")
     if row.author_id != user:
         raise Forbidden(f"only the author of version {row.version} ({row.author_name}) may {doing} it")
 
 
 def _transition(
-    session: Session, caller: Caller, row: Any, *, action: str, sets: str, params: dict[str, Any],
+    session: Session, caller: Caller, row: ProtocolVersionRow, *, action: str, sets: str, params: dict[str, Any],
     reason: str | None,
 ) -> VersionRead:
     session.execute(text(f"UPDATE protocol_versions SET {sets} WHERE id = :id"), {**params, "id": row.id})
@@ -372,7 +370,7 @@ def _transition(
     return _read(after)
 
 
-def _check_hash(row: Any) -> None:
+def _check_hash(row: ProtocolVersionRow) -> None:
     """The stored document still hashes to its recorded hash (what is signed is what is stored)."""
     if content_hash(row.definition) != row.content_hash:
         raise Conflict(f"version {row.version} of '{row.protocol_key}' does not match its content hash; "
