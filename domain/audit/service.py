@@ -22,8 +22,10 @@ from domain.audit.chain import GENESIS, Problem, VerifyResult, verify_rows
 from domain.audit.checkpoints import Checkpoint, CheckpointStore, SigningKey, sign
 from domain.audit.parallel import ROW_COLUMNS, default_workers, verify_chain
 from domain.audit.recorder import record
+from domain.audit.rows import AUDIT_ROW_COLUMNS, AuditRow, SealedHead
 from domain.errors import Conflict, Invalid, NotFound
 from domain.roles import Actor, AuditScope, Caller, RequestContext, audit_scope
+from domain.rows import from_row
 
 # Identity and access entries; lab managers and scientists see the operational rest.
 SECURITY_ENTITY_TYPES = ("organization", "user", "membership", "invitation", "api_key", "auth_session", "endpoint")
@@ -123,8 +125,7 @@ def _verify_since_last_checkpoint(
             res = verify_rows(org, rows, start_seq=start_seq, start_prev=start_prev)
         finally:
             rows.close()
-    sealed = session.execute(text("SELECT seq, chain_hash FROM audit_heads WHERE org_id = :o"), {"o": org}).first()
-    res.problems.extend(_head_problems(res, sealed))
+    res.problems.extend(_head_problems(res, _sealed_head(session, org)))
     if res.head_seq != size or res.head_hash != head_hash:
         res.problems.append(Problem(size, "the head moved while it was being verified"))
     if not res.ok:
@@ -213,12 +214,10 @@ def verify_org(
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         problems.append(Problem(None, f"pending entries cannot be sealed into the chain: {reason}"))
     anchors = _checkpoint_anchors(session, org, store, keys, problems)
-    sealed_head = session.execute(
-        text("SELECT seq, chain_hash FROM audit_heads WHERE org_id = :o"), {"o": org}
-    ).first()
+    sealed_head = _sealed_head(session, org)
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    expected_size = int(sealed_head[0]) if sealed_head else 0
+    expected_size = sealed_head.seq if sealed_head else 0
     result = verify_chain(raw, org, anchors=anchors, expected_size=expected_size, url=_libpq_url(session),
                           workers=default_workers() if workers is None else workers, chunk=chunk)
     result.problems[:0] = problems
@@ -236,13 +235,18 @@ def _libpq_url(session: Session) -> str | None:
     return libpq_url(url)
 
 
-def _head_problems(result: VerifyResult, sealed_head: Any) -> list[Problem]:
+def _sealed_head(session: Session, org: str) -> SealedHead | None:
+    row = session.execute(text("SELECT seq, chain_hash FROM audit_heads WHERE org_id = :o"), {"o": org}).first()
+    return from_row(SealedHead, row) if row else None
+
+
+def _head_problems(result: VerifyResult, sealed_head: SealedHead | None) -> list[Problem]:
     """The chain must end exactly where the sealer left it (audit_heads)."""
     end = result.head_seq
     if sealed_head is None:
         return [Problem(1, "entries exist but no sealed head records them (inserted outside the sealer)")
                 ] if end else []
-    seq, head_hash = int(sealed_head[0]), bytes(sealed_head[1])
+    seq, head_hash = int(sealed_head.seq), bytes(sealed_head.chain_hash)
     if seq < end:
         return [Problem(seq + 1, f"entries {seq + 1}..{end} lie past the sealed head (seq {seq}): "
                                  f"appended outside the sealer")]
@@ -318,7 +322,7 @@ def _where(caller: Caller, f: AuditFilter) -> tuple[str, dict[str, Any]]:
     return sql + scope, {**params, **sp}
 
 
-def entry_view(row: Any) -> dict[str, Any]:
+def entry_view(row: AuditRow) -> dict[str, Any]:
     body = orjson.loads(bytes(row.body))
     return {
         "seq": row.seq,
@@ -358,10 +362,10 @@ def query(
     if cursor:
         where += " AND seq < :before_seq"
         params["before_seq"] = decode_cursor(cursor)
-    rows = session.execute(
-        text(f"SELECT seq, body, chain_hash FROM audit_log WHERE {where} ORDER BY seq DESC LIMIT :lim"),
+    rows = [from_row(AuditRow, r) for r in session.execute(
+        text(f"SELECT {AUDIT_ROW_COLUMNS} FROM audit_log WHERE {where} ORDER BY seq DESC LIMIT :lim"),
         {**params, "lim": limit + 1},
-    ).all()
+    ).all()]
     more = len(rows) > limit
     rows = rows[:limit]
     return [entry_view(r) for r in rows], (encode_cursor(rows[-1].seq) if more and rows else None)
@@ -432,13 +436,13 @@ def entity_state(
     if known is None:
         raise NotFound(f"no {entity_type} with this id in this organization's audit log")
     rows = session.execute(
-        text(f"SELECT seq, body, chain_hash FROM audit_log WHERE {where} AND occurred_at <= :at ORDER BY seq"),
+        text(f"SELECT {AUDIT_ROW_COLUMNS} FROM audit_log WHERE {where} AND occurred_at <= :at ORDER BY seq"),
         {**params, "at": at},
     ).all()
     state: dict[str, Any] | None = None
     last: dict[str, Any] | None = None
     for row in rows:
-        last = entry_view(row)
+        last = entry_view(from_row(AuditRow, row))
         if last["action"] == "delete":
             state = None
         elif isinstance(last["after"], dict):

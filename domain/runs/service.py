@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.audit import service as audit_service
+from domain.audit.rows import AUDIT_ROW_COLUMNS, AuditRow
 from domain.canonical import format_ts, parse_ts
 from domain.errors import Conflict, NotFound
 from domain.protocols.plan import ExecutionPlan
@@ -219,7 +220,7 @@ def history(session: Session, run_id: uuid.UUID, temporal_events: list[dict[str,
     sig_ids = [str(r.id) for r in session.execute(
         text("SELECT id FROM signatures WHERE entity_type = 'task' AND entity_id = ANY(:t)"), {"t": task_ids})]
     rows = session.execute(
-        text("SELECT seq, body, chain_hash FROM audit_log WHERE org_id = current_org() AND ("
+        text(f"SELECT {AUDIT_ROW_COLUMNS} FROM audit_log WHERE org_id = current_org() AND ("
              " (entity_type = 'run' AND entity_id = :r) OR (entity_type = 'task' AND entity_id = ANY(:t))"
              " OR (entity_type = 'signature' AND entity_id = ANY(:s))"
              " OR (entity_type = 'endpoint' AND (entity_id LIKE :url OR entity_id LIKE ANY(:turls))))"
@@ -229,7 +230,7 @@ def history(session: Session, run_id: uuid.UUID, temporal_events: list[dict[str,
     ).all()
     timeline = []
     for r in rows:
-        e = audit_service.entry_view(r)
+        e = audit_service.entry_view(from_row(AuditRow, r))
         who = e["actor"]["display"]
         summary = f"{who}: {e['action']} {e['entity_type']}" + (f" — {e['reason']}" if e["reason"] else "")
         timeline.append(TimelineEntry(at=e["occurred_at"], source="audit", kind=e["action"], summary=summary,
