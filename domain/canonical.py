@@ -11,7 +11,6 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 from enum import Enum
-from typing import Any
 
 import orjson
 
@@ -34,7 +33,7 @@ def parse_ts(value: str) -> dt.datetime:
     return dt.datetime.strptime(value, TS_FORMAT).replace(tzinfo=dt.UTC)
 
 
-def normalize(value: Any) -> Any:
+def normalize(value: object) -> object:
     """JSON-safe value with every float as a decimal string and every timestamp fixed-format."""
     if value is None or isinstance(value, bool | int | str):
         return value
@@ -55,7 +54,7 @@ def normalize(value: Any) -> Any:
     if isinstance(value, Enum):
         return normalize(value.value)
     if isinstance(value, dict):
-        out = {}
+        out: dict[str, object] = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise CanonicalError("object keys must be strings")
@@ -68,5 +67,5 @@ def normalize(value: Any) -> Any:
     raise CanonicalError(f"cannot record a value of type {type(value).__name__}")
 
 
-def canonical_bytes(value: Any) -> bytes:
+def canonical_bytes(value: object) -> bytes:
     return orjson.dumps(normalize(value), option=orjson.OPT_SORT_KEYS)

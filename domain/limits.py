@@ -19,7 +19,7 @@ Query and path parameters go through the same `problem()` (api/app.py), so a NUL
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
@@ -74,7 +74,7 @@ def number_problem(number: int | float) -> str | None:
     return None
 
 
-def problem(value: Any, path: str = "", depth: int = 0, *, free_form: bool = False) -> str | None:
+def problem(value: object, path: str = "", depth: int = 0, *, free_form: bool = False) -> str | None:
     """The first reason `value` cannot be stored, prefixed with where it is inside the value; None when it can.
 
     Strings at the top of a model field have their length checked by the field's own `max_length`; strings
@@ -120,7 +120,7 @@ def _refuse(why: str) -> PydanticCustomError:
     return PydanticCustomError("unstorable", "{why}", {"why": why})
 
 
-def _checked(value: Any) -> Any:
+def _checked(value: str) -> str:
     why = problem(value)
     if why:
         raise _refuse(why)
@@ -141,7 +141,7 @@ class Input(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+    def _storable(cls, value: object, info: ValidationInfo) -> object:
         why = problem(value, info.field_name or "")
         if why:
             raise _refuse(why)

@@ -286,7 +286,7 @@ def resolve_filter(session: Session, f: AuditFilter) -> AuditFilter:
     return replace(f, actor_id=str(row.id))
 
 
-def _scope_sql(caller: Caller) -> tuple[str, dict[str, Any]]:
+def _scope_sql(caller: Caller) -> tuple[str, dict[str, object]]:
     """What part of the log each role may read."""
     scope = audit_scope(caller.role)  # the same rule decides what the lake (Flight SQL) shows
     if scope is AuditScope.whole:
@@ -298,9 +298,9 @@ def _scope_sql(caller: Caller) -> tuple[str, dict[str, Any]]:
     return " AND false", {}
 
 
-def _where(caller: Caller, f: AuditFilter) -> tuple[str, dict[str, Any]]:
+def _where(caller: Caller, f: AuditFilter) -> tuple[str, dict[str, object]]:
     sql = "org_id = :org"
-    params: dict[str, Any] = {"org": str(caller.org_id)}
+    params: dict[str, object] = {"org": str(caller.org_id)}
     for col, val in (
         ("entity_type", f.entity_type), ("entity_id", f.entity_id), ("actor_id", f.actor_id),
         ("action", f.action), ("severity", f.severity),
@@ -415,7 +415,7 @@ def export_lines(
                 yield buf.getvalue().encode()
 
 
-def _to_pyformat(sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _to_pyformat(sql: str, params: dict[str, object]) -> tuple[str, dict[str, object]]:
     """`:name` → `%(name)s` for the raw psycopg server-side cursor."""
     import re
 

@@ -9,7 +9,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -73,7 +73,7 @@ def _member_row(session: Session, user_id: uuid.UUID) -> MemberRow | None:
     return from_row(MemberRow, row) if row else None
 
 
-def _member_state(row: MemberRow) -> dict[str, Any]:
+def _member_state(row: MemberRow) -> dict[str, object]:
     return {"user_id": str(row.user_id), "email": row.email, "display_name": row.display_name,
             "role": row.role, "active": row.active}
 
@@ -144,7 +144,7 @@ def _invitation(row: InvitationRow) -> InvitationRead:
                           decided_at=row.decided_at)
 
 
-def _invitation_state(inv: InvitationRead) -> dict[str, Any]:
+def _invitation_state(inv: InvitationRead) -> dict[str, object]:
     # What the inviting org's log holds about the invitee: the email it typed, never the account's id or name.
     return inv.model_dump(mode="json", exclude={"id"})
 

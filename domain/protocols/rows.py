@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -33,9 +32,9 @@ class ProtocolVersionRow:
     protocol_key: str
     version: int
     status: str
-    definition: dict[str, Any]  # the document as authored
+    definition: dict[str, object]  # the document as authored
     content_hash: str
-    plan: dict[str, Any] | None  # the compiled ExecutionPlan, from submission on
+    plan: dict[str, object] | None  # the compiled ExecutionPlan, from submission on
     author_id: uuid.UUID | None
     author_name: str | None
     created_at: dt.datetime

@@ -231,7 +231,7 @@ def get_version_by_hash(session: Session, *, key: str, content_hash: str) -> Ver
 # ---------------------------------------------------------------- changes
 
 
-def _state(row: ProtocolVersionRow) -> dict[str, Any]:
+def _state(row: ProtocolVersionRow) -> dict[str, object]:
     """What the audit trail records of a version at each step (the definition itself where it changes)."""
     return {
         "id": str(row.id), "protocol_key": row.protocol_key, "version": row.version, "status": row.status,
@@ -360,7 +360,7 @@ def _only_author(caller: Caller, row: ProtocolVersionRow, doing: str) -> None:
 
 
 def _transition(
-    session: Session, caller: Caller, row: ProtocolVersionRow, *, action: str, sets: str, params: dict[str, Any],
+    session: Session, caller: Caller, row: ProtocolVersionRow, *, action: str, sets: str, params: dict[str, object],
     reason: str | None,
 ) -> VersionRead:
     session.execute(text(f"UPDATE protocol_versions SET {sets} WHERE id = :id"), {**params, "id": row.id})

@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import CursorResult
@@ -33,7 +33,7 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: object) -> object:
     """JSON types as they are (numbers stay numbers); timestamps in the audit log's format, ids as text."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
@@ -48,7 +48,7 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def outbox(session: Session, org_id: str | uuid.UUID, topic: str, payload: dict[str, Any]) -> None:
+def outbox(session: Session, org_id: str | uuid.UUID, topic: str, payload: Mapping[str, object]) -> None:
     session.execute(_OUTBOX, {"o": str(org_id), "t": topic, "p": json.dumps(jsonable(payload))})
 
 
@@ -74,7 +74,7 @@ def step_event(
     step_kind: str,
     iteration: int = 0,
     actor: Actor,
-    detail: dict[str, Any] | None = None,
+    detail: Mapping[str, object] | None = None,
     task_id: str | uuid.UUID | None = None,
     occurred_at: dt.datetime | None = None,
 ) -> bool:
@@ -98,7 +98,7 @@ def step_event(
     return bool(result.rowcount)  # the outbox row exists iff the event was new
 
 
-def run_payload(row: RunRow) -> dict[str, Any]:
+def run_payload(row: RunRow) -> dict[str, object]:
     """The `run` outbox payload of a runs row (one per revision)."""
     return {
         "run_id": str(row.id), "org_id": str(row.org_id), "protocol_key": row.protocol_key,
@@ -140,7 +140,7 @@ def form_submission(
     step: TaskNode,
     iteration: int,
     actor: Actor,
-    values: dict[str, Any],
+    values: Mapping[str, object],
     checklist: list[str],
     evidence: list[str],
     request_id: str | None,
@@ -165,7 +165,7 @@ def form_submission(
     return str(sid)
 
 
-def form_fields(form: FormSpec) -> list[dict[str, Any]]:
+def form_fields(form: FormSpec) -> list[dict[str, object]]:
     """A form's field definitions as the lake types its columns from them."""
     return [{"key": f.key, "label": f.label, "type": f.type, "unit": f.unit, "required": f.required}
             for f in form.fields]

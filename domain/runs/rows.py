@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -27,7 +26,7 @@ class RunRow:
     status: str
     status_reason: str | None
     subjects: list[dict[str, str]]  # [{"type": "sample" | "batch", "id": …}]
-    parameters: dict[str, Any]  # free-form, as launched
+    parameters: dict[str, object]  # free-form, as launched
     time_scale: float
     launched_by: str
     launched_by_display: str
@@ -55,6 +54,6 @@ class VersionRow:
     id: uuid.UUID
     version: int
     status: str
-    plan: dict[str, Any] | None  # the compiled ExecutionPlan, once approved
+    plan: dict[str, object] | None  # the compiled ExecutionPlan, once approved
     key: str
     title: str
