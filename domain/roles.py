@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 
 class Role(StrEnum):
@@ -126,11 +126,12 @@ class Actor:
 SYSTEM_ACTOR = Actor(type="system", id="flasktrack", display="Flask Track")
 
 
-class RequestContext(BaseModel):
+@dataclass(frozen=True)
+class RequestContext:
     """The request an action came with, as the API saw it: on every audit entry, and carried through Temporal
     with completions, decisions and controls (the same fields in recorded histories)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    __pydantic_config__ = ConfigDict(extra="forbid")  # as a Temporal payload's field: unknown fields refused
 
     request_id: str | None = None
     client_address: str | None = None

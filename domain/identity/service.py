@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from sqlalchemy import text
@@ -547,7 +547,7 @@ def resolve_credential(session: Session, token: str, context: RequestContext) ->
         k = session.execute(text("SELECT * FROM auth_resolve_api_key(:h)"), {"h": h}).first()
         if k is None or k.revoked_at is not None:
             raise Unauthenticated("invalid or revoked API key")
-        ctx = context.model_copy(update={"api_key_id": str(k.key_id)})
+        ctx = replace(context, api_key_id=str(k.key_id))
         return Caller(org_id=k.org_id, org_slug="", role=Role(k.role),
                       actor=Actor("api_key", str(k.key_id), f"API key {k.name}"), context=ctx)
     s = session.execute(text("SELECT * FROM auth_resolve_session(:h)"), {"h": h}).first()
