@@ -153,7 +153,7 @@ def _human(delta: dt.timedelta) -> str:
 # ---------------------------------------------------------------- the inbox
 
 
-def _read(task: TaskRow, run: RunRow, session: Session, now: dt.datetime) -> TaskRead:
+def _read(session: Session, task: TaskRow, run: RunRow, now: dt.datetime) -> TaskRead:
     spec = task.spec
     checklist = [{"key": i["key"], "text": i["text"]} for i in spec.get("checklist", [])]
     if task.kind == "task" and task.status == "open":
@@ -197,14 +197,14 @@ def inbox(session: Session, caller: Caller, f: TaskFilter, *, limit: int = 200) 
         params,
     ).all()
     now = records.now()
-    return [_read(*task_with_run(r), session, now) for r in rows]
+    return [_read(session, *task_with_run(r), now) for r in rows]
 
 
 def get(session: Session, task_id: uuid.UUID) -> TaskRead:
     row = session.execute(text(f"{TASK_WITH_RUN} WHERE t.id = :t"), {"t": task_id}).first()
     if row is None:
         raise NotFound(f"no task {task_id}")
-    return _read(*task_with_run(row), session, records.now())
+    return _read(session, *task_with_run(row), records.now())
 
 
 def locate(session: Session, task_id: uuid.UUID) -> TaskPlace:
