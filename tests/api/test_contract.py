@@ -50,7 +50,8 @@ def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], 
                         "headers": {"Authorization": f"Bearer {logout_token}"}},
                        # /healthz answers 503 by design while a dependency is down (no worker in this test).
                        {"include-path": "/healthz",
-                        "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503"]}}},
+                        "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503"]},
+                                   "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "503"]}}},
                        # A protocol document's meaning (steps that exist, expressions that parse, one key per
                        # step; a version keeping its protocol's key from the path) is more than a JSON Schema can
                        # say: the schema states the top level the compiler requires (key, title, steps), and a
@@ -63,10 +64,9 @@ def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], 
                                               ("/api/v1/protocols/{key}/versions/{version}", "PUT"))),
                        # `actor=` takes a member's email: one that no member has is refused 422 (naming the
                        # field) rather than answered with an empty page that reads as "did nothing".
-                       *({"include-path": path, "include-method": "GET",
-                          "checks": {"positive_data_acceptance": {"expected-statuses": [
-                              "2xx", "401", "403", "404", "422", "429"]}}}
-                         for path in ("/api/v1/audit", "/api/v1/audit/export"))],
+                       {"include-path-regex": "^/api/v1/audit(/export)?$", "include-method": "GET",
+                        "checks": {"positive_data_acceptance": {"expected-statuses": [
+                            "2xx", "401", "403", "404", "422", "429"]}}}],
         "continue-on-failure": True,
         # A body over the size limit is refused before it is read: 413 is a refusal like 422.
         "checks": {"negative_data_rejection": {"expected-statuses": [
