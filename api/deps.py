@@ -241,11 +241,7 @@ CallerDep = Annotated[Caller, Depends(current_caller)]
 def record_denial(p: Platform, caller: Caller, request: Request, reason: str, severity: Severity) -> None:
     """Every denied action leaves an entry in the caller's org, in its own transaction."""
     with p.tx(caller) as s:
-        audit.record(
-            s, org_id=caller.org_id, actor=caller.actor, action="deny", entity_type="endpoint",
-            entity_id=f"{request.method} {request.url.path}", reason=reason, severity=severity,
-            context=caller.context,
-        )
+        audit.record_denial(s, caller, f"{request.method} {request.url.path}", reason, severity)
     log.warning("denied", path=request.url.path, reason=reason)
 
 

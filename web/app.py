@@ -121,11 +121,9 @@ def _safe_next(value: str | None) -> str:
 
 
 def _record_denial(services: Services, caller: Caller, request: Request, reason: str, severity: Severity) -> None:
-    """As the API records every denial (api/deps.py record_denial): in the caller's org, in its own transaction."""
+    """As the API records every denial (domain/audit record_denial), in its own transaction."""
     with services.sessions.begin(caller.org_id) as s:
-        audit.record(s, org_id=caller.org_id, actor=caller.actor, action="deny", entity_type="endpoint",
-                     entity_id=f"{request.method} {request.url.path}", reason=reason, severity=severity,
-                     context=caller.context)
+        audit.record_denial(s, caller, f"{request.method} {request.url.path}", reason, severity)
     log.warning("denied", path=request.url.path, reason=reason)
 
 

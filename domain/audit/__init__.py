@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from domain.audit.recorder import Severity, record
+    from domain.audit.recorder import Severity, record, record_denial
 
-__all__ = ["Severity", "record"]
+__all__ = ["Severity", "record", "record_denial"]
 
 
 def __getattr__(name: str) -> Any:

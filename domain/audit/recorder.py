@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from domain.audit.chain import DERIVED_COLUMNS, derived_from_body
 from domain.canonical import canonical_bytes, format_ts
-from domain.roles import Actor, RequestContext
+from domain.roles import Actor, Caller, RequestContext
 
 BODY_VERSION = 1
 
@@ -117,3 +117,10 @@ def record(
         context=context,
     )
     session.execute(_INSERT, entry_params(body))
+
+
+def record_denial(session: Session, caller: Caller, endpoint: str, reason: str, severity: Severity) -> None:
+    """A denied action on record in the caller's organization: action `deny` on the endpoint (`METHOD /path`), the
+    one shape the API and the web pages both write."""
+    record(session, org_id=caller.org_id, actor=caller.actor, action="deny", entity_type="endpoint",
+           entity_id=endpoint, reason=reason, severity=severity, context=caller.context)
