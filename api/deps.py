@@ -7,7 +7,6 @@ a router's permission aliases), validate (pydantic), then one service call with 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,7 +27,7 @@ from temporalio.client import Client
 
 from core.config import Settings
 from core.db import TenantSessions
-from core.net import Network, client_address, trusted_networks
+from core.net import address_behind
 from domain import audit
 from domain.audit import Severity
 from domain.audit.checkpoints import CheckpointStore, SigningKey
@@ -202,13 +201,7 @@ def caller_address(request: Request) -> str | None:
     """The peer, or X-Forwarded-For when the peer is a trusted proxy (core/net.py: Flight's rule too)."""
     peer = request.client.host if request.client else None
     p: Platform | None = getattr(request.app.state, "platform", None)
-    trusted = _trusted(tuple(p.settings.trusted_proxies)) if p is not None else ()
-    return client_address(peer, request.headers.get("x-forwarded-for"), trusted)
-
-
-@functools.lru_cache(maxsize=8)
-def _trusted(values: tuple[str, ...]) -> tuple[Network, ...]:
-    return trusted_networks(values)
+    return address_behind(peer, request.headers.get("x-forwarded-for"), p.settings.trusted_proxies if p else ())
 
 
 def authenticate(request: Request, s: Session) -> Caller:

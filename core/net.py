@@ -9,6 +9,7 @@ appends the address it saw).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -54,6 +55,17 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
         if not _is_trusted(hop, trusted):
             return hop if _is_ip(hop) else peer
     return hops[0] if hops and _is_ip(hops[0]) else peer
+
+
+def address_behind(peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[str]) -> str | None:
+    """`client_address` with the configured proxies (`Settings.trusted_proxies`), parsed once per distinct list:
+    HTTP's rule for the API and the web pages alike."""
+    return client_address(peer, forwarded_for, _networks(tuple(trusted_proxies)))
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(values: tuple[str, ...]) -> tuple[Network, ...]:
+    return trusted_networks(values)
 
 
 def _is_ip(value: str) -> bool:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import secrets
@@ -23,7 +22,7 @@ from starlette.responses import Response
 
 from core.config import Settings
 from core.db import TenantSessions
-from core.net import Network, client_address, trusted_networks
+from core.net import address_behind
 from domain.errors import Unauthenticated
 from domain.identity import service as identity
 from domain.roles import Caller, RequestContext
@@ -36,14 +35,9 @@ CSRF_FIELD = "csrf_token"
 def request_context(request: Request, settings: Settings, request_id: str | None = None) -> RequestContext:
     """Who asks and from where, as the API records it (X-Forwarded-For only from a trusted proxy)."""
     peer = request.client.host if request.client else None
-    address = client_address(peer, request.headers.get("x-forwarded-for"), _trusted(tuple(settings.trusted_proxies)))
+    address = address_behind(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
     return RequestContext(request_id=request_id or getattr(request.state, "request_id", None) or str(uuid.uuid4()),
                           client_address=address, user_agent=(request.headers.get("user-agent") or "")[:512] or None)
-
-
-@functools.lru_cache(maxsize=8)
-def _trusted(values: tuple[str, ...]) -> tuple[Network, ...]:
-    return trusted_networks(values)
 
 
 def signed_in(request: Request, settings: Settings, sessions: TenantSessions) -> Caller | None:
