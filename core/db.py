@@ -82,8 +82,7 @@ class TenantSessions:
     @contextmanager
     def begin(self, org_id: uuid.UUID | str | None) -> Iterator[Session]:
         """One transaction for the given org: commit on success, roll back on error."""
-        session = self._factory()
-        session.info["org_id"] = org_id
+        session = self.open(org_id)
         try:
             with session.begin():
                 yield session
