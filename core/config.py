@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".flasktrack")
     lake_uri: str | None = None  # unset = data_dir/lake
     lake_storage_options: dict[str, str] = Field(default_factory=dict)
+    # Files (evidence, report artifacts), content-addressed and written once: a folder or an object-store URL.
+    objects_uri: str | None = None  # unset = data_dir/objects
     signing_key_path: Path | None = None  # unset = data_dir/keys/audit-ed25519.pem
     # The signing key itself, from a secret store through the environment (PEM or base64); wins over the file.
     # A SecretStr: its value never appears in a repr, a log line or an error message.
@@ -126,6 +128,10 @@ class Settings(BaseSettings):
     @property
     def resolved_lake_uri(self) -> str:
         return self.lake_uri or str((self.data_dir / "lake").resolve())
+
+    @property
+    def resolved_objects_uri(self) -> str:
+        return self.objects_uri or str((self.data_dir / "objects").resolve())
 
     @property
     def resolved_signing_key_path(self) -> Path:
