@@ -9,13 +9,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from temporalio.workflow import UpdateMethodMultiParam
 
 from api import temporal
 from api.deps import Permitted, Platform, PlatformDep, SessionDep, in_tx, login_limits
+from api.paging import CursorQuery, SearchQuery, link_next
 from api.refusals import asked_by_caller, refused
 from api.steps import answer, decision, submit_step_action
 from domain.approvals.models import ApprovalRequest
@@ -74,13 +75,18 @@ async def launch(data: RunLaunch, caller: Launcher, s: SessionDep, p: PlatformDe
 
 
 @router.get("", response_model=list[RunRead])
-def list_runs(caller: RunReader, s: SessionDep,
+def list_runs(caller: RunReader, s: SessionDep, request: Request, response: Response,
               status: str | None = Query(default=None, max_length=20),
               protocol_key: str | None = Query(default=None, max_length=64),
               subject: str | None = Query(default=None, pattern=SUBJECT_ID, description=SUBJECT_FILTER),
+              q: str | None = SearchQuery, cursor: str | None = CursorQuery,
               limit: int = Query(default=100, ge=1, le=1000)) -> list[RunRead]:
-    """Runs of the organization, newest first."""
-    return runs.list_runs(s, status=status, protocol_key=protocol_key, subject=subject, limit=limit)
+    """Runs of the organization, newest first. `q` finds runs by words of their protocol, subjects and who
+    launched them. A full page names the next one in `Link` (rel="next") and `X-Next-Cursor`."""
+    page = runs.list_runs(s, status=status, protocol_key=protocol_key, subject=subject, q=q, cursor=cursor,
+                          limit=limit)
+    link_next(request, response, runs.page_cursor(page, limit))
+    return page
 
 
 @router.get("/{run_id}", response_model=RunDetail)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import Permitted, PlatformDep, SessionDep
+from api.paging import CursorQuery, SearchQuery, link_next
 from api.steps import answer, completion, submit_step_action
 from domain import notifications
 from domain.roles import Caller, Permission
@@ -24,7 +25,7 @@ TaskWorker = Annotated[Caller, Depends(Permitted(Permission.tasks_work))]
 
 
 @router.get("/tasks", response_model=list[TaskRead])
-def inbox(caller: TaskReader, s: SessionDep,
+def inbox(caller: TaskReader, s: SessionDep, request: Request, response: Response,
           mine: bool = Query(default=False, description="only tasks I have claimed"),
           my_roles: bool = Query(default=False, description="only tasks my role may work on"),
           overdue: bool = Query(default=False, description="only open tasks past their due time"),
@@ -32,11 +33,16 @@ def inbox(caller: TaskReader, s: SessionDep,
           subject: str | None = Query(default=None, pattern=SUBJECT_ID, description=SUBJECT_FILTER + ": tasks "
                                       "of the runs on it"),
           status: Status = "open",
+          q: str | None = SearchQuery, cursor: str | None = CursorQuery,
           limit: int = Query(default=200, ge=1, le=1000)) -> list[TaskRead]:
-    """Tasks and approvals, most urgent first, with what each needs: form fields, checklist, due time."""
+    """Tasks and approvals, most urgent first, with what each needs: form fields, checklist, due time. `q` finds
+    tasks by words of their title, step, claimant and their run's protocol and subjects. A full page names the
+    next one in `Link` (rel="next") and `X-Next-Cursor`."""
     f = TaskFilter(mine=mine, my_roles=my_roles, overdue=overdue, run_id=run_id, subject=subject,
                    status=None if status == "any" else status)
-    return service.inbox(s, caller, f, limit=limit)
+    page = service.inbox(s, caller, f, q=q, cursor=cursor, limit=limit)
+    link_next(request, response, service.page_cursor(page, limit))
+    return page
 
 
 @router.get("/tasks/{task_id}", response_model=TaskRead)

@@ -22,7 +22,7 @@ from domain.errors import Invalid
 
 T = TypeVar("T")
 
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,200}$"
 MAX_SEARCH_LENGTH = 200
 _WORD = re.compile(r"[^\W_]+")  # the punctuation the search columns split on, `_` included
 
@@ -34,28 +34,57 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
+Value = dt.datetime | uuid.UUID | None
+
+
+def encode_values(values: list[Value]) -> str:
+    """An opaque cursor for a sort key of times, ids and nulls."""
+    parts = ["" if v is None else v.astimezone(dt.UTC).isoformat() if isinstance(v, dt.datetime) else str(v)
+             for v in values]
+    return base64.urlsafe_b64encode("|".join(parts).encode()).decode().rstrip("=")
+
+
+def decode_values(cursor: str, kinds: list[type[dt.datetime] | type[uuid.UUID]], *,
+                  nullable: frozenset[int] = frozenset()) -> list[Value]:
+    """The sort key in `cursor`, checked against its `kinds` (positions in `nullable` may be null); Invalid
+    (422) for anything this API did not hand out."""
+    try:
+        if not re.fullmatch(CURSOR_PATTERN, cursor):
+            raise ValueError("pattern")
+        parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
+        if len(parts) != len(kinds):
+            raise ValueError("arity")
+        values: list[Value] = []
+        for i, (part, kind) in enumerate(zip(parts, kinds, strict=True)):
+            if part == "" and i in nullable:
+                values.append(None)
+            elif kind is dt.datetime:
+                at = dt.datetime.fromisoformat(part)
+                if at.tzinfo is None:
+                    raise ValueError("naive time")
+                values.append(at)
+            else:
+                values.append(uuid.UUID(part))
+        return values
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("cursor is not valid", reasons=["cursor: not a cursor returned by this API"]) from None
+
+
 @dataclass(frozen=True)
 class Keyset:
-    """The sort key of the last row on a page."""
+    """The sort key of the last row on a page: (time, id), newest first."""
 
     at: dt.datetime
     id: uuid.UUID
 
     def encode(self) -> str:
-        raw = f"{self.at.astimezone(dt.UTC).isoformat()}|{self.id}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return encode_values([self.at, self.id])
 
     @classmethod
     def decode(cls, cursor: str) -> Keyset:
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-            at, ident = raw.split("|")
-            parsed = dt.datetime.fromisoformat(at)
-            if parsed.tzinfo is None:
-                raise ValueError("naive time")
-            return cls(parsed, uuid.UUID(ident))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise Invalid("cursor is not valid", reasons=["cursor: not a cursor returned by this API"]) from None
+        at, ident = decode_values(cursor, [dt.datetime, uuid.UUID])
+        assert isinstance(at, dt.datetime) and isinstance(ident, uuid.UUID)
+        return cls(at, ident)
 
 
 def after(cursor: str | None, at_column: str, id_column: str) -> tuple[str, dict[str, object]]:

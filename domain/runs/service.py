@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from domain import audit
+from domain import audit, pagination
 from domain.audit import service as audit_service
 from domain.audit.rows import AUDIT_ROW_COLUMNS, AuditRow
 from domain.canonical import format_ts, parse_ts
@@ -148,7 +148,10 @@ def waiting_for(session: Session, run: RunRead) -> list[Waiting]:
 
 
 def list_runs(session: Session, *, status: str | None = None, protocol_key: str | None = None,
-              subject: str | None = None, limit: int = 100) -> list[RunRead]:
+              subject: str | None = None, q: str | None = None, cursor: str | None = None,
+              limit: int = 100) -> list[RunRead]:
+    """Runs newest first; `q` matches words of the protocol, subjects and launcher; `cursor` continues below the
+    last run of the page before (see `page_cursor`)."""
     where: list[str] = ["org_id = current_org()"]
     params: dict[str, object] = {"lim": limit}
     if status:
@@ -161,9 +164,21 @@ def list_runs(session: Session, *, status: str | None = None, protocol_key: str 
         condition, subject_params = subject_filter(subject, "subjects")
         where.append(condition)
         params.update(subject_params)
+    words = pagination.search_query(q)
+    if words:
+        where.append("search @@ to_tsquery('simple', :q)")
+        params["q"] = words
+    condition, cursor_params = pagination.after(cursor, "launched_at", "id")
+    where.append(condition)
+    params.update(cursor_params)
     rows = session.execute(text(f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)}"
-                                " ORDER BY launched_at DESC LIMIT :lim"), params).all()
+                                " ORDER BY launched_at DESC, id DESC LIMIT :lim"), params).all()
     return [read(from_row(RunRow, r)) for r in rows]
+
+
+def page_cursor(page: list[RunRead], limit: int) -> str | None:
+    """The cursor of the page after `page` (a full page of `list_runs`), or None on the last page."""
+    return pagination.next_cursor(page, limit, at="launched_at")
 
 
 # ---------------------------------------------------------------- controls (the workflow's activities)

@@ -16,7 +16,7 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from domain import audit, compliance
+from domain import audit, compliance, pagination
 from domain.audit import Severity
 from domain.errors import Conflict, Forbidden, NotFound
 from domain.notifications import Notification, Notifier
@@ -170,8 +170,11 @@ def _read(session: Session, task: TaskRow, run: RunRow, now: dt.datetime) -> Tas
     )
 
 
-def inbox(session: Session, caller: Caller, f: TaskFilter, *, limit: int = 200) -> list[TaskRead]:
-    """Tasks of the caller's organization, most urgent first (overdue, then by due time, then oldest)."""
+def inbox(session: Session, caller: Caller, f: TaskFilter, *, q: str | None = None, cursor: str | None = None,
+          limit: int = 200) -> list[TaskRead]:
+    """Tasks of the caller's organization, most urgent first (by due time, undated last, then oldest opened);
+    `q` matches words of the title, step, claimant and the run's protocol and subjects; `cursor` continues after
+    the last task of the page before (see `page_cursor`)."""
     where = ["t.org_id = current_org()"]
     params: dict[str, object] = {"lim": limit}
     if f.status:
@@ -192,12 +195,39 @@ def inbox(session: Session, caller: Caller, f: TaskFilter, *, limit: int = 200) 
         condition, subject_params = subject_filter(f.subject, "r.subjects")  # the runs' GIN index (jsonb_path_ops)
         where.append(condition)
         params.update(subject_params)
+    words = pagination.search_query(q)
+    if words:
+        where.append("(t.search @@ to_tsquery('simple', :q) OR r.search @@ to_tsquery('simple', :q))")
+        params["q"] = words
+    if cursor is not None:
+        where.append(_AFTER_DATED if (after := _decode(cursor))[0] is not None else _AFTER_UNDATED)
+        params.update(cursor_due=after[0], cursor_opened=after[1], cursor_id=after[2])
     rows = session.execute(
-        text(f"{TASK_WITH_RUN} WHERE {' AND '.join(where)} ORDER BY t.due_at NULLS LAST, t.opened_at LIMIT :lim"),
+        text(f"{TASK_WITH_RUN} WHERE {' AND '.join(where)} ORDER BY t.due_at NULLS LAST, t.opened_at, t.id"
+             " LIMIT :lim"),
         params,
     ).all()
     now = records.now()
     return [_read(session, *task_with_run(r), now) for r in rows]
+
+
+# Keyset continuation in (due_at NULLS LAST, opened_at, id) order: after a dated task come later-dated ones,
+# then every undated one; after an undated one, only undated ones.
+_AFTER_DATED = ("(t.due_at > :cursor_due OR t.due_at IS NULL"
+                " OR (t.due_at = :cursor_due AND (t.opened_at, t.id) > (:cursor_opened, :cursor_id)))")
+_AFTER_UNDATED = "(t.due_at IS NULL AND (t.opened_at, t.id) > (:cursor_opened, :cursor_id))"
+
+
+def _decode(cursor: str) -> list[pagination.Value]:
+    return pagination.decode_values(cursor, [dt.datetime, dt.datetime, uuid.UUID], nullable=frozenset({0}))
+
+
+def page_cursor(page: list[TaskRead], limit: int) -> str | None:
+    """The cursor of the page after `page` (a full page of `inbox`), or None on the last page."""
+    if len(page) < limit or not page:
+        return None
+    last = page[-1]
+    return pagination.encode_values([last.due_at, last.opened_at, last.id])
 
 
 def get(session: Session, task_id: uuid.UUID) -> TaskRead:
