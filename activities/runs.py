@@ -25,6 +25,7 @@ from sqlalchemy import text
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from core import metrics
 from core.db import TenantSessions
 from domain.approvals import service as approvals
 from domain.errors import DomainError, Invalid
@@ -144,7 +145,10 @@ class RunActivities(RunRecords):
     def escalate(self, msg: Escalate) -> bool:
         def work() -> bool:
             with self.sessions.begin(msg.run.org_id) as s:
-                return tasks.escalate(s, msg, self.notifier)
+                fired = tasks.escalate(s, msg, self.notifier)
+            if fired:  # False when a retried activity finds the level fired already: counted once
+                metrics.ESCALATIONS.labels(str(msg.level)).inc()
+            return fired
         return self._guarded(msg.run, work)
 
     @activity.defn(name="record_event")

@@ -19,6 +19,7 @@ from api import temporal as temporal_api
 from api.deps import _REQUEST_ID, Platform, request_id
 from api.guards import BodyLimit, json_bodies, storable_parameters
 from api.steps import completion, submit_step_action
+from core import metrics
 from core.config import Settings, get_settings
 from core.db import TenantSessions, app_url, make_engine
 from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
@@ -103,6 +104,11 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     # The web pages (web/): HTML, under their own error handling, outside the JSON API's guards.
     app.mount(WEB_PREFIX, pages, name="web")
 
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_exposition() -> Response:
+        """This API process's metrics for Prometheus (no organization's data: counts and timings only)."""
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE_LATEST)
+
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
         return RedirectResponse(f"{WEB_PREFIX}/", status_code=303)
@@ -120,8 +126,12 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
         start = time.perf_counter()
         response = await call_next(request)
         response.headers["X-Request-ID"] = rid
+        elapsed = time.perf_counter() - start
         log.info("request", method=request.method, path=request.url.path, status=response.status_code,
-                 ms=round((time.perf_counter() - start) * 1000, 1))
+                 ms=round(elapsed * 1000, 1))
+        route = request.scope.get("route")  # the template (/api/v1/runs/{run_id}): one series per route, not per id
+        metrics.HTTP_SECONDS.labels(request.method, getattr(route, "path", "unmatched"),
+                                    str(response.status_code)).observe(elapsed)
         return response
 
     return app

@@ -19,6 +19,7 @@ from api.deps import Permitted, Platform, PlatformDep, SessionDep, in_tx, login_
 from api.paging import CursorQuery, SearchQuery, link_next
 from api.refusals import asked_by_caller, refused
 from api.steps import answer, decision, submit_step_action
+from core import metrics
 from domain.approvals.models import ApprovalRequest
 from domain.errors import Conflict, Invalid, Unavailable
 from domain.identity import service as identity
@@ -105,6 +106,7 @@ async def _control(action: ControlAction, run_id: uuid.UUID, data: RunControl, c
     except (Conflict, Invalid) as exc:
         await refused(s, caller, "run", str(run_id), action, exc)
         raise
+    metrics.RUN_CONTROLS.labels(action).inc()
     if action == "cancel":
         await temporal.request_cancellation(p, run_id, f"cancelled on the platform by {caller.actor.display}: "
                                                         f"{data.reason}")

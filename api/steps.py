@@ -25,9 +25,10 @@ from temporalio.workflow import UpdateMethodMultiParam
 from api import temporal
 from api.deps import Platform, in_tx
 from api.refusals import asked_by_caller, refused
+from core import metrics
 from domain.approvals import service as approvals
 from domain.approvals.models import ApprovalRequest
-from domain.errors import Conflict, Invalid, Unavailable
+from domain.errors import Conflict, DomainError, Invalid, Unavailable
 from domain.identity.service import LoginLimits
 from domain.roles import Caller
 from domain.runs.messages import ENDED, ActorRef, Completion, Decision, Outcome
@@ -97,6 +98,16 @@ async def submit_step_action(p: Platform, s: Session, caller: Caller, action: St
     """Do the step action once, whatever the retries: the outcome (naming the tasks open next), or the workflow's
     refusal (every reason), each on record; the same X-Request-ID gets the first answer again. The API answers it
     with `answer`; the web pages show it."""
+    try:
+        outcome = await _submit(p, s, caller, action)
+    except DomainError as exc:
+        metrics.STEP_ACTIONS.labels(action.doing, "unavailable" if isinstance(exc, Unavailable) else "refused").inc()
+        raise
+    metrics.STEP_ACTIONS.labels(action.doing, "accepted" if outcome.ok else "refused").inc()
+    return outcome
+
+
+async def _submit(p: Platform, s: Session, caller: Caller, action: StepAction[Message]) -> Outcome:
     temporal.client_of(p)  # 503 before anything is checked or signed when Temporal is not configured
     request_id = caller.context.request_id
     cache_key = (caller.org_id, action.id)

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     # Every request body (the API takes JSON only): larger ones are answered 413 before they are read.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
 
+    # Where the worker, the sink and Flight SQL expose /metrics (the API serves it on its own port). Unset = off.
+    metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    sink_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    flight_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     seal_interval_s: float = Field(default=0.05, gt=0)
     log_level: str = "INFO"
     log_json: bool = True

@@ -112,6 +112,18 @@ def dev_tls(settings: Settings, env: dict[str, str]) -> tuple[Settings, Path]:
     return settings.model_copy(update={"tls_cert_file": certs.cert_file, "tls_key_file": certs.key_file}), certs.ca_file
 
 
+# Where the worker, the sink and Flight SQL expose /metrics under `up`, unless configured otherwise.
+DEFAULT_METRICS_PORTS = {"worker_metrics_port": 9464, "sink_metrics_port": 9465, "flight_metrics_port": 9466}
+
+
+def metrics_ports(settings: Settings, env: dict[str, str]) -> Settings:
+    """The services' metrics ports: configured ones kept, the others the defaults, handed to the children."""
+    chosen = {name: getattr(settings, name) or port for name, port in DEFAULT_METRICS_PORTS.items()}
+    for name, port in chosen.items():
+        env[f"FLASKTRACK_{name.upper()}"] = str(port)
+    return settings.model_copy(update=chosen)
+
+
 def print_banner(settings: Settings, temporal_ui: str | None, seeded: bool, ca_file: Path | None = None) -> None:
     t = Table(title="Flask Track is running", show_header=False)
     http, grpc = ("https", "grpc+tls") if settings.tls else ("http", "grpc")
@@ -122,6 +134,10 @@ def print_banner(settings: Settings, temporal_ui: str | None, seeded: bool, ca_f
                               "ADBC adbc.flight.sql.client_option.tls_root_certs)")
     if temporal_ui:
         t.add_row("Temporal UI", temporal_ui)
+    t.add_row("Metrics", f"{http}://{settings.api_host}:{settings.api_port}/metrics; worker, sink, Flight SQL: "
+                         + ", ".join(f"http://{settings.metrics_host}:{p}/metrics"
+                                     for p in (settings.worker_metrics_port, settings.sink_metrics_port,
+                                               settings.flight_metrics_port) if p))
     t.add_row("Data", str(settings.data_dir.resolve()))
     console.print(t)
     title = f"Demo logins (org '{DEMO_ORG}', password '{DEMO_PASSWORD}')"
@@ -142,6 +158,7 @@ def run_up(settings: Settings, *, tls: bool = False) -> int:
         raise SystemExit(f"port {settings.api_port} is in use: stop the other process or set FLASKTRACK_API_PORT")
     env = dict(os.environ)
     env["FLASKTRACK_DATA_DIR"] = str(settings.data_dir.resolve())
+    settings = metrics_ports(settings, env)
     ca_file = None
     if tls and settings.tls:
         console.print("serving TLS with the configured certificate (FLASKTRACK_TLS_CERT_FILE)")

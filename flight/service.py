@@ -15,6 +15,7 @@ import uuid
 
 import structlog
 
+from core import metrics
 from core.config import Settings
 from core.db import TenantSessions, app_url, make_engine
 from core.heartbeat import start_heartbeat
@@ -83,6 +84,7 @@ class PlatformAuthenticator:
         return dataclasses.replace(principal, role=role.value) if role is not None else None
 
     def record_query(self, principal: Principal | None, event: QueryEvent) -> None:
+        metrics.FLIGHT_QUERIES.labels(event.outcome).inc()
         if principal is None:
             return  # failed logins are recorded by authenticate()
         try:
@@ -122,6 +124,7 @@ def run_flight(settings: Settings) -> None:
         tls = [flight.CertKeyPair(pair.cert_pem, pair.key_pem)]
     sessions = TenantSessions(make_engine(app_url(settings), pool_size=4))
     stop_beat = start_heartbeat(sessions, "flight")
+    metrics.serve(settings.metrics_host, settings.flight_metrics_port)
     settings_lake = settings.resolved_lake_uri
     log.info("flight sql serving", host=settings.flight_host, port=settings.flight_port, lake=settings_lake,
              tls=tls is not None)

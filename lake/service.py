@@ -14,6 +14,7 @@ from types import FrameType
 
 import structlog
 
+from core import metrics
 from core.config import Settings
 from core.db import TenantSessions, make_engine, owner_url
 from core.heartbeat import start_heartbeat
@@ -41,6 +42,7 @@ def run_sink(settings: Settings, stop: threading.Event | None = None, *, fault_h
         signal.signal(signal.SIGINT, on_signal)
     sink = build_sink(settings, fault_hook=fault_hook)
     beats = start_heartbeat(TenantSessions(sink.engine), "sink")
+    metrics.serve(settings.metrics_host, settings.sink_metrics_port)
     log.info("lake sink starting", lake=sink.lake.root, batch_rows=sink.config.batch_rows,
              batch_max_age_s=sink.config.batch_max_age_s)
     try:

@@ -34,6 +34,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Connection, Engine, text
 
+from core import metrics
 from lake import maintain
 from lake.audit import export_audit
 from lake.tables import (
@@ -257,6 +258,8 @@ class Sink:
             conn.execute(_ACK, {"b": batch_id})
         self.batches += 1
         self.rows += len(rows)
+        metrics.DELTA_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.LAKE_ROWS.inc(len(rows))
         log.info("batch committed", batch_id=batch_id, rows=len(rows), tables=len(parts),
                  ms=round((time.perf_counter() - started) * 1000, 1))
 
@@ -292,6 +295,8 @@ class Sink:
         c = self.config
         with self.engine.connect() as conn:
             count, age = conn.execute(_DUE, {"topics": list(TOPICS), "n": c.batch_rows}).one()
+        metrics.OUTBOX_DEPTH.set(count)  # counted up to one batch: beyond that, the age tells the lag
+        metrics.OUTBOX_AGE.set(age)
         if count >= c.batch_rows or (count and age >= c.batch_max_age_s):
             return True, 0.0
         return False, min(c.poll_interval_s, c.batch_max_age_s - age) if count else c.poll_interval_s

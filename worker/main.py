@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.runs import RunActivities
+from core import metrics
 from core.config import Settings
 from core.db import TenantSessions, app_url, make_engine
 from core.heartbeat import start_heartbeat
@@ -69,6 +70,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                     store=CheckpointStore(settings.resolved_checkpoint_dir),
                     checkpoint_interval_s=settings.checkpoint_interval_s).start()
     beats = start_heartbeat(sessions, "worker")
+    metrics.serve(settings.metrics_host, settings.worker_metrics_port)
     try:
         client = await connect(settings, stop)
         if client is None:

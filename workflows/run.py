@@ -309,7 +309,8 @@ class ProtocolRun:
             assert due is not None
             await self._record(RunRecords.escalate, Escalate(
                 run=self.inp.run, task_id=task_id, step_key=node.key, step_kind=node.kind, title=node.title,
-                iteration=iteration, level=level, notify_roles=roles, due_at=due, fired_at=workflow.now()))
+                iteration=iteration, level=level, notify_roles=roles, due_at=due, fired_at=workflow.now(),
+                scheduled_at=at))
         await self._wait(lambda: pending.done)
         pending.observed = True
         del self.pending[task_id]

@@ -14,11 +14,13 @@ import time
 import structlog
 from sqlalchemy import text
 
+from core import metrics
 from core.db import TenantSessions
 from domain.audit import service
 from domain.audit.checkpoints import CheckpointStore, SigningKey
 
 log = structlog.get_logger("flasktrack.sealer")
+LAG_EVERY_S = 5.0  # a scrape interval's worth: measuring the lag is a query of its own
 
 
 class Sealer:
@@ -43,11 +45,16 @@ class Sealer:
         with self.sessions.begin(None) as s:
             return service.seal(s)
 
+    def measure_lag(self) -> None:
+        """How long the oldest entry still pending has waited (0 when every entry is sealed)."""
+        with self.sessions.begin(None) as s:
+            metrics.SEAL_LAG.set(s.execute(text("SELECT audit_seal_lag()")).scalar_one())
+
     def checkpoint_all(self) -> int:
         """Sign every org's current head (orgs come from the SECURITY DEFINER seal path's view)."""
         if self.signing_key is None or self.store is None:
             return 0
-        n = 0
+        n, failed = 0, False
         with self.sessions.begin(None) as s:
             orgs = [r[0] for r in s.execute(text("SELECT org_id FROM audit_log_orgs()")).all()]
         for org in orgs:
@@ -58,14 +65,21 @@ class Sealer:
             except service.ChainNotVerified as exc:
                 # never sign over tampering; keep signing the other orgs
                 log.error("audit chain does not verify; checkpoint refused", org_id=str(org), error=str(exc))
+                failed = True
+        metrics.VERIFY_OK.set(0 if failed else 1)
+        metrics.VERIFY_AT.set(time.time())
         return n
 
     def _run(self) -> None:
         next_checkpoint = time.monotonic() + self.checkpoint_interval_s
+        next_lag = time.monotonic()
         while not self._stop.is_set():
             try:
                 while self.seal_once() > 0 and not self._stop.is_set():
                     pass
+                if time.monotonic() >= next_lag:
+                    self.measure_lag()
+                    next_lag = time.monotonic() + LAG_EVERY_S
                 if time.monotonic() >= next_checkpoint:
                     self.checkpoint_all()
                     next_checkpoint = time.monotonic() + self.checkpoint_interval_s

@@ -182,7 +182,8 @@ class Escalate(_Message):
     level: int  # 0 = the due time itself; n = the protocol's n-th escalation level
     notify_roles: list[str]
     due_at: dt.datetime
-    fired_at: dt.datetime  # the workflow's clock
+    fired_at: dt.datetime  # the workflow's clock when the level fired: its time, plus the worker's pick-up delay
+    scheduled_at: dt.datetime | None = None  # when the level was due to fire: due_at + the level's delay
 
 
 class StepEvent(_Message):

@@ -118,14 +118,14 @@ def escalate(session: Session, msg: Escalate, notifier: Notifier) -> bool:
         session, msg.run, key=f"escalated:{msg.task_id}:{msg.level}", event="escalated", step_key=msg.step_key,
         step_kind=msg.step_kind, iteration=msg.iteration, actor=SYSTEM_ACTOR, task_id=msg.task_id,
         detail={"task_id": msg.task_id, "level": msg.level, "notify_roles": msg.notify_roles, "due_at": msg.due_at,
-                "fired_at": msg.fired_at})
+                "scheduled_at": msg.scheduled_at, "fired_at": msg.fired_at})
     if not first:
         return False
     session.execute(
         text("UPDATE tasks SET escalation_level = greatest(escalation_level, :l), escalated_at = :at WHERE id = :t"),
         {"l": msg.level, "at": records.now(), "t": msg.task_id},
     )
-    overdue_for = msg.fired_at - msg.due_at
+    overdue_for = (msg.scheduled_at or msg.fired_at) - msg.due_at  # the level's own delay, not the pick-up delay
     what = "is due now" if msg.level == 0 else f"is overdue by {_human(overdue_for)}"
     subject = f"{msg.title} {what}"
     audit.record(session, org_id=msg.run.org_id, actor=SYSTEM_ACTOR, action="escalate", entity_type="task",
