@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse
 from api import audit, docs, errors, health, identity, openapi
 from api import protocols as protocols_api
 from api import runs as runs_api
+from api import samples as samples_api
 from api import tasks as tasks_api
 from api import temporal as temporal_api
 from api.deps import _REQUEST_ID, Platform, request_id
@@ -99,7 +100,8 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
                                                  503: {"description": "A dependency is down: the same body, "
                                                                       "each check with its status"}})
     # Every operation documents the one error model for each status it may answer (api/errors.py).
-    for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router):
+    for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router,
+                   samples_api.router, samples_api.batch_router):
         app.include_router(router, responses=errors.AUTHENTICATED, dependencies=[Depends(request_id)])
     # The web pages (web/): HTML, under their own error handling, outside the JSON API's guards.
     app.mount(WEB_PREFIX, pages, name="web")

@@ -41,6 +41,9 @@ class Permission(StrEnum):
     tasks_work = "tasks.work"
     approvals_sign = "approvals.sign"
     lake_query = "lake.query"
+    samples_read = "samples.read"
+    samples_work = "samples.work"
+    samples_manage = "samples.manage"
 
 
 class AuditScope(StrEnum):
@@ -86,6 +89,13 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.tasks_work: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician}),
     Permission.approvals_sign: frozenset({R.owner, R.admin, R.lab_manager, R.scientist}),
     Permission.lake_query: frozenset({R.owner, R.admin, R.auditor, R.analyst}),
+    # Samples and batches: everyone who works at the bench or inspects reads them (trace, lineage, custody).
+    Permission.samples_read: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
+    # Bench work: register samples and batches, move and hand them over, derive children, put them in use,
+    # consume, dispose or flag them contaminated, correct their details.
+    Permission.samples_work: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician}),
+    # Decisions on material: release or reject a batch, close it, archive and restore records.
+    Permission.samples_manage: frozenset({R.owner, R.admin, R.lab_manager}),
 }
 
 

@@ -18,7 +18,7 @@ from domain import audit, pagination
 from domain.audit import service as audit_service
 from domain.audit.rows import AUDIT_ROW_COLUMNS, AuditRow
 from domain.canonical import format_ts, parse_ts
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict, Invalid, NotFound
 from domain.protocols.plan import ExecutionPlan
 from domain.roles import SYSTEM_ACTOR, Caller
 from domain.rows import from_row
@@ -26,6 +26,7 @@ from domain.runs import records
 from domain.runs.messages import ENDED, ControlRun, FinishRun, RunRef, Waiting
 from domain.runs.models import RunDetail, RunLaunch, RunRead, TimelineEntry, subject_filter
 from domain.runs.rows import RUN_COLUMNS, RunRow, VersionRow, run_row
+from domain.samples import refs
 from domain.tasks import lifecycle
 
 # ---------------------------------------------------------------- launch and read
@@ -69,6 +70,11 @@ def launch(session: Session, caller: Caller, data: RunLaunch) -> tuple[RunRead, 
         return get(session, run_id), ExecutionPlan.model_validate(plan_row.plan), False
     version = _approved_version(session, data)
     plan = ExecutionPlan.model_validate(version.plan)
+    codes, problems = refs.check_subjects(session, [(x.type, x.id) for x in data.subjects])
+    if problems:
+        raise Invalid("the run's subjects cannot be used: nothing was launched", reasons=problems)
+    data = data.model_copy(update={"subjects": [x.model_copy(update={"id": c}) for x, c in zip(
+        data.subjects, codes, strict=True)]})
     at = records.now()
     row = from_row(RunRow, session.execute(
         text("INSERT INTO runs (id, org_id, protocol_version_id, protocol_key, protocol_version, protocol_title,"

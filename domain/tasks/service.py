@@ -28,6 +28,7 @@ from domain.runs import records
 from domain.runs.messages import CompleteTask, Escalate, Outcome
 from domain.runs.models import subject_filter
 from domain.runs.rows import RunRow
+from domain.samples import refs
 from domain.tasks import lifecycle
 from domain.tasks.actions import common_gates, prior_answer, refusal, remember_answer
 from domain.tasks.models import TaskFilter, TaskRead
@@ -65,6 +66,9 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
     forbidden, conflicts = common_gates(task, run_row, c.actor)
     step = msg.step.model_copy(update={"checklist": checklist_for(session, run_row, msg.step)})
     invalid = [str(p) for p in validate_submission(step, c.values, c.checklist)]
+    named = {why.split(":")[0] for why in invalid}
+    # the material the form names exists in the organization and may still be used
+    invalid += [why for why in refs.form_problems(session, step, c.values) if why.split(":")[0] not in named]
     if forbidden or conflicts or invalid:
         return refusal(session, run, task, step_key=step.key, iteration=msg.iteration, actor=c.actor,
                        request=c.request, forbidden=forbidden, conflicts=conflicts, invalid=invalid,

@@ -1,0 +1,210 @@
+"""Samples and batches: register, list and search, correct, move along their life, archive; lineage, trace and
+chain of custody. Handlers authenticate, check the permission, validate, and make one service call
+(domain/samples/)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from api.deps import Instant, Permitted, SessionDep
+from domain.pagination import CURSOR_PATTERN, MAX_SEARCH_LENGTH, Page
+from domain.roles import Caller, Permission
+from domain.samples import batches, custody, lineage, service, trace
+from domain.samples.models import (
+    MAX_DEPTH,
+    ArchiveChange,
+    BatchCreate,
+    BatchDetail,
+    BatchRead,
+    BatchStatus,
+    BatchType,
+    BatchUpdate,
+    Derivation,
+    Lineage,
+    Move,
+    MovementRead,
+    ParentLink,
+    SampleCreate,
+    SampleDetail,
+    SampleRead,
+    SampleStatus,
+    SampleType,
+    SampleUpdate,
+    StatusChange,
+    Trace,
+    Whereabouts,
+)
+
+router = APIRouter(prefix="/api/v1/samples", tags=["samples"])
+batch_router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
+Reader = Annotated[Caller, Depends(Permitted(Permission.samples_read))]
+Worker = Annotated[Caller, Depends(Permitted(Permission.samples_work))]
+Manager = Annotated[Caller, Depends(Permitted(Permission.samples_manage))]
+
+Cursor = Query(default=None, pattern=CURSOR_PATTERN, description="next_cursor of the previous page")
+Search = Query(default=None, max_length=MAX_SEARCH_LENGTH, description="words of the code or name, as prefixes")
+Limit = Query(default=50, ge=1, le=500)
+CREATED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "What this X-Request-ID created before (a retry): nothing new."}}
+
+
+# ---------------------------------------------------------------- samples
+
+
+@router.post("", response_model=SampleRead, status_code=201, responses=CREATED)
+def create_sample(data: SampleCreate, caller: Worker, s: SessionDep) -> JSONResponse:
+    """Register a sample (status `received`, code `S-000123`), with where it is kept, who holds it and what it is
+    made of. Retrying with the same X-Request-ID returns the same sample (200)."""
+    sample, created = service.create(s, caller, data)
+    return JSONResponse(status_code=201 if created else 200, content=sample.model_dump(mode="json"))
+
+
+@router.get("", response_model=Page[SampleRead])
+def list_samples(caller: Reader, s: SessionDep, status: SampleStatus | None = None,
+                 sample_type: SampleType | None = None, batch_id: uuid.UUID | None = None,
+                 location_id: uuid.UUID | None = None, owner_id: uuid.UUID | None = None,
+                 archived: bool = Query(default=False, description="archived samples instead of the others"),
+                 q: str | None = Search, cursor: str | None = Cursor, limit: int = Limit) -> Page[SampleRead]:
+    """Samples of the organization, newest first; `next_cursor` continues the list."""
+    return service.list_samples(s, status=status, sample_type=sample_type, batch_id=batch_id,
+                                location_id=location_id, owner_id=owner_id, archived=archived, q=q, cursor=cursor,
+                                limit=limit)
+
+
+@router.post("/derive", response_model=list[SampleRead], status_code=201, responses=CREATED)
+def derive(data: Derivation, caller: Worker, s: SessionDep) -> JSONResponse:
+    """Make child samples from one or more parents by a named operation (aliquot, subculture, passage, pooling,
+    transformation, extraction), recorded with the run, step and task that did it. Parents that are consumed,
+    disposed, contaminated or archived are refused (422, with the reason)."""
+    ids, created = lineage.derive(s, caller, data)
+    made = [service.read(service.row_of(s, i)) for i in ids]
+    return JSONResponse(status_code=201 if created else 200, content=[m.model_dump(mode="json") for m in made])
+
+
+@router.get("/{sample_id}", response_model=SampleDetail)
+def get_sample(sample_id: uuid.UUID, caller: Reader, s: SessionDep) -> SampleDetail:
+    """The sample, what it is made of, its parents and children."""
+    return service.get(s, sample_id)
+
+
+@router.patch("/{sample_id}", response_model=SampleRead)
+def update_sample(sample_id: uuid.UUID, data: SampleUpdate, caller: Worker, s: SessionDep) -> SampleRead:
+    """Correct the name, details or batch, naming the revision you read (409 if it changed since) and why."""
+    return service.update(s, caller, sample_id, data)
+
+
+@router.post("/{sample_id}/status", response_model=SampleRead)
+def change_sample_status(sample_id: uuid.UUID, data: StatusChange, caller: Worker, s: SessionDep) -> SampleRead:
+    """Move the sample along its life: received → in_use → consumed / disposed / contaminated (contaminated →
+    disposed), with the reason; another move is refused (409, naming both states)."""
+    return service.change_status(s, caller, sample_id, data)
+
+
+@router.post("/{sample_id}/archive", response_model=SampleRead)
+def archive_sample(sample_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> SampleRead:
+    """Archive the sample: out of lists and work, never deleted."""
+    return service.archive(s, caller, sample_id, data)
+
+
+@router.post("/{sample_id}/restore", response_model=SampleRead)
+def restore_sample(sample_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> SampleRead:
+    """Bring an archived sample back."""
+    return service.archive(s, caller, sample_id, data, restore=True)
+
+
+@router.post("/{sample_id}/parents", response_model=Lineage)
+def link_parents(sample_id: uuid.UUID, data: ParentLink, caller: Worker, s: SessionDep) -> Lineage:
+    """Record that this sample derives from these parents by an operation. A link that would make the sample its
+    own ancestor is refused (409)."""
+    return lineage.link(s, caller, sample_id, data)
+
+
+@router.get("/{sample_id}/lineage", response_model=Lineage)
+def get_lineage(sample_id: uuid.UUID, caller: Reader, s: SessionDep,
+                direction: Literal["ancestors", "descendants"] = "ancestors",
+                depth: int = Query(default=MAX_DEPTH, ge=1, le=MAX_DEPTH, description="generations")) -> Lineage:
+    """The sample's ancestors or descendants: nodes (code, type, status) and edges (operation, run, step, task)."""
+    return lineage.graph(s, sample_id, direction, depth)
+
+
+@router.get("/{sample_id}/trace", response_model=Trace)
+def sample_trace(sample_id: uuid.UUID, caller: Reader, s: SessionDep) -> Trace:
+    """Everything that happened to the sample, in time order: changes, runs, steps that named it, movements and
+    hand-overs, lineage events, evidence files, each with who did it."""
+    return trace.sample_trace(s, caller.org_id, sample_id)
+
+
+@router.post("/{sample_id}/moves", response_model=MovementRead, status_code=201)
+def move_sample(sample_id: uuid.UUID, data: Move, caller: Worker, s: SessionDep) -> MovementRead:
+    """Move the sample to a storage location and/or hand it over to a member, with the reason (chain of
+    custody; an audit entry)."""
+    return custody.move(s, caller, sample_id, data)
+
+
+@router.get("/{sample_id}/locations", response_model=Whereabouts)
+def sample_locations(sample_id: uuid.UUID, caller: Reader, s: SessionDep,
+                     at: Instant | None = Query(default=None, description="the instant asked about (default: now)")
+                     ) -> Whereabouts:
+    """Where the sample was at `at`, who held it, since when; and its whole location history."""
+    return custody.whereabouts(s, sample_id, at)
+
+
+# ---------------------------------------------------------------- batches
+
+
+@batch_router.post("", response_model=BatchRead, status_code=201, responses=CREATED)
+def create_batch(data: BatchCreate, caller: Worker, s: SessionDep) -> JSONResponse:
+    """Open a batch (code `B-000007`) with its batch record. Retrying with the same X-Request-ID returns it (200)."""
+    batch, created = batches.create(s, caller, data)
+    return JSONResponse(status_code=201 if created else 200, content=batch.model_dump(mode="json"))
+
+
+@batch_router.get("", response_model=Page[BatchRead])
+def list_batches(caller: Reader, s: SessionDep, status: BatchStatus | None = None,
+                 batch_type: BatchType | None = None,
+                 archived: bool = Query(default=False, description="archived batches instead of the others"),
+                 q: str | None = Search, cursor: str | None = Cursor, limit: int = Limit) -> Page[BatchRead]:
+    """Batches of the organization, newest first."""
+    return batches.list_batches(s, status=status, batch_type=batch_type, archived=archived, q=q, cursor=cursor,
+                                limit=limit)
+
+
+@batch_router.get("/{batch_id}", response_model=BatchDetail)
+def get_batch(batch_id: uuid.UUID, caller: Reader, s: SessionDep) -> BatchDetail:
+    """The batch, its record and its samples."""
+    return batches.get(s, batch_id)
+
+
+@batch_router.patch("/{batch_id}", response_model=BatchRead)
+def update_batch(batch_id: uuid.UUID, data: BatchUpdate, caller: Worker, s: SessionDep) -> BatchRead:
+    """Correct the name or (while open) the batch record, naming the revision you read and why."""
+    return batches.update(s, caller, batch_id, data)
+
+
+@batch_router.post("/{batch_id}/status", response_model=BatchRead)
+def change_batch_status(batch_id: uuid.UUID, data: StatusChange, caller: Worker, s: SessionDep) -> BatchRead:
+    """Release or reject an open batch, close a decided one (lab managers: samples.manage), with the reason."""
+    return batches.change_status(s, caller, batch_id, data)
+
+
+@batch_router.post("/{batch_id}/archive", response_model=BatchRead)
+def archive_batch(batch_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> BatchRead:
+    """Archive the batch: out of lists and work, never deleted."""
+    return batches.archive(s, caller, batch_id, data)
+
+
+@batch_router.post("/{batch_id}/restore", response_model=BatchRead)
+def restore_batch(batch_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> BatchRead:
+    """Bring an archived batch back."""
+    return batches.archive(s, caller, batch_id, data, restore=True)
+
+
+@batch_router.get("/{batch_id}/trace", response_model=Trace)
+def batch_trace(batch_id: uuid.UUID, caller: Reader, s: SessionDep) -> Trace:
+    """Everything that happened to the batch, in time order: changes and decisions, runs, steps that named it,
+    its samples, evidence files."""
+    return trace.batch_trace(s, caller.org_id, batch_id)
