@@ -113,6 +113,11 @@ def seed(owner_url: str) -> None:
                        " CAST(:plan AS jsonb), now())"),
                   {"i": uuid.uuid4(), "o": org.id, "p": pid, "d": json.dumps(PROTOCOL), "h": plan.content_hash,
                    "plan": plan.model_dump_json()})
+        # The run's subject and the instrument its form names: runs take only existing, usable material.
+        for code in ("S-1", "COND-7"):
+            s.execute(text("INSERT INTO samples (id, org_id, code, sample_type, name, status, created_at, created_by,"
+                           " updated_at) VALUES (:i, :o, :c, 'other', :c, 'received', now(), 'bench', now())"),
+                      {"i": uuid.uuid4(), "o": org.id, "c": code})
     sessions.engine.dispose()
 
 

@@ -4,14 +4,16 @@ Every table lives at `<lake_uri>/<name>` and is partitioned by `org_id`. A calle
 ever gets datasets restricted to their own org: the partition predicate prunes other
 orgs' files before anything is read, and a row filter on `org_id` backs it up.
 
-Which tables an org sees: the shared tables (`audit_log`, `step_events`, `runs`) always,
+Which tables an org sees: the shared tables (`audit_log`, `step_events`, `runs`, and the material: `samples`,
+`batches`, `lineage_edges`, `sample_movements`) always,
 and a `form_*` table once the org has a partition in it or has approved a protocol version
 using the form (the sink records `published:<org>` on the table then: empty, typed, queryable).
 Another org's form tables are not listed and cannot be queried (not even their column names leak).
 Which of those a caller sees is the platform's rule (`domain.roles.may_read_lake_table`): `audit_log`
 only for roles that read the whole audit log over the API too.
 
-Views: `runs_current` (the newest revision of each run) over `runs`, wherever `runs` is visible;
+Views: `runs_current` (the newest revision of each run) over `runs`, wherever `runs` is visible, and likewise
+`samples_current` and `batches_current`;
 a view is registered in the sandbox as SQL over its base table's org dataset (time travel included).
 
 Time travel: `name@v<N>` (a Delta version) or `name@<ISO-8601 timestamp>` (the latest
@@ -41,7 +43,8 @@ from domain.roles import may_read_lake_table
 from flight import schemas
 from lake.tables import PARTITION, published_app_id
 
-SHARED_TABLES = frozenset({"audit_log", "step_events", "runs"})
+SHARED_TABLES = frozenset({"audit_log", "step_events", "runs", "samples", "batches", "lineage_edges",
+                           "sample_movements"})
 TABLE_TYPE = "TABLE"
 
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
@@ -62,6 +65,14 @@ VIEWS: dict[str, View] = {v.name: v for v in (
     View("runs_current", "runs",
          "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY revision DESC) = 1",
          "The current state of each protocol run: of `runs` (one row per revision), only each run's row with "
+         "the highest revision."),
+    View("samples_current", "samples",
+         "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY revision DESC) = 1",
+         "The current state of each sample: of `samples` (one row per revision), only each sample's row with "
+         "the highest revision."),
+    View("batches_current", "batches",
+         "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY batch_id ORDER BY revision DESC) = 1",
+         "The current state of each batch: of `batches` (one row per revision), only each batch's row with "
          "the highest revision."),
 )}
 

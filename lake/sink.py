@@ -39,13 +39,12 @@ from lake import maintain
 from lake.audit import export_audit
 from lake.tables import (
     AUDIT_LOG,
+    FIXED_TOPICS,
     FORM_PREFIX,
     IDENTIFIER,
     PARTITION,
-    RUNS,
     SINK_APP_ID,
     SINK_REJECTS,
-    STEP_EVENTS,
     FormGroup,
     RowError,
     TableSpec,
@@ -61,7 +60,7 @@ from lake.writer import Append, Lake
 
 log = structlog.get_logger("flasktrack.sink")
 
-TOPICS = ("step_event", "run", "form_submission", "form_published")
+TOPICS = (*FIXED_TOPICS, "form_submission", "form_published")
 LEADER_LOCK = 0x666C61736B  # pg advisory lock key held by the active sink ("flask")
 
 # The sink's one test seam: the crash tests (tests/lake/crashing_sink.py) pass a hook that kills the process at
@@ -124,8 +123,8 @@ def prepare(batch_id: int, rows: list[OutboxRow]) -> dict[str, Part]:
     """Route and type a batch's rows: table name → Part. Rows that cannot be typed go to sink_rejects,
     so every outbox row lands in exactly one table."""
     rejects: list[tuple[OutboxRow, str]] = []
-    routed: dict[str, list[tuple[OutboxRow, dict[str, Any]]]] = {STEP_EVENTS.name: [], RUNS.name: []}
-    fixed_table = {"step_event": routed[STEP_EVENTS.name], "run": routed[RUNS.name]}
+    routed: dict[str, list[tuple[OutboxRow, dict[str, Any]]]] = {t.name: [] for t in FIXED_TOPICS.values()}
+    fixed_table = {topic: routed[t.name] for topic, t in FIXED_TOPICS.items()}
     loads = orjson.loads
     fields: dict[str, Any] = {}
     for r in rows:
@@ -163,8 +162,8 @@ def _typed_parts(batch_id: int, routed: dict[str, list[tuple[OutboxRow, dict[str
         if not items:
             continue
         payloads = [p for _, p in items]
-        if name in (STEP_EVENTS.name, RUNS.name):
-            spec = STEP_EVENTS if name == STEP_EVENTS.name else RUNS
+        spec = _FIXED.get(name)
+        if spec is not None:
             typed = type_rows(spec.columns, payloads)
             rejected = typed.rejected
             if typed.accepted:
@@ -355,7 +354,7 @@ class Sink:
     def create_tables(self) -> None:
         """The tables every organization sees exist, empty and typed, from the first start: an analyst's query
         names them before anything happened (form tables come with the protocol versions that use them)."""
-        for spec in (STEP_EVENTS, RUNS, AUDIT_LOG):
+        for spec in (*FIXED_TOPICS.values(), AUDIT_LOG):
             self.lake.create(spec.name, spec.schema, spec.description)
 
     def step(self, *, force: bool = False) -> tuple[int, float]:
@@ -478,4 +477,4 @@ class Sink:
         return done
 
 
-_FIXED: dict[str, TableSpec] = {t.name: t for t in (STEP_EVENTS, RUNS, SINK_REJECTS)}
+_FIXED: dict[str, TableSpec] = {t.name: t for t in (*FIXED_TOPICS.values(), SINK_REJECTS)}

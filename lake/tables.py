@@ -132,6 +132,78 @@ RUNS = TableSpec("runs", "Protocol runs: one row per revision of a run (append-o
     _c("revision", _I, "int", "Revision number of the run, increasing", True),
 ))
 
+SAMPLES = TableSpec("samples", "Samples (cultures, plates, calli, explants, DNA preps, ...): one row per revision "
+                    "of a sample, so its history of status, location and holder is kept; its current state is its "
+                    "row with the highest revision, which the view samples_current holds.", (
+    ORG,
+    _c("sample_id", _S, "str", "The sample", True),
+    _c("code", _S, "str", "Its human-readable code, e.g. S-000123", True),
+    _c("sample_type", _S, "str", "culture, plate, callus, explant, spore_suspension, dna_prep, ..."),
+    _c("name", _S, "str", "Its name"),
+    _c("status", _S, "str", "received, in_use, consumed, disposed or contaminated, at this revision", True),
+    _c("status_reason", _S, "str", "Why it has that status (e.g. why it was disposed)"),
+    _c("location_id", _S, "str", "Storage location (registry) at this revision"),
+    _c("owner_id", _S, "str", "Member who held it at this revision"),
+    _c("batch_id", _S, "str", "Batch it belongs to"),
+    _c("attributes", _S, "json", "Free-form details as a JSON object"),
+    _c("created_in_run", _S, "str", "Run whose step made it, if any"),
+    _c("created_in_step", _S, "str", "That step"),
+    _c("archived_at", _TS, "ts", "When it was archived (UTC); null while in use"),
+    _c("created_at", _TS, "ts", "When it was registered (UTC)"),
+    _c("created_by", _S, "str", "Who registered it"),
+    _c("updated_at", _TS, "ts", "When this revision was recorded (UTC)", True),
+    _c("revision", _I, "int", "Revision number of the sample, increasing", True),
+))
+
+BATCHES = TableSpec("batches", "Batches of samples made together (media, transformation, ...): one row per "
+                    "revision with the batch record; the view batches_current holds each batch's latest.", (
+    ORG,
+    _c("batch_id", _S, "str", "The batch", True),
+    _c("code", _S, "str", "Its human-readable code, e.g. B-000007", True),
+    _c("batch_type", _S, "str", "media, transformation, culture, plant_line, seed or other"),
+    _c("name", _S, "str", "Its name"),
+    _c("status", _S, "str", "open, released, rejected or closed, at this revision", True),
+    _c("record", _S, "json", "The batch record (recipe, lots, decisions) as a JSON object"),
+    _c("created_in_run", _S, "str", "Run whose step made it, if any"),
+    _c("created_in_step", _S, "str", "That step"),
+    _c("archived_at", _TS, "ts", "When it was archived (UTC)"),
+    _c("created_at", _TS, "ts", "When it was opened (UTC)"),
+    _c("created_by", _S, "str", "Who opened it"),
+    _c("updated_at", _TS, "ts", "When this revision was recorded (UTC)", True),
+    _c("revision", _I, "int", "Revision number of the batch, increasing", True),
+))
+
+LINEAGE_EDGES = TableSpec("lineage_edges", "Lineage: one row per parent → child derivation of samples, with the "
+                          "operation and the run, step and task that did it (append-only).", (
+    ORG,
+    _c("parent_id", _S, "str", "The parent sample", True),
+    _c("child_id", _S, "str", "The child sample", True),
+    _c("operation", _S, "str", "aliquot, subculture, passage, pooling, transformation or extraction", True),
+    _c("run_id", _S, "str", "Run that did it, if any"),
+    _c("step_key", _S, "str", "Step of that run"),
+    _c("task_id", _S, "str", "Task (step completion) that did it"),
+    _c("recorded_at", _TS, "ts", "When it was recorded (UTC)", True),
+    _c("recorded_by", _S, "str", "Who recorded it"),
+))
+
+SAMPLE_MOVEMENTS = TableSpec("sample_movements", "Chain of custody: one row per location move or hand-over of a "
+                             "sample, with who did it and why (append-only).", (
+    ORG,
+    _c("movement_id", _S, "str", "The movement", True),
+    _c("sample_id", _S, "str", "The sample moved", True),
+    _c("from_location_id", _S, "str", "Location before"),
+    _c("to_location_id", _S, "str", "Location after"),
+    _c("from_holder_id", _S, "str", "Member holding it before"),
+    _c("to_holder_id", _S, "str", "Member holding it after"),
+    _c("to_holder_display", _S, "str", "Their display name at the time"),
+    _c("moved_at", _TS, "ts", "When (UTC)", True),
+    _c("moved_by", _S, "str", "Who moved it"),
+    _c("moved_by_display", _S, "str", "Their display name at the time"),
+    _c("reason", _S, "str", "Why"),
+    _c("run_id", _S, "str", "Run it moved for, if any"),
+    _c("step_key", _S, "str", "Step of that run"),
+))
+
 AUDIT_LOG = TableSpec("audit_log", "The sealed, hash-chained audit log: every entry of every org with its "
                       "gapless sequence number, canonical JSON body and chain hashes (verify with "
                       "`flasktrack audit verify`). Exported exactly once from PostgreSQL.", (
@@ -165,6 +237,10 @@ SINK_REJECTS = TableSpec("sink_rejects", "Outbox rows the sink could not type (m
     _c("payload", _S, "str", "The payload, JSON", True),
     _c("error", _S, "str", "Why it could not be typed", True),
 ))
+
+# Outbox topic → the fixed table its payloads become rows of (forms have tables of their own, per form key).
+FIXED_TOPICS: dict[str, TableSpec] = {"step_event": STEP_EVENTS, "run": RUNS, "sample": SAMPLES, "batch": BATCHES,
+                                      "lineage_edge": LINEAGE_EDGES, "sample_movement": SAMPLE_MOVEMENTS}
 
 FORM_COLUMNS: tuple[Column, ...] = (
     ORG,

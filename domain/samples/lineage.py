@@ -42,27 +42,28 @@ _CYCLE = text(
     " SELECT EXISTS (SELECT 1 FROM up WHERE id = :child)"
 )
 
-# The graph around :root in one statement: the root's row, then one row per edge reached (each at its least depth)
-# with the node it leads to. `near`/`far` are the edge's columns towards and away from the root.
+# The graph around :root in one statement: the root's row, then one row per edge reached (at its least depth) with
+# the node it leads to. `near`/`far` are the edge's columns towards and away from the root. The walk carries the
+# edges' columns, so nothing is read twice; UNION (not ALL) keeps one row per edge and depth however many paths
+# lead to it, so a graph of many diamonds costs edges × depth at most, never paths.
 _GRAPH = """
-WITH RECURSIVE walk(parent_id, child_id, depth) AS (
-  SELECT e.parent_id, e.child_id, 1 FROM lineage_edges e WHERE e.{near} = :root
+WITH RECURSIVE walk(parent_id, child_id, operation, run_id, step_key, task_id, recorded_at, depth) AS (
+  SELECT e.parent_id, e.child_id, e.operation, e.run_id, e.step_key, e.task_id, e.recorded_at, 1
+  FROM lineage_edges e WHERE e.{near} = :root
   UNION
-  SELECT e.parent_id, e.child_id, w.depth + 1 FROM walk w JOIN lineage_edges e ON e.{near} = w.{far}
-  WHERE w.depth < :depth
+  SELECT e.parent_id, e.child_id, e.operation, e.run_id, e.step_key, e.task_id, e.recorded_at, w.depth + 1
+  FROM walk w JOIN lineage_edges e ON e.{near} = w.{far} WHERE w.depth < :depth
 ), reached AS (
-  SELECT DISTINCT ON (parent_id, child_id) parent_id, child_id, depth FROM walk
-  ORDER BY parent_id, child_id, depth LIMIT :cap
+  SELECT DISTINCT ON (parent_id, child_id) * FROM walk ORDER BY parent_id, child_id, depth LIMIT :cap
 )
 SELECT s.id, s.code, s.sample_type, s.status, 0 AS depth, NULL::uuid AS parent_id, NULL::uuid AS child_id,
        NULL AS operation, NULL::uuid AS run_id, NULL AS step_key, NULL::uuid AS task_id,
        NULL::timestamptz AS recorded_at
 FROM samples s WHERE s.id = :root
 UNION ALL
-SELECT s.id, s.code, s.sample_type, s.status, r.depth, e.parent_id, e.child_id, e.operation, e.run_id, e.step_key,
-       e.task_id, e.recorded_at
-FROM reached r JOIN lineage_edges e ON e.parent_id = r.parent_id AND e.child_id = r.child_id
-JOIN samples s ON s.id = r.{far}
+SELECT s.id, s.code, s.sample_type, s.status, r.depth, r.parent_id, r.child_id, r.operation, r.run_id, r.step_key,
+       r.task_id, r.recorded_at
+FROM reached r JOIN samples s ON s.id = r.{far}
 """
 GRAPH = {"ancestors": text(_GRAPH.format(near="child_id", far="parent_id")),
          "descendants": text(_GRAPH.format(near="parent_id", far="child_id"))}

@@ -13,6 +13,7 @@ from temporalio.client import WorkflowExecutionStatus
 from domain.roles import Role
 from tests.runs.conftest import await_for
 from tests.runs.support import PASSWORD_OF, approve_protocol, one_task, open_tasks
+from tests.support import seed_material
 from workflows.run import ORG_ATTR, PROTOCOL_ATTR, STATUS_ATTR, SUBJECT_ATTR
 
 
@@ -42,6 +43,7 @@ async def test_cancelled_and_rejected_runs_end_so_in_temporal_and_can_be_found(c
     key = f"ops-{uuid.uuid4().hex[:6]}"
     approve_protocol(owner, org_a.id, one_task(key, due=None))
     subject = f"S-{uuid.uuid4().hex[:6]}"
+    seed_material(owner, org_a.id, [subject], [])
     run = await _launch(client, org_a, key, subject)
     d = await dev_env.client.get_workflow_handle(run["id"]).describe()
     attrs = d.typed_search_attributes
