@@ -49,6 +49,7 @@ from domain.protocols.plan import (
     OnReject,
     ParallelNode,
     Problem,
+    Produces,
     RepeatNode,
     SequenceNode,
     StepIndexEntry,
@@ -56,6 +57,7 @@ from domain.protocols.plan import (
     TaskNode,
     TimerNode,
 )
+from domain.samples.models import MAX_PRODUCED, OPERATIONS, SAMPLE_TYPES
 
 MAX_ITERATIONS = 20
 MAX_PRECISION = 12
@@ -417,7 +419,43 @@ class _Compiler:
             roles=step.roles,
             due_seconds=due,
             escalation=self._escalation(step.escalation, step.due, f"{path}.escalation"),
+            produces=self._produces(step, path),
+            consumes=self._consumes(step, path),
         )
+
+    def _ref_field(self, step: TaskStep, key: str, path: str, types: tuple[str, ...]) -> None:
+        field = _field_named(step.form, key)
+        if field is None:
+            self.problem(path, f"'{key}' is not a field of this step's form")
+        elif field.type not in types:
+            self.problem(path, f"field '{key}' is {field.type}; it must be {' or '.join(types)}")
+
+    def _produces(self, step: TaskStep, path: str) -> Produces | None:
+        p = step.produces
+        if p is None:
+            return None
+        path = f"{path}.produces"
+        if p.type not in SAMPLE_TYPES:
+            self.problem(f"{path}.type", f"unknown sample type '{p.type}'; known: {', '.join(SAMPLE_TYPES)}")
+        if p.operation not in OPERATIONS:
+            self.problem(f"{path}.operation", f"unknown operation '{p.operation}'; known: {', '.join(OPERATIONS)}")
+        if p.count is not None and p.count_field is not None:
+            self.problem(path, "give count or count_field, not both")
+        if p.count is not None and not 1 <= p.count <= MAX_PRODUCED:
+            self.problem(f"{path}.count", f"between 1 and {MAX_PRODUCED}")
+        if p.count_field is not None:
+            self._ref_field(step, p.count_field, f"{path}.count_field", ("integer",))
+        sources = [p.from_field] if isinstance(p.from_field, str) else list(p.from_field or [])
+        for i, key in enumerate(sources):
+            self._ref_field(step, key, f"{path}.from_field" + (f"[{i}]" if isinstance(p.from_field, list) else ""),
+                            ("sample_ref",))
+        return Produces(sample_type=p.type, operation=p.operation, count=p.count if p.count_field is None else None,
+                        count_field=p.count_field, from_fields=sources)
+
+    def _consumes(self, step: TaskStep, path: str) -> list[str]:
+        for i, key in enumerate(step.consumes):
+            self._ref_field(step, key, f"{path}.consumes[{i}]", ("sample_ref",))
+        return list(step.consumes)
 
     def _approval(self, step: ApprovalStep, path: str, earlier: Sequence[Step], common: dict[str, Any]) -> ApprovalNode:
         self._roles(step.roles, f"{path}.roles")

@@ -96,6 +96,17 @@ class _StepDef(_Document):
     when: str | None = None
 
 
+class ProducesDef(_Document):
+    """Completing the step creates samples: `count` alike (or as many as the integer field `count_field` says), of
+    `type`, derived by `operation` from the samples named in the `sample_ref` field(s) `from_field`."""
+
+    type: str
+    operation: str
+    count: int | None = None
+    count_field: str | None = None
+    from_field: str | list[str] | None = None
+
+
 class TaskStep(_StepDef):
     kind: Literal["task"]
     instructions: str = ""
@@ -104,6 +115,8 @@ class TaskStep(_StepDef):
     roles: list[str]
     due: str | None = None
     escalation: EscalationDef | None = None
+    produces: ProducesDef | None = None
+    consumes: list[str] = []  # sample_ref fields whose samples the step uses up
 
 
 class ApprovalStep(_StepDef):

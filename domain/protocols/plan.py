@@ -78,6 +78,17 @@ class _Node(_Frozen):
     when_source: str | None = None  # the condition as written, for people reading the record
 
 
+class Produces(_Frozen):
+    """The samples completing the step creates (ids derived from the task id: a retried completion makes none
+    twice), each derived from the samples named in `from_fields` by `operation`."""
+
+    sample_type: str
+    operation: str
+    count: int | None = None  # when no count_field
+    count_field: str | None = None  # an integer field of the form
+    from_fields: list[str] = []  # sample_ref fields naming the parents
+
+
 class TaskNode(_Node):
     kind: Literal["task"] = "task"
     title: str
@@ -87,6 +98,8 @@ class TaskNode(_Node):
     roles: list[str]
     due_seconds: int | None = None  # from the moment the step opens
     escalation: list[EscalationLevel] = []
+    produces: Produces | None = None
+    consumes: list[str] = []  # sample_ref fields whose samples completing the step marks consumed
 
 
 class ApprovalNode(_Node):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -16,6 +16,10 @@ SampleStatus = Literal["received", "in_use", "consumed", "disposed", "contaminat
 BatchType = Literal["media", "transformation", "culture", "plant_line", "seed", "other"]
 BatchStatus = Literal["open", "released", "rejected", "closed"]
 Operation = Literal["aliquot", "subculture", "passage", "pooling", "transformation", "extraction"]
+
+SAMPLE_TYPES: tuple[str, ...] = get_args(SampleType)
+OPERATIONS: tuple[str, ...] = get_args(Operation)
+MAX_PRODUCED = 500  # samples one step completion may create
 
 # A sample's life: what each state may become next. Consumed and disposed are the end.
 SAMPLE_TRANSITIONS: dict[str, tuple[str, ...]] = {

@@ -29,6 +29,7 @@ from domain.runs.messages import CompleteTask, Escalate, Outcome
 from domain.runs.models import subject_filter
 from domain.runs.rows import RunRow
 from domain.samples import refs
+from domain.samples import steps as material
 from domain.tasks import lifecycle
 from domain.tasks.actions import common_gates, prior_answer, refusal, remember_answer
 from domain.tasks.models import TaskFilter, TaskRead
@@ -69,6 +70,8 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
     named = {why.split(":")[0] for why in invalid}
     # the material the form names exists in the organization and may still be used
     invalid += [why for why in refs.form_problems(session, step, c.values) if why.split(":")[0] not in named]
+    if not invalid:
+        invalid += material.problems(step, normalize_values(step, c.values))
     if forbidden or conflicts or invalid:
         return refusal(session, run, task, step_key=step.key, iteration=msg.iteration, actor=c.actor,
                        request=c.request, forbidden=forbidden, conflicts=conflicts, invalid=invalid,
@@ -85,8 +88,9 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
              " WHERE id = :t"),
         {"at": at, "by": actor.id, "byd": actor.display, "t": c.task_id},
     )
+    made = material.apply(session, run, task_id=c.task_id, step=step, values=values, actor=actor)  # same transaction
     detail = {"task_id": c.task_id, "submission_id": submission_id, "checklist": confirmed, "evidence": c.evidence,
-              "request_id": c.request.request_id}
+              "request_id": c.request.request_id, **{k: v for k, v in made.items() if v}}
     records.step_event(session, run, key=f"completed:{c.task_id}", event="completed", step_key=step.key,
                        step_kind="task", iteration=msg.iteration, actor=actor, detail=detail, task_id=c.task_id,
                        occurred_at=at)

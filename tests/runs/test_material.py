@@ -59,7 +59,8 @@ def test_runs_and_forms_take_only_usable_material_and_the_trace_shows_them(clien
 
     # Moved to the bench, photographed (the evidence engineer's table), then used in the step.
     bench = location(owner, org_a.id, "Laminar flow hood 1")
-    r = client.post(f"/api/v1/samples/{plate['id']}/moves", json={"to_location_id": str(bench), "reason": "to the hood"},
+    r = client.post(f"/api/v1/samples/{plate['id']}/moves",
+                    json={"to_location_id": str(bench), "reason": "to the hood"},
                     headers=org_a.headers(Role.technician))
     assert r.status_code == 201
     _evidence(owner, org_a.id, "sample", plate["code"])
@@ -86,10 +87,50 @@ def _evidence(owner, org_id: uuid.UUID, target_type: str, target_id: str) -> Non
     file_id = uuid.uuid4()
     now = dt.datetime.now(dt.UTC)
     with owner.begin(org_id) as s:
-        s.execute(text("INSERT INTO evidence_files (id, org_id, sha256, size_bytes, content_type, filename, uploaded_at,"
-                       " uploaded_by, uploaded_by_display) VALUES (:i, :o, :h, :n, 'image/png', 'plate.png', :t,"
-                       " 'test', 'technician')"),
+        s.execute(text("INSERT INTO evidence_files (id, org_id, sha256, size_bytes, content_type, filename,"
+                       " uploaded_at, uploaded_by, uploaded_by_display)"
+                       " VALUES (:i, :o, :h, :n, 'image/png', 'plate.png', :t, 'test', 'technician')"),
                   {"i": file_id, "o": org_id, "h": hashlib.sha256(data).hexdigest(), "n": len(data), "t": now})
         s.execute(text("INSERT INTO evidence_links (id, org_id, evidence_id, target_type, target_id, linked_at,"
                        " linked_by) VALUES (:i, :o, :f, :tt, :ti, :t, 'test')"),
                   {"i": uuid.uuid4(), "o": org_id, "f": file_id, "tt": target_type, "ti": target_id, "t": now})
+
+
+def test_a_step_produces_child_plates_and_consumes_its_parent_once(client, temporal_api, owner, org_a):
+    key = f"produce-{uuid.uuid4().hex[:6]}"
+    approve_protocol(owner, org_a.id, {"key": key, "title": "Subculture", "steps": [{
+        "key": "subculture", "kind": "task", "title": "Subculture onto fresh plates", "roles": ["technician"],
+        "form": {"key": f"{key.replace('-', '_')}_sub", "fields": [
+            {"key": "parent_plate", "label": "Parent plate", "type": "sample_ref"},
+            {"key": "n_plates", "label": "New plates", "type": "integer", "min": 0}]},
+        "produces": {"type": "plate", "count_field": "n_plates", "operation": "subculture",
+                     "from_field": "parent_plate"},
+        "consumes": ["parent_plate"]}]})
+    parent = sample(client, org_a, sample_type="plate", name="Callus line 7 plate")
+    r = client.post("/api/v1/runs", json={"protocol_key": key, "subjects": [{"type": "sample", "id": parent["code"]}]},
+                    headers=org_a.headers(Role.lab_manager))
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    task = wait_for(lambda: client.get("/api/v1/tasks", params={"run_id": run_id},
+                                       headers=org_a.headers(Role.technician)).json(), timeout=30)[0]
+    r = complete(client, org_a, task["id"], {"parent_plate": parent["code"], "n_plates": 501}, [])
+    assert r.status_code == 422 and "values.n_plates: between 0 and 500 samples per step" in r.json()["reasons"]
+    rid = str(uuid.uuid4())
+    r = complete(client, org_a, task["id"], {"parent_plate": parent["code"], "n_plates": 3}, [], request_id=rid)
+    assert r.status_code == 200, r.text
+    again = complete(client, org_a, task["id"], {"parent_plate": parent["code"], "n_plates": 3}, [], request_id=rid)
+    assert again.status_code == 200, again.text
+
+    h = org_a.headers(Role.auditor)
+    after = client.get(f"/api/v1/samples/{parent['id']}", headers=h).json()
+    assert after["status"] == "consumed" and f"step 'subculture' of run {run_id}" in after["status_reason"]
+    assert len(after["children"]) == 3
+    down = client.get(f"/api/v1/samples/{parent['id']}/lineage", params={"direction": "descendants"}, headers=h).json()
+    assert {(e["operation"], e["run_id"], e["step_key"], e["task_id"]) for e in down["edges"]} == {
+        ("subculture", run_id, "subculture", task["id"])}
+    kids = [n for n in down["nodes"] if n["depth"] == 1]
+    assert len(kids) == 3 and {k["sample_type"] for k in kids} == {"plate"} and {k["status"] for k in kids} == {
+        "received"}
+    child = client.get(f"/api/v1/samples/{kids[0]['id']}", headers=h).json()
+    assert child["created_in_run"] == run_id and child["created_in_step"] == "subculture"
+    assert child["owner_display"] == f"technician of {org_a.slug}"
