@@ -535,3 +535,32 @@ def test_schema_problems_do_not_hide_the_content_problems_of_the_rest():
     assert "steps[4].key: duplicate step key 'c' (also at steps[3])" in rest
     assert not any("lost" in p for p in rest)  # the step set aside is not reported again as unknown
     assert len(rest) == 4, rest
+
+
+def test_steps_that_make_and_use_up_material_name_fields_of_their_form():
+    fields = [{"key": "parent", "label": "Parent", "type": "sample_ref"},
+              {"key": "n", "label": "Plates", "type": "integer"},
+              {"key": "medium", "label": "Medium", "type": "batch_ref"}]
+    good = task("sub", form={"key": "sub", "fields": fields}, consumes=["parent"],
+                produces={"type": "plate", "operation": "subculture", "count_field": "n", "from_field": "parent"})
+    result = compile_protocol(protocol(good), 1)
+    assert result.ok and result.plan is not None
+    node = result.plan.root.steps[0]
+    assert isinstance(node, TaskNode) and node.consumes == ["parent"]
+    assert node.produces is not None and node.produces.from_fields == ["parent"] and node.produces.count is None
+    bad = task("sub2", form={"key": "sub2", "fields": fields}, consumes=["medium", "nope"],
+               produces={"type": "flask", "operation": "cloning", "count": 2, "count_field": "parent",
+                         "from_field": ["medium"]})
+    assert problems_of(protocol(bad)) == [
+        "steps[0].produces.type: unknown sample type 'flask'; known: culture, plate, callus, explant, "
+        "spore_suspension, dna_prep, plasmid_prep, glycerol_stock, seed, tissue, medium, other",
+        "steps[0].produces.operation: unknown operation 'cloning'; known: aliquot, subculture, passage, pooling, "
+        "transformation, extraction",
+        "steps[0].produces: give count or count_field, not both",
+        "steps[0].produces.count_field: field 'parent' is sample_ref; it must be integer",
+        "steps[0].produces.from_field[0]: field 'medium' is batch_ref; it must be sample_ref",
+        "steps[0].consumes[0]: field 'medium' is batch_ref; it must be sample_ref",
+        "steps[0].consumes[1]: 'nope' is not a field of this step's form",
+    ]
+    # A step without them hashes as before they existed: approved versions keep their content hash.
+    assert content_hash(protocol(task("plain"))) == content_hash(protocol(task("plain", consumes=[], produces=None)))
