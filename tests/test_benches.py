@@ -55,6 +55,11 @@ def test_step_latency_bench_leaves_nothing_running():
     assert "p50 ratio" in out
 
 
+def test_lineage_bench_leaves_nothing_running():
+    out = _run_alone(["bench/lineage.py", "--samples", "2000", "--queries", "20"])
+    assert out.strip().splitlines()[-1].startswith("lineage api p50 "), out[-2000:]
+
+
 def test_flight_scan_bench_leaves_nothing_running(tmp_path):
     out = _run_alone(["bench/flight_scan.py", "--rows", "4000", "--orgs", "4", "--repeat", "1", "--no-pg"],
                      FLASKTRACK_BENCH_DIR=str(tmp_path / "bench"))

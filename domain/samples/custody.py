@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from domain import audit
-from domain.errors import Conflict
+from domain.errors import Conflict, Invalid
 from domain.roles import Actor, Caller
 from domain.rows import from_row
 from domain.runs import records
@@ -59,6 +59,9 @@ def move(session: Session, caller: Caller, sample_id: uuid.UUID, data: Move) -> 
     if sample.status in ("consumed", "disposed"):
         raise Conflict(f"sample {sample.code} is {sample.status}: it can no longer move")
     service.check_location(session, data.to_location_id)
+    if data.run_id is not None and session.execute(text("SELECT 1 FROM runs WHERE id = :r"),
+                                                   {"r": data.run_id}).first() is None:
+        raise Invalid("no such run", reasons=[f"run_id: no run {data.run_id} in this organization"])
     location = data.to_location_id or sample.location_id
     holder = ((data.to_holder_id, service.member_display(session, data.to_holder_id)) if data.to_holder_id
               else (sample.owner_id, sample.owner_display))

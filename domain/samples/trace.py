@@ -6,6 +6,7 @@ A record is named in runs and forms by its id or its code: both are matched.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Literal
 
@@ -42,7 +43,7 @@ def _audit(session: Session, org_id: uuid.UUID, kind: str, ident: uuid.UUID) -> 
 
 
 def _runs_and_steps(session: Session, kind: Literal["sample", "batch"], names: list[str]) -> list[TraceEntry]:
-    subjects = [f'[{{"type": "{kind}", "id": "{n}"}}]' for n in names]
+    subjects = [json.dumps([{"type": kind, "id": n}]) for n in names]
     runs = session.execute(
         text("SELECT id, protocol_key, protocol_version, launched_at, launched_by_display, status FROM runs"
              " WHERE org_id = current_org() AND subjects @> ANY(CAST(:s AS jsonb[]))"), {"s": subjects}).all()
