@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from api.deps import Instant, Permitted, SessionDep
-from domain.pagination import CURSOR_PATTERN, MAX_SEARCH_LENGTH, Page
+from api.paging import CursorQuery, SearchQuery
+from domain.pagination import Page
 from domain.roles import Caller, Permission
 from domain.samples import batches, custody, lineage, service, trace
 from domain.samples.models import (
@@ -45,8 +46,6 @@ Reader = Annotated[Caller, Depends(Permitted(Permission.samples_read))]
 Worker = Annotated[Caller, Depends(Permitted(Permission.samples_work))]
 Manager = Annotated[Caller, Depends(Permitted(Permission.samples_manage))]
 
-Cursor = Query(default=None, pattern=CURSOR_PATTERN, description="next_cursor of the previous page")
-Search = Query(default=None, max_length=MAX_SEARCH_LENGTH, description="words of the code or name, as prefixes")
 Limit = Query(default=50, ge=1, le=500)
 CREATED: dict[int | str, dict[str, Any]] = {
     200: {"description": "What this X-Request-ID created before (a retry): nothing new."}}
@@ -68,7 +67,7 @@ def list_samples(caller: Reader, s: SessionDep, status: SampleStatus | None = No
                  sample_type: SampleType | None = None, batch_id: uuid.UUID | None = None,
                  location_id: uuid.UUID | None = None, owner_id: uuid.UUID | None = None,
                  archived: bool = Query(default=False, description="archived samples instead of the others"),
-                 q: str | None = Search, cursor: str | None = Cursor, limit: int = Limit) -> Page[SampleRead]:
+                 q: str | None = SearchQuery, cursor: str | None = CursorQuery, limit: int = Limit) -> Page[SampleRead]:
     """Samples of the organization, newest first; `next_cursor` continues the list."""
     return service.list_samples(s, status=status, sample_type=sample_type, batch_id=batch_id,
                                 location_id=location_id, owner_id=owner_id, archived=archived, q=q, cursor=cursor,
@@ -167,7 +166,7 @@ def create_batch(data: BatchCreate, caller: Worker, s: SessionDep) -> JSONRespon
 def list_batches(caller: Reader, s: SessionDep, status: BatchStatus | None = None,
                  batch_type: BatchType | None = None,
                  archived: bool = Query(default=False, description="archived batches instead of the others"),
-                 q: str | None = Search, cursor: str | None = Cursor, limit: int = Limit) -> Page[BatchRead]:
+                 q: str | None = SearchQuery, cursor: str | None = CursorQuery, limit: int = Limit) -> Page[BatchRead]:
     """Batches of the organization, newest first."""
     return batches.list_batches(s, status=status, batch_type=batch_type, archived=archived, q=q, cursor=cursor,
                                 limit=limit)
