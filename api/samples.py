@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.deps import Instant, Permitted, SessionDep
 from api.paging import CursorQuery, SearchQuery
@@ -125,9 +125,10 @@ def link_parents(sample_id: uuid.UUID, data: ParentLink, caller: Worker, s: Sess
 @router.get("/{sample_id}/lineage", response_model=Lineage)
 def get_lineage(sample_id: uuid.UUID, caller: Reader, s: SessionDep,
                 direction: Literal["ancestors", "descendants"] = "ancestors",
-                depth: int = Query(default=MAX_DEPTH, ge=1, le=MAX_DEPTH, description="generations")) -> Lineage:
+                depth: int = Query(default=MAX_DEPTH, ge=1, le=MAX_DEPTH, description="generations")) -> Response:
     """The sample's ancestors or descendants: nodes (code, type, status) and edges (operation, run, step, task)."""
-    return lineage.graph(s, sample_id, direction, depth)
+    # Serialized once, by the model that built it (no second validation pass: this is the hot read of lineage).
+    return Response(lineage.graph(s, sample_id, direction, depth).model_dump_json(), media_type="application/json")
 
 
 @router.get("/{sample_id}/trace", response_model=Trace)
