@@ -22,6 +22,7 @@ from domain.samples.models import (
     BatchDetail,
     BatchRead,
     BatchStatus,
+    BatchStatusChange,
     BatchType,
     BatchUpdate,
     Derivation,
@@ -186,7 +187,7 @@ def update_batch(batch_id: uuid.UUID, data: BatchUpdate, caller: Worker, s: Sess
 
 
 @batch_router.post("/{batch_id}/status", response_model=BatchRead)
-def change_batch_status(batch_id: uuid.UUID, data: StatusChange, caller: Worker, s: SessionDep) -> BatchRead:
+def change_batch_status(batch_id: uuid.UUID, data: BatchStatusChange, caller: Worker, s: SessionDep) -> BatchRead:
     """Release or reject an open batch, close a decided one (lab managers: samples.manage), with the reason."""
     return batches.change_status(s, caller, batch_id, data)
 

@@ -28,8 +28,8 @@ from domain.samples.models import (
     BatchCreate,
     BatchDetail,
     BatchRead,
+    BatchStatusChange,
     BatchUpdate,
-    StatusChange,
 )
 from domain.samples.rows import BATCH_COLUMNS, SAMPLE_COLUMNS, BatchRow, SampleRow
 
@@ -153,7 +153,7 @@ def update(session: Session, caller: Caller, batch_id: uuid.UUID, data: BatchUpd
     return read(row)
 
 
-def change_status(session: Session, caller: Caller, batch_id: uuid.UUID, data: StatusChange) -> BatchRead:
+def change_status(session: Session, caller: Caller, batch_id: uuid.UUID, data: BatchStatusChange) -> BatchRead:
     """Release, reject or close the batch; the decision goes into its record."""
     if data.status not in BATCH_TRANSITIONS:
         raise Invalid(f"'{data.status}' is not a batch status",

@@ -75,9 +75,17 @@ class SampleUpdate(Input):
 
 
 class StatusChange(Input):
-    """Move a sample or batch along its life (e.g. in_use → consumed), with the reason."""
+    """Move a sample along its life (e.g. in_use → consumed), with the reason."""
 
-    status: str = Field(min_length=1, max_length=20)
+    status: SampleStatus
+    reason: str = Reason
+    revision: int | None = Field(default=None, ge=1, le=2**31 - 1, description="refused (409) if changed since")
+
+
+class BatchStatusChange(Input):
+    """Release or reject an open batch, close a decided one, with the reason."""
+
+    status: BatchStatus
     reason: str = Reason
     revision: int | None = Field(default=None, ge=1, le=2**31 - 1, description="refused (409) if changed since")
 

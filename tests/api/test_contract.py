@@ -66,7 +66,13 @@ def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], 
                        # field) rather than answered with an empty page that reads as "did nothing".
                        {"include-path-regex": "^/api/v1/audit(/export)?$", "include-method": "GET",
                         "checks": {"positive_data_acceptance": {"expected-statuses": [
-                            "2xx", "401", "403", "404", "422", "429"]}}}],
+                            "2xx", "401", "403", "404", "422", "429"]}}},
+                       # Material names other records that must exist and be usable in the organization (a storage
+                       # location, a batch, a member, parent samples, a run) and lists take only cursors this API
+                       # handed out: a request the schema allows may name none, answered 422 naming the field.
+                       {"include-path-regex": "^/api/v1/(samples|batches)",
+                        "checks": {"positive_data_acceptance": {"expected-statuses": [
+                            "2xx", "401", "403", "404", "409", "422", "429"]}}}],
         "continue-on-failure": True,
         # A body over the size limit is refused before it is read: 413 is a refusal like 422.
         "checks": {"negative_data_rejection": {"expected-statuses": [
