@@ -58,7 +58,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -171,6 +171,7 @@ def bench(samples: int, queries: int) -> None:
         t = time.perf_counter()
         org_id, roots, ends = seed(owner, samples)
         loaded = time.perf_counter() - t
+        print(f"loaded {len(roots) * FAMILY} samples in {loaded:.0f} s", flush=True)
         port = free_port()
         env = {**os.environ, "FLASKTRACK_DATABASE_URL": owner, "FLASKTRACK_DATA_DIR": str(data),
                "FLASKTRACK_API_PORT": str(port), "FLASKTRACK_LOG_LEVEL": "WARNING"}
