@@ -25,14 +25,16 @@ def audit_filter(
     entity_id: str | None = Query(default=None, max_length=128),
     actor: str | None = Query(default=None, max_length=320,
                               description="actor id (user or API key id), or a member's email"),
+    actor_name: str | None = Query(default=None, max_length=200,
+                                   description="text contained in the actor's recorded name (a person, an API key)"),
     action: str | None = Query(default=None, max_length=64),
     since: Instant | None = Query(default=None, description="occurred at or after (RFC 3339, with its offset)"),
     until: Instant | None = Query(default=None, description="occurred before (RFC 3339, with its offset)"),
     reason: str | None = Query(default=None, max_length=200, description="text contained in the reason"),
     severity: Literal["info", "notice", "warning", "critical"] | None = None,
 ) -> AuditFilter:
-    return AuditFilter(entity_type=entity_type, entity_id=entity_id, actor_id=actor, action=action, since=since,
-                       until=until, reason_contains=reason, severity=severity)
+    return AuditFilter(entity_type=entity_type, entity_id=entity_id, actor_id=actor, actor_name=actor_name,
+                       action=action, since=since, until=until, reason_contains=reason, severity=severity)
 
 
 @router.get("")

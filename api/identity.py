@@ -115,6 +115,14 @@ def change_role(user_id: uuid.UUID, data: MemberUpdate, caller: MembersManager, 
     return service.change_member_role(s, caller, user_id, data)
 
 
+@router.post("/members/{user_id}/deactivate", response_model=MemberRead)
+def deactivate_member(user_id: uuid.UUID, caller: MembersManager, s: SessionDep,
+                      reason: SafeText = Body(embed=True, min_length=1, max_length=2000)) -> MemberRead:
+    """End a membership, with the reason on record: the person's sessions here end and they can no longer log in
+    to this organization (an invitation brings them back). Not yourself, not the last owner (409)."""
+    return service.deactivate_member(s, caller, user_id, reason)
+
+
 @router.get("/apikeys", response_model=list[ApiKeyRead])
 def list_api_keys(caller: KeysManager, s: SessionDep) -> list[ApiKeyRead]:
     """API keys of the organization (never the keys themselves)."""

@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from flight.catalog import TABLE_TYPE, LakeCatalog, like_to_regex
 from flight.protocol import (
     CommandGetCatalogs,
     CommandGetCrossReference,
@@ -41,6 +40,7 @@ from flight.schemas import (
     serialize_schema,
     sql_info_table,
 )
+from lake.catalog import TABLE_TYPE, LakeCatalog, like_to_regex
 
 
 class MetadataAnswers:

@@ -204,19 +204,21 @@ XDBC_TYPE_INFO_SCHEMA = pa.schema(
     ]
 )
 
-# Column metadata keys a Flight SQL server may attach to result/table schemas.
-META_CATALOG_NAME = "ARROW:FLIGHT:SQL:CATALOG_NAME"
-META_DB_SCHEMA_NAME = "ARROW:FLIGHT:SQL:DB_SCHEMA_NAME"  # the spec's spelling
-META_SCHEMA_NAME = "ARROW:FLIGHT:SQL:SCHEMA_NAME"  # what the Go, C++ and Java libraries read
-META_TABLE_NAME = "ARROW:FLIGHT:SQL:TABLE_NAME"
-META_TYPE_NAME = "ARROW:FLIGHT:SQL:TYPE_NAME"
-META_PRECISION = "ARROW:FLIGHT:SQL:PRECISION"
-META_SCALE = "ARROW:FLIGHT:SQL:SCALE"
-META_IS_AUTO_INCREMENT = "ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT"
-META_IS_CASE_SENSITIVE = "ARROW:FLIGHT:SQL:IS_CASE_SENSITIVE"
-META_IS_READ_ONLY = "ARROW:FLIGHT:SQL:IS_READ_ONLY"
-META_IS_SEARCHABLE = "ARROW:FLIGHT:SQL:IS_SEARCHABLE"
-META_REMARKS = "ARROW:FLIGHT:SQL:REMARKS"
+# Column metadata keys a Flight SQL server may attach to result/table schemas (the lake's catalog writes them).
+from lake.schema_meta import (  # noqa: E402, F401 - re-exported: one definition
+    META_CATALOG_NAME,
+    META_DB_SCHEMA_NAME,
+    META_IS_AUTO_INCREMENT,
+    META_IS_CASE_SENSITIVE,
+    META_IS_READ_ONLY,
+    META_IS_SEARCHABLE,
+    META_PRECISION,
+    META_REMARKS,
+    META_SCALE,
+    META_SCHEMA_NAME,
+    META_TABLE_NAME,
+    META_TYPE_NAME,
+)
 
 SqlInfoValue = str | bool | int | list[str] | dict[int, list[int]] | tuple[str, int]
 """A GetSqlInfo value: str, bool, int (→ bigint_value), ("int32", n) for int32 values and

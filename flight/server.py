@@ -30,7 +30,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import replace
 from importlib import metadata as importlib_metadata
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
@@ -55,33 +54,29 @@ from flight.auth import (
     caller,
     record,
 )
-from flight.catalog import (
-    VIEWS,
+from flight.metadata import MetadataAnswers, server_sql_info
+from flight.schemas import serialize_schema
+from flight.statements import Owner, Statement, StatementRegistry, close_sandbox
+from lake.catalog import (
     LakeCatalog,
     OrgDataset,
     TableNotFound,
     TimeTravelError,
     parse_table_ref,
 )
-from flight.metadata import MetadataAnswers, server_sql_info
-from flight.sandbox import (
+from lake.query import bind
+from lake.sandbox import (
     ConnectionPool,
     Deadline,
     QueryTimeout,
     Sandbox,
     SandboxSettings,
     SqlRefused,
-    check_references,
-    check_statement,
     duckdb_keywords,
     engine_schema,
-    parse_tree,
     plain_scan_table,
     prefetched,
-    referenced_tables,
 )
-from flight.schemas import serialize_schema
-from flight.statements import Owner, Statement, StatementRegistry, close_sandbox
 
 log = structlog.get_logger(__name__)
 
@@ -367,13 +362,9 @@ class FlightSqlServer(flight.FlightServerBase):
                 context, session, sql, schema, (name,), started, None, deadline, prepared, scan=dataset
             )
         sandbox = Sandbox(self.pool.take(), self.settings, deadline)
-        tables: tuple[str, ...] = ()
+        datasets: dict[str, OrgDataset] = {}
         try:
-            check_statement(sandbox.con, sql)
-            tree = parse_tree(sandbox.con, sql)
-            datasets = self._register_tables(sandbox, principal, tree)
-            tables = tuple(datasets)
-            check_references(tree, set(datasets), self.catalog.catalog_name)
+            bind(sandbox, self.catalog, principal.org_id, principal.role, sql, datasets)
             sandbox.arm(deadline)
             try:
                 schema = sandbox.result_schema(sql)
@@ -390,12 +381,12 @@ class FlightSqlServer(flight.FlightServerBase):
                 outcome,
                 reason=_first_lines(exc, 3),
                 duration_ms=_ms(started),
-                tables=tables,
+                tables=tuple(datasets),
             )
             if not isinstance(exc, SqlRefused | duckdb.Error | TableNotFound | TimeTravelError | QueryTimeout):
                 log.exception("flight.prepare_failed")
             raise _status(exc) from None
-        return self._entry(context, session, sql, schema, tables, started, sandbox, deadline, prepared)
+        return self._entry(context, session, sql, schema, tuple(datasets), started, sandbox, deadline, prepared)
 
     def _entry(
         self,
@@ -446,26 +437,6 @@ class FlightSqlServer(flight.FlightServerBase):
             f.type.equals(g.type) for f, g in zip(dataset.schema, schema, strict=True)
         )
         return (name, dataset, schema) if same_types else None
-
-    def _register_tables(self, sandbox: Sandbox, principal: Principal, tree: dict[str, Any]) -> dict[str, OrgDataset]:
-        """Register the caller's org's dataset for every lake table the SQL names."""
-        registered: dict[str, OrgDataset] = {}
-        for name in sorted(referenced_tables(tree)):
-            ref = parse_table_ref(name)
-            if ref is None:
-                continue
-            view = VIEWS.get(ref.name)
-            try:
-                dataset = self.catalog.dataset(replace(ref, name=view.base) if view else ref,
-                                               principal.org_id, principal.role)
-            except TableNotFound:
-                continue  # not in this org's view: DuckDB reports "table does not exist"
-            if view is not None:
-                sandbox.register(name, dataset.rows, view.select)
-            else:
-                sandbox.register(name, dataset.rows)
-            registered[name] = dataset
-        return registered
 
     def _execute_prepared(
         self, context: flight.ServerCallContext, session: BearerAuthMiddleware, handle: bytes, deadline: Deadline

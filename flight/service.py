@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import signal
 import uuid
 
@@ -19,8 +18,7 @@ from core import metrics
 from core.config import Settings
 from core.db import TenantSessions, app_url, make_engine
 from core.heartbeat import start_heartbeat
-from domain import audit
-from domain.audit import Severity
+from domain.analysis import record_query
 from domain.errors import RateLimited
 from domain.identity import service as identity
 from domain.identity.secrets import API_KEY_PREFIX
@@ -90,15 +88,10 @@ class PlatformAuthenticator:
         try:
             org = uuid.UUID(principal.org_id)
             actor = Actor(principal.actor_type, principal.actor_id, principal.display)
-            denied = event.outcome in ("denied", "refused")
             with self.sessions.begin(org) as session:
-                audit.record(
-                    session, org_id=org, actor=actor,
-                    action="deny" if event.outcome == "denied" else "execute",
-                    entity_type="lake_query", entity_id=hashlib.sha256(event.sql.encode()).hexdigest()[:16],
-                    after={"sql": event.sql[:10000], "outcome": event.outcome, "rows": event.rows,
-                           "duration_ms": round(event.duration_ms, 3), "tables": list(event.tables)},
-                    reason=event.reason, severity=Severity.warning if denied else Severity.info,
+                record_query(
+                    session, org_id=org, actor=actor, sql=event.sql, outcome=event.outcome, rows=event.rows,
+                    duration_ms=event.duration_ms, tables=event.tables, reason=event.reason,
                     context=RequestContext(client_address=event.client_address, user_agent="flight-sql",
                                            api_key_id=principal.actor_id if principal.actor_type == "api_key"
                                            else None),

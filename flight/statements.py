@@ -17,8 +17,8 @@ import pyarrow as pa
 from cachetools import TLRUCache
 
 from flight.auth import BearerAuthMiddleware
-from flight.catalog import OrgDataset
-from flight.sandbox import Deadline, Sandbox
+from lake.catalog import OrgDataset
+from lake.sandbox import Deadline, Sandbox
 
 
 @dataclass(frozen=True)

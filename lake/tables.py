@@ -43,7 +43,7 @@ FIELD_TYPES: dict[str, tuple[pa.DataType, str]] = {
 
 def published_app_id(org_id: str) -> str:
     """Delta app transaction recorded on a form table when one of the org's approved protocol versions uses
-    the form: the org sees the table from then on, rows or not (flight/catalog.py)."""
+    the form: the org sees the table from then on, rows or not (lake/catalog.py)."""
     return f"published:{org_id}"
 
 

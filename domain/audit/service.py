@@ -266,6 +266,7 @@ class AuditFilter:
     entity_type: str | None = None
     entity_id: str | None = None
     actor_id: str | None = None  # an actor id, or a member's email (resolved by resolve_filter)
+    actor_name: str | None = None  # text contained in the actor's name as recorded (a person, an API key)
     action: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
@@ -316,10 +317,17 @@ def _where(caller: Caller, f: AuditFilter) -> tuple[str, dict[str, object]]:
         params["until"] = f.until
     if f.reason_contains:
         sql += " AND reason ILIKE :reason ESCAPE '\\'"
-        escaped = f.reason_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params["reason"] = f"%{escaped}%"
+        params["reason"] = _contains(f.reason_contains)
+    if f.actor_name:
+        sql += " AND actor_display ILIKE :actor_name ESCAPE '\\'"
+        params["actor_name"] = _contains(f.actor_name)
     scope, sp = _scope_sql(caller)
     return sql + scope, {**params, **sp}
+
+
+def _contains(value: str) -> str:
+    """An ILIKE pattern matching `value` anywhere, its wildcards taken literally."""
+    return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def entry_view(row: AuditRow) -> dict[str, Any]:

@@ -132,6 +132,33 @@ def change_member_role(
     return MemberRead.model_validate(after, from_attributes=True)
 
 
+def deactivate_member(session: Session, caller: Caller, user_id: uuid.UUID, reason: str) -> MemberRead:
+    """End a person's membership (the account and its history stay): their sessions here end now, they can no
+    longer log in to this organization, and an invitation can bring them back. Not oneself, not the last owner."""
+    before = _member_row(session, user_id)
+    if before is None:
+        raise NotFound("member not found")
+    if not before.active:
+        raise Conflict(f"{before.display_name} is already deactivated")
+    if caller.user_id == user_id:
+        raise Conflict("you cannot deactivate yourself: ask another admin")
+    if before.role == Role.owner:
+        owners = session.execute(
+            text("SELECT count(*) FROM memberships WHERE role = 'owner' AND active")
+        ).scalar_one()
+        if owners <= 1:
+            raise Conflict("the organization's last owner cannot be deactivated")
+    session.execute(text("UPDATE memberships SET active = false WHERE user_id = :u"), {"u": user_id})
+    session.execute(text("UPDATE auth_sessions SET revoked_at = now() WHERE user_id = :u AND revoked_at IS NULL"),
+                    {"u": user_id})
+    after = _member_row(session, user_id)
+    assert after is not None  # updated just now
+    audit.record(session, org_id=caller.org_id, actor=caller.actor, action="deactivate", entity_type="membership",
+                 entity_id=user_id, before=_member_state(before), after=_member_state(after), reason=reason,
+                 severity=Severity.notice, context=caller.context)
+    return MemberRead.model_validate(after, from_attributes=True)
+
+
 # ---------------------------------------------------------------- invitations
 
 INVITATION_TTL = dt.timedelta(days=14)

@@ -13,8 +13,8 @@ from flight import metadata as M
 from flight import protocol as P
 from flight import schemas as S
 from flight.auth import Principal, SessionStore, parse_basic, parse_bearer
-from flight.catalog import like_to_regex, parse_table_ref
-from flight.sandbox import plain_scan_table
+from lake.catalog import like_to_regex, parse_table_ref
+from lake.sandbox import plain_scan_table
 
 
 def test_messages_use_flight_sql_field_numbers() -> None:

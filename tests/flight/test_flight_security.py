@@ -20,7 +20,7 @@ import pytest
 from adbc_driver_manager import Error as AdbcError
 
 from flight import protocol as P
-from flight.sandbox import SandboxSettings, open_connection
+from lake.sandbox import SandboxSettings, open_connection
 from flight.server import FlightSqlServer, serve
 from tests.flight.flightkit import ORG_A, ORG_B, PASSWORD, Lake, RecordingAuthenticator, connect, query
 

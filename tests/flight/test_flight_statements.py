@@ -7,7 +7,7 @@ import time
 
 import pyarrow as pa
 
-from flight.sandbox import Deadline
+from lake.sandbox import Deadline
 from flight.statements import Owner, Statement, StatementRegistry
 
 

@@ -103,7 +103,7 @@ class ConnectionPool:
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         if size > 0:
-            self._thread = threading.Thread(target=self._fill, name="flight-sandbox-pool", daemon=True)
+            self._thread = threading.Thread(target=self._fill, name="lake-sandbox-pool", daemon=True)
             self._thread.start()
             self._wanted.set()
 
@@ -134,7 +134,7 @@ class ConnectionPool:
                 try:
                     con = open_connection(self.settings)
                 except Exception:  # noqa: BLE001 - keep the pool alive; take() opens inline
-                    log.exception("flight.sandbox_pool_open_failed")
+                    log.exception("lake.sandbox_pool_open_failed")
                     time.sleep(1.0)
                     break
                 try:

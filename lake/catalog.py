@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from urllib.parse import urlparse
 
@@ -40,7 +41,7 @@ from cachetools import LRUCache, TTLCache
 from deltalake import DeltaTable
 
 from domain.roles import may_read_lake_table
-from flight import schemas
+from lake import schema_meta as schemas
 from lake.tables import PARTITION, published_app_id
 
 SHARED_TABLES = frozenset({"audit_log", "step_events", "runs", "samples", "batches", "lineage_edges",
@@ -157,6 +158,7 @@ class TableInfo:
     schema: pa.Schema
     description: str | None
     version: int
+    units: dict[str, str] = dataclass_field(default_factory=dict)  # column → unit, from the column's Delta metadata
 
 
 class _Cached:
@@ -262,7 +264,7 @@ class LakeCatalog:
             fields = [f.with_metadata({**(f.metadata or {}), schemas.META_TABLE_NAME.encode(): name.encode()})
                       for f in base.schema]
             meta = {schemas.META_REMARKS: view.description}
-            return TableInfo(name, pa.schema(fields, metadata=meta), view.description, base.version)
+            return TableInfo(name, pa.schema(fields, metadata=meta), view.description, base.version, base.units)
         cached = self._current(name)
         with cached.lock:
             version = cached.table.version()
@@ -358,6 +360,7 @@ class LakeCatalog:
         delta_schema = table.schema()
         schema = pa.schema(delta_schema.to_arrow())  # what queries return, without listing files
         comments = {f.name: f.metadata.get("comment") for f in delta_schema.fields}
+        units = {f.name: str(f.metadata["unit"]) for f in delta_schema.fields if f.metadata.get("unit")}
         fields = []
         for f in schema:
             meta = {
@@ -376,7 +379,7 @@ class LakeCatalog:
                 meta[schemas.META_REMARKS] = str(comment)
             fields.append(f.with_metadata(meta))
         schema_meta = {schemas.META_REMARKS: metadata.description} if metadata.description else None
-        return TableInfo(name, pa.schema(fields, metadata=schema_meta), metadata.description, version)
+        return TableInfo(name, pa.schema(fields, metadata=schema_meta), metadata.description, version, units)
 
 
 @dataclass(frozen=True)

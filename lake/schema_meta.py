@@ -1,0 +1,17 @@
+"""Column and schema metadata keys of Arrow Flight SQL, which the lake's catalog (lake/catalog.py) puts on the
+table schemas it describes: the Flight SQL server answers them as they are, the web pages read the remarks."""
+
+from __future__ import annotations
+
+META_CATALOG_NAME = "ARROW:FLIGHT:SQL:CATALOG_NAME"
+META_DB_SCHEMA_NAME = "ARROW:FLIGHT:SQL:DB_SCHEMA_NAME"  # the spec's spelling
+META_SCHEMA_NAME = "ARROW:FLIGHT:SQL:SCHEMA_NAME"  # what the Go, C++ and Java libraries read
+META_TABLE_NAME = "ARROW:FLIGHT:SQL:TABLE_NAME"
+META_TYPE_NAME = "ARROW:FLIGHT:SQL:TYPE_NAME"
+META_PRECISION = "ARROW:FLIGHT:SQL:PRECISION"
+META_SCALE = "ARROW:FLIGHT:SQL:SCALE"
+META_IS_AUTO_INCREMENT = "ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT"
+META_IS_CASE_SENSITIVE = "ARROW:FLIGHT:SQL:IS_CASE_SENSITIVE"
+META_IS_READ_ONLY = "ARROW:FLIGHT:SQL:IS_READ_ONLY"
+META_IS_SEARCHABLE = "ARROW:FLIGHT:SQL:IS_SEARCHABLE"
+META_REMARKS = "ARROW:FLIGHT:SQL:REMARKS"
