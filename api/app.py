@@ -28,6 +28,7 @@ from domain.audit.sealer import Sealer
 from domain.roles import Caller
 from domain.runs.messages import Outcome
 from domain.tasks.models import TaskCompletion
+from lake.query import LakeQueries
 from web import PREFIX as WEB_PREFIX
 from web import Services as WebServices
 from web import create_web_app
@@ -59,7 +60,10 @@ def web_services(p: Platform) -> WebServices:
         finally:
             s.close()
 
-    return WebServices(settings=p.settings, sessions=p.sessions, complete_task=complete_task)
+    settings = p.settings
+    lake = LakeQueries(settings.resolved_lake_uri, storage_options=settings.lake_storage_options or None)
+    return WebServices(settings=settings, sessions=p.sessions, complete_task=complete_task,
+                       checkpoints=p.checkpoints, public_keys=p.public_keys, lake=lake)
 
 
 def create_app(platform: Platform | None = None, *, background: bool = True) -> FastAPI:

@@ -81,6 +81,7 @@ class LakeQueries:
 
     def tables(self, org_id: uuid.UUID, role: str) -> list[LakeTable]:
         out = []
+        self.catalog.table_names(fresh=True)  # a table created a moment ago is listed (one folder listing)
         for name in self.catalog.visible_tables(str(org_id), role):
             try:
                 info = self.catalog.info(name)

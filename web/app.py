@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -29,7 +30,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from core.config import Settings
 from core.db import TenantSessions
 from domain import audit
+from domain.analysis import LakeQueries
 from domain.audit import Severity
+from domain.audit.checkpoints import CheckpointStore
 from domain.errors import DomainError, Forbidden, NotFound, RateLimited
 from domain.identity import service as identity
 from domain.identity.models import LoginRequest, LoginResponse
@@ -57,6 +60,9 @@ class Services:
     settings: Settings
     sessions: TenantSessions
     complete_task: CompleteTask  # the API's step-action path (api/steps.py), bound to its platform
+    checkpoints: CheckpointStore | None = None  # the audit pages' verification: the signed checkpoints,
+    public_keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)  # and the keys that check them
+    lake: LakeQueries | None = None  # the analyst's console (lake/query.py, handed in by the API app)
 
 
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -176,7 +182,8 @@ def create_web_app() -> FastAPI:
     def home(request: Request) -> Response:
         """The first page the person's role has: the inbox, the runs board, or a word on what is to come."""
         caller = _caller(request)
-        for permission, page in ((Permission.tasks_read, "inbox"), (Permission.runs_read, "runs")):
+        for permission, page in ((Permission.tasks_read, "inbox"), (Permission.runs_read, "runs"),
+                                 (Permission.lake_query, "lake"), (Permission.audit_read, "audit")):
             if caller.can(permission):
                 return RedirectResponse(f"{PREFIX}/{page}", status_code=303)
         return _render(request, "home.html", {})
@@ -377,4 +384,9 @@ def create_web_app() -> FastAPI:
         message = "Not completed: " + ("see the reasons below." if view.general else "correct what is marked below.")
         return task_page(request, caller, t, subject, view, [], status=outcome.status, message=message)
 
+    from web import admin, analyst  # the auditor's, analyst's and admin's pages
+    from web import audit as audit_pages
+
+    for pages in (audit_pages.router, analyst.router, admin.router):
+        app.include_router(pages)
     return app
