@@ -76,3 +76,8 @@ def test_a_cli_command_stops_the_embedded_server_it_started():
 def test_backup_bench_leaves_nothing_running():
     out = _run_alone(["bench/backup.py"], FLASKTRACK_BENCH_AUDIT_ENTRIES="2000", FLASKTRACK_BENCH_OUTBOX_ROWS="2000")
     assert out.strip().splitlines()[-1].startswith("backup ratio "), out
+
+
+def test_pages_bench_leaves_nothing_running():
+    out = _run_alone(["bench/pages.py"], FLASKTRACK_BENCH_RUNS="4", FLASKTRACK_BENCH_REQUESTS="2")
+    assert out.strip().splitlines()[-1].startswith("p50 ratio "), out
