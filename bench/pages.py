@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from api.app import build_platform, create_app  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.db import TenantSessions, make_engine  # noqa: E402
-from domain.protocols.plan import SequenceNode, TaskNode  # noqa: E402
+from domain.protocols.plan import TaskNode  # noqa: E402
 from domain.roles import Actor, Caller, RequestContext, Role  # noqa: E402
 from domain.runs import service as runs  # noqa: E402
 from domain.runs.messages import OpenStep  # noqa: E402

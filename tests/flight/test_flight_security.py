@@ -20,8 +20,8 @@ import pytest
 from adbc_driver_manager import Error as AdbcError
 
 from flight import protocol as P
-from lake.sandbox import SandboxSettings, open_connection
 from flight.server import FlightSqlServer, serve
+from lake.sandbox import SandboxSettings, open_connection
 from tests.flight.flightkit import ORG_A, ORG_B, PASSWORD, Lake, RecordingAuthenticator, connect, query
 
 

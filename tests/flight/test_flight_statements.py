@@ -7,8 +7,8 @@ import time
 
 import pyarrow as pa
 
-from lake.sandbox import Deadline
 from flight.statements import Owner, Statement, StatementRegistry
+from lake.sandbox import Deadline
 
 
 class FakeSandbox:
