@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     lake_storage_options: dict[str, str] = Field(default_factory=dict)
     # Files (evidence, report artifacts), content-addressed and written once: a folder or an object-store URL.
     objects_uri: str | None = None  # unset = data_dir/objects
+    # S3-compatible object storage, for an s3:// lake or objects URI (both use the same connection). Unset values
+    # fall back to the AWS SDK's usual sources (AWS_* environment, instance role); lake_storage_options (JSON,
+    # delta-rs option names) wins over these for the lake.
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000; unset = AWS S3
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_secret_access_key_file: Path | None = None  # a mounted secret; the key itself wins over the file
+    s3_allow_http: bool = False  # plain http:// endpoints (a local MinIO or test server)
     signing_key_path: Path | None = None  # unset = data_dir/keys/audit-ed25519.pem
     # The signing key itself, from a secret store through the environment (PEM or base64); wins over the file.
     # A SecretStr: its value never appears in a repr, a log line or an error message.
@@ -70,11 +79,17 @@ class Settings(BaseSettings):
     sink_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     flight_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
+    # The lake sink's own role (migration 0020): it reads and deletes every organization's outbox rows and nothing
+    # else. Unset sink_database_url = database_url with the user replaced by sink_db_user and sink_db_password.
+    sink_database_url: str | None = None
+    sink_db_user: str = "flasktrack_sink"
+    sink_db_password: SecretStr | None = None
+
     seal_interval_s: float = Field(default=0.05, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("database_url", "app_database_url")
+    @field_validator("database_url", "app_database_url", "sink_database_url")
     @classmethod
     def _postgres_only(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
@@ -124,6 +139,23 @@ class Settings(BaseSettings):
             ed25519_from_secret(v.get_secret_value())
         return v
 
+    @field_validator("lake_storage_options")
+    @classmethod
+    def _safe_commits(cls, v: dict[str, str]) -> dict[str, str]:
+        lowered = {k.lower().removeprefix("aws_"): str(val).strip().lower() for k, val in v.items()}
+        if lowered.get("s3_allow_unsafe_rename") == "true":
+            raise ValueError("AWS_S3_ALLOW_UNSAFE_RENAME would let two writers overwrite each other's Delta commits")
+        if lowered.get("conditional_put", "etag") == "disabled":
+            raise ValueError("conditional_put=disabled would let two writers overwrite each other's Delta commits")
+        return v
+
+    @field_validator("s3_secret_access_key_file")
+    @classmethod
+    def _readable(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"{v} is not a readable file")
+        return v
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, v: str) -> str:
@@ -140,6 +172,33 @@ class Settings(BaseSettings):
         return self.objects_uri or str((self.data_dir / "objects").resolve())
 
     @property
+    def s3_storage_options(self) -> dict[str, str]:
+        """The S3 connection settings as object-store options (delta-rs and object_store names). Conditional put
+        (`If-None-Match: *`) is always on: it is what keeps two Delta commits, or two puts of one key, from
+        overwriting each other (delta-rs 1.x uses it by default on S3; MinIO and R2 need it named)."""
+        out = {"conditional_put": "etag"}
+        secret = self.s3_secret_access_key.get_secret_value() if self.s3_secret_access_key is not None else None
+        if secret is None and self.s3_secret_access_key_file is not None:
+            secret = self.s3_secret_access_key_file.read_text().strip()
+        for key, value in (("AWS_ENDPOINT_URL", self.s3_endpoint_url), ("AWS_REGION", self.s3_region),
+                           ("AWS_ACCESS_KEY_ID", self.s3_access_key_id), ("AWS_SECRET_ACCESS_KEY", secret)):
+            if value:
+                out[key] = value
+        if self.s3_allow_http:
+            out["AWS_ALLOW_HTTP"] = "true"
+        return out
+
+    @property
+    def resolved_lake_storage_options(self) -> dict[str, str]:
+        """The lake's options: the S3 settings for an s3:// lake, with lake_storage_options on top."""
+        base = self.s3_storage_options if _is_s3(self.resolved_lake_uri) else {}
+        return {**base, **self.lake_storage_options}
+
+    @property
+    def resolved_objects_storage_options(self) -> dict[str, str]:
+        return self.s3_storage_options if _is_s3(self.resolved_objects_uri) else {}
+
+    @property
     def resolved_signing_key_path(self) -> Path:
         return self.signing_key_path or self.data_dir / "keys" / "audit-ed25519.pem"
 
@@ -150,6 +209,10 @@ class Settings(BaseSettings):
     @property
     def resolved_checkpoint_dir(self) -> Path:
         return self.checkpoint_dir or self.data_dir / "checkpoints"
+
+
+def _is_s3(uri: str) -> bool:
+    return uri.startswith(("s3://", "s3a://"))
 
 
 def load_settings() -> Settings:

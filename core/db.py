@@ -57,6 +57,15 @@ def app_url(settings: Settings, owner: str | None = None) -> str:
     )
 
 
+def sink_url(settings: Settings, owner: str | None = None) -> str:
+    """The lake sink's URL: its own least-privilege role (migration 0020), never the owner."""
+    if settings.sink_database_url:
+        return settings.sink_database_url
+    password = settings.sink_db_password.get_secret_value() if settings.sink_db_password is not None else None
+    return make_url(owner or owner_url(settings)).set(username=settings.sink_db_user, password=password
+                                                      ).render_as_string(hide_password=False)
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     return create_engine(
         sqlalchemy_url(url),

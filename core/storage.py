@@ -14,7 +14,8 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
+from urllib.parse import urlparse
 
 _KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
 MAX_KEY_LENGTH = 512
@@ -87,10 +88,95 @@ class LocalObjectStore:
         return self._path(key).is_file()
 
 
+class S3ObjectStore:
+    """Objects under `s3://bucket/prefix/` on AWS S3 or an S3-compatible server. Write-once by the server's own
+    check: every put carries `If-None-Match: *`, so of two concurrent puts of one key exactly one is stored and
+    the other is answered 412 (a key found by the cheaper HEAD first is not uploaded at all). A server that
+    ignored the condition would break the promise: AWS S3, MinIO, R2 and moto honour it."""
+
+    def __init__(self, bucket: str, prefix: str = "", storage_options: dict[str, str] | None = None) -> None:
+        import boto3  # only deployments with an object store pay for importing it
+        from botocore.config import Config
+
+        opts = {k.upper(): v for k, v in (storage_options or {}).items()}
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._client: Any = boto3.client(
+            "s3", endpoint_url=opts.get("AWS_ENDPOINT_URL"), region_name=opts.get("AWS_REGION", "us-east-1"),
+            aws_access_key_id=opts.get("AWS_ACCESS_KEY_ID"), aws_secret_access_key=opts.get("AWS_SECRET_ACCESS_KEY"),
+            config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+    @classmethod
+    def from_uri(cls, uri: str, storage_options: dict[str, str] | None = None) -> S3ObjectStore:
+        parsed = urlparse(uri)
+        if not parsed.netloc:
+            raise ValueError(f"an s3:// URL names a bucket: {uri}")
+        return cls(parsed.netloc, parsed.path, storage_options)
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_once(self, key: str, source: BinaryIO) -> bool:
+        from botocore.exceptions import ClientError
+
+        full = self._key(key)
+        if self.exists(key):
+            return False
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=full, Body=_seekable(source), IfNoneMatch="*")
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            # 412: the key exists; 409: another conditional put of the key was in flight and won.
+            if status == 412 or (status == 409 and self.exists(key)):
+                return False
+            raise
+        return True
+
+    def open(self, key: str) -> BinaryIO:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ObjectMissing(key) from None
+            raise
+        return cast(BinaryIO, answer["Body"])
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return False
+            raise
+        return True
+
+
+def _seekable(source: BinaryIO) -> BinaryIO:
+    """The S3 client signs a body it can measure and rewind: a pipe or socket is spooled first (to disk past
+    8 MiB)."""
+    try:
+        if source.seekable():
+            return source
+    except (AttributeError, ValueError):
+        pass
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - handed to the caller's put
+    shutil.copyfileobj(source, spool, 1 << 20)
+    spool.seek(0)
+    return cast(BinaryIO, spool)
+
+
 def open_store(uri: str, storage_options: dict[str, str] | None = None) -> ObjectStore:
-    """The store at `uri`: a folder path (or file:// URL) for now; object-store URLs come with their own class."""
+    """The store at `uri`: a folder path (or file:// URL), or `s3://bucket/prefix` with its storage options
+    (core/config.py `Settings.resolved_objects_storage_options`)."""
     if uri.startswith("file://"):
         uri = uri.removeprefix("file://")
+    if uri.startswith(("s3://", "s3a://")):
+        return S3ObjectStore.from_uri(uri, storage_options)
     if "://" in uri:
         raise ValueError(f"unsupported object store URL scheme: {uri.split('://', 1)[0]}://")
     return LocalObjectStore(uri)

@@ -526,7 +526,8 @@ def _refuse_unless_empty(url: str, lake: Lake, store_root: Path, key_path: Path,
 
 def _create_roles(url: str, roles: list[RoleEntry], settings: Settings) -> None:
     """The roles the dump grants privileges to, where the server lacks them (no passwords: those are the
-    server's secrets; the application role's comes from FLASKTRACK_APP_DB_PASSWORD, as `db upgrade` sets it)."""
+    server's secrets; the application's and the sink's come from FLASKTRACK_APP_DB_PASSWORD and
+    FLASKTRACK_SINK_DB_PASSWORD, as `db upgrade` sets them)."""
     from psycopg import sql
 
     with psycopg.connect(libpq_url(url), autocommit=True) as c:
@@ -540,3 +541,6 @@ def _create_roles(url: str, roles: list[RoleEntry], settings: Settings) -> None:
                 c.execute(sql.SQL("CREATE ROLE {} NOSUPERUSER " + attrs).format(name))
             if role["name"] == settings.app_db_user and settings.app_db_password:
                 c.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(name, sql.Literal(settings.app_db_password)))
+            if role["name"] == settings.sink_db_user and settings.sink_db_password is not None:
+                c.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    name, sql.Literal(settings.sink_db_password.get_secret_value())))

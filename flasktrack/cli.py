@@ -134,7 +134,8 @@ def db_upgrade() -> None:
     from flasktrack.postgres import upgrade_schema
 
     s = _settings()
-    upgrade_schema(owner_url(s), s.app_db_password)
+    sink_password = s.sink_db_password.get_secret_value() if s.sink_db_password else None
+    upgrade_schema(owner_url(s), s.app_db_password, sink_password)
     out.print("database schema is up to date")
 
 

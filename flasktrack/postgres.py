@@ -58,8 +58,9 @@ def start_embedded_postgres(data_dir: Path) -> str:
     return str(make_url(admin_url).set(database=DB_NAME).render_as_string(hide_password=False))
 
 
-def upgrade_schema(url: str, app_password: str | None = None) -> None:
-    """Run Alembic migrations to head as the owner role."""
+def upgrade_schema(url: str, app_password: str | None = None, sink_password: str | None = None) -> None:
+    """Run Alembic migrations to head as the owner role; set the application's and the sink's role passwords
+    when given (the migrations create both roles without one)."""
     from alembic import command
     from alembic.config import Config
 
@@ -68,13 +69,15 @@ def upgrade_schema(url: str, app_password: str | None = None) -> None:
     cfg.set_main_option("script_location", str(root / "migrations"))
     cfg.attributes["url"] = url
     command.upgrade(cfg, "head")
-    if app_password:
+    roles = (("flasktrack_app", app_password), ("flasktrack_sink", sink_password))
+    passwords = [(role, pw) for role, pw in roles if pw]
+    if passwords:
         import psycopg
 
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-            conn.execute(
-                psycopg.sql.SQL("ALTER ROLE flasktrack_app PASSWORD {}").format(psycopg.sql.Literal(app_password))
-            )
+            for role, password in passwords:
+                conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    psycopg.sql.Identifier(role), psycopg.sql.Literal(password)))
 
 
 def stop_embedded_postgres() -> None:

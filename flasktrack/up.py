@@ -168,7 +168,8 @@ def run_up(settings: Settings, *, tls: bool = False) -> int:
     settings = with_database(settings)  # an embedded server lives as long as this process
     db_url = owner_url(settings)
     env["FLASKTRACK_DATABASE_URL"] = db_url
-    upgrade_schema(db_url, settings.app_db_password)
+    upgrade_schema(db_url, settings.app_db_password,
+                   settings.sink_db_password.get_secret_value() if settings.sink_db_password else None)
     owner = TenantSessions(make_engine(db_url, pool_size=2))
     seeded = seed_demo(owner)
     owner.engine.dispose()

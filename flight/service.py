@@ -127,7 +127,8 @@ def run_flight(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, on_term)
     try:
         run_server(settings.flight_host, settings.flight_port, settings_lake, PlatformAuthenticator(sessions, settings),
-                   storage_options=settings.lake_storage_options or None, trusted_proxies=settings.trusted_proxies,
+                   storage_options=settings.resolved_lake_storage_options or None,
+                   trusted_proxies=settings.trusted_proxies,
                    principal_recheck_s=settings.flight_principal_recheck_s, tls_certificates=tls)
     except KeyboardInterrupt:
         pass

@@ -1,9 +1,7 @@
 """`flasktrack sink`: the lake sink as a service.
 
-Connects with the owner URL because it reads and deletes outbox rows of every org (RLS would hide
-them from the app role). In production give it a dedicated least-privilege role instead: SELECT,
-UPDATE (batch_id), DELETE on outbox, SELECT on audit_log and audit_heads, USAGE on outbox_id_seq,
-EXECUTE on service_heartbeat(text, text), with BYPASSRLS — nothing else.
+Connects as its own least-privilege role, flasktrack_sink (migration 0020; core/db.py `sink_url`): it reads,
+claims and deletes outbox rows of every org and reads the sealed audit log, and can do nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import structlog
 
 from core import metrics
 from core.config import Settings
-from core.db import TenantSessions, make_engine, owner_url
+from core.db import TenantSessions, make_engine, sink_url
 from core.heartbeat import start_heartbeat
 from lake.sink import FaultHook, Sink, SinkSettings
 from lake.writer import Lake
@@ -25,7 +23,7 @@ log = structlog.get_logger("flasktrack.sink")
 
 
 def build_sink(settings: Settings, config: SinkSettings | None = None, *, fault_hook: FaultHook | None = None) -> Sink:
-    return Sink(make_engine(owner_url(settings), pool_size=3), Lake.from_settings(settings), config,
+    return Sink(make_engine(sink_url(settings), pool_size=3), Lake.from_settings(settings), config,
                 fault_hook=fault_hook)
 
 

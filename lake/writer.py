@@ -58,7 +58,7 @@ class Lake:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Lake:
-        return cls(settings.resolved_lake_uri, settings.lake_storage_options)
+        return cls(settings.resolved_lake_uri, settings.resolved_lake_storage_options)
 
     def uri(self, name: str) -> str:
         return f"{self.root}/{name}"
