@@ -9,13 +9,13 @@ report its heartbeat through service_heartbeat(). Its password is set by `flaskt
 FLASKTRACK_SINK_DB_PASSWORD, as the application role's is.
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0018
 """
 
 from alembic import op
 
 revision = "0020"
-down_revision = "0017"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
