@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
 
 from api import audit, docs, errors, health, identity, openapi
 from api import protocols as protocols_api
@@ -17,21 +18,24 @@ from api import runs as runs_api
 from api import samples as samples_api
 from api import tasks as tasks_api
 from api import temporal as temporal_api
-from api.deps import _REQUEST_ID, Platform, request_id
+from api.deps import _REQUEST_ID, Platform, login_limits, request_id
 from api.guards import BodyLimit, json_bodies, storable_parameters
-from api.steps import completion, submit_step_action
+from api.steps import completion, decision, submit_step_action
 from core import metrics
 from core.config import Settings, get_settings
 from core.db import TenantSessions, app_url, make_engine
+from domain.approvals.models import ApprovalRequest
 from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
 from domain.audit.sealer import Sealer
 from domain.roles import Caller
 from domain.runs.messages import Outcome
+from domain.runs.models import ControlResult, RunControl, RunHistory, RunLaunch, RunRead
 from domain.tasks.models import TaskCompletion
 from lake.query import LakeQueries
 from web import PREFIX as WEB_PREFIX
 from web import Services as WebServices
 from web import create_web_app
+from web.actions import ControlAction, RunActions
 
 log = structlog.get_logger("flasktrack.api")
 
@@ -51,19 +55,42 @@ def build_platform(settings: Settings) -> Platform:
 
 
 def web_services(p: Platform) -> WebServices:
-    """The pages' services: the platform's, and the API's own completion path (one set of rules, one audit trail)."""
+    """The pages' services: the platform's, and the API's own paths for step actions and a run's workflow (one set
+    of rules, one audit trail), each in a session of the person's organization."""
 
-    async def complete_task(caller: Caller, task_id: uuid.UUID, data: TaskCompletion) -> Outcome:
+    @asynccontextmanager
+    async def session(caller: Caller) -> AsyncIterator[Session]:
         s = p.sessions.open(caller.org_id)
         try:
-            return await submit_step_action(p, s, caller, completion(task_id, data))
+            yield s
         finally:
             s.close()
 
+    async def complete_task(caller: Caller, task_id: uuid.UUID, data: TaskCompletion) -> Outcome:
+        async with session(caller) as s:
+            return await submit_step_action(p, s, caller, completion(task_id, data))
+
+    async def launch(caller: Caller, data: RunLaunch) -> RunRead:
+        async with session(caller) as s:
+            return (await runs_api.launch_run(p, s, caller, data))[0]
+
+    async def control(caller: Caller, run_id: uuid.UUID, action: ControlAction, data: RunControl) -> ControlResult:
+        async with session(caller) as s:
+            return await runs_api.control_run(p, s, caller, action, run_id, data)
+
+    async def decide(caller: Caller, run_id: uuid.UUID, data: ApprovalRequest) -> Outcome:
+        async with session(caller) as s:
+            return await submit_step_action(p, s, caller, decision(run_id, data, login_limits(p.settings)))
+
+    async def history(caller: Caller, run_id: uuid.UUID) -> RunHistory:
+        async with session(caller) as s:
+            return (await runs_api.run_history(p, s, run_id))[0]
+
     settings = p.settings
-    lake = LakeQueries(settings.resolved_lake_uri, storage_options=settings.lake_storage_options or None)
+    lake = LakeQueries(settings.resolved_lake_uri, storage_options=settings.resolved_lake_storage_options or None)
     return WebServices(settings=settings, sessions=p.sessions, complete_task=complete_task,
-                       checkpoints=p.checkpoints, public_keys=p.public_keys, lake=lake)
+                       checkpoints=p.checkpoints, public_keys=p.public_keys, lake=lake,
+                       runs=RunActions(launch=launch, control=control, decide=decide, history=history))
 
 
 def create_app(platform: Platform | None = None, *, background: bool = True) -> FastAPI:

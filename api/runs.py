@@ -56,6 +56,13 @@ async def launch(data: RunLaunch, caller: Launcher, s: SessionDep, p: PlatformDe
     """Launch a run of an approved protocol version on samples/batches: a durable workflow (id = run id)
     interprets the pinned plan. `time_scale` (0 < x ≤ 1) shortens every due time, escalation and timer for
     training and demo runs. Retrying with the same X-Request-ID returns the same run (200)."""
+    run, created = await launch_run(p, s, caller, data)
+    return JSONResponse(status_code=201 if created else 200, content=run.model_dump(mode="json"))
+
+
+async def launch_run(p: Platform, s: Session, caller: Caller, data: RunLaunch) -> tuple[RunRead, bool]:
+    """Record the run and start its workflow: the run, and whether this request created it (False: a retry of the
+    same request id, by the same person). The API's launch and the web pages' (api/app.py hands it to them)."""
     temporal.client_of(p)  # 503 before anything is written when Temporal is not configured
     run, plan, created = await in_tx(s, runs.launch, caller, data)
     if not created:
@@ -72,7 +79,7 @@ async def launch(data: RunLaunch, caller: Launcher, s: SessionDep, p: PlatformDe
         except Unavailable as exc:
             await in_tx(s, runs.launch_failed, caller, run.id, exc.message)
             raise
-    return JSONResponse(status_code=201 if created else 200, content=run.model_dump(mode="json"))
+    return run, created
 
 
 @router.get("", response_model=list[RunRead])
@@ -96,8 +103,10 @@ def get_run(run_id: uuid.UUID, caller: RunReader, s: SessionDep) -> RunDetail:
     return runs.detail(s, run_id)
 
 
-async def _control(action: ControlAction, run_id: uuid.UUID, data: RunControl, caller: Caller, s: Session,
-                   p: Platform) -> ControlResult:
+async def control_run(p: Platform, s: Session, caller: Caller, action: ControlAction, run_id: uuid.UUID,
+                      data: RunControl) -> ControlResult:
+    """Hold, resume or cancel the run through its workflow, with the reason: the API's controls and the web
+    pages' (api/app.py hands it to them). A refusal (wrong state) is on record and raised."""
     await in_tx(s, runs.get, run_id)
     msg = Control(action=action, actor=ActorRef.of(caller), reason=data.reason, request=caller.context)
     try:
@@ -119,21 +128,21 @@ async def hold(run_id: uuid.UUID, data: RunControl, caller: Controller, s: Sessi
                p: PlatformDep) -> ControlResult:
     """Put a running run on hold, with the reason: completions and approvals are refused until it resumes,
     no new step opens and escalations wait; timers (incubations) keep running."""
-    return await _control("hold", run_id, data, caller, s, p)
+    return await control_run(p, s, caller, "hold", run_id, data)
 
 
 @router.post("/{run_id}/resume", response_model=ControlResult)
 async def resume(run_id: uuid.UUID, data: RunControl, caller: Controller, s: SessionDep,
                  p: PlatformDep) -> ControlResult:
     """Resume a held run, with the reason."""
-    return await _control("resume", run_id, data, caller, s, p)
+    return await control_run(p, s, caller, "resume", run_id, data)
 
 
 @router.post("/{run_id}/cancel", response_model=ControlResult)
 async def cancel(run_id: uuid.UUID, data: RunControl, caller: Controller, s: SessionDep,
                  p: PlatformDep) -> ControlResult:
     """Cancel the run, with the reason: its open tasks close and it takes no more work."""
-    return await _control("cancel", run_id, data, caller, s, p)
+    return await control_run(p, s, caller, "cancel", run_id, data)
 
 
 @router.post("/{run_id}/approvals", response_model=Outcome)
@@ -153,12 +162,19 @@ async def history(run_id: uuid.UUID, caller: HistoryReader, s: SessionDep, p: Pl
     """One timeline of the run for auditors: the audit entries (run, tasks, signatures, refusals) merged with
     Temporal's event history. When Temporal no longer keeps the history, the audit part still answers.
     `download=1` adds Temporal's raw history and answers as a file."""
-    await in_tx(s, runs.get, run_id)
-    events, availability, raw = await temporal.history_events(p, run_id)
-    run, timeline = await in_tx(s, runs.history, run_id, events)
-    body: dict[str, Any] = RunHistory(run=run, temporal=availability, timeline=timeline).model_dump(mode="json")
+    found, raw = await run_history(p, s, run_id)
+    body: dict[str, Any] = found.model_dump(mode="json")
     headers = {}
     if download:
         body["temporal_history"] = raw
         headers["Content-Disposition"] = f'attachment; filename="run-{run_id}-history.json"'
     return JSONResponse(content=body, headers=headers)
+
+
+async def run_history(p: Platform, s: Session, run_id: uuid.UUID) -> tuple[RunHistory, Any]:
+    """The run's timeline (audit entries merged with Temporal's events) and Temporal's raw history (None when it
+    is not available): the API's history and the web pages' run page (api/app.py hands it to them)."""
+    await in_tx(s, runs.get, run_id)
+    events, availability, raw = await temporal.history_events(p, run_id)
+    run, timeline = await in_tx(s, runs.history, run_id, events)
+    return RunHistory(run=run, temporal=availability, timeline=timeline), raw

@@ -128,6 +128,7 @@ def print_banner(settings: Settings, temporal_ui: str | None, seeded: bool, ca_f
     t = Table(title="Flask Track is running", show_header=False)
     http, grpc = ("https", "grpc+tls") if settings.tls else ("http", "grpc")
     t.add_row("API", f"{http}://{settings.api_host}:{settings.api_port}  (docs: /docs, health: /healthz)")
+    t.add_row("Web pages", f"{http}://{settings.api_host}:{settings.api_port}/ui/  (log in with a demo login below)")
     t.add_row("Flight SQL", f"{grpc}://{settings.flight_host}:{settings.flight_port}")
     if ca_file is not None:
         t.add_row("Trust CA", f"{ca_file}  (development only; e.g. curl --cacert, "

@@ -43,6 +43,7 @@ from domain.runs.messages import Outcome
 from domain.tasks import service as tasks
 from domain.tasks.models import TaskCompletion, TaskFilter, TaskRead
 from web import sessions
+from web.actions import RunActions
 from web.forms import FormView, form_view, place_reasons, submitted
 
 log = structlog.get_logger("flasktrack.web")
@@ -60,6 +61,7 @@ class Services:
     settings: Settings
     sessions: TenantSessions
     complete_task: CompleteTask  # the API's step-action path (api/steps.py), bound to its platform
+    runs: RunActions  # the API's paths to a run's workflow: launch, controls, approvals, history (web/actions.py)
     checkpoints: CheckpointStore | None = None  # the audit pages' verification: the signed checkpoints,
     public_keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)  # and the keys that check them
     lake: LakeQueries | None = None  # the analyst's console (lake/query.py, handed in by the API app)
@@ -389,4 +391,9 @@ def create_web_app() -> FastAPI:
 
     for pages in (audit_pages.router, analyst.router, admin.router):
         app.include_router(pages)
+
+    from web import approvals, protocols  # their pages use this module's helpers: imported once it is loaded
+    from web import runs as run_pages
+    for router in (run_pages.router, approvals.router, protocols.router):
+        app.include_router(router)
     return app

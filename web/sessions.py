@@ -30,6 +30,7 @@ from domain.roles import Caller, RequestContext
 SESSION_COOKIE = "ft_session"
 LOGIN_CSRF_COOKIE = "ft_login_csrf"
 CSRF_FIELD = "csrf_token"
+POLL_HEADER = "x-flasktrack-poll"  # sent by a page that refreshes itself (the live inbox)
 
 
 def request_context(request: Request, settings: Settings, request_id: str | None = None) -> RequestContext:
@@ -54,7 +55,9 @@ def signed_in(request: Request, settings: Settings, sessions: TenantSessions) ->
     if caller.session_id is None:  # an API key is no browser session
         return None
     with sessions.begin(caller.org_id) as s:
-        alive = identity.touch_session(s, caller, dt.timedelta(minutes=settings.web_idle_minutes))
+        # A page refreshing itself (htmx polling, hx-headers POLL_HEADER) is not the person's use of the session.
+        alive = identity.touch_session(s, caller, dt.timedelta(minutes=settings.web_idle_minutes),
+                                       use=POLL_HEADER not in request.headers)
     return caller if alive else None
 
 

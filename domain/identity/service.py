@@ -544,15 +544,18 @@ def logout(session: Session, caller: Caller) -> None:
                  entity_id=caller.session_id, context=caller.context)
 
 
-def touch_session(session: Session, caller: Caller, idle: dt.timedelta) -> bool:
+def touch_session(session: Session, caller: Caller, idle: dt.timedelta, *, use: bool = True) -> bool:
     """A browser session's use: False (and the session revoked, on record) when it was idle for longer than `idle`;
-    otherwise its last use is now. The web pages call it on every request; API tokens keep their fixed expiry."""
+    otherwise its last use is now. The web pages call it on every request; API tokens keep their fixed expiry.
+    `use=False`: a page refreshing itself (the live inbox) is checked but is no use by the person: an open page
+    left alone still times out."""
     if caller.session_id is None:
         return False
     row = session.execute(
-        text("UPDATE auth_sessions SET last_seen_at = now() WHERE id = :id AND revoked_at IS NULL"
+        text("UPDATE auth_sessions SET last_seen_at = CASE WHEN :use THEN now() ELSE last_seen_at END"
+             " WHERE id = :id AND revoked_at IS NULL"
              " AND coalesce(last_seen_at, created_at) > now() - :idle RETURNING id"),
-        {"id": caller.session_id, "idle": idle},
+        {"id": caller.session_id, "idle": idle, "use": use},
     ).first()
     if row is not None:
         return True

@@ -237,9 +237,13 @@ def history(session: Session, run_id: uuid.UUID, temporal_events: list[dict[str,
     row = run_row(session, run_id)
     run = read(row)
     audit_service.seal(session, str(row.org_id), wait=True)  # read what was written, even behind another sealer
-    task_ids = [str(r.id) for r in session.execute(text("SELECT id FROM tasks WHERE run_id = :r"), {"r": run_id})]
-    sig_ids = [str(r.id) for r in session.execute(
-        text("SELECT id FROM signatures WHERE entity_type = 'task' AND entity_id = ANY(:t)"), {"t": task_ids})]
+    steps = {str(r.id): _step_name(r.title, r.step_key, r.iteration) for r in session.execute(
+        text("SELECT id, title, step_key, iteration FROM tasks WHERE run_id = :r"), {"r": run_id})}
+    task_ids = list(steps)
+    signed = {str(r.id): r.entity_id for r in session.execute(
+        text("SELECT id, entity_id FROM signatures WHERE entity_type = 'task' AND entity_id = ANY(:t)"),
+        {"t": task_ids})}
+    sig_ids = list(signed)
     rows = session.execute(
         text(f"SELECT {AUDIT_ROW_COLUMNS} FROM audit_log WHERE org_id = current_org() AND ("
              " (entity_type = 'run' AND entity_id = :r) OR (entity_type = 'task' AND entity_id = ANY(:t))"
@@ -252,8 +256,10 @@ def history(session: Session, run_id: uuid.UUID, temporal_events: list[dict[str,
     timeline = []
     for r in rows:
         e = audit_service.entry_view(from_row(AuditRow, r))
-        who = e["actor"]["display"]
-        summary = f"{who}: {e['action']} {e['entity_type']}" + (f" — {e['reason']}" if e["reason"] else "")
+        what = {"run": "the run", "task": steps.get(e["entity_id"], "a task"),
+                "signature": f"a signature on {steps.get(signed.get(e['entity_id'], ''), 'a step')}"
+                }.get(e["entity_type"], f"{e['entity_type']} {e['entity_id']}")
+        summary = f"{e['actor']['display']}: {e['action']} {what}" + (f" — {e['reason']}" if e["reason"] else "")
         timeline.append(TimelineEntry(at=e["occurred_at"], source="audit", kind=e["action"], summary=summary,
                                       detail=e))
     for ev in temporal_events or []:
@@ -261,6 +267,11 @@ def history(session: Session, run_id: uuid.UUID, temporal_events: list[dict[str,
                                       detail=ev))
     timeline.sort(key=lambda t: (t.at, 0 if t.source == "audit" else 1))
     return run, timeline
+
+
+def _step_name(title: str, step_key: str, iteration: int) -> str:
+    """A step as a timeline line names it: its title, its key, and the round when it came back."""
+    return f"step “{title}” ({step_key}{f', round {iteration}' if iteration > 1 else ''})"
 
 
 def temporal_summary(event_type: str, attrs: dict[str, Any]) -> str:

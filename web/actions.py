@@ -1,0 +1,31 @@
+"""What the pages ask of a run's workflow, handed in by the API app (api/app.py `web_services`).
+
+Launching, holding, resuming, cancelling, signing an approval and reading a run's history talk to Temporal
+through the run's workflow (`workflows.run.ProtocolRun`), which this package may not import: the API binds its
+own functions (api/runs.py `launch_run`, `control_run`, `run_history`; api/steps.py `submit_step_action`) to its
+platform and hands them over, so a page and an API call take the same path, checks, refusals and audit entries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from domain.approvals.models import ApprovalRequest
+from domain.roles import Caller
+from domain.runs.messages import Outcome
+from domain.runs.models import ControlResult, RunControl, RunHistory, RunLaunch, RunRead
+
+ControlAction = Literal["hold", "resume", "cancel"]
+
+
+@dataclass(frozen=True)
+class RunActions:
+    """Each raises the domain's error when refused (the refusal on record as in the API)."""
+
+    launch: Callable[[Caller, RunLaunch], Awaitable[RunRead]]
+    control: Callable[[Caller, uuid.UUID, ControlAction, RunControl], Awaitable[ControlResult]]
+    decide: Callable[[Caller, uuid.UUID, ApprovalRequest], Awaitable[Outcome]]  # the run, the signed decision
+    history: Callable[[Caller, uuid.UUID], Awaitable[RunHistory]]
