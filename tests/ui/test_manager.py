@@ -144,3 +144,26 @@ def test_a_run_of_another_organization_is_not_found(page, web_url, client, owner
     entries = client.get("/api/v1/audit", params={"action": "deny", "entity_id": f"GET /ui/runs/{run_id}"},
                          headers=org_b.headers(Role.auditor)).json()["items"]
     assert entries, "the attempt is on record in the visitor's organization"
+
+
+def test_an_author_sees_the_compilers_problem_where_it_is(page, web_url, client, owner, org_a):
+    log_in(page, web_url, org_a.users[Role.scientist][1])
+    page.wait_for_url(f"{web_url}/ui/inbox")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Protocols").click()
+    page.get_by_role("link", name="New protocol").click()
+    key = f"ed-{uuid.uuid4().hex[:6]}"
+    editor = page.get_by_label("Protocol document (YAML)")
+    editor.fill(editor.input_value().replace("my-protocol", key).replace("max: 1000", "max: -1"))
+    page.get_by_role("button", name="Check").click()
+    problems = page.locator("#problems")
+    problems.wait_for()
+    assert "steps[0].form.fields[0].max" in problems.inner_text()
+    assert editor.get_attribute("aria-invalid") == "true"
+    screenshot(page, "protocol-editor")
+    editor.fill(editor.input_value().replace("max: -1", "max: 1000"))
+    page.get_by_role("button", name="Save draft").click()
+    page.wait_for_url(re.compile(rf"/ui/protocols/{key}/versions/1"))
+    page.get_by_role("button", name="Save and submit for review").click()
+    page.get_by_text("Submitted for review.").wait_for()
+    assert page.locator("#version-status").inner_text() == "in review"
+    screenshot(page, "protocol-in-review")
