@@ -6,6 +6,7 @@ content hash), and a new version from an approved one. The same services as /api
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -70,6 +71,34 @@ def _yaml(document: dict[str, Any]) -> str:
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
 
 
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def line_of(text: str, path: str) -> int | None:
+    """The line of the YAML text a problem's path (`steps[0].form.fields[0].max`) points at, when it is there."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for name, index in _SEGMENT.findall(path):
+        if isinstance(node, yaml.MappingNode) and name:
+            found = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == name), None)
+            if found is None:
+                break
+            line, node = found[0].start_mark.line + 1, found[1]
+        elif isinstance(node, yaml.SequenceNode) and index and int(index) < len(node.value):
+            node = node.value[int(index)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _located(text: str, problems: list[Problem]) -> list[tuple[int | None, Problem]]:
+    return [(line_of(text, p.path), p) for p in problems]
+
+
 def _problems(exc: DomainError) -> list[Problem]:
     if isinstance(exc, ProtocolProblems):
         return list(exc.problems)
@@ -92,7 +121,8 @@ async def protocols_page(request: Request, page: int = 1) -> HTMLResponse:
 
 def _editor(request: Request, *, text: str, problems: list[Problem] | None = None, message: str | None = None,
             version: VersionRead | None = None, checked: bool = False, status: int = 200) -> HTMLResponse:
-    return _render(request, "protocol_edit.html", {"text": text, "problems": problems or [], "message": message,
+    return _render(request, "protocol_edit.html", {"text": text, "problems": _located(text, problems or []),
+                                                   "message": message,
                                                    "version": version, "checked": checked}, status=status)
 
 

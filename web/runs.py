@@ -133,7 +133,7 @@ def _timeline(history: RunHistory | None, steps: list[dict[str, Any]], temporal:
                 for t in history.timeline if temporal or t.source == "audit"]
     return [{"at": e["occurred_at"], "who": e["actor"] or "", "kind": e["event"], "source": "steps",
              "summary": f"{e['actor']}: {e['event'].replace('_', ' ')}"
-                        + (f" step {e['step_key']}" if e["step_key"] else " the run")} for e in steps]
+                        + (f" — step {e['step_key']}" if e["step_key"] else "")} for e in steps]
 
 
 async def _run_page(request: Request, caller: Caller, run_id: uuid.UUID, *, page: int = 1, temporal: bool = False,

@@ -46,6 +46,7 @@ def test_authoring_shows_problems_where_they_are_then_submit_and_another_person_
     assert 'for="yaml"' in author.get("/ui/protocols/new").text
     r = post(author, "/ui/protocols/new", {"yaml": DOCUMENT.format(key=key, form=form, max=-5), "action": "check"})
     assert r.status_code == 422 and "steps[0].form.fields[0].max" in r.text  # the compiler's path
+    assert ">line 11</a>" in r.text  # … and the line of the text it points at
     r = post(author, "/ui/protocols/new", {"yaml": "key: [unclosed", "action": "save"})
     assert r.status_code == 422 and "line 1" in r.text  # the YAML's own place
     assert client.get(f"/api/v1/protocols/{key}", headers=org.headers(Role.lab_manager)).status_code == 404
@@ -105,6 +106,8 @@ def test_run_controls_and_launch_refuse_with_the_reason(client, owner, org_a):
     assert r.status_code == 409 and "Not done" in r.text  # the workflow's refusal, as the API answers it
     assert post(manager, f"{page}/explode", {"reason": "x"}, page=page).status_code == 404
     technician = signed_in(client, org_a, Role.technician)
+    seen = technician.get(page).text  # a role without the audit history reads the run's step events
+    assert f"lab_manager of {org_a.slug}: run started" in seen and "Hold, resume or cancel" not in seen
     r = post(technician, f"{page}/cancel", {"reason": "not mine to cancel"})
     assert r.status_code == 403 and "may not" in r.text
     now = client.get(f"/api/v1/runs/{run['id']}", headers=org_a.headers(Role.lab_manager)).json()
