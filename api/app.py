@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from api import audit, docs, errors, health, identity, openapi
 from api import protocols as protocols_api
+from api import registry as registry_api
 from api import runs as runs_api
 from api import samples as samples_api
 from api import tasks as tasks_api
@@ -132,7 +133,7 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
                                                                       "each check with its status"}})
     # Every operation documents the one error model for each status it may answer (api/errors.py).
     for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router,
-                   samples_api.router, samples_api.batch_router):
+                   samples_api.router, samples_api.batch_router, registry_api.router):
         app.include_router(router, responses=errors.AUTHENTICATED, dependencies=[Depends(request_id)])
     # The web pages (web/): HTML, under their own error handling, outside the JSON API's guards.
     app.mount(WEB_PREFIX, pages, name="web")

@@ -44,6 +44,8 @@ class Permission(StrEnum):
     samples_read = "samples.read"
     samples_work = "samples.work"
     samples_manage = "samples.manage"
+    registry_read = "registry.read"
+    registry_write = "registry.write"
 
 
 class AuditScope(StrEnum):
@@ -96,6 +98,11 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.samples_work: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician}),
     # Decisions on material: release or reject a batch, close it, archive and restore records.
     Permission.samples_manage: frozenset({R.owner, R.admin, R.lab_manager}),
+    # The registries (strains, plasmids, ingredients and lots, equipment, suppliers, locations): whoever works
+    # with the material or inspects it reads them and prints their labels; lab managers and administrators keep
+    # them (create, change, archive and restore, CSV import). Analysts read them in the lake.
+    Permission.registry_read: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
+    Permission.registry_write: frozenset({R.owner, R.admin, R.lab_manager}),
 }
 
 

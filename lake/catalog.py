@@ -45,7 +45,7 @@ from lake import schema_meta as schemas
 from lake.tables import PARTITION, published_app_id
 
 SHARED_TABLES = frozenset({"audit_log", "step_events", "runs", "samples", "batches", "lineage_edges",
-                           "sample_movements"})
+                           "sample_movements", "registry_items"})
 TABLE_TYPE = "TABLE"
 
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
@@ -75,6 +75,10 @@ VIEWS: dict[str, View] = {v.name: v for v in (
          "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY batch_id ORDER BY revision DESC) = 1",
          "The current state of each batch: of `batches` (one row per revision), only each batch's row with "
          "the highest revision."),
+    View("registry_items_current", "registry_items",
+         "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY revision DESC) = 1",
+         "The current state of each registry record: of `registry_items` (one row per revision), only each "
+         "record's row with the highest revision (archived records included: `archived_at` is set)."),
 )}
 
 

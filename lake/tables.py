@@ -204,6 +204,27 @@ SAMPLE_MOVEMENTS = TableSpec("sample_movements", "Chain of custody: one row per 
     _c("step_key", _S, "str", "Step of that run"),
 ))
 
+REGISTRY_ITEMS = TableSpec("registry_items", "The registries (species, strains, plasmids, ingredients, lots, "
+                           "equipment, suppliers, storage locations): one row per revision of a record (append-only "
+                           "history: created, changed, archived, restored); its current state is its row with the "
+                           "highest revision, which the view registry_items_current holds (one row per record).", (
+    ORG,
+    _c("item_id", _S, "str", "The registry record", True),
+    _c("kind", _S, "str", "species, strain, plasmid, ingredient, lot, equipment, supplier or location", True),
+    _c("code", _S, "str", "Its human-readable code, e.g. LOT-000012 (what its label encodes)", True),
+    _c("name", _S, "str", "Its name", True),
+    _c("parent_id", _S, "str", "A strain's species, a lot's ingredient, a location's enclosing location"),
+    _c("status", _S, "str", "Status at this revision (lot: available/quarantined/used_up; equipment: in_service/"
+                            "out_of_service; supplier: pending/approved/disqualified; else active)", True),
+    _c("attributes", _S, "json", "What the kind adds (risk_group, lot_number, expiry_date, calibration_due, level, "
+                                 "...) as a JSON object"),
+    _c("archived_at", _TS, "ts", "When it was archived (UTC); null while in use"),
+    _c("created_at", _TS, "ts", "When the record was created (UTC)"),
+    _c("created_by", _S, "str", "Who created it"),
+    _c("updated_at", _TS, "ts", "When this revision was recorded (UTC)", True),
+    _c("revision", _I, "int", "Revision number of the record, increasing", True),
+))
+
 AUDIT_LOG = TableSpec("audit_log", "The sealed, hash-chained audit log: every entry of every org with its "
                       "gapless sequence number, canonical JSON body and chain hashes (verify with "
                       "`flasktrack audit verify`). Exported exactly once from PostgreSQL.", (
@@ -239,7 +260,8 @@ SINK_REJECTS = TableSpec("sink_rejects", "Outbox rows the sink could not type (m
 ))
 
 # Outbox topic → the fixed table its payloads become rows of (forms have tables of their own, per form key).
-FIXED_TOPICS: dict[str, TableSpec] = {"step_event": STEP_EVENTS, "run": RUNS, "sample": SAMPLES, "batch": BATCHES,
+FIXED_TOPICS: dict[str, TableSpec] = {"step_event": STEP_EVENTS, "run": RUNS, "registry_item": REGISTRY_ITEMS,
+                                      "sample": SAMPLES, "batch": BATCHES,
                                       "lineage_edge": LINEAGE_EDGES, "sample_movement": SAMPLE_MOVEMENTS}
 
 FORM_COLUMNS: tuple[Column, ...] = (

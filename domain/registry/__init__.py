@@ -1,0 +1,1 @@
+"""The registries: species, strains, plasmids, ingredients and their lots, equipment, suppliers, storage locations."""
