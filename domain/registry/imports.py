@@ -99,9 +99,17 @@ def _problems(exc: ValidationError) -> list[str]:
     return out
 
 
+def _column(reason: str) -> str:
+    """A problem named by the file's column: `expiry_date: …`, `parent: …`."""
+    reason = reason.removeprefix("attributes.")
+    return "parent" + reason.removeprefix("parent_id") if reason.startswith("parent_id:") else reason
+
+
 def _row(session: Session, caller: Caller, kind: Kind, cells: dict[str, str], reason: str) -> ImportRow:
+    """Create or change the record one line describes; Invalid with every problem of the line."""
     rules = RULES[kind]
     lists = _list_fields(kind)
+    problems: list[str] = []
     attributes: dict[str, object] = {}
     for key, value in cells.items():
         if key in FIXED_COLUMNS:
@@ -112,12 +120,20 @@ def _row(session: Session, caller: Caller, kind: Kind, cells: dict[str, str], re
             attributes[key] = value
     for field, ref_kind in rules.references:
         if field in attributes:
-            attributes[field] = str(_resolve(session, ref_kind, str(attributes[field]), field))
+            try:
+                attributes[field] = str(_resolve(session, ref_kind, str(attributes[field]), field))
+            except Invalid as exc:
+                problems += exc.reasons
+                del attributes[field]
     parent_id = None
     if "parent" in cells:
         if rules.parent is None:
-            raise Invalid("no parent", reasons=[f"parent: a {kind} has no parent"])
-        parent_id = _resolve(session, rules.parent, cells["parent"], "parent")
+            problems.append(f"parent: a {kind} has no parent")
+        else:
+            try:
+                parent_id = _resolve(session, rules.parent, cells["parent"], "parent")
+            except Invalid as exc:
+                problems += exc.reasons
     name, code = cells.get("name"), cells.get("code")
     existing: ItemRow | None = None
     if code:
@@ -132,19 +148,29 @@ def _row(session: Session, caller: Caller, kind: Kind, cells: dict[str, str], re
         existing = from_row(ItemRow, found) if found is not None else None
     else:
         raise Invalid("no name", reasons=["name: a new record needs its name"])
+    if existing is not None and existing.archived_at is not None:
+        raise Invalid("archived", reasons=[f"code: {existing.code} is archived (restore it first)"])
+    try:
+        done = _apply(session, caller, kind, existing, name, parent_id, "parent" in cells, cells.get("status"),
+                      attributes, reason)
+    except ValidationError as exc:
+        problems += _problems(exc)
+    except DomainError as exc:
+        problems += exc.reasons or [exc.message]
+    if problems:
+        raise Invalid("the line has problems", reasons=[_column(p) for p in problems])
+    return done
+
+
+def _apply(session: Session, caller: Caller, kind: Kind, existing: ItemRow | None, name: str | None,
+           parent_id: uuid.UUID | None, parent_given: bool, status: str | None, attributes: dict[str, object],
+           reason: str) -> ImportRow:
     if existing is None:
-        try:
-            data = ItemCreate(name=name or "", parent_id=parent_id, status=cells.get("status"),
-                              attributes=attributes, reason=reason)
-        except ValidationError as exc:
-            raise Invalid("invalid", reasons=_problems(exc)) from None
+        data = ItemCreate(name=name or "", parent_id=parent_id, status=status, attributes=attributes, reason=reason)
         row = service.create(session, caller, kind, data)
         return ImportRow(row=0, action="create", code=row.code, name=row.name)
-    if existing.archived_at is not None:
-        raise Invalid("archived", reasons=[f"code: {existing.code} is archived (restore it first)"])
-    change = service.Change(revision=existing.revision, reason=reason, name=name or None,
-                            parent_id=parent_id, parent_given="parent" in cells, status=cells.get("status"),
-                            attributes=attributes or None)
+    change = service.Change(revision=existing.revision, reason=reason, name=name or None, parent_id=parent_id,
+                            parent_given=parent_given, status=status, attributes=attributes or None)
     after = service.update(session, caller, kind, existing.id, change)
     if after.revision == existing.revision:
         return ImportRow(row=0, action="unchanged", code=existing.code, name=existing.name)
