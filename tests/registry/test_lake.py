@@ -1,0 +1,66 @@
+"""Registry records reach the analyst: every revision through the outbox and the sink into Delta, read over
+Flight SQL with a real ADBC client, one organization's rows only."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import pytest
+
+from domain.roles import Role
+from flight.server import FlightSqlServer
+from flight.service import PlatformAuthenticator
+from lake.sink import Sink, SinkSettings
+from lake.writer import Lake
+from tests.registry.support import BASE, make
+from tests.support import PASSWORD, make_org
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def analyst_server(platform, tmp_path):
+    lake_dir = tmp_path / "lake"
+    port = _free_port()
+    server = FlightSqlServer(f"grpc://127.0.0.1:{port}", str(lake_dir),
+                             PlatformAuthenticator(platform.sessions, platform.settings))
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    yield lake_dir, f"grpc://127.0.0.1:{port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+def test_every_revision_reaches_the_lake_and_the_current_view_holds_the_last(client, owner, analyst_server):
+    lake_dir, uri = analyst_server
+    org, other = make_org(owner, client), make_org(owner, client)
+    h = org.headers(Role.lab_manager)
+    hood = make(client, org, "equipment", "Laminar-flow hood", attributes={"calibration_due": "2027-02-01"})
+    url = f"{BASE}/equipment/{hood['id']}"
+    assert client.patch(url, json={"revision": 1, "reason": "HEPA filter failed", "status": "out_of_service"},
+                        headers=h).status_code == 200
+    assert client.post(f"{url}/archive", json={"reason": "replaced"}, headers=h).status_code == 200
+    autoclave = make(client, org, "equipment", "Autoclave", attributes={"calibration_due": "2026-12-15"})
+    make(client, other, "equipment", "Their hood")
+
+    Sink(owner.engine, Lake(str(lake_dir)), SinkSettings()).drain()
+
+    with flight_sql.connect(uri, db_kwargs={"username": org.users[Role.analyst][1], "password": PASSWORD}) as conn, \
+            conn.cursor() as cur:
+        cur.execute("SELECT code, revision, status, archived_at IS NOT NULL FROM registry_items "
+                    "WHERE kind = 'equipment' ORDER BY code, revision")
+        assert cur.fetchall() == [(hood["code"], 1, "in_service", False), (hood["code"], 2, "out_of_service", False),
+                                  (hood["code"], 3, "out_of_service", True), (autoclave["code"], 1, "in_service", False)]
+        cur.execute("SELECT name, revision, attributes FROM registry_items_current ORDER BY name")
+        current = cur.fetchall()
+        assert [(n, r) for n, r, _ in current] == [("Autoclave", 1), ("Laminar-flow hood", 3)]  # nothing of theirs
+        assert json.loads(current[0][2])["calibration_due"] == "2026-12-15"
+        cur.execute("SELECT count(DISTINCT org_id) FROM registry_items")
+        assert cur.fetchone() == (1,)
