@@ -63,12 +63,12 @@ def _etag(response: Response, item: ItemRead) -> ItemRead:
     return item
 
 
-@router.get("/lookup", response_model=ItemRead)
+@router.get("/lookup/{code}", response_model=ItemRead)
 def lookup(caller: Reader, s: SessionDep, response: Response,
-           code: str = Query(min_length=1, max_length=64, description="a record's code as printed or scanned, "
-                                                                      "e.g. LOT-000012 (case and spaces ignored)")
+           code: str = Path(min_length=1, max_length=64, description="a record's code as printed or scanned, "
+                                                                     "e.g. LOT-000012 (case and spaces ignored)")
            ) -> ItemRead:
-    """The record with this code, whatever its kind: type or scan a label's code."""
+    """The record with this code, whatever its kind: type or scan a label's code (`/lookup/LOT-000012`)."""
     return _etag(response, service.read(service.lookup(s, code)))
 
 
@@ -102,13 +102,13 @@ def create(kind: KindPath, data: ItemCreate, caller: Keeper, s: SessionDep, resp
     return _etag(response, service.read(service.create(s, caller, kind, data)))
 
 
-@router.get("/{kind}/{item_id}", response_model=ItemRead)
+@router.get("/{kind}/{item_id:uuid}", response_model=ItemRead)
 def get_item(kind: KindPath, item_id: uuid.UUID, caller: Reader, s: SessionDep, response: Response) -> ItemRead:
     """One record; its `ETag` is its revision."""
     return _etag(response, service.read(service.get(s, kind, item_id)))
 
 
-@router.patch("/{kind}/{item_id}", response_model=ItemRead)
+@router.patch("/{kind}/{item_id:uuid}", response_model=ItemRead)
 def update(kind: KindPath, item_id: uuid.UUID, data: ItemUpdate, caller: Keeper, s: SessionDep, response: Response,
            if_match: str | None = Header(default=None, alias="If-Match", pattern=IF_MATCH,
                                          description="the ETag you read; like `revision`, 409 if it is stale")
@@ -122,7 +122,7 @@ def update(kind: KindPath, item_id: uuid.UUID, data: ItemUpdate, caller: Keeper,
     return _etag(response, service.read(service.update(s, caller, kind, item_id, change, if_match=expected)))
 
 
-@router.post("/{kind}/{item_id}/archive", response_model=ItemRead)
+@router.post("/{kind}/{item_id:uuid}/archive", response_model=ItemRead)
 def archive(kind: KindPath, item_id: uuid.UUID, data: ArchiveRequest, caller: Keeper, s: SessionDep,
             response: Response) -> ItemRead:
     """Archive a record, with the reason: hidden from lists (`archived=include` shows it), never deleted. A record
@@ -130,19 +130,19 @@ def archive(kind: KindPath, item_id: uuid.UUID, data: ArchiveRequest, caller: Ke
     return _etag(response, service.read(service.set_archived(s, caller, kind, item_id, data, archived=True)))
 
 
-@router.post("/{kind}/{item_id}/restore", response_model=ItemRead)
+@router.post("/{kind}/{item_id:uuid}/restore", response_model=ItemRead)
 def restore(kind: KindPath, item_id: uuid.UUID, data: ArchiveRequest, caller: Keeper, s: SessionDep,
             response: Response) -> ItemRead:
     """Restore an archived record, with the reason (its parent first, if that is archived too)."""
     return _etag(response, service.read(service.set_archived(s, caller, kind, item_id, data, archived=False)))
 
 
-@router.get("/{kind}/{item_id}/label", response_class=Response, responses={200: {
+@router.get("/{kind}/{item_id:uuid}/label", response_class=Response, responses={200: {
     "description": "A 70 × 36 mm label: the code as a QR code and a Code 128 barcode, the name, what it is.",
     "content": {"image/svg+xml": {"schema": {"type": "string"}}}}})
 def label(kind: KindPath, item_id: uuid.UUID, caller: Reader, s: SessionDep) -> Response:
     """The record's printable label (SVG). Both symbols encode the code alone, so a scanner typing it into
-    GET /api/v1/registry/lookup finds the record."""
+    GET /api/v1/registry/lookup/{code} finds the record."""
     row = service.get(s, kind, item_id)
     return Response(content=labels.label_svg(row), media_type="image/svg+xml",
                     headers={"Content-Disposition": f'inline; filename="{row.code}.svg"'})
@@ -178,7 +178,8 @@ async def import_items(kind: KindPath, request: Request, caller: Keeper, s: Sess
                                                                                              "trail")
                        ) -> ImportReport:
     """Import records from CSV (see the columns below). `dry_run=true` (the default) reports, line by line, what
-    would be created, changed or left unchanged and every problem, writing nothing. `dry_run=false` applies the
+    would be created, changed or left unchanged and every problem, writing nothing; a file that is not this kind's
+    CSV at all (not UTF-8, control characters, no header, an unknown column) is refused (422) either way. `dry_run=false` applies the
     file all or nothing: any problem and nothing is written (422, every line's problems in `reasons`).
     Columns: `code` (to change a record), `name`, `parent` (code or name), `status`, and the kind's attributes by
     name; lists separated by `;`; an empty cell leaves a field as it is. A line matches a record by code, else by

@@ -11,7 +11,9 @@ Each line matches an existing record by its code, else by its name among the kin
 a match is changed (or left unchanged when the line says nothing new), no match is created. Lines are applied in
 order, so a line may name as parent a record created by a line above it (a site, then its rooms).
 
-The dry run and the apply run the very same work inside a savepoint; the dry run always rolls it back, and so
+A file that is not the kind's CSV at all (not UTF-8, a control character, no header, a column the kind does not
+have, more than 5,000 lines) is refused whole (422), dry run or not. Otherwise the dry run and the apply run the
+very same work inside a savepoint; the dry run always rolls it back, and so
 does an apply with any problem (nothing is written: 422 with every line's problems). An applied import is one
 audit entry (`import`, with the counts and the file's SHA-256), and each record it creates or changes has its
 own entry too, whose reason names the import: a record's history must start with its creation, wherever that
@@ -223,13 +225,14 @@ def _read(data: bytes, kind: Kind) -> tuple[list[tuple[int, dict[str, str]]], li
 def import_csv(session: Session, caller: Caller, kind: Kind, data: bytes, *, dry_run: bool,
                reason: str | None = None, filename: str | None = None) -> ImportReport:
     """Import the file's lines as records of `kind`: a report of what was (or, in a dry run, would be) done.
-    An apply with any problem writes nothing and raises ImportRefused."""
+    A file that cannot be read as the kind's CSV is Invalid; an apply with any line's problem writes nothing and
+    raises ImportRefused."""
     lines, file_problems = _read(data, kind)
+    if file_problems:  # not the kind's CSV at all: no line to report on
+        raise Invalid(f"the file cannot be read as {kind} records: nothing was imported", reasons=file_problems)
     import_id = uuid.uuid4()
     why = f"CSV import {import_id}" + (f": {reason}" if reason else "")
     rows: list[ImportRow] = []
-    if file_problems:
-        rows.append(ImportRow(row=1, action="invalid", code=None, name=None, problems=file_problems))
     outer = session.begin_nested()
     try:
         for number, cells in lines:

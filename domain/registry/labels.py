@@ -1,7 +1,7 @@
 """A printable label per record: its code as a QR code and as a Code 128 barcode, with its name and what it is.
 
 Both symbols encode the code alone (e.g. `LOT-000012`): a handheld scanner that types what it reads into the
-lookup field (GET /api/v1/registry/lookup?code=…) finds the record. The label is SVG in millimetres (70 × 36 mm,
+lookup field (GET /api/v1/registry/lookup/{code}) finds the record. The label is SVG in millimetres (70 × 36 mm,
 a common lab label), drawn from the symbols' modules (segno for QR, python-barcode for Code 128), so it prints
 sharp at any resolution and needs nothing installed on the system.
 """

@@ -191,7 +191,7 @@ class ItemRead(BaseModel):
     id: uuid.UUID
     kind: Kind
     code: str = Field(description="human-readable, unique in the organization, e.g. ST-000012; what its label "
-                                  "encodes and GET /api/v1/registry/lookup finds")
+                                  "encodes and GET /api/v1/registry/lookup/{code} finds")
     name: str
     parent_id: uuid.UUID | None
     status: str

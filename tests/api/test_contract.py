@@ -62,6 +62,13 @@ def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], 
                          for path, method in (("/api/v1/protocols", "POST"),
                                               ("/api/v1/protocols/{key}/versions", "POST"),
                                               ("/api/v1/protocols/{key}/versions/{version}", "PUT"))),
+                       # A registry record's attributes depend on its kind (in the path), its parent and references
+                       # must name records of the right kind that exist, its name is unique under its parent, a
+                       # change names the revision it was made from, an archive needs a record in use; a CSV file's
+                       # columns depend on the kind: refused 409 or 422, naming what is wrong (nothing written).
+                       {"include-path-regex": "^/api/v1/registry/", "include-method-regex": "^(POST|PATCH)$",
+                        "checks": {"positive_data_acceptance": {"expected-statuses": [
+                            "2xx", "401", "403", "404", "409", "422", "429"]}}},
                        # `actor=` takes a member's email: one that no member has is refused 422 (naming the
                        # field) rather than answered with an empty page that reads as "did nothing".
                        {"include-path-regex": "^/api/v1/audit(/export)?$", "include-method": "GET",

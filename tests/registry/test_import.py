@@ -111,17 +111,18 @@ def test_files_that_are_not_an_inventory_are_told_so(client, owner):
         "": "empty",
         "colour,name\nred,x\n": "column 'colour' is not a plasmid column",
         "backbone\nb\n": "a 'name' column",
-        "name,backbone\nx,b,extra\n": "more cells than columns",
         "name,backbone\nx\x00y,b\n": "U+0000",
+        "name,backbone\n" + "x,b\n" * 5001: "more than 5000 lines",
     }
-    for body, why in cases.items():
-        r = _import(client, org, "plasmid", body, dry_run=True)
-        assert r.status_code == 200, r.text
-        assert why in str(r.json()["rows"]), (body, r.json())
-        assert _import(client, org, "plasmid", body, dry_run=False).status_code == 422
+    for body, why in cases.items():  # not a plasmid inventory at all: refused whole, dry run or not
+        for dry_run in (True, False):
+            r = _import(client, org, "plasmid", body, dry_run=dry_run)
+            assert r.status_code == 422 and why in str(r.json()["reasons"]), (body[:50], r.text)
+    extra = _import(client, org, "plasmid", "name,backbone\nx,b,extra\n", dry_run=True)  # one line's problem
+    assert extra.status_code == 200 and extra.json()["rows"][0]["problems"] == ["more cells than columns"]
     latin1 = client.post(f"{BASE}/plasmid/import", content="name,backbone\nSüß,b\n".encode("latin-1"),
                          headers={**org.headers(Role.admin), "Content-Type": "text/csv"})
-    assert latin1.status_code == 200 and "not UTF-8" in latin1.text
+    assert latin1.status_code == 422 and "not UTF-8" in latin1.text
     json_body = client.post(f"{BASE}/plasmid/import", json={"name": "x"}, headers=org.headers(Role.admin))
     assert json_body.status_code == 415
     assert client.get(f"{BASE}/plasmid", headers=org.headers(Role.admin)).json()["items"] == []

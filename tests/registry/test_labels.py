@@ -36,13 +36,13 @@ def test_a_scanned_label_finds_its_record(client, owner):
         assert record["code"] in r.text
         read = scan(r.text)
         assert read == {"QRCode": record["code"], "Code128": record["code"]}
-        typed = client.get(f"{BASE}/lookup", params={"code": read["QRCode"]}, headers=h)
+        typed = client.get(f"{BASE}/lookup/{read['QRCode']}", headers=h)
         assert typed.status_code == 200 and typed.json()["id"] == record["id"]
         assert typed.headers["etag"] == '"1"'
     # A person typing it by hand, in lower case with spaces around, finds it too.
-    by_hand = client.get(f"{BASE}/lookup", params={"code": f"  {records[1]['code'].lower()} "}, headers=h)
+    by_hand = client.get(f"{BASE}/lookup/  {records[1]['code'].lower()} ", headers=h)
     assert by_hand.json()["name"] == "Laminar-flow hood"
-    assert client.get(f"{BASE}/lookup", params={"code": "EQ-999999"}, headers=h).status_code == 404
+    assert client.get(f"{BASE}/lookup/EQ-999999", headers=h).status_code == 404
     # The label of an archived record says so.
     client.post(f"{BASE}/location/{records[2]['id']}/archive", json={"reason": "site closed"},
                 headers=org.headers(Role.admin))

@@ -165,7 +165,7 @@ def test_a_technician_reads_but_does_not_write_and_the_attempts_are_on_record(cl
     url = f"{BASE}/plasmid/{plasmid['id']}"
     assert client.get(url, headers=tech).status_code == 200
     assert client.get(f"{url}/label", headers=tech).status_code == 200
-    assert client.get(f"{BASE}/lookup", params={"code": plasmid["code"]}, headers=tech).status_code == 200
+    assert client.get(f"{BASE}/lookup/{plasmid['code']}", headers=tech).status_code == 200
     attempts = [
         client.post(f"{BASE}/plasmid", json={"name": "pX", "attributes": {"backbone": "b"}}, headers=tech),
         client.patch(url, json={"revision": 1, "reason": "x", "name": "pGreen2"}, headers=tech),
@@ -199,7 +199,7 @@ def test_nothing_of_another_organization_is_reachable(client, owner):
         ]
         assert [r.status_code for r in answers] == [404] * 5, [r.text for r in answers]
         assert all(target in r.json()["detail"] for r in answers)
-    assert client.get(f"{BASE}/lookup", params={"code": their_species["code"]}, headers=h).status_code == 404
+    assert client.get(f"{BASE}/lookup/{their_species['code']}", headers=h).status_code == 404
     assert client.get(f"{BASE}/species", params={"q": "benthamiana"}, headers=h).json()["items"] == []
     # Their records cannot be referenced either: answered as records that do not exist.
     strain = client.post(f"{BASE}/strain", json={"name": "x", "parent_id": their_species["id"],
