@@ -148,12 +148,13 @@ def label(kind: KindPath, item_id: uuid.UUID, caller: Reader, s: SessionDep) -> 
                     headers={"Content-Disposition": f'inline; filename="{row.code}.svg"'})
 
 
+_FORM = {"type": "object", "required": ["file"], "additionalProperties": False,
+         "properties": {"file": {"type": "string", "format": "binary"}}}
 _UPLOAD: dict[str, Any] = {
     "requestBody": {"required": True, "description": "UTF-8 CSV, a header line naming the columns; as the body "
                                                      "(text/csv) or as the `file` part of a form",
                     "content": {CSV_MEDIA: {"schema": {"type": "string", "maxLength": 1 << 20}},
-                                MULTIPART: {"schema": {"type": "object", "required": ["file"], "properties": {
-                                    "file": {"type": "string", "format": "binary"}}}}}}}
+                                MULTIPART: {"schema": _FORM}}}}
 
 
 async def _upload(request: Request) -> tuple[bytes, str | None]:
@@ -178,9 +179,10 @@ async def import_items(kind: KindPath, request: Request, caller: Keeper, s: Sess
                                                                                              "trail")
                        ) -> ImportReport:
     """Import records from CSV (see the columns below). `dry_run=true` (the default) reports, line by line, what
-    would be created, changed or left unchanged and every problem, writing nothing; a file that is not this kind's
-    CSV at all (not UTF-8, control characters, no header, an unknown column) is refused (422) either way. `dry_run=false` applies the
-    file all or nothing: any problem and nothing is written (422, every line's problems in `reasons`).
+    would be created, changed or left unchanged and every problem, writing nothing. `dry_run=false` applies the
+    file all or nothing: any problem and nothing is written (422, every line's problems in `reasons`). A file that
+    is not this kind's CSV at all (not UTF-8, control characters, no header, an unknown column) is refused (422)
+    either way.
     Columns: `code` (to change a record), `name`, `parent` (code or name), `status`, and the kind's attributes by
     name; lists separated by `;`; an empty cell leaves a field as it is. A line matches a record by code, else by
     name among the kind's records with the same parent. At most 5,000 lines."""
