@@ -56,8 +56,9 @@ def test_every_revision_reaches_the_lake_and_the_current_view_holds_the_last(cli
             conn.cursor() as cur:
         cur.execute("SELECT code, revision, status, archived_at IS NOT NULL FROM registry_items "
                     "WHERE kind = 'equipment' ORDER BY code, revision")
-        assert cur.fetchall() == [(hood["code"], 1, "in_service", False), (hood["code"], 2, "out_of_service", False),
-                                  (hood["code"], 3, "out_of_service", True), (autoclave["code"], 1, "in_service", False)]
+        hood_code, autoclave_code = hood["code"], autoclave["code"]
+        assert cur.fetchall() == [(hood_code, 1, "in_service", False), (hood_code, 2, "out_of_service", False),
+                                  (hood_code, 3, "out_of_service", True), (autoclave_code, 1, "in_service", False)]
         cur.execute("SELECT name, revision, attributes FROM registry_items_current ORDER BY name")
         current = cur.fetchall()
         assert [(n, r) for n, r, _ in current] == [("Autoclave", 1), ("Laminar-flow hood", 3)]  # nothing of theirs
