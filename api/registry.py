@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.exceptions import HTTPException
 
 from api.deps import Permitted, SessionDep, in_tx
+from api.errors import ErrorBody
 from domain.errors import Invalid
 from domain.pagination import CURSOR_PATTERN, MAX_SEARCH_LENGTH, Page
 from domain.registry import imports, labels, service
@@ -172,7 +173,8 @@ async def _upload(request: Request) -> tuple[bytes, str | None]:
 
 
 @router.post("/{kind}/import", response_model=ImportReport, openapi_extra=_UPLOAD,
-             responses={415: {"description": "The body is neither text/csv nor a form with a `file`."}})
+             responses={415: {"model": ErrorBody, "description": "The body is neither text/csv nor a form with a "
+                                                                 "`file` part."}})
 async def import_items(kind: KindPath, request: Request, caller: Keeper, s: SessionDep,
                        dry_run: bool = Query(default=True, description="report what would be done, write nothing"),
                        reason: str | None = Query(default=None, max_length=2000, description="kept in the audit "
