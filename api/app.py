@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
 from api import audit, docs, errors, health, identity, openapi
+from api import evidence as evidence_api
 from api import protocols as protocols_api
 from api import registry as registry_api
 from api import runs as runs_api
@@ -26,6 +27,7 @@ from core import metrics
 from core.config import Settings, get_settings
 from core.db import TenantSessions, app_url, make_engine
 from domain.approvals.models import ApprovalRequest
+from core.storage import open_store
 from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
 from domain.audit.sealer import Sealer
 from domain.roles import Caller
@@ -52,6 +54,7 @@ def build_platform(settings: Settings) -> Platform:
         # Keys retired by rotation stay trusted from their files; the current one is trusted wherever it came from.
         public_keys={**(load_public_keys([keys_dir]) if keys_dir.is_dir() else {}), key.key_id: key.public},
         signing_key=key,
+        objects=open_store(settings.resolved_objects_uri),
     )
 
 
@@ -91,7 +94,8 @@ def web_services(p: Platform) -> WebServices:
     lake = LakeQueries(settings.resolved_lake_uri, storage_options=settings.resolved_lake_storage_options or None)
     return WebServices(settings=settings, sessions=p.sessions, complete_task=complete_task,
                        checkpoints=p.checkpoints, public_keys=p.public_keys, lake=lake,
-                       runs=RunActions(launch=launch, control=control, decide=decide, history=history))
+                       runs=RunActions(launch=launch, control=control, decide=decide, history=history),
+                       objects=p.objects)
 
 
 def create_app(platform: Platform | None = None, *, background: bool = True) -> FastAPI:
@@ -133,7 +137,8 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
                                                                       "each check with its status"}})
     # Every operation documents the one error model for each status it may answer (api/errors.py).
     for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router,
-                   samples_api.router, samples_api.batch_router, registry_api.router):
+                   samples_api.router, samples_api.batch_router, registry_api.router,
+                   evidence_api.router):
         app.include_router(router, responses=errors.AUTHENTICATED, dependencies=[Depends(request_id)])
     # The web pages (web/): HTML, under their own error handling, outside the JSON API's guards.
     app.mount(WEB_PREFIX, pages, name="web")

@@ -28,6 +28,7 @@ from temporalio.client import Client
 from core.config import Settings
 from core.db import TenantSessions
 from core.net import address_behind
+from core.storage import ObjectStore
 from domain import audit
 from domain.audit import Severity
 from domain.audit.checkpoints import CheckpointStore, SigningKey
@@ -95,6 +96,7 @@ class Platform:
     checkpoints: CheckpointStore
     public_keys: dict[str, Ed25519PublicKey]
     signing_key: SigningKey
+    objects: ObjectStore  # evidence files (core/storage.py), from settings.objects_uri
     temporal: Client | None = None  # the app's lifespan connects one (lazily) unless given one (tests give theirs)
     temporal_health: TemporalHealth = field(init=False, default_factory=TemporalHealth)
     search_attributes_ready: bool = field(init=False, default=False)  # once true, never asked again

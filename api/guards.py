@@ -8,21 +8,42 @@ which refused it (larger than its 4 MiB payload limit) with an answer that blame
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
+from core.config import Settings
 from domain.limits import text_problem
+from web import PREFIX as WEB_PREFIX
+from web.evidence import UPLOAD_PATH as WEB_UPLOAD_PATH
 
 
-def _too_large(limit: int) -> str:
-    return f"the request body is larger than {limit} bytes (FLASKTRACK_MAX_BODY_BYTES)"
+def _too_large(limit: int, setting: str = "FLASKTRACK_MAX_BODY_BYTES") -> str:
+    return f"the request body is larger than {limit} bytes ({setting})"
+
+
+# Evidence uploads (the API's and the task page's) take a file up to `settings.evidence_max_bytes`, plus this much
+# for the form around it (boundaries, part headers, a few short fields); the handler refuses a larger file itself.
+UPLOAD_OVERHEAD = 64 << 10
+UPLOADS = re.compile(rf"^(/api/v1/evidence|{re.escape(WEB_PREFIX)}{WEB_UPLOAD_PATH})$")
+
+
+def body_limit(scope: Scope, settings: Settings | None) -> tuple[int, str]:
+    """The largest body this request may have, and the setting that says so."""
+    if settings is None:
+        return 1 << 20, "FLASKTRACK_MAX_BODY_BYTES"
+    if scope.get("method") == "POST" and UPLOADS.match(scope.get("path", "")):
+        return settings.evidence_max_bytes + UPLOAD_OVERHEAD, "FLASKTRACK_EVIDENCE_MAX_BYTES"
+    return settings.max_body_bytes, "FLASKTRACK_MAX_BODY_BYTES"
 
 
 class BodyLimit:
-    """413 for a request body over `settings.max_body_bytes` (read per request: tests and deployments set it)."""
+    """413 for a request body over `settings.max_body_bytes` (read per request: tests and deployments set it), or
+    over the evidence file limit for an upload (`body_limit`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,7 +53,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         platform = getattr(getattr(scope.get("app"), "state", None), "platform", None)
-        limit: int = platform.settings.max_body_bytes if platform is not None else 1 << 20
+        limit, setting = body_limit(scope, platform.settings if platform is not None else None)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             try:
@@ -43,7 +64,7 @@ class BodyLimit:
                 await error_response(400, "Content-Length is not a number of bytes")(scope, receive, send)
                 return
             if size > limit:
-                await error_response(413, _too_large(limit))(scope, receive, send)
+                await error_response(413, _too_large(limit, setting))(scope, receive, send)
                 return
         received = 0
 
@@ -54,7 +75,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     # FastAPI re-raises an HTTPException met while reading the body: answered 413 by its handler.
-                    raise HTTPException(413, _too_large(limit))
+                    raise HTTPException(413, _too_large(limit, setting))
             return message
 
         started = False

@@ -61,7 +61,8 @@ def completion(task_id: uuid.UUID, data: TaskCompletion) -> StepAction[Completio
 
     def message(s: Session, caller: Caller, run_id: uuid.UUID) -> Completion:
         return Completion(task_id=str(task_id), actor=ActorRef.of(caller), values=data.values,
-                          checklist=data.confirmed(), evidence=data.evidence, request=caller.context)
+                          checklist=data.confirmed(), evidence=data.evidence,
+                          checklist_evidence=data.checklist_evidence, request=caller.context)
 
     return StepAction("completion", "task", task_id, ProtocolRun.complete_task, message)
 

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
 
     # Every request body (the API takes JSON only): larger ones are answered 413 before they are read.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # An evidence file (a photo, a printout), uploaded as multipart: larger ones are answered 413 unstored.
+    evidence_max_bytes: int = Field(default=25 << 20, ge=1024)
 
     # Where the worker, the sink and Flight SQL expose /metrics (the API serves it on its own port). Unset = off.
     metrics_host: str = "127.0.0.1"

@@ -46,6 +46,8 @@ class Permission(StrEnum):
     samples_manage = "samples.manage"
     registry_read = "registry.read"
     registry_write = "registry.write"
+    evidence_upload = "evidence.upload"
+    evidence_read = "evidence.read"
 
 
 class AuditScope(StrEnum):
@@ -103,6 +105,11 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     # them (create, change, archive and restore, CSV import). Analysts read them in the lake.
     Permission.registry_read: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
     Permission.registry_write: frozenset({R.owner, R.admin, R.lab_manager}),
+    # Evidence files: whoever works the bench keeps them (photos, printouts); whoever reviews or audits the work
+    # reads and downloads them. Analysts see their metadata in the lake, not the files. Links are written by an
+    # upload or a completion, with the permission each needs.
+    Permission.evidence_upload: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician}),
+    Permission.evidence_read: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
 }
 
 

@@ -248,6 +248,34 @@ AUDIT_LOG = TableSpec("audit_log", "The sealed, hash-chained audit log: every en
     _c("sealed_at", _TS, "ts", "When it was linked into the chain (UTC)"),
 ))
 
+EVIDENCE_FILES = TableSpec("evidence_files", "Evidence files (photos, printouts, instrument exports): one row per "
+                           "upload, with the SHA-256 of its bytes (the same bytes uploaded twice are two rows with one "
+                           "hash). Append-only; what each file is evidence of is in evidence_links.", (
+    ORG,
+    _c("evidence_id", _S, "str", "The evidence file (an upload)", True),
+    _c("sha256", _S, "str", "SHA-256 of the bytes, hex", True),
+    _c("size_bytes", _I, "int", "Size of the file in bytes", True),
+    _c("content_type", _S, "str", "Media type, read from the content", True),
+    _c("filename", _S, "str", "File name as uploaded (made safe)"),
+    _c("uploaded_at", _TS, "ts", "When it was uploaded (UTC)", True),
+    _c("uploaded_by", _S, "str", "Who uploaded it (user or API key id)"),
+    _c("uploaded_by_display", _S, "str", "Their display name at the time"),
+))
+
+EVIDENCE_LINKS = TableSpec("evidence_links", "What each evidence file is evidence of: a task (a step's completion), "
+                           "a checklist item of a task, a sample or a batch; one row per link, append-only. Join "
+                           "evidence_files on evidence_id, step_events or form tables on target_id = task id.", (
+    ORG,
+    _c("link_id", _S, "str", "Unique id of this link", True),
+    _c("evidence_id", _S, "str", "The evidence file", True),
+    _c("sha256", _S, "str", "SHA-256 of the file's bytes, hex"),
+    _c("target_type", _S, "str", "task, checklist_item, sample or batch", True),
+    _c("target_id", _S, "str", "The task, sample or batch id (a checklist item's task)", True),
+    _c("detail", _S, "str", "The checklist item's key, or values.<field> for a form field's reference"),
+    _c("linked_at", _TS, "ts", "When it was linked (UTC)", True),
+    _c("linked_by", _S, "str", "Who linked it (user or API key id)"),
+))
+
 SINK_REJECTS = TableSpec("sink_rejects", "Outbox rows the sink could not type (malformed payload, unknown "
                          "field type, value that does not fit its column), kept verbatim with the reason; "
                          "nothing the run engine writes is dropped.", (
@@ -262,7 +290,8 @@ SINK_REJECTS = TableSpec("sink_rejects", "Outbox rows the sink could not type (m
 # Outbox topic → the fixed table its payloads become rows of (forms have tables of their own, per form key).
 FIXED_TOPICS: dict[str, TableSpec] = {"step_event": STEP_EVENTS, "run": RUNS, "registry_item": REGISTRY_ITEMS,
                                       "sample": SAMPLES, "batch": BATCHES,
-                                      "lineage_edge": LINEAGE_EDGES, "sample_movement": SAMPLE_MOVEMENTS}
+                                      "lineage_edge": LINEAGE_EDGES, "sample_movement": SAMPLE_MOVEMENTS,
+                                      "evidence_file": EVIDENCE_FILES, "evidence_link": EVIDENCE_LINKS}
 
 FORM_COLUMNS: tuple[Column, ...] = (
     ORG,

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.config import Settings
 from core.db import TenantSessions
+from core.storage import ObjectStore
 from domain import audit
 from domain.analysis import LakeQueries
 from domain.audit import Severity
@@ -42,6 +43,7 @@ from domain.runs import service as runs
 from domain.runs.messages import Outcome
 from domain.tasks import service as tasks
 from domain.tasks.models import TaskCompletion, TaskFilter, TaskRead
+from web import evidence as evidence_pages
 from web import sessions
 from web.actions import RunActions
 from web.forms import FormView, form_view, place_reasons, submitted
@@ -65,6 +67,7 @@ class Services:
     checkpoints: CheckpointStore | None = None  # the audit pages' verification: the signed checkpoints,
     public_keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)  # and the keys that check them
     lake: LakeQueries | None = None  # the analyst's console (lake/query.py, handed in by the API app)
+    objects: ObjectStore | None = None  # evidence files (web/evidence.py)
 
 
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -139,6 +142,7 @@ def create_web_app() -> FastAPI:
     """The pages as an application of their own; the API app mounts it and sets `state.services`."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(evidence_pages.router)
 
     @app.exception_handler(_SignIn)
     async def sign_in(request: Request, exc: _SignIn) -> Response:
@@ -318,9 +322,11 @@ def create_web_app() -> FastAPI:
         return task, subject, open_now
 
     def task_page(request: Request, caller: Caller, task: TaskRead, subject: str, view: FormView,
-                  open_now: list[TaskRead], status: int = 200, message: str | None = None) -> HTMLResponse:
+                  open_now: list[TaskRead], status: int = 200, message: str | None = None,
+                  evidence: list[str] | None = None) -> HTMLResponse:
         return _render(request, "task.html", {
             "task": task, "subject": subject, "form": view, "open_now": open_now, "message": message,
+            "evidence": evidence or [],  # ids attached before a refused completion (web/evidence.py)
             "request_id": str(uuid.uuid4()),  # one per rendering: a double submit completes once, a fix is new
             "may_work": caller.role.value in task.roles and caller.can(Permission.tasks_work)}, status=status)
 
@@ -361,7 +367,10 @@ def create_web_app() -> FastAPI:
     @app.post("/tasks/{task_id}/complete")
     async def complete(request: Request, task_id: uuid.UUID) -> Response:
         caller = _caller(request)
-        posted = _text(await _form(request))
+        raw = await _form(request)
+        posted = _text(raw)
+        evidence = [v for v in raw.getlist("evidence") if isinstance(v, str) and 0 < len(v) <= 128
+                    and v.isprintable() and not any(c.isspace() for c in v)][:100]  # ids: the rest names none
         await _check_csrf(request, caller, posted)
         _require(caller, Permission.tasks_work)
         s = _services(request)
@@ -378,13 +387,15 @@ def create_web_app() -> FastAPI:
                         user_id=caller.user_id, session_id=caller.session_id,
                         context=sessions.request_context(request, s.settings, request_id))
         request.state.caller = acting
-        outcome = await s.complete_task(acting, task_id, TaskCompletion(values=values, checklist=confirmed))
+        outcome = await s.complete_task(acting, task_id, TaskCompletion(values=values, checklist=confirmed,
+                                                                        evidence=evidence))
         if outcome.ok:
             return RedirectResponse(f"{PREFIX}/tasks/{task_id}?completed=1", status_code=303)
         place_reasons(view, outcome.reasons)
         # Reasons beside their fields need no repeating; the others (a claim, a hold, the role) are listed on top.
         message = "Not completed: " + ("see the reasons below." if view.general else "correct what is marked below.")
-        return task_page(request, caller, t, subject, view, [], status=outcome.status, message=message)
+        return task_page(request, caller, t, subject, view, [], status=outcome.status, message=message,
+                         evidence=evidence)
 
     from web import admin, analyst  # the auditor's, analyst's and admin's pages
     from web import audit as audit_pages

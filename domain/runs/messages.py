@@ -114,6 +114,7 @@ class Completion(_Message):
     values: dict[str, Any] = {}
     checklist: dict[str, bool] = {}
     evidence: list[str] = []
+    checklist_evidence: dict[str, list[str]] = {}  # item key → evidence ids (none in runs recorded before)
     request: RequestContext = RequestContext()
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 from domain.limits import Input, Key, key_problem
 
 _REF = r"^[^\s\x00-\x1f\x7f-\x9f]{1,128}$"  # an id: no spaces, no control characters
+EvidenceId = Annotated[str, Field(pattern=_REF)]
 
 
 class TaskCompletion(Input):
@@ -21,8 +22,14 @@ class TaskCompletion(Input):
     checklist: Annotated[dict[Key, bool], Field(max_length=500)] | Annotated[list[Key], Field(max_length=500)] = Field(
         default={}, description="confirmed checklist items: {item_key: true} or [item_key, …]"
     )
-    evidence: list[str] = Field(default=[], max_length=100, description="ids of stored evidence (photos, printouts)",
+    evidence: list[str] = Field(default=[], max_length=100,
+                                description="ids of evidence files (POST /api/v1/evidence) this completion links to "
+                                            "the task: photos, printouts; each must exist in your organization",
                                 json_schema_extra={"items": {"type": "string", "pattern": _REF}})
+    checklist_evidence: Annotated[dict[Key, Annotated[list[EvidenceId], Field(max_length=20)]],
+                                  Field(max_length=100)] = Field(
+        default={}, description="evidence for checklist items: {item_key: [evidence id, …]}, each file linked to "
+                                "the item (and must exist in your organization)")
 
     @field_validator("checklist")
     @classmethod
@@ -41,6 +48,15 @@ class TaskCompletion(Input):
         bad = [ref for ref in v if not re.fullmatch(_REF, ref)]
         if bad:
             raise ValueError(f"evidence references are ids without spaces, at most 128 characters: {bad[:3]}")
+        return v
+
+    @field_validator("checklist_evidence")
+    @classmethod
+    def _item_keys(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key in v:
+            why = key_problem(key)
+            if why:
+                raise ValueError(f"key {key!r}: {why}")
         return v
 
     def confirmed(self) -> dict[str, bool]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from domain import audit, compliance, pagination
 from domain.audit import Severity
 from domain.errors import Conflict, Forbidden, NotFound
+from domain.evidence import service as evidence
 from domain.notifications import Notification, Notifier
 from domain.protocols.forms import normalize_values, validate_submission
 from domain.protocols.plan import ChecklistItem, TaskNode
@@ -72,6 +73,10 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
     invalid += [why for why in refs.form_problems(session, step, c.values) if why.split(":")[0] not in named]
     if not invalid:
         invalid += material.problems(step, normalize_values(step, c.values))
+    # Evidence ids must name files of this organization; their links are written below, with the completion.
+    evidence_refs, misplaced = evidence.completion_refs(c.task_id, step, c.values, c.evidence, c.checklist_evidence)
+    files, unknown = evidence.known(session, evidence_refs)
+    invalid += misplaced + unknown
     if forbidden or conflicts or invalid:
         return refusal(session, run, task, step_key=step.key, iteration=msg.iteration, actor=c.actor,
                        request=c.request, forbidden=forbidden, conflicts=conflicts, invalid=invalid,
@@ -89,6 +94,7 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
         {"at": at, "by": actor.id, "byd": actor.display, "t": c.task_id},
     )
     made = material.apply(session, run, task_id=c.task_id, step=step, values=values, actor=actor)  # same transaction
+    hashes = evidence.link_refs(session, run.org_id, evidence_refs, files, actor, at)
     detail = {"task_id": c.task_id, "submission_id": submission_id, "checklist": confirmed, "evidence": c.evidence,
               "request_id": c.request.request_id, **{k: v for k, v in made.items() if v}}
     records.step_event(session, run, key=f"completed:{c.task_id}", event="completed", step_key=step.key,
@@ -98,7 +104,7 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
                  before={"status": "open"},
                  after={"status": "completed", "run_id": run.run_id, "step_key": step.key, "iteration": msg.iteration,
                         "submission_id": submission_id, "values": values, "checklist": confirmed,
-                        "evidence": c.evidence},
+                        "evidence": c.evidence, "evidence_sha256": hashes},
                  context=c.request, occurred_at=at)
     outcome = Outcome(ok=True, task_id=c.task_id, run_id=run.run_id, step_key=step.key, iteration=msg.iteration,
                       result="completed", submission_id=submission_id, closed_at=at, values=values,
