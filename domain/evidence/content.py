@@ -180,15 +180,15 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\"\\/:*?<>|;]+")
 
 
 def safe_filename(raw: str | None) -> str:
-    """The name a file is kept and served under: its last path segment, without control characters, quotes,
-    separators or characters Windows refuses, NFC, at most 200 characters; `evidence` when nothing is left."""
-    name = unicodedata.normalize("NFC", raw or "")
-    name = re.split(r"[\\/]", name)[-1]
-    name = _UNSAFE.sub("_", name).strip(" ._")
+    """The name a file is kept and served under: its last path segment, NFC, without control or other unprintable
+    characters, quotes, separators or characters Windows refuses, at most 200 characters (the extension kept);
+    `evidence` when nothing is left."""
+    name = re.split(r"[\\/]", unicodedata.normalize("NFC", raw or ""))[-1]
+    name = "".join(c if c.isprintable() else "_" for c in _UNSAFE.sub("_", name)).strip(" ._")
     if len(name) > MAX_FILENAME:
         stem, dot, ext = name.rpartition(".")
         name = (stem[:MAX_FILENAME - len(ext) - 1] + "." + ext) if dot and len(ext) <= 10 else name[:MAX_FILENAME]
-    return name or "evidence"
+    return name.strip(" ._") or "evidence"
 
 
 def content_disposition(filename: str) -> str:
