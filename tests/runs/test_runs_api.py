@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from domain.protocols.loader import example_protocols
 from domain.roles import Role
+from tests.evidence.support import png, uploaded
 from tests.runs.conftest import wait_for
 from tests.runs.support import AGRO, PASSWORD_OF, approve_protocol, complete, open_tasks
 
@@ -66,10 +67,13 @@ def test_agrobacterium_run_over_http(client, temporal_api, owner, org_a):
     assert r.status_code == 200, r.text
 
     # Co-cultivation (48 h) passes; then selection, regeneration with overgrowth, so the rescue step runs.
+    # Evidence is a real file of the organization: the plate photo is uploaded first, then named.
+    photo = uploaded(client, org_a, png(991), filename="regeneration plate.png")["id"]
     for step in ("selection_transfer", "regeneration_check", "overgrowth_rescue"):
         task = _next(client, org_a, run_id, step)
-        evidence = ["EV-1"] if step == "selection_transfer" else None
-        r = complete(client, org_a, task["id"], *AGRO[step], evidence=evidence)
+        evidence = [photo] if step == "selection_transfer" else None
+        values = {**AGRO[step][0], "photo": photo} if step == "regeneration_check" else AGRO[step][0]
+        r = complete(client, org_a, task["id"], values, AGRO[step][1], evidence=evidence)
         assert r.status_code == 200, r.text
 
     approval = _next(client, org_a, run_id, "biosafety_release", Role.lab_manager)
