@@ -69,6 +69,13 @@ def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], 
                        {"include-path-regex": "^/api/v1/registry/", "include-method-regex": "^(POST|PATCH)$",
                         "checks": {"positive_data_acceptance": {"expected-statuses": [
                             "2xx", "401", "403", "404", "409", "422", "429"]}}},
+                       # An evidence upload's file is judged by its bytes (a photo, a PDF, UTF-8 text) and must agree
+                       # with the type its part declares; its link target must exist. No schema can say what bytes
+                       # are: a schema-valid upload of other bytes is refused 415 (or 422 for a target that is not
+                       # there), with the reason. The refusals themselves are tested in tests/evidence.
+                       {"include-path-regex": "^/api/v1/evidence$", "include-method-regex": "^POST$",
+                        "checks": {"positive_data_acceptance": {"expected-statuses": [
+                            "2xx", "401", "403", "404", "409", "413", "415", "422", "429"]}}},
                        # `actor=` takes a member's email: one that no member has is refused 422 (naming the
                        # field) rather than answered with an empty page that reads as "did nothing".
                        {"include-path-regex": "^/api/v1/audit(/export)?$", "include-method": "GET",
