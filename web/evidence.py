@@ -25,6 +25,7 @@ from domain.evidence.content import Spool, chunks, content_disposition, served_t
 from domain.evidence.models import EvidenceRead
 from domain.evidence.multipart import read_upload
 from domain.roles import Caller, Permission
+from domain.tasks import service as tasks
 from web import sessions
 
 UPLOAD_PATH = "/tasks/[^/]+/evidence"  # the pages' upload route, as api/guards.py gives it the upload body limit
@@ -67,6 +68,12 @@ async def attach(request: Request, task_id: uuid.UUID) -> Response:
         return _sign_in(request)
     _require(caller, Permission.evidence_upload)
     services = request.app.state.services
+
+    def task_is_there() -> None:  # NotFound (on record) for a task the person's organization does not have
+        with services.sessions.begin(caller.org_id) as s:
+            tasks.locate(s, task_id)
+
+    await run_in_threadpool(task_is_there)
     try:
         with Spool(services.settings.evidence_max_bytes) as spool:
             form = await read_upload(request.headers.get("content-type"), request.stream(), spool.write)
