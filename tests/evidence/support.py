@@ -27,7 +27,7 @@ def png(seed: int = 0) -> bytes:
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + bytes(range(256)) + b"\xff\xd9"
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-CSV = "strain,od600\nGV3101,0.45\nAGL1,0.51\n".encode()
+CSV = b"strain,od600\nGV3101,0.45\nAGL1,0.51\n"
 ELF = b"\x7fELF\x02\x01\x01\x00" + bytes(64)
 ZIP = b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(40)
 

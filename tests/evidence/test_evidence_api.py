@@ -92,7 +92,7 @@ def test_a_file_is_typed_by_its_content_and_refused_when_it_does_not_fit(client,
     (b"II*\x00\x08\x00\x00\x00" + bytes(32), "slide.tif", "image/tiff", "image/tiff"),
     (CSV, "readings.csv", "application/vnd.ms-excel", "text/csv"),  # how Windows browsers send a CSV
     (CSV, "readings.txt", "text/plain", "text/plain"),
-    ("BM,od600\nBM1,0.4\n".encode(), "bm.csv", "text/csv", "text/csv"),  # text that begins like a bitmap
+    (b"BM,od600\nBM1,0.4\n", "bm.csv", "text/csv", "text/csv"),  # text that begins like a bitmap
 ])
 def test_lab_files_are_accepted_with_the_type_of_their_content(client, org, data, filename, declared,
                                                                stored_as) -> None:
