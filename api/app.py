@@ -26,8 +26,8 @@ from api.steps import completion, decision, submit_step_action
 from core import metrics
 from core.config import Settings, get_settings
 from core.db import TenantSessions, app_url, make_engine
-from domain.approvals.models import ApprovalRequest
 from core.storage import open_store
+from domain.approvals.models import ApprovalRequest
 from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
 from domain.audit.sealer import Sealer
 from domain.roles import Caller
@@ -54,7 +54,7 @@ def build_platform(settings: Settings) -> Platform:
         # Keys retired by rotation stay trusted from their files; the current one is trusted wherever it came from.
         public_keys={**(load_public_keys([keys_dir]) if keys_dir.is_dir() else {}), key.key_id: key.public},
         signing_key=key,
-        objects=open_store(settings.resolved_objects_uri),
+        objects=open_store(settings.resolved_objects_uri, settings.resolved_objects_storage_options),
     )
 
 

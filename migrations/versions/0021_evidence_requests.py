@@ -1,7 +1,7 @@
 """Evidence uploads are done once per request: one file row per (organization, X-Request-ID).
 
-Revision ID: 0016
-Revises: 0018
+Revision ID: 0021
+Revises: 0020
 
 A retried upload (same X-Request-ID) finds the first one's row instead of adding a second; two copies of one
 request arriving together cannot both insert (domain/evidence/service.py inserts ON CONFLICT DO NOTHING).
@@ -9,8 +9,8 @@ request arriving together cannot both insert (domain/evidence/service.py inserts
 
 from alembic import op
 
-revision = "0016"
-down_revision = "0018"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
