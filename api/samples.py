@@ -85,45 +85,45 @@ def derive(data: Derivation, caller: Worker, s: SessionDep) -> JSONResponse:
     return JSONResponse(status_code=201 if created else 200, content=[m.model_dump(mode="json") for m in made])
 
 
-@router.get("/{sample_id}", response_model=SampleDetail)
+@router.get("/{sample_id:uuid}", response_model=SampleDetail)
 def get_sample(sample_id: uuid.UUID, caller: Reader, s: SessionDep) -> SampleDetail:
     """The sample, what it is made of, its parents and children."""
     return service.get(s, sample_id)
 
 
-@router.patch("/{sample_id}", response_model=SampleRead)
+@router.patch("/{sample_id:uuid}", response_model=SampleRead)
 def update_sample(sample_id: uuid.UUID, data: SampleUpdate, caller: Worker, s: SessionDep) -> SampleRead:
     """Correct the name, details or batch, naming the revision you read (409 if it changed since) and why."""
     return service.update(s, caller, sample_id, data)
 
 
-@router.post("/{sample_id}/status", response_model=SampleRead)
+@router.post("/{sample_id:uuid}/status", response_model=SampleRead)
 def change_sample_status(sample_id: uuid.UUID, data: StatusChange, caller: Worker, s: SessionDep) -> SampleRead:
     """Move the sample along its life: received → in_use → consumed / disposed / contaminated (contaminated →
     disposed), with the reason; another move is refused (409, naming both states)."""
     return service.change_status(s, caller, sample_id, data)
 
 
-@router.post("/{sample_id}/archive", response_model=SampleRead)
+@router.post("/{sample_id:uuid}/archive", response_model=SampleRead)
 def archive_sample(sample_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> SampleRead:
     """Archive the sample: out of lists and work, never deleted."""
     return service.archive(s, caller, sample_id, data)
 
 
-@router.post("/{sample_id}/restore", response_model=SampleRead)
+@router.post("/{sample_id:uuid}/restore", response_model=SampleRead)
 def restore_sample(sample_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> SampleRead:
     """Bring an archived sample back."""
     return service.archive(s, caller, sample_id, data, restore=True)
 
 
-@router.post("/{sample_id}/parents", response_model=Lineage)
+@router.post("/{sample_id:uuid}/parents", response_model=Lineage)
 def link_parents(sample_id: uuid.UUID, data: ParentLink, caller: Worker, s: SessionDep) -> Lineage:
     """Record that this sample derives from these parents by an operation. A link that would make the sample its
     own ancestor is refused (409)."""
     return lineage.link(s, caller, sample_id, data)
 
 
-@router.get("/{sample_id}/lineage", response_model=Lineage)
+@router.get("/{sample_id:uuid}/lineage", response_model=Lineage)
 def get_lineage(sample_id: uuid.UUID, caller: Reader, s: SessionDep,
                 direction: Literal["ancestors", "descendants"] = "ancestors",
                 depth: int = Query(default=MAX_DEPTH, ge=1, le=MAX_DEPTH, description="generations")) -> Response:
@@ -132,21 +132,21 @@ def get_lineage(sample_id: uuid.UUID, caller: Reader, s: SessionDep,
     return Response(lineage.graph(s, sample_id, direction, depth).model_dump_json(), media_type="application/json")
 
 
-@router.get("/{sample_id}/trace", response_model=Trace)
+@router.get("/{sample_id:uuid}/trace", response_model=Trace)
 def sample_trace(sample_id: uuid.UUID, caller: Reader, s: SessionDep) -> Trace:
     """Everything that happened to the sample, in time order: changes, runs, steps that named it, movements and
     hand-overs, lineage events, evidence files, each with who did it."""
     return trace.sample_trace(s, caller.org_id, sample_id)
 
 
-@router.post("/{sample_id}/moves", response_model=MovementRead, status_code=201)
+@router.post("/{sample_id:uuid}/moves", response_model=MovementRead, status_code=201)
 def move_sample(sample_id: uuid.UUID, data: Move, caller: Worker, s: SessionDep) -> MovementRead:
     """Move the sample to a storage location and/or hand it over to a member, with the reason (chain of
     custody; an audit entry)."""
     return custody.move(s, caller, sample_id, data)
 
 
-@router.get("/{sample_id}/locations", response_model=Whereabouts)
+@router.get("/{sample_id:uuid}/locations", response_model=Whereabouts)
 def sample_locations(sample_id: uuid.UUID, caller: Reader, s: SessionDep,
                      at: Instant | None = Query(default=None, description="the instant asked about (default: now)")
                      ) -> Whereabouts:
@@ -174,37 +174,37 @@ def list_batches(caller: Reader, s: SessionDep, status: BatchStatus | None = Non
                                 limit=limit)
 
 
-@batch_router.get("/{batch_id}", response_model=BatchDetail)
+@batch_router.get("/{batch_id:uuid}", response_model=BatchDetail)
 def get_batch(batch_id: uuid.UUID, caller: Reader, s: SessionDep) -> BatchDetail:
     """The batch, its record and its samples."""
     return batches.get(s, batch_id)
 
 
-@batch_router.patch("/{batch_id}", response_model=BatchRead)
+@batch_router.patch("/{batch_id:uuid}", response_model=BatchRead)
 def update_batch(batch_id: uuid.UUID, data: BatchUpdate, caller: Worker, s: SessionDep) -> BatchRead:
     """Correct the name or (while open) the batch record, naming the revision you read and why."""
     return batches.update(s, caller, batch_id, data)
 
 
-@batch_router.post("/{batch_id}/status", response_model=BatchRead)
+@batch_router.post("/{batch_id:uuid}/status", response_model=BatchRead)
 def change_batch_status(batch_id: uuid.UUID, data: BatchStatusChange, caller: Worker, s: SessionDep) -> BatchRead:
     """Release or reject an open batch, close a decided one (lab managers: samples.manage), with the reason."""
     return batches.change_status(s, caller, batch_id, data)
 
 
-@batch_router.post("/{batch_id}/archive", response_model=BatchRead)
+@batch_router.post("/{batch_id:uuid}/archive", response_model=BatchRead)
 def archive_batch(batch_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> BatchRead:
     """Archive the batch: out of lists and work, never deleted."""
     return batches.archive(s, caller, batch_id, data)
 
 
-@batch_router.post("/{batch_id}/restore", response_model=BatchRead)
+@batch_router.post("/{batch_id:uuid}/restore", response_model=BatchRead)
 def restore_batch(batch_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> BatchRead:
     """Bring an archived batch back."""
     return batches.archive(s, caller, batch_id, data, restore=True)
 
 
-@batch_router.get("/{batch_id}/trace", response_model=Trace)
+@batch_router.get("/{batch_id:uuid}/trace", response_model=Trace)
 def batch_trace(batch_id: uuid.UUID, caller: Reader, s: SessionDep) -> Trace:
     """Everything that happened to the batch, in time order: changes and decisions, runs, steps that named it,
     its samples, evidence files."""
