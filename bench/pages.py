@@ -81,12 +81,16 @@ def seed_runs(app: TenantSessions, caller: Caller, n: int) -> list[str]:
     with app.begin(caller.org_id) as s:
         keys = [r.key for r in s.execute(text("SELECT DISTINCT p.key FROM protocols p JOIN protocol_versions v"
                                                              " ON v.protocol_id = p.id WHERE v.status = 'approved'"))]
+        usable = text("SELECT code FROM samples WHERE org_id = :o AND status IN ('received', 'in_use')"
+                      " ORDER BY code LIMIT 8")  # the demo lab's material: subjects must be real and usable
+        codes = [r.code for r in s.execute(usable, {"o": caller.org_id})]
     task_ids = []
     for i in range(n):
         acting = replace(caller, context=RequestContext(request_id=str(uuid.uuid4())))
         with app.begin(caller.org_id) as s:
             run, plan, _ = runs.launch(s, acting, RunLaunch(protocol_key=keys[i % len(keys)],
-                                                            subjects=[Subject(type="sample", id=f"S-{i:05d}")]))
+                                                            subjects=[Subject(type="sample", id=codes[i % len(codes)])]
+                                                            if codes else []))
             node = first_task(plan.root)
             if node is None:
                 continue

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # An evidence file (a photo, a printout), uploaded as multipart: larger ones are answered 413 unstored.
     evidence_max_bytes: int = Field(default=25 << 20, ge=1024)
 
+    # Where the worker, the sink and Flight SQL touch a liveness file after each heartbeat (container health checks).
+    alive_dir: Path | None = None
+
     # Where the worker, the sink and Flight SQL expose /metrics (the API serves it on its own port). Unset = off.
     metrics_host: str = "127.0.0.1"
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import threading
 from pathlib import Path
 
@@ -21,13 +20,15 @@ def beat(sessions: TenantSessions, service: str) -> None:
         s.execute(_UPSERT, {"s": service, "i": f"{socket.gethostname()}:{os.getpid()}"})
 
 
-def alive_file(service: str) -> Path:
-    """Touched after each beat that reached the database: a container health check reads its age
-    (docker-compose.yml), so a service that hangs or lost its database is restarted."""
-    return Path(tempfile.gettempdir()) / f"flasktrack-{service}.alive"
+def alive_file(service: str, folder: Path | str) -> Path:
+    """Touched after each beat that reached the database, in the folder `FLASKTRACK_ALIVE_DIR` names: a container
+    health check reads its age (docker-compose.yml sets /tmp), so a service that hangs or lost its database is
+    restarted. Unset (a developer's machine), no file is written and nothing is left behind."""
+    return Path(folder) / f"flasktrack-{service}.alive"
 
 
-def start_heartbeat(sessions: TenantSessions, service: str, every_s: float = 5.0) -> threading.Event:
+def start_heartbeat(sessions: TenantSessions, service: str, every_s: float = 5.0,
+                    alive_dir: Path | None = None) -> threading.Event:
     """Report every few seconds from a daemon thread; set the returned event to stop."""
     stop = threading.Event()
 
@@ -35,7 +36,8 @@ def start_heartbeat(sessions: TenantSessions, service: str, every_s: float = 5.0
         while not stop.is_set():
             try:
                 beat(sessions, service)
-                alive_file(service).touch()
+                if alive_dir is not None:
+                    alive_file(service, alive_dir).touch()
             except Exception:  # noqa: BLE001, S110 - a missed beat shows as "down", which is the point
                 pass
             stop.wait(every_s)

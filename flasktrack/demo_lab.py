@@ -51,6 +51,8 @@ def _item(s: Session, caller: Caller, kind: Kind, name: str, parent: uuid.UUID |
 def seed_demo_lab(owner: TenantSessions, manager: Caller, technician: Caller) -> bool:
     """Create the demo lab's material unless the organization has registry records already. True when created."""
     with owner.begin(manager.org_id) as s:
+        if s.execute(text("SELECT to_regclass('registry_items')")).scalar() is None:
+            return False  # a database not yet upgraded to the registries (migration 0013)
         if s.execute(text("SELECT 1 FROM registry_items WHERE org_id = :o LIMIT 1"), {"o": manager.org_id}).first():
             return False
         today = dt.date.today()

@@ -135,10 +135,9 @@ def print_banner(settings: Settings, temporal_ui: str | None, seeded: bool, ca_f
                               "ADBC adbc.flight.sql.client_option.tls_root_certs)")
     if temporal_ui:
         t.add_row("Temporal UI", temporal_ui)
+    ports = [p for p in (settings.worker_metrics_port, settings.sink_metrics_port, settings.flight_metrics_port) if p]
     t.add_row("Metrics", f"{http}://{settings.api_host}:{settings.api_port}/metrics; worker, sink, Flight SQL: "
-                         + ", ".join(f"http://{settings.metrics_host}:{p}/metrics"
-                                     for p in (settings.worker_metrics_port, settings.sink_metrics_port,
-                                               settings.flight_metrics_port) if p))
+                         f"{settings.metrics_host} ports {', '.join(map(str, ports))} (/metrics, plain HTTP)")
     t.add_row("Data", str(settings.data_dir.resolve()))
     console.print(t)
     title = f"Demo logins (org '{DEMO_ORG}', password '{DEMO_PASSWORD}')"

@@ -116,7 +116,7 @@ def run_flight(settings: Settings) -> None:
         pair = ServerCertificate.from_files(settings.tls_cert_file, settings.tls_key_file)
         tls = [flight.CertKeyPair(pair.cert_pem, pair.key_pem)]
     sessions = TenantSessions(make_engine(app_url(settings), pool_size=4))
-    stop_beat = start_heartbeat(sessions, "flight")
+    stop_beat = start_heartbeat(sessions, "flight", alive_dir=settings.alive_dir)
     metrics.serve(settings.metrics_host, settings.flight_metrics_port)
     settings_lake = settings.resolved_lake_uri
     log.info("flight sql serving", host=settings.flight_host, port=settings.flight_port, lake=settings_lake,

@@ -39,7 +39,7 @@ def run_sink(settings: Settings, stop: threading.Event | None = None, *, fault_h
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     sink = build_sink(settings, fault_hook=fault_hook)
-    beats = start_heartbeat(TenantSessions(sink.engine), "sink")
+    beats = start_heartbeat(TenantSessions(sink.engine), "sink", alive_dir=settings.alive_dir)
     metrics.serve(settings.metrics_host, settings.sink_metrics_port)
     log.info("lake sink starting", lake=sink.lake.root, batch_rows=sink.config.batch_rows,
              batch_max_age_s=sink.config.batch_max_age_s)

@@ -19,8 +19,8 @@ PASSWORD = "correct horse battery staple"
 # Material every test organization has, under the codes the run tests name as subjects and in sample_ref /
 # batch_ref fields (runs take only existing, usable material).
 SAMPLE_CODES = ("S-1", "S-7", "S-A-1", "S-B-2", "S-R-1", "S-C-1", "S-H-1", "S-T-1", "S-L-1", "S-L-2", "S-UI",
-                "S-2024-0042", "GS-0042", "pBIN19-GFP", "AG-2024-117")
-BATCH_CODES = ("NT-B12", "MS-SEL-7", "MS-SEL-8")
+                "S-2024-0042", "GS-0042", "pBIN19-GFP", "AG-2024-117", "S-LIVE-1")
+BATCH_CODES = ("NT-B12", "MS-SEL-7", "MS-SEL-8", "B-7")
 
 
 def seed_material(owner: TenantSessions, org_id: uuid.UUID, samples: tuple[str, ...] | list[str] = SAMPLE_CODES,

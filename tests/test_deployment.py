@@ -105,7 +105,7 @@ def test_every_long_running_service_has_a_health_check():
     from core.heartbeat import alive_file
 
     for name in ("worker", "sink", "flight"):  # their check reads the file their heartbeat touches (in /tmp)
-        assert f"'/tmp/{alive_file(name).name}'" in " ".join(services[name]["healthcheck"]["test"]), name
+        assert f"'/tmp/{alive_file(name, '/tmp').name}'" in " ".join(services[name]["healthcheck"]["test"]), name
 
 
 def test_two_workers_run():

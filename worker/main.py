@@ -69,7 +69,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                     signing_key=signing_key(settings),
                     store=CheckpointStore(settings.resolved_checkpoint_dir),
                     checkpoint_interval_s=settings.checkpoint_interval_s).start()
-    beats = start_heartbeat(sessions, "worker")
+    beats = start_heartbeat(sessions, "worker", alive_dir=settings.alive_dir)
     metrics.serve(settings.metrics_host, settings.worker_metrics_port)
     try:
         client = await connect(settings, stop)

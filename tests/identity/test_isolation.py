@@ -113,6 +113,7 @@ REVIEWED_DEFINER_FUNCTIONS = {
     "audit_seal": "links one org's pending entries into its chain; returns a count",
     "audit_seal_all": "the background sealer's sweep; returns a count",
     "audit_log_orgs": "ids of the orgs that have a chain, for periodic checkpoints",
+    "audit_seal_lag": "one number: the age of the oldest pending entry (the sealers' metric), no content",
     "auth_user_by_email": "login: the account's id, name, password hash, disabled flag for one email",
     "auth_user_memberships": "login: one account's active memberships",
     "auth_resolve_session": "bearer token hash → its session",

@@ -117,7 +117,11 @@ def test_agrobacterium_run_over_http(client, temporal_api, owner, org_a):
                            {"r": run_id}).all()
     assert sig.meaning == "approved" and len(sig.content_hash) == 64
     topics = {o.topic for o in outbox}
-    assert topics == {"run", "step_event", "form_submission"}
+    # … and the material the inoculation made: one explant plate per co-cultivation plate, derived from the
+    # suspension by transformation (the protocol's `produces`), each with its custody entry.
+    assert topics == {"run", "step_event", "form_submission", "lineage_edge", "sample_movement"}
+    edges = [o.payload for o in outbox if o.topic == "lineage_edge"]
+    assert len(edges) == 12 and {e["operation"] for e in edges} == {"transformation"}
     revisions = [o.payload for o in outbox if o.topic == "run"]
     assert [p["status"] for p in revisions] == ["running", "completed"] and [p["revision"] for p in revisions] == [1, 2]
     assert set(revisions[0]) == {"run_id", "org_id", "protocol_key", "protocol_version", "status", "launched_by",
