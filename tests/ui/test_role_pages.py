@@ -19,7 +19,8 @@ from tests.ui.conftest import csrf_of, log_in, pages_client
 
 def signed_in(client, org, role):  # type: ignore[no-untyped-def]
     web = pages_client(client)
-    assert log_in(web, org.users[role][1], PASSWORD).status_code == 303
+    # The organization named: another test may have invited this person elsewhere (then the page asks which).
+    assert log_in(web, org.users[role][1], PASSWORD, org=org.slug).status_code == 303
     return web
 
 
