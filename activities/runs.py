@@ -28,12 +28,15 @@ from temporalio.exceptions import ApplicationError
 from core import metrics
 from core.db import TenantSessions
 from domain.approvals import service as approvals
+from domain.compliance import authorizations
 from domain.errors import DomainError, Invalid
 from domain.notifications import DatabaseNotifier, Notifier
 from domain.roles import SYSTEM_ACTOR
 from domain.runs import records
 from domain.runs import service as runs
 from domain.runs.messages import (
+    AuthorizationCheck,
+    CheckAuthorizations,
     CompleteTask,
     ControlRun,
     DecideApproval,
@@ -75,7 +78,7 @@ class RunActivities(RunRecords):
 
     def all(self) -> list[Callable[..., object]]:
         return [self.open_step, self.complete_task, self.decide_approval, self.escalate, self.record_event,
-                self.control_run, self.finish_run]
+                self.control_run, self.finish_run, self.check_authorizations]
 
     def _guarded(self, run: RunRef, work: Callable[[], T]) -> T:
         name = activity.info().activity_type
@@ -172,4 +175,11 @@ class RunActivities(RunRecords):
         def work() -> str:
             with self.sessions.begin(msg.run.org_id) as s:
                 return runs.finish(s, msg)
+        return self._guarded(msg.run, work)
+
+    @activity.defn(name="check_authorizations")
+    def check_authorizations(self, msg: CheckAuthorizations) -> AuthorizationCheck:
+        def work() -> AuthorizationCheck:
+            with self.sessions.begin(msg.run.org_id) as s:
+                return authorizations.check_run(s, msg.run, msg.at)
         return self._guarded(msg.run, work)

@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
 from api import audit, docs, errors, health, identity, openapi
+from api import compliance as compliance_api
 from api import evidence as evidence_api
 from api import protocols as protocols_api
 from api import registry as registry_api
@@ -138,7 +139,7 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     # Every operation documents the one error model for each status it may answer (api/errors.py).
     for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router,
                    samples_api.router, samples_api.batch_router, registry_api.router,
-                   evidence_api.router):
+                   evidence_api.router, compliance_api.router, compliance_api.surface_router):
         app.include_router(router, responses=errors.AUTHENTICATED, dependencies=[Depends(request_id)])
     # The web pages (web/): HTML, under their own error handling, outside the JSON API's guards.
     app.mount(WEB_PREFIX, pages, name="web")

@@ -9,9 +9,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
 
-from api.deps import Instant, Permitted, SessionDep
+from api import temporal
+from api.deps import Instant, Permitted, PlatformDep, SessionDep, in_tx
 from api.paging import CursorQuery, SearchQuery
+from domain.compliance import checklists
+from domain.compliance import tags as compliance_tags
 from domain.pagination import Page
 from domain.roles import Caller, Permission
 from domain.samples import batches, custody, lineage, service, trace
@@ -117,10 +121,21 @@ def restore_sample(sample_id: uuid.UUID, data: ArchiveChange, caller: Manager, s
 
 
 @router.post("/{sample_id:uuid}/parents", response_model=Lineage)
-def link_parents(sample_id: uuid.UUID, data: ParentLink, caller: Worker, s: SessionDep) -> Lineage:
+async def link_parents(sample_id: uuid.UUID, data: ParentLink, caller: Worker, s: SessionDep,
+                       p: PlatformDep) -> Lineage:
     """Record that this sample derives from these parents by an operation. A link that would make the sample its
-    own ancestor is refused (409)."""
-    return lineage.link(s, caller, sample_id, data)
+    own ancestor is refused (409). Open runs on the sample (or its descendants) see their compliance surface
+    change: their tasks' checklist items follow (on record) and they check their authorizations again."""
+    graph, runs = await in_tx(s, _link, caller, sample_id, data)
+    await temporal.recheck_authorizations(p, runs)
+    return graph
+
+
+def _link(s: Session, caller: Caller, sample_id: uuid.UUID, data: ParentLink) -> tuple[Lineage, list[uuid.UUID]]:
+    graph = lineage.link(s, caller, sample_id, data)
+    runs = compliance_tags.runs_of_samples(s, [sample_id])
+    checklists.sync_runs(s, runs, why=f"sample {sample_id} has new parents")
+    return graph, runs
 
 
 @router.get("/{sample_id:uuid}/lineage", response_model=Lineage)

@@ -38,7 +38,15 @@ from domain.canonical import format_ts
 from domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
 from domain.runs.messages import RunInput
 from domain.runs.service import temporal_summary
-from workflows.run import ORG_ATTR, PROTOCOL_ATTR, SEARCH_ATTRIBUTES, STATUS_ATTR, SUBJECT_ATTR, ProtocolRun
+from workflows.run import (
+    AUTHORIZATION_RECHECK,
+    ORG_ATTR,
+    PROTOCOL_ATTR,
+    SEARCH_ATTRIBUTES,
+    STATUS_ATTR,
+    SUBJECT_ATTR,
+    ProtocolRun,
+)
 
 log = structlog.get_logger("flasktrack.api.temporal")
 
@@ -239,3 +247,19 @@ async def history_events(p: Platform, run_id: uuid.UUID) -> tuple[list[dict[str,
         events.append({"at": format_ts(e.event_time.ToDatetime(tzinfo=dt.UTC)), "event_id": e.event_id,
                        "type": kind, "summary": temporal_summary(kind, attrs), "attributes": _prune(attrs)})
     return events, {"available": True, "events": len(events), "run_id": history.run_id}, history.to_json_dict()
+
+
+async def recheck_authorizations(p: Platform, run_ids: Sequence[uuid.UUID | str]) -> int:
+    """Tell each run's workflow its surface or the authorizations changed (a signal; it checks again by itself).
+    Best effort, after the change is committed: a run not told now is told by its next expiry timer or change.
+    How many were told."""
+    if p.temporal is None or not run_ids:
+        return 0
+    told = 0
+    for run_id in run_ids:
+        try:
+            await p.temporal.get_workflow_handle(str(run_id)).signal(AUTHORIZATION_RECHECK)
+            told += 1
+        except (RPCError, RuntimeError) as exc:
+            log.warning("could not tell the run to check its authorizations", run_id=str(run_id), error=_why(exc))
+    return told

@@ -48,6 +48,10 @@ class Permission(StrEnum):
     registry_write = "registry.write"
     evidence_upload = "evidence.upload"
     evidence_read = "evidence.read"
+    compliance_read = "compliance.read"
+    compliance_tag = "compliance.tag"
+    compliance_manage = "compliance.manage"
+    authorizations_approve = "authorizations.approve"
 
 
 class AuditScope(StrEnum):
@@ -110,6 +114,14 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     # upload or a completion, with the permission each needs.
     Permission.evidence_upload: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician}),
     Permission.evidence_read: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
+    # Compliance: whoever works or inspects reads tags, surfaces, checklists, authorizations, qualifications and
+    # statuses; scientists and lab managers tag material and protocols (with the reason); lab managers keep the
+    # vocabulary, frameworks, rules, authorization records and training records; an authorization is put in force
+    # by an approver's e-signature (never the person who recorded it).
+    Permission.compliance_read: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
+    Permission.compliance_tag: frozenset({R.owner, R.admin, R.lab_manager, R.scientist}),
+    Permission.compliance_manage: frozenset({R.owner, R.admin, R.lab_manager}),
+    Permission.authorizations_approve: frozenset({R.owner, R.admin}),
 }
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from temporalio import activity
 
 from domain.runs.messages import (
+    AuthorizationCheck,
+    CheckAuthorizations,
     CompleteTask,
     ControlRun,
     DecideApproval,
@@ -61,3 +63,8 @@ class RunRecords:
         """The run's end (completed, or rejected at an approval that ends it)."""
         raise NotImplementedError
 
+
+    @activity.defn(name="check_authorizations")
+    def check_authorizations(self, msg: CheckAuthorizations) -> AuthorizationCheck:
+        """Whether the run's surface needs an authorization it lacks now (a hold placed or lifted is on record)."""
+        raise NotImplementedError

@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.runs.messages import (
         ENDED,
         ActorRef,
+        CheckAuthorizations,
         CompleteTask,
         Completion,
         Control,
@@ -87,7 +88,9 @@ STATUS_ATTR = SearchAttributeKey.for_keyword("FlasktrackStatus")
 SEARCH_ATTRIBUTES = (ORG_ATTR, PROTOCOL_ATTR, SUBJECT_ATTR, STATUS_ATTR)
 # workflow.patched ids: each guards one change of the interpreter for runs started before it (module doc).
 END_STATES = "end-states"  # runs started before end in COMPLETED as they did
-PATCHES = (END_STATES,)
+AUTHORIZATION_HOLD = "authorization-hold"  # runs started before check no authorizations
+PATCHES = (END_STATES, AUTHORIZATION_HOLD)
+AUTHORIZATION_RECHECK = "recheck_authorizations"  # the signal: the surface or the authorizations changed
 CANCEL_GRACE = dt.timedelta(minutes=1)
 TEMPORAL_CANCEL = ActorRef(type="system", id="temporal", display="Temporal (cancellation request)")
 
@@ -145,6 +148,12 @@ class ProtocolRun:
         # (step, iteration) → when it fires and the step's title: for `state`
         self.timers: dict[tuple[str, int], tuple[dt.datetime, str]] = {}
         self.hold_reason: str | None = None
+        # authorization hold (domain/compliance/authorizations.py): held while the surface needs an authorization
+        # the run lacks; checked at start, on the recheck signal and when the authorization relied on expires
+        self.auth_held = False
+        self.auth_reasons: list[str] = []
+        self.auth_expiry: dt.datetime | None = None
+        self.recheck = False
         self.cancel_reason: str | None = None
         self.rejected_at = ""
 
@@ -177,6 +186,9 @@ class ProtocolRun:
             raise
 
     async def _interpret(self, inp: RunInput) -> str:
+        if workflow.patched(AUTHORIZATION_HOLD):
+            await self._check_authorizations()
+            self._watcher = asyncio.create_task(self._watch_authorizations())
         try:
             await self._sequence(inp.plan.root, start=inp.resume.next_index if inp.resume else 0, root=True)
             await self._record(RunRecords.finish_run, FinishRun(run=inp.run, status="completed"))
@@ -188,6 +200,39 @@ class ProtocolRun:
                     run=inp.run, status="rejected", reason="rejected at an approval that ends the run"))
                 self._index("rejected")
             return stopped.status
+
+    # ------------------------------------------------------------------ authorization hold
+
+    def _paused(self) -> bool:
+        return self.held or self.auth_held
+
+    async def _check_authorizations(self) -> None:
+        check = await self._record(RunRecords.check_authorizations,
+                                   CheckAuthorizations(run=self.inp.run, at=workflow.now()))
+        self.auth_held, self.auth_reasons, self.auth_expiry = check.held, list(check.reasons), check.next_expiry
+        self._index(self.stop or ("on_hold" if self._paused() else "running"))
+
+    async def _watch_authorizations(self) -> None:
+        """Check again when told the surface or the authorizations changed, and when the authorization the run
+        relies on ends: a durable wait, so a hold placed by expiry needs nobody awake."""
+        while not self.finished and self.stop is None and not self.continuing:
+            timeout = None
+            if self.auth_expiry is not None:
+                timeout = max(self.auth_expiry - workflow.now(), dt.timedelta(seconds=1))
+            try:
+                await workflow.wait_condition(
+                    lambda: self.recheck or self.finished or self.stop is not None or self.continuing, timeout=timeout)
+            except TimeoutError:
+                pass
+            if self.finished or self.stop is not None or self.continuing:
+                return
+            self.recheck = False
+            await self._check_authorizations()
+
+    @workflow.signal(name=AUTHORIZATION_RECHECK)
+    def recheck_authorizations(self) -> None:
+        """The run's surface or the organization's authorizations changed: check again (no answer)."""
+        self.recheck = True
 
     async def _end_as(self, status: str) -> None:
         """End a stopped run in a Temporal state that says so (the UI shows COMPLETED otherwise): rejected runs
@@ -269,7 +314,7 @@ class ProtocolRun:
                 raise result
 
     async def _timer(self, node: TimerNode, iteration: int) -> None:
-        await self._wait(lambda: not self.held)
+        await self._wait(lambda: not self._paused())
         duration = self._scaled(node.duration_seconds)
         fires_at = workflow.now() + duration
         await self._event(node.key, "timer", "timer_started", iteration,
@@ -285,7 +330,7 @@ class ProtocolRun:
 
     async def _human(self, node: HumanStep, iteration: int, path: Path) -> _Pending:
         """Open the step for people and wait until it is done, escalating each level as its time passes."""
-        await self._wait(lambda: not self.held)
+        await self._wait(lambda: not self._paused())
         ahead = self.opened_ahead.pop(self._task_id(node, iteration), None)
         opening = ahead or self._opening(node, iteration)
         task_id, due = opening.task_id, opening.due_at
@@ -302,8 +347,8 @@ class ProtocolRun:
                     await self._wait(lambda: pending.done, timeout=at - workflow.now())
                 except TimeoutError:
                     pass
-            if not pending.done and self.held:  # a held run escalates nothing until it resumes
-                await self._wait(lambda: pending.done or not self.held)
+            if not pending.done and self._paused():  # a held run escalates nothing until it resumes
+                await self._wait(lambda: pending.done or not self._paused())
             if pending.done:
                 break
             assert due is not None
@@ -373,6 +418,10 @@ class ProtocolRun:
     @resume.validator
     def _validate_resume(self, c: Control) -> None:
         self._check_running()
+        if self.auth_held:
+            raise ApplicationError(f"the run is on authorization hold ({'; '.join(self.auth_reasons)}): it resumes "
+                                   "by itself once the authorization is granted", type="WrongState",
+                                   non_retryable=True)
         if not self.held:
             raise ApplicationError("the run is not on hold", type="WrongState", non_retryable=True)
 
@@ -386,17 +435,19 @@ class ProtocolRun:
 
     @workflow.query
     def state(self) -> RunState:
-        status = self.stop or ("completed" if self.finished else "on_hold" if self.held else "running")
+        status = self.stop or ("completed" if self.finished else "on_hold" if self._paused() else "running")
         if status in ENDED:  # an ended run waits for nothing, whatever was open when it ended
             return RunState(run_id=self.inp.run.run_id, status=status, held=self.held, open_tasks=[],
                             reached=dict(self.reached))
         tasks = self._open_tasks()
         waiting = [Waiting(kind="hold", reason=self.hold_reason)] if self.held else []
+        if self.auth_held:
+            waiting.append(Waiting(kind="hold", reason="authorization hold: " + "; ".join(self.auth_reasons)))
         waiting += [Waiting(kind=t.kind, step_key=t.step_key, title=t.title, task_id=t.task_id, iteration=t.iteration,
                             until=t.due_at) for t in tasks]
         waiting += [Waiting(kind="timer", step_key=key, title=title, iteration=i, until=at)
                     for (key, i), (at, title) in self.timers.items()]
-        return RunState(run_id=self.inp.run.run_id, status=status, held=self.held, open_tasks=tasks,
+        return RunState(run_id=self.inp.run.run_id, status=status, held=self._paused(), open_tasks=tasks,
                         reached=dict(self.reached), waiting_for=waiting)
 
     def _check_running(self) -> None:
@@ -437,9 +488,9 @@ class ProtocolRun:
             self.stop = "cancelled"
             self.cancel_reason = f"by {c.actor.display}: {c.reason}"
         else:
-            self.held = status == "on_hold"
+            self.held = c.action == "hold" if self.auth_held else status == "on_hold"
             self.hold_reason = c.reason if self.held else None
-        self._index(self.stop or ("on_hold" if self.held else "running"))
+        self._index(self.stop or ("on_hold" if self._paused() else "running"))
         return self.state().model_copy(update={"actor_id": c.actor.id})
 
     # ------------------------------------------------------------------ opening ahead
@@ -450,7 +501,7 @@ class ProtocolRun:
         activity, not two. A held or stopping run opens nothing ahead. `_human` takes an opening from
         `opened_ahead` instead of recording it again; whatever navigation cannot tell is left to it.
         """
-        if self.held or self.stop is not None:
+        if self._paused() or self.stop is not None:
             return []
         values: dict[str, Mapping[str, object]] = dict(self.values)
         if raw_values is not None:

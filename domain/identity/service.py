@@ -56,6 +56,9 @@ def create_org(session: Session, *, slug: str, name: str, actor: Actor = SYSTEM_
         )
     audit.record(session, org_id=org_id, actor=actor, action="create", entity_type="organization",
                  entity_id=org_id, after={"slug": slug, "name": name})
+    from domain.compliance import vocabulary  # here: compliance reads identity (signatures)
+
+    vocabulary.seed(session, org_id)
     return OrgRead(id=org_id, slug=slug, name=name)
 
 

@@ -421,7 +421,14 @@ class _Compiler:
             escalation=self._escalation(step.escalation, step.due, f"{path}.escalation"),
             produces=self._produces(step, path),
             consumes=self._consumes(step, path),
+            requires_qualification=self._qualification(step, path),
         )
+
+    def _qualification(self, step: TaskStep, path: str) -> str | None:
+        course = step.requires_qualification
+        if course is not None and not re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", course):
+            self.problem(f"{path}.requires_qualification", f"'{course}' is not a course key (e.g. biosafety_bsl2)")
+        return course
 
     def _ref_field(self, step: TaskStep, key: str, path: str, types: tuple[str, ...]) -> None:
         field = _field_named(step.form, key)

@@ -33,6 +33,8 @@ REGULATORY_TAGS = frozenset(
         "export_control",
         "hazardous_chemical",
         "human_derived",
+        "radioactive",
+        "plant_pest",
         "animal_derived",
     }
 )
@@ -117,6 +119,7 @@ class TaskStep(_StepDef):
     escalation: EscalationDef | None = None
     produces: ProducesDef | None = None
     consumes: list[str] = []  # sample_ref fields whose samples the step uses up
+    requires_qualification: str | None = None  # a course whose current training record the performer must have
 
 
 class ApprovalStep(_StepDef):

@@ -100,6 +100,7 @@ class TaskNode(_Node):
     escalation: list[EscalationLevel] = []
     produces: Produces | None = None
     consumes: list[str] = []  # sample_ref fields whose samples completing the step marks consumed
+    requires_qualification: str | None = None  # the course whose current training record the performer needs
 
 
 class ApprovalNode(_Node):

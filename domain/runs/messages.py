@@ -72,6 +72,21 @@ class RunInput(_Message):
     indexed: bool = False  # the API set the run's search attributes: the workflow keeps FlasktrackStatus current
 
 
+class CheckAuthorizations(_Message):
+    """The run asks whether its surface needs an authorization it lacks, as of `at` (workflow time)."""
+
+    run: RunRef
+    at: dt.datetime
+
+
+class AuthorizationCheck(_Message):
+    """Held for want of an authorization, and why; when the earliest authorization the run relies on ends."""
+
+    held: bool
+    reasons: list[str] = []
+    next_expiry: dt.datetime | None = None
+
+
 class TaskBrief(_Message):
     task_id: str
     step_key: str

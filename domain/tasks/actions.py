@@ -48,7 +48,9 @@ def common_gates(task: TaskRow, run: RunRow, actor: ActorRef) -> tuple[list[str]
         forbidden.append(f"role: {actor.role} may not perform step '{task.step_key}' (allowed: {allowed})")
     if task.claimed_by is not None and str(task.claimed_by) != actor.user_id:
         conflicts.append(f"claim: the task is claimed by {task.claimed_by_display}; they must release it first")
-    if run.status == "on_hold":
+    if run.status == "on_hold" and (run.status_reason or "").startswith("authorization hold: "):
+        conflicts.append(f"run: on {run.status_reason}; it resumes by itself once the authorization is granted")
+    elif run.status == "on_hold":
         conflicts.append(f"run: on hold ({run.status_reason}); a lab manager must resume it before work goes on")
     elif run.status != "running":
         conflicts.append(f"run: {run.status}; it takes no more work")

@@ -10,10 +10,12 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from domain import audit
+from domain import audit, compliance
+from domain.protocols.plan import TaskNode
 from domain.roles import SYSTEM_ACTOR, Actor
 from domain.runs import records
 from domain.runs.messages import ENDED, OpenStep, RunRef, TaskBrief
+from domain.runs.rows import run_row
 
 
 def open_task(session: Session, msg: OpenStep) -> TaskBrief:
@@ -44,6 +46,8 @@ def open_task(session: Session, msg: OpenStep) -> TaskBrief:
                  entity_id=msg.task_id, after={"status": "open", "run_id": msg.run.run_id, "step_key": step.key,
                                                "kind": step.kind, "iteration": msg.iteration,
                                                "roles": list(step.roles), "due_at": msg.due_at})
+    if isinstance(step, TaskNode):
+        compliance.task_opened(session, run_row(session, msg.run.run_id), msg.task_id, step)
     return brief
 
 

@@ -66,6 +66,10 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
         if prior is not None and prior[0] == c.task_id:
             return prior[1]  # this very request completed it: the first answer again
     forbidden, conflicts = common_gates(task, run_row, c.actor)
+    more_forbidden, more_conflicts = compliance.completion_gates(session, run_row, msg.step, c.actor.user_id)
+    forbidden += more_forbidden
+    conflicts += [why for why in more_conflicts if not why.startswith("run:") or not any(
+        x.startswith("run:") for x in conflicts)]
     step = msg.step.model_copy(update={"checklist": checklist_for(session, run_row, msg.step)})
     invalid = [str(p) for p in validate_submission(step, c.values, c.checklist)]
     named = {why.split(":")[0] for why in invalid}
@@ -106,6 +110,11 @@ def complete(session: Session, msg: CompleteTask) -> Outcome:
                         "submission_id": submission_id, "values": values, "checklist": confirmed,
                         "evidence": c.evidence, "evidence_sha256": hashes},
                  context=c.request, occurred_at=at)
+    required = [k for k in confirmed if k.startswith(compliance.PREFIX)]
+    if required:
+        audit.record(session, org_id=run.org_id, actor=SYSTEM_ACTOR, action="compliance_gate_passed",
+                     entity_type="task", entity_id=c.task_id, after={"confirmed": required, "by": actor.display},
+                     reason="every compliance checklist item the surface requires was confirmed", occurred_at=at)
     outcome = Outcome(ok=True, task_id=c.task_id, run_id=run.run_id, step_key=step.key, iteration=msg.iteration,
                       result="completed", submission_id=submission_id, closed_at=at, values=values,
                       actor_id=c.actor.id)

@@ -17,6 +17,8 @@ from temporalio import activity, workflow
 
 from domain.protocols.forms import normalize_values
 from domain.runs.messages import (
+    AuthorizationCheck,
+    CheckAuthorizations,
     CompleteTask,
     ControlRun,
     DecideApproval,
@@ -45,7 +47,7 @@ class StandInRecords(RunRecords):
 
     def all(self) -> list[Callable[..., object]]:
         return [self.open_step, self.complete_task, self.decide_approval, self.escalate, self.record_event,
-                self.control_run, self.finish_run]
+                self.control_run, self.finish_run, self.check_authorizations]
 
     def _keep(self, run: RunRef, msg: object) -> None:
         with self._lock:
@@ -55,6 +57,11 @@ class StandInRecords(RunRecords):
         """The messages of one kind recorded for one run (each record takes its own kind of message)."""
         with self._lock:
             return [m for r, m in self.calls if r == run_id and isinstance(m, kind)]
+
+    @activity.defn(name="check_authorizations")
+    def check_authorizations(self, msg: CheckAuthorizations) -> AuthorizationCheck:
+        self._keep(msg.run, msg)
+        return AuthorizationCheck(held=False)
 
     @activity.defn(name="open_step")
     def open_step(self, msg: OpenStep) -> TaskBrief:

@@ -32,7 +32,7 @@ def interface() -> dict[str, str]:
 def test_every_implementation_answers_to_every_record_by_its_name():
     records = interface()
     assert records == {n: n for n in ("open_step", "complete_task", "decide_approval", "escalate", "record_event",
-                                      "control_run", "finish_run")}
+                                      "control_run", "finish_run", "check_authorizations")}
     database = RunActivities.__new__(RunActivities)  # no database needed to read its activities
     for implementation in (database, StandInRecords()):
         assert names(implementation.all()) == set(records.values())

@@ -1,0 +1,318 @@
+"""The compliance surface: the regulatory tags a sample, batch or run carries, derived, never typed in, each with
+the path that brought it.
+
+A sample's surface is its own tags; its batch's; those of the strains, plasmids and ingredient lots it is made of
+(and their species or ingredient); the protocol and step of the run that made it; and all of that again for every
+ancestor through lineage, with the derivations between. A batch's is its own tags, those of the run that made it
+and its samples' surfaces; a run's is its protocol's (and its steps', each for that step only) plus its subjects'.
+
+Four statements whatever the depth: one recursive walk over `lineage_edges` (UNION keeps each edge once, so a
+graph of many diamonds costs its edges, never its paths), then the nodes, the tags held by the nodes (own, batch,
+components and their parent records) and the runs' protocol and step tags by id arrays. The shortest path from
+each ancestor to its subject is found in Python over the walked edges (breadth first).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from domain.compliance.models import Hop, Provenance, Surface, SurfaceTag
+from domain.errors import NotFound
+
+MAX_EDGES = 50_000  # one walk's edges; beyond it the farthest ancestors are left out
+MAX_PATHS = 10  # paths shown per tag (all are counted)
+MAX_BATCH_SAMPLES = 500
+
+_WALK = text(
+    "WITH RECURSIVE up(parent_id, child_id, operation, run_id, step_key) AS ("
+    " SELECT e.parent_id, e.child_id, e.operation, e.run_id, e.step_key FROM lineage_edges e"
+    "  WHERE e.child_id = ANY(CAST(:roots AS uuid[]))"
+    " UNION"
+    " SELECT e.parent_id, e.child_id, e.operation, e.run_id, e.step_key FROM up"
+    "  JOIN lineage_edges e ON e.child_id = up.parent_id"
+    ") SELECT parent_id, child_id, operation, run_id, step_key FROM up LIMIT :cap"
+)
+_NODES = text("SELECT id, code, sample_type, name, created_in_run, created_in_step FROM samples"
+              " WHERE id = ANY(CAST(:ids AS uuid[]))")
+# (holder sample, source type, source id, source code, source label, via item id, tag id)
+_HELD = text("""
+SELECT CAST(l.target_id AS uuid) AS holder, 'sample' AS src_type, CAST(l.target_id AS uuid) AS src_id,
+       NULL AS src_code, NULL AS src_name, NULL::uuid AS via_id, l.tag_id
+FROM compliance_tag_links l
+WHERE l.org_id = current_org() AND l.target_type = 'sample' AND l.target_id = ANY(CAST(:texts AS text[]))
+UNION ALL
+SELECT s.id, 'batch', b.id, b.code, b.name, NULL::uuid, l.tag_id
+FROM samples s JOIN batches b ON b.id = s.batch_id
+JOIN compliance_tag_links l ON l.org_id = current_org() AND l.target_type = 'batch' AND l.target_id = b.id::text
+WHERE s.id = ANY(CAST(:ids AS uuid[]))
+UNION ALL
+SELECT c.sample_id, i.kind, i.id, i.code, i.name, CASE WHEN i.id = ci.id THEN NULL ELSE ci.id END, l.tag_id
+FROM sample_components c JOIN registry_items ci ON ci.id = c.item_id
+JOIN registry_items i ON i.id = ci.id OR i.id = ci.parent_id
+JOIN compliance_tag_links l ON l.org_id = current_org() AND l.target_type = 'registry_item' AND l.target_id = i.id::text
+WHERE c.sample_id = ANY(CAST(:ids AS uuid[]))
+""")
+_ITEMS = text("SELECT id, kind, code, name FROM registry_items WHERE id = ANY(CAST(:ids AS uuid[]))")
+_RUNS = text("SELECT r.id, r.protocol_key, r.protocol_version_id, pv.version,"
+             " coalesce(pv.plan -> 'regulatory_tags', '[]'::jsonb) AS plan_tags"
+             " FROM runs r JOIN protocol_versions pv ON pv.id = r.protocol_version_id"
+             " WHERE r.id = ANY(CAST(:ids AS uuid[]))")
+_PROTOCOL_TAGS = text(
+    "SELECT l.target_type, l.target_id, l.step_key, l.tag_id FROM compliance_tag_links l"
+    " WHERE l.org_id = current_org() AND ((l.target_type = 'protocol' AND l.target_id = ANY(CAST(:keys AS text[])))"
+    " OR (l.target_type = 'step' AND l.target_id = ANY(CAST(:versions AS text[]))))")
+_TAGS = text("SELECT id, key, name, framework FROM compliance_tags WHERE org_id = current_org()"
+             " AND archived_at IS NULL")
+
+
+@dataclass(frozen=True)
+class _Tag:
+    key: str
+    name: str
+    framework: str
+
+
+@dataclass(frozen=True)
+class _Run:
+    id: uuid.UUID
+    protocol_key: str
+    version_id: uuid.UUID
+    version: int
+    plan_tags: list[str]
+
+    def label(self) -> str:
+        return f"run {self.protocol_key} v{self.version} {str(self.id)[:8]}"
+
+
+@dataclass
+class _Found:
+    """Tags found so far: key → [(path length, provenance)]."""
+
+    entries: dict[str, list[tuple[int, Provenance]]]
+
+    def add(self, key: str, tag_name: str, hops: list[Hop], step_key: str | None = None) -> None:
+        text_ = " ← ".join([tag_name, *(h.label for h in hops)])
+        self.entries.setdefault(key, []).append(
+            (len(hops), Provenance(source=hops[0], path=hops, text=text_, step_key=step_key)))
+
+
+def _sample_hop(node: object) -> Hop:
+    return Hop(type="sample", id=str(node.id), code=node.code, label=f"{node.sample_type} {node.code}")  # type: ignore[attr-defined]
+
+
+class _Graph:
+    """The walked ancestry of some root samples: for each sample, the hop chain down to its nearest root."""
+
+    def __init__(self, session: Session, roots: list[uuid.UUID]) -> None:
+        edges = session.execute(_WALK, {"roots": roots, "cap": MAX_EDGES}).all()
+        ups: dict[uuid.UUID, list[tuple[uuid.UUID, object]]] = {}
+        for e in edges:
+            ups.setdefault(e.child_id, []).append((e.parent_id, e))
+        # breadth first from the roots: each ancestor's next hop towards its nearest root
+        self.down: dict[uuid.UUID, tuple[uuid.UUID, object] | None] = dict.fromkeys(roots)
+        queue = deque(roots)
+        while queue:
+            child = queue.popleft()
+            for parent, edge in sorted(ups.get(child, ()), key=lambda p: str(p[0])):
+                if parent not in self.down:
+                    self.down[parent] = (child, edge)
+                    queue.append(parent)
+        rows = session.execute(_NODES, {"ids": list(self.down)}).all()
+        self.nodes = {r.id: r for r in rows}
+        self.run_ids = {e.run_id for e in edges if e.run_id} | {r.created_in_run for r in rows if r.created_in_run}
+        self.roots = roots
+        self._chains: dict[uuid.UUID, list[Hop]] = {}
+        self.runs: dict[uuid.UUID, _Run] = {}
+
+    def chain(self, sample: uuid.UUID) -> list[Hop]:
+        """The sample and every derivation and sample after it down to its root, as hops."""
+        if sample in self._chains:
+            return self._chains[sample]
+        hops = [_sample_hop(self.nodes[sample])]
+        step = self.down.get(sample)
+        if step is not None:
+            child, edge = step
+            hops.append(self._derivation(edge))
+            hops += self.chain(child)
+        self._chains[sample] = hops
+        return hops
+
+    def _derivation(self, edge: object) -> Hop:
+        op, run_id, step_key = edge.operation, edge.run_id, edge.step_key  # type: ignore[attr-defined]
+        run = self.runs.get(run_id) if run_id else None
+        label = op + (f" {run.label()}" if run else "") + (f" step {step_key}" if step_key else "")
+        return Hop(type="derivation", id=str(run_id) if run_id else None, code=step_key, label=label)
+
+
+def _runs(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, _Run]:
+    if not ids:
+        return {}
+    return {r.id: _Run(r.id, r.protocol_key, r.protocol_version_id, r.version, list(r.plan_tags))
+            for r in session.execute(_RUNS, {"ids": list(ids)}).all()}
+
+
+def _protocol_tags(session: Session, runs: dict[uuid.UUID, _Run]) -> list[object]:
+    if not runs:
+        return []
+    return list(session.execute(_PROTOCOL_TAGS, {
+        "keys": sorted({r.protocol_key for r in runs.values()}),
+        "versions": sorted({str(r.version_id) for r in runs.values()})}).all())
+
+
+def _add_run_tags(found: _Found, tags: dict[uuid.UUID, _Tag], by_key: dict[str, _Tag], run: _Run,
+                  links: list[object], tail: list[Hop], step_key: str | None, *, own_run: bool) -> None:
+    """The tags of the run's protocol (its definition's and attached ones) and of its step `step_key` (every step's
+    when `own_run`: the run's own surface, each step's tag for that step only)."""
+    run_hop = Hop(type="run", id=str(run.id), code=run.protocol_key, label=run.label())
+    via = [] if own_run else [run_hop]
+    proto = Hop(type="protocol", id=run.protocol_key, code=run.protocol_key, label=f"protocol {run.protocol_key}")
+    for key in run.plan_tags:
+        if key in by_key:
+            found.add(key, by_key[key].name, [proto, *via, *tail])
+    for link in links:
+        t = tags.get(link.tag_id)  # type: ignore[attr-defined]
+        if t is None:
+            continue
+        if link.target_type == "protocol" and link.target_id == run.protocol_key:  # type: ignore[attr-defined]
+            found.add(t.key, t.name, [proto, *via, *tail])
+        elif link.target_type == "step" and link.target_id == str(run.version_id):  # type: ignore[attr-defined]
+            key = link.step_key  # type: ignore[attr-defined]
+            if own_run or key == step_key:
+                step = Hop(type="step", id=str(run.version_id), code=key,
+                           label=f"step {key} of {run.protocol_key} v{run.version}")
+                found.add(t.key, t.name, [step, *via, *tail], step_key=key if own_run else None)
+
+
+def _collect(session: Session, roots: list[uuid.UUID], found: _Found, tags: dict[uuid.UUID, _Tag],
+             by_key: dict[str, _Tag], tail: list[Hop], extra_runs: set[uuid.UUID] | None = None
+             ) -> tuple[_Graph, dict[uuid.UUID, _Run], list[object]]:
+    graph = _Graph(session, roots)
+    graph.runs = runs = _runs(session, graph.run_ids | (extra_runs or set()))
+    links = _protocol_tags(session, runs)
+    ids = list(graph.nodes)
+    held = session.execute(_HELD, {"ids": ids, "texts": [str(i) for i in ids]}).all()
+    via_items = {h.via_id for h in held if h.via_id}
+    items = {r.id: r for r in session.execute(_ITEMS, {"ids": list(via_items)}).all()} if via_items else {}
+    for h in held:
+        t = tags.get(h.tag_id)
+        if t is None or h.holder not in graph.nodes:
+            continue
+        chain = graph.chain(h.holder) + tail
+        if h.src_type == "sample":
+            hops = chain
+        else:
+            name = h.src_code if h.src_type == "batch" else h.src_name
+            src = Hop(type=h.src_type, id=str(h.src_id), code=h.src_code, label=f"{h.src_type} {name}")
+            hops = [src]
+            if h.via_id in items:
+                v = items[h.via_id]
+                hops.append(Hop(type=v.kind, id=str(v.id), code=v.code, label=f"{v.kind} {v.name}"))
+            hops += chain
+        found.add(t.key, t.name, hops)
+    # the protocol and step of the run that made each sample (by the edge that derived it, or its creation)
+    for sample, node in graph.nodes.items():
+        step = graph.down.get(sample)
+        made = [(node.created_in_run, node.created_in_step)] if node.created_in_run else []
+        if step is not None and step[1].run_id and not made:  # type: ignore[attr-defined]
+            made = [(step[1].run_id, step[1].step_key)]  # type: ignore[attr-defined]
+        for run_id, step_key in made:
+            if run_id in runs:
+                _add_run_tags(found, tags, by_key, runs[run_id], links, graph.chain(sample) + tail, step_key,
+                              own_run=False)
+    return graph, runs, links
+
+
+def _vocabulary(session: Session) -> tuple[dict[uuid.UUID, _Tag], dict[str, _Tag]]:
+    rows = session.execute(_TAGS).all()
+    tags = {r.id: _Tag(r.key, r.name, r.framework) for r in rows}
+    return tags, {t.key: t for t in tags.values()}
+
+
+def _answer(found: _Found, by_key: dict[str, _Tag], subject_type: str, subject_id: uuid.UUID, label: str,
+            ancestors: int) -> Surface:
+    out = []
+    for key in sorted(found.entries):
+        entries = sorted(found.entries[key], key=lambda e: (e[0], e[1].text))
+        seen: set[str] = set()
+        unique = [p for _, p in entries if not (p.text in seen or seen.add(p.text))]  # type: ignore[func-returns-value]
+        t = by_key[key]
+        out.append(SurfaceTag(key=key, name=t.name, framework=t.framework, provenance=unique[:MAX_PATHS],
+                              paths=len(unique)))
+    return Surface(subject_type=subject_type, subject_id=subject_id, subject_label=label,  # type: ignore[arg-type]
+                   ancestors=ancestors, tags=out)
+
+
+def of_sample(session: Session, sample_id: uuid.UUID) -> Surface:
+    tags, by_key = _vocabulary(session)
+    found = _Found({})
+    graph, _, _ = _collect(session, [sample_id], found, tags, by_key, [])
+    if sample_id not in graph.nodes:
+        raise NotFound(f"no sample {sample_id}")
+    root = graph.nodes[sample_id]
+    return _answer(found, by_key, "sample", sample_id, f"{root.sample_type} {root.code}", len(graph.nodes) - 1)
+
+
+_BATCH = text("SELECT id, code, name, created_in_run, created_in_step FROM batches WHERE id = :b")
+_BATCH_SAMPLES = text("SELECT id FROM samples WHERE batch_id = :b ORDER BY created_at, id LIMIT :n")
+
+
+def _batch_surface(session: Session, found: _Found, tags: dict[uuid.UUID, _Tag], by_key: dict[str, _Tag],
+                   batch_id: uuid.UUID, tail: list[Hop]) -> tuple[Hop, int]:
+    b = session.execute(_BATCH, {"b": batch_id}).first()
+    if b is None:
+        raise NotFound(f"no batch {batch_id}")
+    hop = Hop(type="batch", id=str(b.id), code=b.code, label=f"batch {b.code}")
+    for link in session.execute(text(
+            "SELECT tag_id FROM compliance_tag_links WHERE org_id = current_org() AND target_type = 'batch'"
+            " AND target_id = :b"), {"b": str(batch_id)}).all():
+        if (t := tags.get(link.tag_id)) is not None:
+            found.add(t.key, t.name, [hop, *tail])
+    members = [r.id for r in session.execute(_BATCH_SAMPLES, {"b": batch_id, "n": MAX_BATCH_SAMPLES}).all()]
+    extra = {b.created_in_run} if b.created_in_run else set()
+    graph, runs, links = _collect(session, members, found, tags, by_key, [hop, *tail], extra)
+    if b.created_in_run in runs:
+        _add_run_tags(found, tags, by_key, runs[b.created_in_run], links, [hop, *tail], b.created_in_step,
+                      own_run=False)
+    return hop, len(graph.nodes) - len(members)
+
+
+def of_batch(session: Session, batch_id: uuid.UUID) -> Surface:
+    tags, by_key = _vocabulary(session)
+    found = _Found({})
+    hop, ancestors = _batch_surface(session, found, tags, by_key, batch_id, [])
+    return _answer(found, by_key, "batch", batch_id, hop.label, ancestors)
+
+
+_RUN = text("SELECT id, protocol_key, subjects FROM runs WHERE id = :r")
+
+
+def of_run(session: Session, run_id: uuid.UUID) -> Surface:
+    """The run's surface: its protocol's and steps' tags (a step's for that step only) and its subjects'."""
+    r = session.execute(_RUN, {"r": run_id}).first()
+    if r is None:
+        raise NotFound(f"no run {run_id}")
+    tags, by_key = _vocabulary(session)
+    found = _Found({})
+    samples = _ids(session, "samples", [s["id"] for s in r.subjects if s.get("type") == "sample"])
+    graph, runs, links = _collect(session, samples, found, tags, by_key, [], {run_id})
+    ancestors = len(graph.nodes) - len(samples)
+    for b in _ids(session, "batches", [s["id"] for s in r.subjects if s.get("type") == "batch"]):
+        ancestors += _batch_surface(session, found, tags, by_key, b, [])[1]
+    if run_id in runs:
+        _add_run_tags(found, tags, by_key, runs[run_id], links, [], None, own_run=True)
+    label = runs[run_id].label() if run_id in runs else f"run {run_id}"
+    return _answer(found, by_key, "run", run_id, label, ancestors)
+
+
+def _ids(session: Session, table: str, codes: list[str]) -> list[uuid.UUID]:
+    """The ids of a run's subjects (it names them by code)."""
+    if not codes:
+        return []
+    rows = session.execute(text(f"SELECT id FROM {table} WHERE org_id = current_org()"  # noqa: S608 - fixed names
+                                " AND code = ANY(CAST(:c AS text[])) ORDER BY code"), {"c": codes}).all()
+    return [r.id for r in rows]
