@@ -79,6 +79,10 @@ VIEWS: dict[str, View] = {v.name: v for v in (
          "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY revision DESC) = 1",
          "The current state of each registry record: of `registry_items` (one row per revision), only each "
          "record's row with the highest revision (archived records included: `archived_at` is set)."),
+    View("authorizations_current", "authorizations",
+         "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY authorization_id ORDER BY revision DESC) = 1",
+         "The current state of each authorization record: of `authorizations` (one row per revision), only each "
+         "record's row with the highest revision."),
 )}
 
 

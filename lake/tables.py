@@ -276,6 +276,56 @@ EVIDENCE_LINKS = TableSpec("evidence_links", "What each evidence file is evidenc
     _c("linked_by", _S, "str", "Who linked it (user or API key id)"),
 ))
 
+AUTHORIZATIONS = TableSpec("authorizations", "Authorization records (IBC approvals, institutional permits, ...): one "
+                           "row per revision (recorded pending, signed into force, revoked); the current state of "
+                           "each is authorizations_current.", (
+    ORG,
+    _c("authorization_id", _S, "str", "The authorization record", True),
+    _c("code", _S, "str", "Its human-readable code, e.g. AUTH-000003", True),
+    _c("authorization_type", _S, "str", "What it is, e.g. IBC approval (authorization rules name it)", True),
+    _c("title", _S, "str", "Its title"),
+    _c("issuer", _S, "str", "Who issued it"),
+    _c("protocol_keys", _S, "json", "Protocols it covers (empty: every one), a JSON array"),
+    _c("tags", _S, "json", "Regulatory tags it covers (empty: every one its type is for), a JSON array"),
+    _c("valid_from", _TS, "ts", "Start of validity (UTC)", True),
+    _c("valid_until", _TS, "ts", "End of validity (UTC)", True),
+    _c("status", _S, "str", "pending, active or revoked", True),
+    _c("signature_id", _S, "str", "The approver's e-signature (signatures)"),
+    _c("approved_by", _S, "str", "The approver's user id"),
+    _c("approved_by_display", _S, "str", "The approver's name at the time"),
+    _c("approved_at", _TS, "ts", "When it was signed (UTC)"),
+    _c("created_at", _TS, "ts", "When it was recorded (UTC)"),
+    _c("created_by", _S, "str", "Who recorded it"),
+    _c("revision", _I, "int", "Revision number, increasing", True),
+))
+
+QUALIFICATIONS = TableSpec("qualifications", "Training records: one row per course a member completed, with its "
+                           "expiry and evidence file. Append-only (a renewal is a new row).", (
+    ORG,
+    _c("qualification_id", _S, "str", "The training record", True),
+    _c("user_id", _S, "str", "The member", True),
+    _c("course", _S, "str", "The course, e.g. biosafety_bsl2 (steps require it by this key)", True),
+    _c("completed_on", pa.date32(), "date", "When it was completed", True),
+    _c("expires_on", pa.date32(), "date", "When it expires (null: never)"),
+    _c("evidence_id", _S, "str", "The certificate's evidence file"),
+    _c("recorded_at", _TS, "ts", "When it was recorded (UTC)", True),
+    _c("recorded_by", _S, "str", "Who recorded it"),
+))
+
+SURFACE_SNAPSHOTS = TableSpec("compliance_surfaces", "Snapshots of a run's compliance surface: taken whenever the run "
+                              "checks its authorizations (at launch, when its surface or the authorizations change, "
+                              "when one expires), with the tags, their provenance and whether it was held.", (
+    ORG,
+    _c("snapshot_id", _S, "str", "Unique id of the snapshot", True),
+    _c("subject_type", _S, "str", "run", True),
+    _c("subject_id", _S, "str", "The run", True),
+    _c("taken_at", _TS, "ts", "When it was taken (UTC, the workflow's time)", True),
+    _c("tags", _S, "json", "The tag keys on the surface, a JSON array", True),
+    _c("provenance", _S, "json", "Each tag's shortest path, as people read it: a JSON object tag → text"),
+    _c("held", pa.bool_(), "bool", "Whether the run was on authorization hold", True),
+    _c("lacking", _S, "json", "What it lacked, a JSON array of reasons"),
+))
+
 SINK_REJECTS = TableSpec("sink_rejects", "Outbox rows the sink could not type (malformed payload, unknown "
                          "field type, value that does not fit its column), kept verbatim with the reason; "
                          "nothing the run engine writes is dropped.", (
@@ -291,7 +341,9 @@ SINK_REJECTS = TableSpec("sink_rejects", "Outbox rows the sink could not type (m
 FIXED_TOPICS: dict[str, TableSpec] = {"step_event": STEP_EVENTS, "run": RUNS, "registry_item": REGISTRY_ITEMS,
                                       "sample": SAMPLES, "batch": BATCHES,
                                       "lineage_edge": LINEAGE_EDGES, "sample_movement": SAMPLE_MOVEMENTS,
-                                      "evidence_file": EVIDENCE_FILES, "evidence_link": EVIDENCE_LINKS}
+                                      "evidence_file": EVIDENCE_FILES, "evidence_link": EVIDENCE_LINKS,
+                                      "authorization": AUTHORIZATIONS, "qualification": QUALIFICATIONS,
+                                      "surface_snapshot": SURFACE_SNAPSHOTS}
 
 FORM_COLUMNS: tuple[Column, ...] = (
     ORG,

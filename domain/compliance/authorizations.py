@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session
 from domain import audit, signatures
 from domain.codes import next_code
 from domain.compliance import surface as surfaces
-from domain.compliance.models import AuthorizationCreate, AuthorizationRead, AuthorizationSign, RuleCreate, RuleRead
+from domain.compliance.models import (
+    AuthorizationCreate,
+    AuthorizationRead,
+    AuthorizationSign,
+    RuleCreate,
+    RuleRead,
+    Surface,
+)
 from domain.errors import Conflict, Invalid, NotFound
 from domain.identity import service as identity
 from domain.roles import SYSTEM_ACTOR, Caller
@@ -30,6 +37,7 @@ from domain.runs import records
 from domain.runs.messages import AuthorizationCheck, RunRef
 
 TOPIC = "authorization"
+SNAPSHOT_TOPIC = "surface_snapshot"
 HOLD_PREFIX = "authorization hold: "
 _COLUMNS = ("id, code, authorization_type, title, issuer, protocol_keys, tags, valid_from, valid_until, status,"
             " signature_id, approved_by, approved_by_display, approved_at, created_at, created_by, revision")
@@ -88,7 +96,9 @@ def _row(session: Session, auth_id: uuid.UUID, *, lock: bool = False) -> object:
 
 
 def _payload(r: object, org_id: uuid.UUID | str) -> dict[str, object]:
-    return {"org_id": str(org_id), **{c: records.jsonable(getattr(r, c)) for c in _COLUMNS.split(", ")}}
+    """The outbox payload of one revision (lake/tables.py AUTHORIZATIONS)."""
+    row = {c: records.jsonable(getattr(r, c)) for c in _COLUMNS.split(", ")}
+    return {"org_id": str(org_id), "authorization_id": row.pop("id"), **row}
 
 
 def get(session: Session, auth_id: uuid.UUID) -> AuthorizationRead:
@@ -176,14 +186,15 @@ def open_runs(session: Session) -> list[uuid.UUID]:
 # ---------------------------------------------------------------- holds
 
 
-def needs(session: Session, run_id: uuid.UUID, at: dt.datetime) -> tuple[list[str], dt.datetime | None]:
+def needs(session: Session, run_id: uuid.UUID, at: dt.datetime, surface: Surface | None = None
+          ) -> tuple[list[str], dt.datetime | None]:
     """(what the run lacks, each naming the tag and the authorization; when the earliest authorization it relies on
     ends)."""
     rules = list_rules(session)
     if not rules:
         return [], None
     run = session.execute(text("SELECT protocol_key FROM runs WHERE id = :r"), {"r": run_id}).one()
-    keys = surfaces.of_run(session, run_id).keys()
+    keys = (surface or surfaces.of_run(session, run_id)).keys()
     auths = [_read(r, at) for r in session.execute(text(
         f"SELECT {_COLUMNS} FROM authorizations WHERE org_id = current_org() AND status = 'active'")).all()]
     lacking: list[str] = []
@@ -212,8 +223,14 @@ def check_run(session: Session, run: RunRef, at: dt.datetime) -> AuthorizationCh
     """What the run's workflow asks: is it held for want of an authorization now, and until when is it covered.
     A hold placed or lifted is an audit entry by the system and shows on the runs row."""
     run_id = uuid.UUID(run.run_id)
-    lacking, expiry = needs(session, run_id, at)
+    surface = surfaces.of_run(session, run_id)
+    lacking, expiry = needs(session, run_id, at, surface)
     held = bool(lacking)
+    records.outbox(session, run.org_id, SNAPSHOT_TOPIC, {
+        "org_id": run.org_id, "snapshot_id": str(uuid.uuid4()), "subject_type": "run", "subject_id": run.run_id,
+        "taken_at": at, "tags": sorted(surface.keys()),
+        "provenance": {t.key: t.provenance[0].text for t in surface.tags if t.provenance}, "held": held,
+        "lacking": lacking})
     was = session.execute(text("SELECT held, reasons FROM run_compliance WHERE run_id = :r FOR UPDATE"),
                           {"r": run_id}).first()
     session.execute(text(

@@ -51,7 +51,9 @@ def record(session: Session, caller: Caller, data: QualificationCreate) -> Quali
          "x": data.expires_on, "e": data.evidence_id, "by": caller.actor.id}).one()
     audit.record(session, org_id=caller.org_id, actor=caller.actor, action="create", entity_type="qualification",
                  entity_id=ident, after=data.model_dump(mode="json"), context=caller.context)
-    outbox(session, caller.org_id, TOPIC, {c: _plain(getattr(row, c)) for c in _COLUMNS.split(", ")})
+    payload = {c: _plain(getattr(row, c)) for c in _COLUMNS.split(", ")}  # lake/tables.py QUALIFICATIONS
+    payload["qualification_id"] = payload.pop("id")
+    outbox(session, caller.org_id, TOPIC, payload)
     return _read(row)
 
 
