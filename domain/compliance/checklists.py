@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from domain import audit
 from domain.compliance import surface as surfaces
 from domain.compliance.models import ChecklistItemCreate, ChecklistItemRead, FrameworkCreate, FrameworkRead, Scope
-from domain.errors import NotFound, conflict_if_taken
+from domain.errors import Invalid, NotFound, conflict_if_taken
 from domain.protocols.plan import ChecklistItem, TaskNode
 from domain.roles import SYSTEM_ACTOR, Caller
 from domain.rows import from_row
@@ -95,6 +95,11 @@ def add_item(session: Session, caller: Caller, framework_id: uuid.UUID, data: Ch
              ) -> tuple[ChecklistItemRead, list[uuid.UUID]]:
     """A new item of the framework; (it, the open runs whose tasks it may now attach to)."""
     get_framework(session, framework_id)
+    known = {r.key for r in session.execute(text("SELECT key FROM compliance_tags WHERE org_id = current_org()"))}
+    unknown = sorted({*data.scope.any, *data.scope.all, *data.scope.none} - known)
+    if unknown:
+        raise Invalid("unknown tags in the scope", reasons=[f"scope: no tag '{t}' in this organization"
+                                                            for t in unknown])
     ident = uuid.uuid4()
     with conflict_if_taken(session, f"checklist item '{data.key}' exists already"):
         session.execute(text(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -99,12 +99,15 @@ class Surface(BaseModel):
 # ---------------------------------------------------------------- frameworks, checklists
 
 
+TagKey = Annotated[str, Field(pattern=TAG_KEY)]
+
+
 class Scope(Input):
     """Which runs and steps a checklist item applies to. Every condition given must hold."""
 
-    any: list[str] = Field(default=[], max_length=20, description="at least one of these tags on the surface")
-    all: list[str] = Field(default=[], max_length=20, description="every one of these tags")
-    none: list[str] = Field(default=[], max_length=20, description="none of these tags")
+    any: list[TagKey] = Field(default=[], max_length=20, description="at least one of these tags on the surface")
+    all: list[TagKey] = Field(default=[], max_length=20, description="every one of these tags")
+    none: list[TagKey] = Field(default=[], max_length=20, description="none of these tags")
     entity_type: Literal["sample", "batch"] | None = Field(default=None, description="the run has a subject of it")
     protocol_key: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{1,63}$")
     step_kind: Literal["task"] | None = None
@@ -146,7 +149,7 @@ class ChecklistItemRead(BaseModel):
 
 
 class RuleCreate(Input):
-    tags: list[str] = Field(min_length=1, max_length=20, description="any of these tags on a run's surface …")
+    tags: list[TagKey] = Field(min_length=1, max_length=20, description="any of these tags on a run's surface …")
     authorization_type: SafeText = Field(min_length=1, max_length=80, description="… needs an active one of these")
     description: SafeText = Field(default="", max_length=2000)
 
@@ -162,8 +165,9 @@ class AuthorizationCreate(Input):
     authorization_type: SafeText = Field(min_length=1, max_length=80, description="e.g. `IBC approval`")
     title: SafeText = Field(min_length=1, max_length=200)
     issuer: SafeText = Field(min_length=1, max_length=200, description="e.g. the Institutional Biosafety Committee")
-    protocol_keys: list[str] = Field(default=[], max_length=50, description="protocols covered; empty: every one")
-    tags: list[str] = Field(default=[], max_length=20, description="tags covered; empty: every one the type is for")
+    protocol_keys: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{1,63}$")]] = Field(
+        default=[], max_length=50, description="protocols covered; empty: every one")
+    tags: list[TagKey] = Field(default=[], max_length=20, description="tags covered; empty: every one the type is for")
     valid_from: dt.datetime
     valid_until: dt.datetime
 
