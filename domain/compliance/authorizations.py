@@ -239,10 +239,11 @@ def check_run(session: Session, run: RunRef, at: dt.datetime) -> AuthorizationCh
         " reasons = excluded.reasons, next_expiry = excluded.next_expiry, checked_at = excluded.checked_at"),
         {"r": run_id, "o": run.org_id, "h": held, "why": json.dumps(lacking), "x": expiry, "at": at})
     was_held = bool(was and was.held)
+    was_reasons = list(was.reasons) if was is not None else []
     current = session.execute(text("SELECT status, status_reason FROM runs WHERE id = :r FOR UPDATE"),
                               {"r": run_id}).one()
     reason = HOLD_PREFIX + "; ".join(lacking)
-    if held and (not was_held or list(was.reasons) != lacking):
+    if held and (not was_held or was_reasons != lacking):
         audit.record(session, org_id=run.org_id, actor=SYSTEM_ACTOR, action="authorization_hold", entity_type="run",
                      entity_id=run_id, before={"held": was_held}, after={"held": True, "lacking": lacking},
                      reason=reason[:2000])
@@ -251,7 +252,7 @@ def check_run(session: Session, run: RunRef, at: dt.datetime) -> AuthorizationCh
             records.set_run_status(session, run.run_id, "on_hold", reason[:2000])
     if not held and was_held:
         audit.record(session, org_id=run.org_id, actor=SYSTEM_ACTOR, action="authorization_release",
-                     entity_type="run", entity_id=run_id, before={"held": True, "lacking": list(was.reasons)},
+                     entity_type="run", entity_id=run_id, before={"held": True, "lacking": was_reasons},
                      after={"held": False}, reason="the authorizations the run needs are in force")
     if not held and current.status == "on_hold" and (current.status_reason or "").startswith(HOLD_PREFIX):
         records.set_run_status(session, run.run_id, "running", None)

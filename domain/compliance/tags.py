@@ -115,7 +115,8 @@ _LINKS = ("SELECT l.id, t.key, l.target_type, l.target_id, l.step_key, l.attache
 
 def links(session: Session, target_type: str | None = None, target_id: str | None = None,
           tag: str | None = None, limit: int = 200) -> list[TagLinkRead]:
-    where, params = [], {"n": limit}
+    where: list[str] = []
+    params: dict[str, object] = {"n": limit}
     if target_type:
         where.append("l.target_type = :tt")
         params["tt"] = "registry_item" if target_type in REGISTRY_TARGETS else target_type

@@ -26,8 +26,8 @@ def tag(client: TestClient, org: Org, key: str, target_type: str, target_id: str
 
 
 def untag(client: TestClient, org: Org, key: str, target_type: str, target_id: str) -> None:
-    r = client.post(f"{BASE}/tag-links/remove", json={"tag": key, "target_type": target_type, "target_id": target_id,
-                                                      "reason": "tagged by mistake"}, headers=org.headers(Role.scientist))
+    body = {"tag": key, "target_type": target_type, "target_id": target_id, "reason": "tagged by mistake"}
+    r = client.post(f"{BASE}/tag-links/remove", json=body, headers=org.headers(Role.scientist))
     assert r.status_code == 204, r.text
 
 

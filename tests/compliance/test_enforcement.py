@@ -142,7 +142,8 @@ def test_authorization_hold_at_launch_lifts_when_the_ibc_approval_is_signed(clie
     r = client.post(f"{BASE}/authorizations", json={
         "authorization_type": "IBC approval", "title": "IBC-2026-14 Agrobacterium transformation of tobacco",
         "issuer": "Institutional Biosafety Committee", "protocol_keys": [key],
-        "valid_from": (now - dt.timedelta(days=1)).isoformat(), "valid_until": (now + dt.timedelta(days=365)).isoformat()},
+        "valid_from": (now - dt.timedelta(days=1)).isoformat(),
+        "valid_until": (now + dt.timedelta(days=365)).isoformat()},
         headers=org.headers(Role.lab_manager))
     assert r.status_code == 201, r.text
     auth = r.json()

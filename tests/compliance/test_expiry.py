@@ -58,8 +58,8 @@ async def test_hold_at_launch_lifted_when_signed_and_placed_again_on_expiry(skip
     start = first.checked_at
     with platform.sessions.begin(org.id) as s:
         auth = authorizations.create(s, manager, AuthorizationCreate(
-            authorization_type="IBC approval", title="IBC-2026-14", issuer="IBC", valid_from=start - dt.timedelta(hours=1),
-            valid_until=start + dt.timedelta(hours=2)))
+            authorization_type="IBC approval", title="IBC-2026-14", issuer="IBC",
+            valid_from=start - dt.timedelta(hours=1), valid_until=start + dt.timedelta(hours=2)))
     with platform.sessions.begin(org.id) as s:
         authorizations.sign(s, admin, auth.id, AuthorizationSign(password=PASSWORD_OF), LIMITS)
     await handle.signal(AUTHORIZATION_RECHECK)
