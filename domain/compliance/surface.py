@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -56,6 +57,7 @@ FROM sample_components c JOIN registry_items ci ON ci.id = c.item_id
 JOIN registry_items i ON i.id = ci.id OR i.id = ci.parent_id
 JOIN compliance_tag_links l ON l.org_id = current_org() AND l.target_type = 'registry_item' AND l.target_id = i.id::text
 WHERE c.sample_id = ANY(CAST(:ids AS uuid[]))
+ORDER BY 1, 3, 7
 """)
 _ITEMS = text("SELECT id, kind, code, name FROM registry_items WHERE id = ANY(CAST(:ids AS uuid[]))")
 _RUNS = text("SELECT r.id, r.protocol_key, r.protocol_version_id, pv.version,"
@@ -91,14 +93,17 @@ class _Run:
 
 @dataclass
 class _Found:
-    """Tags found so far: key → [(path length, provenance)]."""
+    """Tags found so far: key → [(path length, order, tag name, hops builder, step key)]. Paths are built only for
+    the shortest few of each tag (a path through a thousand ancestors is long)."""
 
-    entries: dict[str, list[tuple[int, Provenance]]]
+    entries: dict[str, list[tuple[int, int, str, Callable[[], list[Hop]], str | None]]]
 
-    def add(self, key: str, tag_name: str, hops: list[Hop], step_key: str | None = None) -> None:
-        text_ = " ← ".join([tag_name, *(h.label for h in hops)])
-        self.entries.setdefault(key, []).append(
-            (len(hops), Provenance(source=hops[0], path=hops, text=text_, step_key=step_key)))
+    def add(self, key: str, tag_name: str, hops: list[Hop] | Callable[[], list[Hop]], length: int | None = None,
+            step_key: str | None = None) -> None:
+        build = hops if callable(hops) else (lambda h=hops: h)  # type: ignore[misc]
+        size = length if length is not None else len(hops)  # type: ignore[arg-type]
+        bucket = self.entries.setdefault(key, [])
+        bucket.append((size, len(bucket), tag_name, build, step_key))
 
 
 def _sample_hop(node: object) -> Hop:
@@ -113,33 +118,46 @@ class _Graph:
         ups: dict[uuid.UUID, list[tuple[uuid.UUID, object]]] = {}
         for e in edges:
             ups.setdefault(e.child_id, []).append((e.parent_id, e))
-        # breadth first from the roots: each ancestor's next hop towards its nearest root
+        # breadth first from the roots: each ancestor's next hop towards its nearest root, and its distance
         self.down: dict[uuid.UUID, tuple[uuid.UUID, object] | None] = dict.fromkeys(roots)
+        self.depth: dict[uuid.UUID, int] = dict.fromkeys(roots, 0)
         queue = deque(roots)
         while queue:
             child = queue.popleft()
             for parent, edge in sorted(ups.get(child, ()), key=lambda p: str(p[0])):
                 if parent not in self.down:
                     self.down[parent] = (child, edge)
+                    self.depth[parent] = self.depth[child] + 1
                     queue.append(parent)
         rows = session.execute(_NODES, {"ids": list(self.down)}).all()
         self.nodes = {r.id: r for r in rows}
         self.run_ids = {e.run_id for e in edges if e.run_id} | {r.created_in_run for r in rows if r.created_in_run}
         self.roots = roots
-        self._chains: dict[uuid.UUID, list[Hop]] = {}
         self.runs: dict[uuid.UUID, _Run] = {}
+        self._hops: dict[uuid.UUID, tuple[Hop, Hop | None]] = {}
+
+    def length(self, sample: uuid.UUID) -> int:
+        """Hops in the sample's chain: itself, and a derivation and a sample per generation down to its root."""
+        return 2 * self.depth[sample] + 1
+
+    def _hop(self, sample: uuid.UUID) -> tuple[Hop, Hop | None]:
+        if sample not in self._hops:
+            step = self.down.get(sample)
+            self._hops[sample] = (_sample_hop(self.nodes[sample]),
+                                  self._derivation(step[1]) if step is not None else None)
+        return self._hops[sample]
 
     def chain(self, sample: uuid.UUID) -> list[Hop]:
         """The sample and every derivation and sample after it down to its root, as hops."""
-        if sample in self._chains:
-            return self._chains[sample]
-        hops = [_sample_hop(self.nodes[sample])]
-        step = self.down.get(sample)
-        if step is not None:
-            child, edge = step
-            hops.append(self._derivation(edge))
-            hops += self.chain(child)
-        self._chains[sample] = hops
+        hops: list[Hop] = []
+        at: uuid.UUID | None = sample
+        while at is not None:
+            node, derivation = self._hop(at)
+            hops.append(node)
+            if derivation is not None:
+                hops.append(derivation)
+            step = self.down.get(at)
+            at = step[0] if step is not None else None
         return hops
 
     def _derivation(self, edge: object) -> Hop:
@@ -165,27 +183,54 @@ def _protocol_tags(session: Session, runs: dict[uuid.UUID, _Run]) -> list[object
 
 
 def _add_run_tags(found: _Found, tags: dict[uuid.UUID, _Tag], by_key: dict[str, _Tag], run: _Run,
-                  links: list[object], tail: list[Hop], step_key: str | None, *, own_run: bool) -> None:
+                  links: list[object], tail: list[Hop] | _Tail, step_key: str | None, *, own_run: bool) -> None:
     """The tags of the run's protocol (its definition's and attached ones) and of its step `step_key` (every step's
     when `own_run`: the run's own surface, each step's tag for that step only)."""
     run_hop = Hop(type="run", id=str(run.id), code=run.protocol_key, label=run.label())
     via = [] if own_run else [run_hop]
     proto = Hop(type="protocol", id=run.protocol_key, code=run.protocol_key, label=f"protocol {run.protocol_key}")
+
+    def add(key: str, name: str, first: Hop, step: str | None = None) -> None:
+        head = [first, *via]
+        if isinstance(tail, _Tail):
+            found.add(key, name, lambda: [*head, *tail.hops()], len(head) + len(tail), step_key=step)
+        else:
+            found.add(key, name, [*head, *tail], step_key=step)
+
     for key in run.plan_tags:
         if key in by_key:
-            found.add(key, by_key[key].name, [proto, *via, *tail])
+            add(key, by_key[key].name, proto)
     for link in links:
         t = tags.get(link.tag_id)  # type: ignore[attr-defined]
         if t is None:
             continue
         if link.target_type == "protocol" and link.target_id == run.protocol_key:  # type: ignore[attr-defined]
-            found.add(t.key, t.name, [proto, *via, *tail])
+            add(t.key, t.name, proto)
         elif link.target_type == "step" and link.target_id == str(run.version_id):  # type: ignore[attr-defined]
             key = link.step_key  # type: ignore[attr-defined]
             if own_run or key == step_key:
                 step = Hop(type="step", id=str(run.version_id), code=key,
                            label=f"step {key} of {run.protocol_key} v{run.version}")
-                found.add(t.key, t.name, [step, *via, *tail], step_key=key if own_run else None)
+                add(t.key, t.name, step, key if own_run else None)
+
+
+def _later(prefix: list[Hop], graph: _Graph, holder: uuid.UUID, tail: list[Hop]) -> Callable[[], list[Hop]]:
+    return lambda: [*prefix, *graph.chain(holder), *tail]
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """The hops after a run's protocol or step down to the subject: a sample's chain (built when needed)."""
+
+    graph: _Graph
+    sample: uuid.UUID
+    tail: list[Hop]
+
+    def __len__(self) -> int:
+        return self.graph.length(self.sample) + len(self.tail)
+
+    def hops(self) -> list[Hop]:
+        return [*self.graph.chain(self.sample), *self.tail]
 
 
 def _collect(session: Session, roots: list[uuid.UUID], found: _Found, tags: dict[uuid.UUID, _Tag],
@@ -202,18 +247,15 @@ def _collect(session: Session, roots: list[uuid.UUID], found: _Found, tags: dict
         t = tags.get(h.tag_id)
         if t is None or h.holder not in graph.nodes:
             continue
-        chain = graph.chain(h.holder) + tail
-        if h.src_type == "sample":
-            hops = chain
-        else:
+        prefix: list[Hop] = []
+        if h.src_type != "sample":
             name = h.src_code if h.src_type == "batch" else h.src_name
-            src = Hop(type=h.src_type, id=str(h.src_id), code=h.src_code, label=f"{h.src_type} {name}")
-            hops = [src]
+            prefix = [Hop(type=h.src_type, id=str(h.src_id), code=h.src_code, label=f"{h.src_type} {name}")]
             if h.via_id in items:
                 v = items[h.via_id]
-                hops.append(Hop(type=v.kind, id=str(v.id), code=v.code, label=f"{v.kind} {v.name}"))
-            hops += chain
-        found.add(t.key, t.name, hops)
+                prefix.append(Hop(type=v.kind, id=str(v.id), code=v.code, label=f"{v.kind} {v.name}"))
+        found.add(t.key, t.name, _later(prefix, graph, h.holder, tail),
+                  len(prefix) + graph.length(h.holder) + len(tail))
     # the protocol and step of the run that made each sample (by the edge that derived it, or its creation)
     for sample, node in graph.nodes.items():
         step = graph.down.get(sample)
@@ -222,7 +264,7 @@ def _collect(session: Session, roots: list[uuid.UUID], found: _Found, tags: dict
             made = [(step[1].run_id, step[1].step_key)]  # type: ignore[attr-defined]
         for run_id, step_key in made:
             if run_id in runs:
-                _add_run_tags(found, tags, by_key, runs[run_id], links, graph.chain(sample) + tail, step_key,
+                _add_run_tags(found, tags, by_key, runs[run_id], links, _Tail(graph, sample, tail), step_key,
                               own_run=False)
     return graph, runs, links
 
@@ -237,12 +279,19 @@ def _answer(found: _Found, by_key: dict[str, _Tag], subject_type: str, subject_i
             ancestors: int) -> Surface:
     out = []
     for key in sorted(found.entries):
-        entries = sorted(found.entries[key], key=lambda e: (e[0], e[1].text))
+        entries = sorted(found.entries[key], key=lambda e: (e[0], e[1]))
+        shown: list[Provenance] = []
         seen: set[str] = set()
-        unique = [p for _, p in entries if not (p.text in seen or seen.add(p.text))]  # type: ignore[func-returns-value]
+        for _, _, name, build, step_key in entries:
+            if len(shown) == MAX_PATHS:
+                break
+            hops = build()
+            text_ = " ← ".join([name, *(h.label for h in hops)])
+            if text_ not in seen:
+                seen.add(text_)
+                shown.append(Provenance(source=hops[0], path=hops, text=text_, step_key=step_key))
         t = by_key[key]
-        out.append(SurfaceTag(key=key, name=t.name, framework=t.framework, provenance=unique[:MAX_PATHS],
-                              paths=len(unique)))
+        out.append(SurfaceTag(key=key, name=t.name, framework=t.framework, provenance=shown, paths=len(entries)))
     return Surface(subject_type=subject_type, subject_id=subject_id, subject_label=label,  # type: ignore[arg-type]
                    ancestors=ancestors, tags=out)
 
