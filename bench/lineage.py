@@ -12,8 +12,13 @@ authenticated with a session token, row-level security on: ancestors of chain en
 Raw: the same recursive statement (domain/samples/lineage.py) through psycopg, as the application role with the
 organization set (RLS on too), one connection, no HTTP.
 
+Surface: one more chain of SURFACE_ANCESTORS + 1 samples (a subculture chain), every 100th ancestor made of a
+plasmid tagged rDNA, every 250th tagged BSL-2 itself, the chain's root in a batch tagged hazardous chemical:
+`GET /api/v1/samples/{chain end}/compliance-surface` (every tag with its shortest paths, each through up to a
+thousand ancestors) through the same API, `--surface-queries` times.
+
 Printed: p50/p99 per direction for both and their ratio; the last line is exactly
-`lineage api p50 A ms  p99 B ms  raw p50 C ms` (targets: A ≤ 5, B ≤ 20).
+`lineage api p50 A ms  p99 B ms  raw p50 C ms  surface p50 D ms` (targets: A ≤ 5, B ≤ 20, D ≤ 20).
 
 Server: FLASKTRACK_BENCH_DATABASE_URL (owner role) or an embedded PostgreSQL under FLASKTRACK_BENCH_DATA_DIR
 (default: a temporary folder); a scratch database is created, migrated and dropped at the end.
@@ -50,6 +55,7 @@ FAMILY = 50  # samples per family
 CHAIN = 21  # generations 0..20 of each family's chain
 POOL_AT = 10  # generation that also derives from the previous family's generation POOL_AT - 1
 DEPTH = 20
+SURFACE_ANCESTORS = 1000
 
 
 def free_port() -> int:
@@ -116,6 +122,59 @@ def seed(owner_url: str, samples: int) -> tuple[uuid.UUID, list[uuid.UUID], list
     return org.id, roots, ends
 
 
+def seed_surface(owner_url: str, org_id: uuid.UUID) -> uuid.UUID:
+    """The surface chain (see the module doc); its end, the sample asked about."""
+    rng = random.Random(13)
+    ids = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(SURFACE_ANCESTORS + 1)]
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    plasmid, batch = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(owner_url, autocommit=False) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO registry_items (id, org_id, kind, code, name, status, created_at, created_by,"
+                    " updated_at) VALUES (%s, %s, 'plasmid', 'PL-SURF', 'pCAMBIA1301', 'active', %s, 'bench', %s)",
+                    (plasmid, org_id, at, at))
+        cur.execute("INSERT INTO batches (id, org_id, code, batch_type, name, status, created_at, created_by,"
+                    " updated_at) VALUES (%s, %s, 'B-SURF', 'media', 'MS medium', 'open', %s, 'bench', %s)",
+                    (batch, org_id, at, at))
+        with cur.copy("COPY samples (id, org_id, code, sample_type, name, status, batch_id, created_at, created_by,"
+                      " updated_at) FROM STDIN") as copy:
+            for n, ident in enumerate(ids):
+                copy.write_row((ident, org_id, f"SURF-{n:05d}", "callus" if n % 2 else "plate", f"surface {n}",
+                                "received", batch if n == 0 else None, at, "bench", at))
+        with cur.copy("COPY lineage_edges (org_id, parent_id, child_id, operation, recorded_at, recorded_by)"
+                      " FROM STDIN") as copy:
+            for parent, child in zip(ids, ids[1:], strict=False):
+                copy.write_row((org_id, parent, child, "subculture", at, "bench"))
+        with cur.copy("COPY sample_components (org_id, sample_id, item_id, added_at) FROM STDIN") as copy:
+            for n in range(0, SURFACE_ANCESTORS, 100):
+                copy.write_row((org_id, ids[n], plasmid, at))
+        tags = dict(cur.execute("SELECT key, id FROM compliance_tags WHERE org_id = %s", (org_id,)).fetchall())
+        links = [(tags["recombinant_dna"], "registry_item", str(plasmid)),
+                 (tags["hazardous_chemical"], "batch", str(batch))]
+        links += [(tags["BSL-2"], "sample", str(ids[n])) for n in range(0, SURFACE_ANCESTORS, 250)]
+        for tag_id, kind, target in links:
+            cur.execute("INSERT INTO compliance_tag_links (id, org_id, tag_id, target_type, target_id, attached_at,"
+                        " attached_by, attached_by_display, reason) VALUES (%s, %s, %s, %s, %s, %s, 'bench', 'bench',"
+                        " 'bench')", (uuid.uuid4(), org_id, tag_id, kind, target, at))
+        conn.commit()
+        conn.execute("ANALYZE samples")
+        conn.execute("ANALYZE lineage_edges")
+    return ids[-1]
+
+
+def measure_surface(http: httpx.Client, end: uuid.UUID, queries: int) -> list[float]:
+    for _ in range(max(5, queries // 10)):  # warm
+        http.get(f"/api/v1/samples/{end}/compliance-surface")
+    out = []
+    for _ in range(queries):
+        t = time.perf_counter()
+        r = http.get(f"/api/v1/samples/{end}/compliance-surface")
+        out.append(time.perf_counter() - t)
+        body = r.json() if r.status_code == 200 else {}
+        if body.get("ancestors") != SURFACE_ANCESTORS or len(body.get("tags", [])) != 3:
+            raise SystemExit(f"unexpected surface {r.status_code}: {r.text[:300]}")
+    return out
+
+
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000 if len(values) > 1 else values[0] * 1e3
 
@@ -156,7 +215,7 @@ def measure(http: httpx.Client, app_url: str, org_id: uuid.UUID, starts: dict[st
     return out
 
 
-def bench(samples: int, queries: int) -> None:
+def bench(samples: int, queries: int, surface_queries: int) -> None:
     from core.config import Settings
     from core.db import app_url
     from flasktrack.postgres import scratch_database, scratch_server, upgrade_schema
@@ -170,6 +229,7 @@ def bench(samples: int, queries: int) -> None:
         upgrade_schema(owner)
         t = time.perf_counter()
         org_id, roots, ends = seed(owner, samples)
+        surface_end = seed_surface(owner, org_id)
         loaded = time.perf_counter() - t
         print(f"loaded {len(roots) * FAMILY} samples in {loaded:.0f} s", flush=True)
         port = free_port()
@@ -186,6 +246,7 @@ def bench(samples: int, queries: int) -> None:
             http.headers["Authorization"] = f"Bearer {r.json()['token']}"
             results = measure(http, app_url(Settings(database_url=owner), owner), org_id,
                               {"ancestors": ends, "descendants": roots}, queries)
+            surface = measure_surface(http, surface_end, surface_queries)
         measured = True
     finally:
         if proc is not None:
@@ -208,18 +269,21 @@ def bench(samples: int, queries: int) -> None:
         everything_raw += raw
         print(f"{direction:12} {pct(api, 50):8.2f} {pct(api, 99):8.2f} {pct(raw, 50):8.2f} {pct(raw, 99):8.2f} "
               f"{pct(api, 50) / pct(raw, 50):10.1f}")
+    print(f"surface      {pct(surface, 50):8.2f} {pct(surface, 99):8.2f}   (a sample with {SURFACE_ANCESTORS} "
+          f"ancestors, {surface_queries} queries)")
     print(f"lineage api p50 {pct(everything_api, 50):.2f} ms  p99 {pct(everything_api, 99):.2f} ms  "
-          f"raw p50 {pct(everything_raw, 50):.2f} ms")
+          f"raw p50 {pct(everything_raw, 50):.2f} ms  surface p50 {pct(surface, 50):.2f} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=1_000_000, help="samples to load (families of 50)")
     parser.add_argument("--queries", type=int, default=2000, help="measured queries per direction")
+    parser.add_argument("--surface-queries", type=int, default=300, help="measured compliance-surface queries")
     args = parser.parse_args()
     from flasktrack.postgres import exit_now
 
-    bench(args.samples, args.queries)
+    bench(args.samples, args.queries, args.surface_queries)
     exit_now(0)  # stops the embedded PostgreSQL this process started
 
 

@@ -69,10 +69,28 @@ class Hop(BaseModel):
 
 
 class Provenance(BaseModel):
+    """The path that brought a tag: `path` from the record holding it to the first sample (`through`), then down
+    the lineage (`generations` derivations, each step in the surface's `lineage`) to the subject, then `after`
+    (a batch surface's batch)."""
+
     source: Hop = Field(description="the record the tag is attached to")
-    path: list[Hop] = Field(description="from the source to the subject, each hop once")
-    text: str = Field(description="the path as people read it: `rDNA ← plasmid pCAMBIA1301 ← … ← plate S-311`")
+    path: list[Hop] = Field(description="from the source to the sample it came through (that sample last)")
+    through: uuid.UUID | None = Field(default=None, description="the sample the path enters the lineage at")
+    generations: int = Field(default=0, description="derivations from `through` down to the subject")
+    after: list[Hop] = Field(default=[], description="hops after the lineage (a batch surface: the batch)")
+    text: str = Field(description="the whole path as people read it: `rDNA ← plasmid pCAMBIA1301 ← … ← plate "
+                                  "S-311` (more than 8 generations: the middle ones counted, not named)")
     step_key: str | None = Field(default=None, description="a run's step tag: it applies to that step only")
+
+
+class LineageStep(BaseModel):
+    """A sample on a shown path and the derivation that leads from it towards the subject."""
+
+    id: str = Field(description="the sample's id")
+    code: str
+    label: str
+    child_id: str | None = Field(description="the next sample's id towards the subject; null: the subject")
+    derivation: str | None = Field(description="how the child derives from it, e.g. `subculture run … step …`")
 
 
 class SurfaceTag(BaseModel):
@@ -89,6 +107,8 @@ class Surface(BaseModel):
     subject_label: str
     ancestors: int = Field(description="samples reached through lineage")
     tags: list[SurfaceTag]
+    lineage: list[LineageStep] = Field(default=[], description="every sample on a shown path, once: follow "
+                                                               "`child_id` from a provenance's `through`")
 
     def keys(self, step_key: str | None = None) -> set[str]:
         """The tag keys on the surface; for one step of a run, without other steps' own tags."""

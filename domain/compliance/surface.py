@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from domain.compliance.models import Hop, Provenance, Surface, SurfaceTag
+from domain.compliance.models import Hop, LineageStep, Provenance, Surface, SurfaceTag
 from domain.errors import NotFound
 
 MAX_EDGES = 50_000  # one walk's edges; beyond it the farthest ancestors are left out
 MAX_PATHS = 10  # paths shown per tag (all are counted)
 MAX_BATCH_SAMPLES = 500
+ELIDE = 8  # a path through more generations names the first and last few in its text, counting the others
 
+# Ids come back as text: the walk keys dictionaries by them, and text hashes in C.
 _WALK = text(
     "WITH RECURSIVE up(parent_id, child_id, operation, run_id, step_key) AS ("
     " SELECT e.parent_id, e.child_id, e.operation, e.run_id, e.step_key FROM lineage_edges e"
@@ -36,27 +38,27 @@ _WALK = text(
     " UNION"
     " SELECT e.parent_id, e.child_id, e.operation, e.run_id, e.step_key FROM up"
     "  JOIN lineage_edges e ON e.child_id = up.parent_id"
-    ") SELECT parent_id, child_id, operation, run_id, step_key FROM up LIMIT :cap"
+    ") SELECT parent_id::text, child_id::text, operation, run_id, step_key FROM up LIMIT :cap"
 )
-_NODES = text("SELECT id, code, sample_type, name, created_in_run, created_in_step FROM samples"
-              " WHERE id = ANY(CAST(:ids AS uuid[]))")
+_NODES = text("SELECT id::text, code, sample_type, name, created_in_run, created_in_step FROM samples"
+              " WHERE id = ANY(CAST(:ids AS text[])::uuid[])")
 # (holder sample, source type, source id, source code, source label, via item id, tag id)
 _HELD = text("""
-SELECT CAST(l.target_id AS uuid) AS holder, 'sample' AS src_type, CAST(l.target_id AS uuid) AS src_id,
+SELECT l.target_id AS holder, 'sample' AS src_type, CAST(l.target_id AS uuid) AS src_id,
        NULL AS src_code, NULL AS src_name, NULL::uuid AS via_id, l.tag_id
 FROM compliance_tag_links l
 WHERE l.org_id = current_org() AND l.target_type = 'sample' AND l.target_id = ANY(CAST(:texts AS text[]))
 UNION ALL
-SELECT s.id, 'batch', b.id, b.code, b.name, NULL::uuid, l.tag_id
+SELECT s.id::text, 'batch', b.id, b.code, b.name, NULL::uuid, l.tag_id
 FROM samples s JOIN batches b ON b.id = s.batch_id
 JOIN compliance_tag_links l ON l.org_id = current_org() AND l.target_type = 'batch' AND l.target_id = b.id::text
-WHERE s.id = ANY(CAST(:ids AS uuid[]))
+WHERE s.id = ANY(CAST(:texts AS text[])::uuid[])
 UNION ALL
-SELECT c.sample_id, i.kind, i.id, i.code, i.name, CASE WHEN i.id = ci.id THEN NULL ELSE ci.id END, l.tag_id
+SELECT c.sample_id::text, i.kind, i.id, i.code, i.name, CASE WHEN i.id = ci.id THEN NULL ELSE ci.id END, l.tag_id
 FROM sample_components c JOIN registry_items ci ON ci.id = c.item_id
 JOIN registry_items i ON i.id = ci.id OR i.id = ci.parent_id
 JOIN compliance_tag_links l ON l.org_id = current_org() AND l.target_type = 'registry_item' AND l.target_id = i.id::text
-WHERE c.sample_id = ANY(CAST(:ids AS uuid[]))
+WHERE c.sample_id = ANY(CAST(:texts AS text[])::uuid[])
 ORDER BY 1, 3, 7
 """)
 _ITEMS = text("SELECT id, kind, code, name FROM registry_items WHERE id = ANY(CAST(:ids AS uuid[]))")
@@ -91,19 +93,37 @@ class _Run:
         return f"run {self.protocol_key} v{self.version} {str(self.id)[:8]}"
 
 
+@dataclass(frozen=True)
+class _Path:
+    """A path not yet spelled out: `prefix` hops, then (when `holder`) the holder sample and the lineage down to its
+    root in `graph`, then `after`."""
+
+    prefix: list[Hop]
+    graph: _Graph | None = None
+    holder: str | None = None
+    after: tuple[Hop, ...] = ()
+
+    def length(self) -> int:
+        lineage = self.graph.length(self.holder) if self.graph is not None and self.holder is not None else 0
+        return len(self.prefix) + lineage + len(self.after)
+
+
 @dataclass
 class _Found:
-    """Tags found so far: key → [(path length, order, tag name, hops builder, step key)]. Paths are built only for
-    the shortest few of each tag (a path through a thousand ancestors is long)."""
+    """Tags found so far: key → [(path length, order, tag name, path, step key)]. Paths are spelled out only for the
+    shortest few of each tag (a path through a thousand ancestors is long)."""
 
-    entries: dict[str, list[tuple[int, int, str, Callable[[], list[Hop]], str | None]]]
+    entries: dict[str, list[tuple[int, int, str, _Path, str | None]]]
 
-    def add(self, key: str, tag_name: str, hops: list[Hop] | Callable[[], list[Hop]], length: int | None = None,
-            step_key: str | None = None) -> None:
-        build = hops if callable(hops) else (lambda h=hops: h)  # type: ignore[misc]
-        size = length if length is not None else len(hops)  # type: ignore[arg-type]
+    def add(self, key: str, tag_name: str, path: _Path | list[Hop], step_key: str | None = None) -> None:
+        p = path if isinstance(path, _Path) else _Path(prefix=path)
         bucket = self.entries.setdefault(key, [])
-        bucket.append((size, len(bucket), tag_name, build, step_key))
+        bucket.append((p.length(), len(bucket), tag_name, p, step_key))
+
+
+def _array(ids: Iterable[str]) -> str:
+    """Ids as one PostgreSQL array literal: a thousand of them are sent as one string (they are uuids' text)."""
+    return "{" + ",".join(ids) + "}"
 
 
 def _sample_hop(node: object) -> Hop:
@@ -113,58 +133,57 @@ def _sample_hop(node: object) -> Hop:
 class _Graph:
     """The walked ancestry of some root samples: for each sample, the hop chain down to its nearest root."""
 
-    def __init__(self, session: Session, roots: list[uuid.UUID]) -> None:
-        edges = session.execute(_WALK, {"roots": roots, "cap": MAX_EDGES}).all()
-        ups: dict[uuid.UUID, list[tuple[uuid.UUID, object]]] = {}
+    def __init__(self, session: Session, root_ids: list[uuid.UUID]) -> None:
+        edges = session.execute(_WALK, {"roots": root_ids, "cap": MAX_EDGES}).all()
+        roots = [str(r) for r in root_ids]
+        ups: dict[str, list[tuple[str, object]]] = {}
         for e in edges:
             ups.setdefault(e.child_id, []).append((e.parent_id, e))
         # breadth first from the roots: each ancestor's next hop towards its nearest root, and its distance
-        self.down: dict[uuid.UUID, tuple[uuid.UUID, object] | None] = dict.fromkeys(roots)
-        self.depth: dict[uuid.UUID, int] = dict.fromkeys(roots, 0)
+        self.down: dict[str, tuple[str, object] | None] = dict.fromkeys(roots)
+        self.depth: dict[str, int] = dict.fromkeys(roots, 0)
         queue = deque(roots)
         while queue:
             child = queue.popleft()
-            for parent, edge in sorted(ups.get(child, ()), key=lambda p: str(p[0])):
+            for parent, edge in sorted(ups.get(child, ()), key=lambda p: p[0]):
                 if parent not in self.down:
                     self.down[parent] = (child, edge)
                     self.depth[parent] = self.depth[child] + 1
                     queue.append(parent)
-        rows = session.execute(_NODES, {"ids": list(self.down)}).all()
+        rows = session.execute(_NODES, {"ids": _array(self.down)}).all()
         self.nodes = {r.id: r for r in rows}
         self.run_ids = {e.run_id for e in edges if e.run_id} | {r.created_in_run for r in rows if r.created_in_run}
         self.roots = roots
         self.runs: dict[uuid.UUID, _Run] = {}
-        self._hops: dict[uuid.UUID, tuple[Hop, Hop | None]] = {}
+        self._labels: dict[str, tuple[str, str | None]] = {}
 
-    def length(self, sample: uuid.UUID) -> int:
+    def length(self, sample: str) -> int:
         """Hops in the sample's chain: itself, and a derivation and a sample per generation down to its root."""
         return 2 * self.depth[sample] + 1
 
-    def _hop(self, sample: uuid.UUID) -> tuple[Hop, Hop | None]:
-        if sample not in self._hops:
-            step = self.down.get(sample)
-            self._hops[sample] = (_sample_hop(self.nodes[sample]),
-                                  self._derivation(step[1]) if step is not None else None)
-        return self._hops[sample]
+    def labels(self, sample: str) -> tuple[str, str | None]:
+        """The sample's label and that of the derivation from it to its child (None at a root)."""
+        found = self._labels.get(sample)
+        if found is None:
+            node, step = self.nodes[sample], self.down.get(sample)
+            found = self._labels[sample] = (f"{node.sample_type} {node.code}",
+                                            self._derivation(step[1]) if step is not None else None)
+        return found
 
-    def chain(self, sample: uuid.UUID) -> list[Hop]:
-        """The sample and every derivation and sample after it down to its root, as hops."""
-        hops: list[Hop] = []
-        at: uuid.UUID | None = sample
+    def ids_down(self, sample: str) -> list[str]:
+        """The sample and each sample after it down to its root."""
+        out: list[str] = []
+        at: str | None = sample
         while at is not None:
-            node, derivation = self._hop(at)
-            hops.append(node)
-            if derivation is not None:
-                hops.append(derivation)
+            out.append(at)
             step = self.down.get(at)
             at = step[0] if step is not None else None
-        return hops
+        return out
 
-    def _derivation(self, edge: object) -> Hop:
+    def _derivation(self, edge: object) -> str:
         op, run_id, step_key = edge.operation, edge.run_id, edge.step_key  # type: ignore[attr-defined]
         run = self.runs.get(run_id) if run_id else None
-        label = op + (f" {run.label()}" if run else "") + (f" step {step_key}" if step_key else "")
-        return Hop(type="derivation", id=str(run_id) if run_id else None, code=step_key, label=label)
+        return op + (f" {run.label()}" if run else "") + (f" step {step_key}" if step_key else "")
 
 
 def _runs(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, _Run]:
@@ -193,7 +212,7 @@ def _add_run_tags(found: _Found, tags: dict[uuid.UUID, _Tag], by_key: dict[str, 
     def add(key: str, name: str, first: Hop, step: str | None = None) -> None:
         head = [first, *via]
         if isinstance(tail, _Tail):
-            found.add(key, name, lambda: [*head, *tail.hops()], len(head) + len(tail), step_key=step)
+            found.add(key, name, _Path(head, tail.graph, tail.sample, tuple(tail.tail)), step_key=step)
         else:
             found.add(key, name, [*head, *tail], step_key=step)
 
@@ -214,23 +233,17 @@ def _add_run_tags(found: _Found, tags: dict[uuid.UUID, _Tag], by_key: dict[str, 
                 add(t.key, t.name, step, key if own_run else None)
 
 
-def _later(prefix: list[Hop], graph: _Graph, holder: uuid.UUID, tail: list[Hop]) -> Callable[[], list[Hop]]:
-    return lambda: [*prefix, *graph.chain(holder), *tail]
-
-
 @dataclass(frozen=True)
 class _Tail:
     """The hops after a run's protocol or step down to the subject: a sample's chain (built when needed)."""
 
     graph: _Graph
-    sample: uuid.UUID
+    sample: str
     tail: list[Hop]
 
     def __len__(self) -> int:
         return self.graph.length(self.sample) + len(self.tail)
 
-    def hops(self) -> list[Hop]:
-        return [*self.graph.chain(self.sample), *self.tail]
 
 
 def _collect(session: Session, roots: list[uuid.UUID], found: _Found, tags: dict[uuid.UUID, _Tag],
@@ -240,7 +253,7 @@ def _collect(session: Session, roots: list[uuid.UUID], found: _Found, tags: dict
     graph.runs = runs = _runs(session, graph.run_ids | (extra_runs or set()))
     links = _protocol_tags(session, runs)
     ids = list(graph.nodes)
-    held = session.execute(_HELD, {"ids": ids, "texts": [str(i) for i in ids]}).all()
+    held = session.execute(_HELD, {"texts": _array(ids)}).all()
     via_items = {h.via_id for h in held if h.via_id}
     items = {r.id: r for r in session.execute(_ITEMS, {"ids": list(via_items)}).all()} if via_items else {}
     for h in held:
@@ -254,8 +267,7 @@ def _collect(session: Session, roots: list[uuid.UUID], found: _Found, tags: dict
             if h.via_id in items:
                 v = items[h.via_id]
                 prefix.append(Hop(type=v.kind, id=str(v.id), code=v.code, label=f"{v.kind} {v.name}"))
-        found.add(t.key, t.name, _later(prefix, graph, h.holder, tail),
-                  len(prefix) + graph.length(h.holder) + len(tail))
+        found.add(t.key, t.name, _Path(prefix, graph, h.holder, tuple(tail)))
     # the protocol and step of the run that made each sample (by the edge that derived it, or its creation)
     for sample, node in graph.nodes.items():
         step = graph.down.get(sample)
@@ -275,34 +287,65 @@ def _vocabulary(session: Session) -> tuple[dict[uuid.UUID, _Tag], dict[str, _Tag
     return tags, {t.key: t for t in tags.values()}
 
 
+def _spell(name: str, p: _Path, lineage: dict[str, LineageStep], step_key: str | None) -> Provenance:
+    """The path in full: its hops to the lineage, the lineage steps it goes through (added to `lineage`), its
+    text."""
+    labels = [name, *(h.label for h in p.prefix)]
+    path = list(p.prefix)
+    generations = 0
+    if p.graph is not None and p.holder is not None:
+        ids = p.graph.ids_down(p.holder)
+        generations = len(ids) - 1
+        path.append(_sample_hop(p.graph.nodes[p.holder]))
+        for i, sample in enumerate(ids):
+            if sample in lineage:
+                continue
+            label, derivation = p.graph.labels(sample)
+            lineage[sample] = LineageStep.model_construct(  # trusted: read from the database just now
+                id=sample, code=p.graph.nodes[sample].code, label=label,
+                child_id=ids[i + 1] if i + 1 < len(ids) else None, derivation=derivation)
+        shown = ids if generations <= ELIDE else [*ids[:4], None, *ids[-3:]]
+        for i, sample in enumerate(shown):
+            if sample is None:
+                labels.append(f"… {generations - 6} more samples …")
+                continue
+            label, derivation = p.graph.labels(sample)
+            labels.append(label)
+            if derivation is not None and i + 1 < len(shown) and shown[i + 1] is not None:
+                labels.append(derivation)
+    labels += [h.label for h in p.after]
+    return Provenance(source=path[0], path=path, through=uuid.UUID(p.holder) if p.holder else None,
+                      generations=generations, after=list(p.after), text=" ← ".join(labels), step_key=step_key)
+
+
 def _answer(found: _Found, by_key: dict[str, _Tag], subject_type: str, subject_id: uuid.UUID, label: str,
             ancestors: int) -> Surface:
     out = []
+    lineage: dict[str, LineageStep] = {}
     for key in sorted(found.entries):
         entries = sorted(found.entries[key], key=lambda e: (e[0], e[1]))
         shown: list[Provenance] = []
         seen: set[str] = set()
-        for _, _, name, build, step_key in entries:
+        for _, _, name, path, step_key in entries:
             if len(shown) == MAX_PATHS:
                 break
-            hops = build()
-            text_ = " ← ".join([name, *(h.label for h in hops)])
-            if text_ not in seen:
-                seen.add(text_)
-                shown.append(Provenance(source=hops[0], path=hops, text=text_, step_key=step_key))
+            prov = _spell(name, path, lineage, step_key)
+            if prov.text not in seen:
+                seen.add(prov.text)
+                shown.append(prov)
         t = by_key[key]
         out.append(SurfaceTag(key=key, name=t.name, framework=t.framework, provenance=shown, paths=len(entries)))
     return Surface(subject_type=subject_type, subject_id=subject_id, subject_label=label,  # type: ignore[arg-type]
-                   ancestors=ancestors, tags=out)
+                   ancestors=ancestors, tags=out, lineage=list(lineage.values()))
 
 
 def of_sample(session: Session, sample_id: uuid.UUID) -> Surface:
     tags, by_key = _vocabulary(session)
     found = _Found({})
     graph, _, _ = _collect(session, [sample_id], found, tags, by_key, [])
-    if sample_id not in graph.nodes:
+    if str(sample_id) not in graph.nodes:
         raise NotFound(f"no sample {sample_id}")
-    root = graph.nodes[sample_id]
+    root = graph.nodes[str(sample_id)]
     return _answer(found, by_key, "sample", sample_id, f"{root.sample_type} {root.code}", len(graph.nodes) - 1)
 
 

@@ -30,8 +30,15 @@ def test_a_plate_inherits_rdna_and_bsl2_through_its_transformed_ancestor(client,
     rdna = next(t for t in surf["tags"] if t["key"] == "recombinant_dna")["provenance"][0]
     assert rdna["source"] == {"type": "plasmid", "id": m["plasmid"]["id"], "code": m["plasmid"]["code"],
                               "label": f"plasmid {m['plasmid']['name']}"}
-    assert [h["type"] for h in rdna["path"]] == ["plasmid", "sample", "derivation", "sample", "derivation", "sample"]
-    assert rdna["path"][-1]["id"] == m["plate"]["id"]
+    assert [h["type"] for h in rdna["path"]] == ["plasmid", "sample"]
+    assert rdna["through"] == m["culture"]["id"] and rdna["generations"] == 2
+    steps = {s["id"]: s for s in surf["lineage"]}  # follow the lineage from the culture down to the plate
+    at, walked = rdna["through"], []
+    while at is not None:
+        walked.append((steps[at]["label"], steps[at]["derivation"]))
+        at = steps[at]["child_id"]
+    assert walked == [(f"culture {c}", "transformation step co_cultivation"), (f"callus {cal}", "subculture"),
+                      (f"plate {pl}", None)]
 
     # The explant's side carries nothing; removing the plasmid's tag takes rDNA off the plate's surface.
     untag(client, org_a, "recombinant_dna", "plasmid", m["plasmid"]["id"])
@@ -56,7 +63,8 @@ def test_a_new_parent_brings_its_tags_and_batches_carry_theirs(client, org_a):
 
 
 def test_a_long_lineage_answers_each_tag_by_its_shortest_path(client, org_a):
-    ids = [sample(client, org_a, sample_type="plate")["id"] for _ in range(12)]
+    made = [sample(client, org_a, sample_type="plate") for _ in range(12)]
+    ids = [m["id"] for m in made]
     for parent, child in zip(ids, ids[1:], strict=False):
         derive(client, org_a, child, [parent], "passage")
     tag(client, org_a, "animal_derived", "sample", ids[0])
@@ -65,7 +73,12 @@ def test_a_long_lineage_answers_each_tag_by_its_shortest_path(client, org_a):
     assert surf["ancestors"] == 11
     animal = next(t for t in surf["tags"] if t["key"] == "animal_derived")
     assert animal["paths"] == 2
-    assert [len(p["path"]) for p in animal["provenance"]] == [11, 23]  # 6 and 12 samples with the passages between
+    assert [p["generations"] for p in animal["provenance"]] == [5, 11]
+    codes = [m["code"] for m in made]
+    near, far = (p["text"] for p in animal["provenance"])
+    assert near == "Animal-derived ← " + " ← passage ← ".join(f"plate {c}" for c in codes[6:])
+    assert far == ("Animal-derived ← " + " ← passage ← ".join(f"plate {c}" for c in codes[:4])
+                   + " ← … 5 more samples … ← " + " ← passage ← ".join(f"plate {c}" for c in codes[-3:]))
 
 
 def test_surfaces_and_tags_of_another_organization_are_not_found(client, org_a, org_b):
