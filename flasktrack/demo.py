@@ -16,7 +16,7 @@ from domain.protocols.loader import example_protocols
 from domain.protocols.models import ProtocolCreate
 from domain.roles import SYSTEM_ACTOR, Actor, Caller, RequestContext, Role
 from domain.signatures import Meaning, SignatureInput
-from flasktrack.demo_lab import seed_demo_lab
+from flasktrack.demo_lab import seed_demo_compliance, seed_demo_lab
 
 log = structlog.get_logger("flasktrack.demo")
 
@@ -46,7 +46,9 @@ def seed_demo(owner: TenantSessions) -> bool:
                 identity.add_member(s, org_id=org.id, actor=SYSTEM_ACTOR, context=RequestContext(), data=MemberCreate(
                     email=email, display_name=name, password=DEMO_PASSWORD, role=role))
     seed_demo_protocols(owner)
-    seed_demo_lab(owner, _demo_caller(owner, Role.lab_manager), _demo_caller(owner, Role.technician))
+    manager, technician = _demo_caller(owner, Role.lab_manager), _demo_caller(owner, Role.technician)
+    seed_demo_lab(owner, manager, technician)
+    seed_demo_compliance(owner, manager, _demo_caller(owner, Role.scientist), technician)
     return created
 
 

@@ -19,6 +19,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.db import TenantSessions
+from domain.compliance import authorizations, checklists, tags
+from domain.compliance.models import (
+    AuthorizationCreate,
+    ChecklistItemCreate,
+    FrameworkCreate,
+    RuleCreate,
+    Scope,
+    TagAttach,
+)
 from domain.registry import service as registry
 from domain.registry.models import ItemCreate, Kind
 from domain.roles import Caller, RequestContext
@@ -33,6 +42,10 @@ OVERNIGHT_CULTURE = "GV3101 pBIN19-GFP overnight culture"
 EXPLANT_BATCH = "SR1 leaf explants, week 48"
 SELECTION_MEDIUM = "MS kanamycin cefotaxime selection medium, pour 1"
 SELECTION_MEDIUM_2 = "MS kanamycin cefotaxime selection medium, pour 2"
+SR1_SHOOTS = "SR1 in vitro shoots"
+TRANSFORMED_CALLUS = "SR1 callus transformed with pBIN19-GFP"
+IBC_APPROVAL = "IBC-2026-014: Agrobacterium-mediated transformation of tobacco (pBIN19-GFP)"
+SUBCULTURE_PROTOCOL = "plant-tissue-subculture"
 
 
 def _as(caller: Caller, key: str) -> Caller:
@@ -123,11 +136,64 @@ def seed_demo_lab(owner: TenantSessions, manager: Caller, technician: Caller) ->
             sample_type="culture", name="PO-17 master culture", location_id=cold, components=[Component(item_id=po17)],
             attributes={"medium": "PDA", "passage": 3}, reason="demo lab"))
         samples.create(s, _as(t, "sample:sr1"), SampleCreate(
-            sample_type="plate", name="SR1 in vitro shoots", location_id=growth, components=[Component(item_id=sr1)],
+            sample_type="plate", name=SR1_SHOOTS, location_id=growth, components=[Component(item_id=sr1)],
             reason="demo lab"))
         lineage.derive(s, _as(t, "sample:overnight"), Derivation(
             parent_ids=[stock.id], operation="subculture",
             children=[ChildSpec(sample_type="culture", name=OVERNIGHT_CULTURE, location_id=growth,
                                 attributes={"medium": "LB rifampicin gentamicin kanamycin", "od600": 0.8})],
             reason="overnight culture for the transformation"))
+    return True
+
+
+def seed_demo_compliance(owner: TenantSessions, manager: Caller, scientist: Caller, technician: Caller) -> bool:
+    """The demo lab's compliance story (docs/compliance.md), once: pBIN19-GFP tagged rDNA, GV3101 handled at BSL-2,
+    a callus transformed from the overnight culture and the SR1 shoots; the NIH Guidelines framework with an rDNA
+    checklist item for task steps; the rule that rDNA work needs an IBC approval; the lab's IBC approval recorded
+    by the lab manager, pending the owner's or an administrator's signature. A subculture run launched on the
+    callus picks up the rDNA item and waits on authorization hold until that approval is signed. True when
+    created now."""
+    with owner.begin(manager.org_id) as s:
+        if s.execute(text("SELECT to_regclass('compliance_frameworks')")).scalar() is None:
+            return False
+        if s.execute(text("SELECT 1 FROM compliance_frameworks WHERE org_id = :o AND key = 'nih'"),
+                     {"o": manager.org_id}).first():
+            return False
+        ids = {r.name: r.id for r in s.execute(text(
+            "SELECT name, id FROM registry_items WHERE org_id = :o AND kind IN ('strain', 'plasmid')"),
+            {"o": manager.org_id})}
+        found = {r.name: r.id for r in s.execute(text(
+            "SELECT name, id FROM samples WHERE org_id = :o AND name IN (:a, :b)"),
+            {"o": manager.org_id, "a": OVERNIGHT_CULTURE, "b": SR1_SHOOTS})}
+        if "pBIN19-GFP" not in ids or "GV3101" not in ids or len(found) < 2:
+            return False  # not the demo lab's material
+        sci = scientist
+        tags.attach(s, _as(sci, "tag:pbin"), TagAttach(
+            tag="recombinant_dna", target_type="plasmid", target_id=str(ids["pBIN19-GFP"]),
+            reason="binary vector with a GFP insert: recombinant DNA under the NIH Guidelines"))
+        tags.attach(s, _as(sci, "tag:gv3101"), TagAttach(
+            tag="BSL-2", target_type="strain", target_id=str(ids["GV3101"]),
+            reason="the institution's biosafety committee handles transformed Agrobacterium at BSL-2"))
+        fw = checklists.create_framework(s, manager, FrameworkCreate(
+            key="nih", name="NIH Guidelines", description="Recombinant or synthetic nucleic acid molecules"))
+        checklists.add_item(s, manager, fw.id, ChecklistItemCreate(
+            key="rdna_waste", text="rDNA waste collected in the biohazard bin and autoclaved",
+            scope=Scope(any=["recombinant_dna"], step_kind="task")))
+        bmbl = checklists.create_framework(s, manager, FrameworkCreate(key="bmbl", name="BMBL BSL-2"))
+        checklists.add_item(s, manager, bmbl.id, ChecklistItemCreate(
+            key="bsc_certified", text="Work done in the certified biosafety cabinet", scope=Scope(all=["BSL-2"])))
+        authorizations.create_rule(s, manager, RuleCreate(
+            tags=["recombinant_dna"], authorization_type="IBC approval",
+            description="NIH Guidelines Section III-D: IBC approval before the work starts"))
+        now = dt.datetime.now(dt.UTC)
+        authorizations.create(s, manager, AuthorizationCreate(
+            authorization_type="IBC approval", title=IBC_APPROVAL, issuer="Institutional Biosafety Committee",
+            protocol_keys=[SUBCULTURE_PROTOCOL, "agrobacterium-transformation"], tags=["recombinant_dna"],
+            valid_from=now - dt.timedelta(days=1), valid_until=now + dt.timedelta(days=365)))
+    with owner.begin(technician.org_id) as s:
+        lineage.derive(s, _as(technician, "sample:callus"), Derivation(
+            parent_ids=[found[OVERNIGHT_CULTURE], found[SR1_SHOOTS]], operation="transformation",
+            step_key="co_cultivation",
+            children=[ChildSpec(sample_type="callus", name=TRANSFORMED_CALLUS)],
+            reason="leaf discs co-cultivated with the overnight culture; callus on selection"))
     return True

@@ -45,3 +45,25 @@ def test_the_demo_lab_traces_a_culture_back_to_its_strain_and_is_seeded_once(cli
     equipment = client.get("/api/v1/registry/equipment", headers=h).json()["items"]
     assert {e["name"] for e in equipment} == {"Laminar-flow hood LF-2", "Autoclave AC-1"}
     assert all(e["attributes"]["calibration_due"] for e in equipment)
+
+
+def test_the_demo_callus_carries_rdna_and_bsl2_from_its_transformation(client: TestClient,
+                                                                      owner: TenantSessions) -> None:
+    from flasktrack.demo_lab import IBC_APPROVAL, TRANSFORMED_CALLUS
+
+    seed_demo(owner)
+    seed_demo(owner)  # a second start adds nothing
+    h = login(client, "manager@demo.example.org")
+    [callus] = client.get("/api/v1/samples", params={"q": "transformed"}, headers=h).json()["items"]
+    assert callus["name"] == TRANSFORMED_CALLUS
+    surface = client.get(f"/api/v1/samples/{callus['id']}/compliance-surface", headers=h).json()
+    texts = {t["key"]: t["provenance"][0]["text"] for t in surface["tags"]}
+    assert set(texts) == {"recombinant_dna", "BSL-2"}
+    assert texts["recombinant_dna"].startswith("rDNA / NIH Guidelines ← plasmid pBIN19-GFP ← glycerol_stock ")
+    assert "← transformation step co_cultivation ← callus " in texts["recombinant_dna"]
+    status = client.get(f"/api/v1/samples/{callus['id']}/compliance-status", headers=h).json()
+    assert status["status"] == "action_needed" and "IBC approval" in status["reasons"][0]
+    [ibc] = client.get("/api/v1/compliance/authorizations", headers=h).json()
+    assert ibc["title"] == IBC_APPROVAL and ibc["status"] == "pending"
+    frameworks = client.get("/api/v1/compliance/frameworks", headers=h).json()
+    assert {f["key"] for f in frameworks} == {"nih", "bmbl"}
