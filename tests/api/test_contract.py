@@ -89,6 +89,13 @@ def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], 
                        # handed out: a request the schema allows may name none, answered 422 naming the field.
                        {"include-path-regex": "^/api/v1/(samples|batches)",
                         "checks": {"positive_data_acceptance": {"expected-statuses": [
+                            "2xx", "401", "403", "404", "409", "422", "429"]}}},
+                       # Compliance records name others that must exist in the organization (a tag of its
+                       # vocabulary, a target of the right kind, a member, a framework, an authorization), a signature
+                       # re-enters the right password and is not its recorder's, a key is unique: a request the
+                       # schema allows may name none, refused 403, 404, 409 or 422 with the reason.
+                       {"include-path-regex": "^/api/v1/(compliance/|runs/[^/]+/compliance-)",
+                        "checks": {"positive_data_acceptance": {"expected-statuses": [
                             "2xx", "401", "403", "404", "409", "422", "429"]}}}],
         "continue-on-failure": True,
         # A body over the size limit is refused before it is read: 413 is a refusal like 422.
