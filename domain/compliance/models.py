@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from domain.limits import Input, SafeText
 
@@ -15,6 +15,21 @@ TAG_KEY = r"^[A-Za-z][A-Za-z0-9_-]{0,39}$"
 ITEM_KEY = r"^[a-z][a-z0-9_]{0,63}$"
 COURSE = r"^[a-z][a-z0-9_-]{0,63}$"
 REGISTRY_TARGETS = ("strain", "plasmid", "ingredient", "lot", "equipment", "supplier", "species")
+def _no_number(value: object) -> object:
+    # Pydantic alone would take 0 as a Unix time: an instant or a day is written out (what `format` promises).
+    if isinstance(value, int | float | bool):
+        raise ValueError("written out: 2026-05-01T09:30:00Z for an instant, 2026-05-01 for a day")
+    return value
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("an instant needs its offset (Z or ±hh:mm)")
+    return value
+
+
+Instant = Annotated[dt.datetime, BeforeValidator(_no_number), AfterValidator(_aware)]
+Day = Annotated[dt.date, BeforeValidator(_no_number)]
 TargetType = Literal["strain", "plasmid", "ingredient", "lot", "equipment", "supplier", "species", "protocol", "step",
                      "sample", "batch"]
 Reason = Field(min_length=1, max_length=2000, description="why (kept in the audit trail)")
@@ -188,8 +203,8 @@ class AuthorizationCreate(Input):
     protocol_keys: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{1,63}$")]] = Field(
         default=[], max_length=50, description="protocols covered; empty: every one")
     tags: list[TagKey] = Field(default=[], max_length=20, description="tags covered; empty: every one the type is for")
-    valid_from: dt.datetime
-    valid_until: dt.datetime
+    valid_from: Instant
+    valid_until: Instant
 
 
 class AuthorizationSign(Input):
@@ -217,8 +232,8 @@ class AuthorizationRead(BaseModel):
 class QualificationCreate(Input):
     user_id: uuid.UUID
     course: str = Field(pattern=COURSE, description="e.g. `biosafety_bsl2`")
-    completed_on: dt.date
-    expires_on: dt.date | None = None
+    completed_on: Day
+    expires_on: Day | None = None
     evidence_id: uuid.UUID | None = None
 
 

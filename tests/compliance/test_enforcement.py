@@ -13,10 +13,10 @@ from types import SimpleNamespace
 from sqlalchemy import text
 
 from domain.roles import Role
-from tests.compliance.support import BASE, agro_material, tag
+from tests.compliance.support import BASE, agro_material, derive, tag
 from tests.runs.conftest import wait_for
 from tests.runs.support import PASSWORD_OF, approve_protocol
-from tests.samples.material import seal
+from tests.samples.material import sample, seal
 from tests.support import make_org
 
 
@@ -189,3 +189,27 @@ def test_a_step_requiring_a_qualification_refuses_an_expired_one_naming_it(clien
         "expires_on": str(today + dt.timedelta(days=365))}, headers=org.headers(Role.lab_manager))
     assert r.status_code == 201
     assert complete(client, org, task["id"], ["hood_clean"]).status_code == 200
+
+
+def test_a_parent_found_mid_run_brings_its_checklist_item_to_the_open_task(client, owner):
+    org = make_org(owner, client)
+    m = agro_material(client, org)
+    tag(client, org, "recombinant_dna", "plasmid", m["plasmid"]["id"])
+    fw = client.post(f"{BASE}/frameworks", json={"key": "nih", "name": "NIH Guidelines"},
+                     headers=org.headers(Role.lab_manager)).json()
+    item(client, org, fw["id"], "rdna_waste", {"any": ["recombinant_dna"]})
+    orphan = sample(client, org, sample_type="plate")
+    key = f"sub-{uuid.uuid4().hex[:6]}"
+    approve_protocol(owner, org.id, subculture(key))
+    run_id = launch(client, org, key, orphan["code"])
+    task = open_task(client, org, run_id)
+    assert [c["key"] for c in task["checklist"]] == ["hood_clean"]
+    assert run_status(client, org, run_id)["status"] == "compliant"
+
+    derive(client, org, orphan["id"], [m["callus"]["id"]], "subculture")  # it came from the transformed callus
+    attached = actions(owner, org, "attach_requirement")
+    assert [(a.entity_id, a.after["item"]) for a in attached] == [(task["id"], "compliance_rdna_waste")]
+    assert "has new parents" in attached[0].reason
+    task = open_task(client, org, run_id)
+    assert [c["key"] for c in task["checklist"]] == ["hood_clean", "compliance_rdna_waste"]
+    assert complete(client, org, task["id"], ["hood_clean"]).status_code == 422
