@@ -304,12 +304,12 @@ def _spell(name: str, p: _Path, lineage: dict[str, LineageStep], step_key: str |
             lineage[sample] = LineageStep.model_construct(  # trusted: read from the database just now
                 id=sample, code=p.graph.nodes[sample].code, label=label,
                 child_id=ids[i + 1] if i + 1 < len(ids) else None, derivation=derivation)
-        shown = ids if generations <= ELIDE else [*ids[:4], None, *ids[-3:]]
-        for i, sample in enumerate(shown):
-            if sample is None:
+        shown: list[str | None] = list(ids) if generations <= ELIDE else [*ids[:4], None, *ids[-3:]]
+        for i, at in enumerate(shown):
+            if at is None:
                 labels.append(f"… {generations - 6} more samples …")
                 continue
-            label, derivation = p.graph.labels(sample)
+            label, derivation = p.graph.labels(at)
             labels.append(label)
             if derivation is not None and i + 1 < len(shown) and shown[i + 1] is not None:
                 labels.append(derivation)
