@@ -18,6 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -38,7 +39,9 @@ _WALK = text(
     " UNION"
     " SELECT e.parent_id, e.child_id, e.operation, e.run_id, e.step_key FROM up"
     "  JOIN lineage_edges e ON e.child_id = up.parent_id"
-    ") SELECT parent_id::text, child_id::text, operation, run_id, step_key FROM up LIMIT :cap"
+    "), capped AS (SELECT * FROM up LIMIT :cap)"
+    " SELECT c.parent_id::text, c.child_id::text, c.operation, c.run_id, c.step_key, s.code, s.sample_type,"
+    " s.created_in_run, s.created_in_step FROM capped c JOIN samples s ON s.id = c.parent_id"
 )
 _NODES = text("SELECT id::text, code, sample_type, name, created_in_run, created_in_step FROM samples"
               " WHERE id = ANY(CAST(:ids AS text[])::uuid[])")
@@ -130,6 +133,15 @@ def _sample_hop(node: object) -> Hop:
     return Hop(type="sample", id=str(node.id), code=node.code, label=f"{node.sample_type} {node.code}")  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class _Node:
+    id: str
+    code: str
+    sample_type: str
+    created_in_run: uuid.UUID | None
+    created_in_step: str | None
+
+
 class _Graph:
     """The walked ancestry of some root samples: for each sample, the hop chain down to its nearest root."""
 
@@ -150,9 +162,17 @@ class _Graph:
                     self.down[parent] = (child, edge)
                     self.depth[parent] = self.depth[child] + 1
                     queue.append(parent)
-        rows = session.execute(_NODES, {"ids": _array(self.down)}).all()
-        self.nodes = {r.id: r for r in rows}
-        self.run_ids = {e.run_id for e in edges if e.run_id} | {r.created_in_run for r in rows if r.created_in_run}
+        # the parents' columns came with their edges; the roots' are asked for
+        rows = session.execute(_NODES, {"ids": _array(roots)}).all()
+        self.nodes: dict[str, Any] = {r.id: r for r in rows}
+        for e in edges:
+            if e.parent_id in self.down and e.parent_id not in self.nodes:
+                self.nodes[e.parent_id] = _Node(e.parent_id, e.code, e.sample_type, e.created_in_run,
+                                                e.created_in_step)
+        for gone in [k for k in self.down if k not in self.nodes]:  # not in this organization
+            del self.down[gone]
+        self.run_ids = {e.run_id for e in edges if e.run_id} | {
+            n.created_in_run for n in self.nodes.values() if n.created_in_run}
         self.roots = roots
         self.runs: dict[uuid.UUID, _Run] = {}
         self._labels: dict[str, tuple[str, str | None]] = {}
