@@ -47,7 +47,8 @@ Approver = Annotated[Caller, Depends(Permitted(Permission.authorizations_approve
 
 
 def _json(model: Surface | ComplianceStatus) -> Response:
-    return Response(model.model_dump_json(), media_type="application/json")
+    body = model.to_json() if isinstance(model, Surface) else model.model_dump_json()
+    return Response(body, media_type="application/json")
 
 
 # ---------------------------------------------------------------- tags

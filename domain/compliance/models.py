@@ -7,7 +7,8 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+import orjson
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, PrivateAttr
 
 from domain.limits import Input, SafeText
 
@@ -124,6 +125,19 @@ class Surface(BaseModel):
     tags: list[SurfaceTag]
     lineage: list[LineageStep] = Field(default=[], description="every sample on a shown path, once: follow "
                                                                "`child_id` from a provenance's `through`")
+    # The lineage steps as plain rows (a thousand of them are not worth a model each): `to_json` writes them.
+    _steps: list[dict[str, str | None]] = PrivateAttr(default_factory=list)
+
+    def with_steps(self, steps: list[dict[str, str | None]]) -> Surface:
+        self._steps = steps
+        return self
+
+    def to_json(self) -> bytes:
+        """The answer's JSON, `lineage` included (as `model_dump_json` would write it, faster)."""
+        if not self._steps:
+            return self.model_dump_json().encode()
+        head = self.model_dump_json(exclude={"lineage"}).encode()
+        return head[:-1] + b',"lineage":' + orjson.dumps(self._steps) + b"}"
 
     def keys(self, step_key: str | None = None) -> set[str]:
         """The tag keys on the surface; for one step of a run, without other steps' own tags."""

@@ -18,12 +18,14 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from domain.compliance.models import Hop, LineageStep, Provenance, Surface, SurfaceTag
+from domain.compliance.models import Hop, Provenance, Surface, SurfaceTag
 from domain.errors import NotFound
 
 MAX_EDGES = 50_000  # one walk's edges; beyond it the farthest ancestors are left out
@@ -31,15 +33,16 @@ MAX_PATHS = 10  # paths shown per tag (all are counted)
 MAX_BATCH_SAMPLES = 500
 ELIDE = 8  # a path through more generations names the first and last few in its text, counting the others
 
-# Ids come back as text: the walk keys dictionaries by them, and text hashes in C.
-_WALK = text(
+# Ids come back as text: the walk keys dictionaries by them, and text hashes in C. Read through the driver's own
+# cursor as named tuples (a thousand SQLAlchemy rows cost more than the query).
+_WALK = (
     "WITH RECURSIVE up(parent_id, child_id, operation, run_id, step_key) AS ("
     " SELECT e.parent_id, e.child_id, e.operation, e.run_id, e.step_key FROM lineage_edges e"
-    "  WHERE e.child_id = ANY(CAST(:roots AS uuid[]))"
+    "  WHERE e.child_id = ANY(CAST(%(roots)s AS uuid[]))"
     " UNION"
     " SELECT e.parent_id, e.child_id, e.operation, e.run_id, e.step_key FROM up"
     "  JOIN lineage_edges e ON e.child_id = up.parent_id"
-    "), capped AS (SELECT * FROM up LIMIT :cap)"
+    "), capped AS (SELECT * FROM up LIMIT %(cap)s)"
     " SELECT c.parent_id::text, c.child_id::text, c.operation, c.run_id, c.step_key, s.code, s.sample_type,"
     " s.created_in_run, s.created_in_step FROM capped c JOIN samples s ON s.id = c.parent_id"
 )
@@ -146,7 +149,10 @@ class _Graph:
     """The walked ancestry of some root samples: for each sample, the hop chain down to its nearest root."""
 
     def __init__(self, session: Session, root_ids: list[uuid.UUID]) -> None:
-        edges = session.execute(_WALK, {"roots": root_ids, "cap": MAX_EDGES}).all()
+        dbapi = cast(psycopg.Connection[Any], session.connection().connection.dbapi_connection)
+        with dbapi.cursor(row_factory=namedtuple_row) as cur:  # the session's own transaction (its organization)
+            cur.execute(_WALK, {"roots": root_ids, "cap": MAX_EDGES})
+            edges: list[Any] = cur.fetchall()
         roots = [str(r) for r in root_ids]
         ups: dict[str, list[tuple[str, object]]] = {}
         for e in edges:
@@ -307,7 +313,7 @@ def _vocabulary(session: Session) -> tuple[dict[uuid.UUID, _Tag], dict[str, _Tag
     return tags, {t.key: t for t in tags.values()}
 
 
-def _spell(name: str, p: _Path, lineage: dict[str, LineageStep], step_key: str | None) -> Provenance:
+def _spell(name: str, p: _Path, lineage: dict[str, dict[str, str | None]], step_key: str | None) -> Provenance:
     """The path in full: its hops to the lineage, the lineage steps it goes through (added to `lineage`), its
     text."""
     labels = [name, *(h.label for h in p.prefix)]
@@ -321,9 +327,8 @@ def _spell(name: str, p: _Path, lineage: dict[str, LineageStep], step_key: str |
             if sample in lineage:
                 continue
             label, derivation = p.graph.labels(sample)
-            lineage[sample] = LineageStep.model_construct(  # trusted: read from the database just now
-                id=sample, code=p.graph.nodes[sample].code, label=label,
-                child_id=ids[i + 1] if i + 1 < len(ids) else None, derivation=derivation)
+            lineage[sample] = {"id": sample, "code": p.graph.nodes[sample].code, "label": label,
+                               "child_id": ids[i + 1] if i + 1 < len(ids) else None, "derivation": derivation}
         shown: list[str | None] = list(ids) if generations <= ELIDE else [*ids[:4], None, *ids[-3:]]
         for i, at in enumerate(shown):
             if at is None:
@@ -341,7 +346,7 @@ def _spell(name: str, p: _Path, lineage: dict[str, LineageStep], step_key: str |
 def _answer(found: _Found, by_key: dict[str, _Tag], subject_type: str, subject_id: uuid.UUID, label: str,
             ancestors: int) -> Surface:
     out = []
-    lineage: dict[str, LineageStep] = {}
+    lineage: dict[str, dict[str, str | None]] = {}
     for key in sorted(found.entries):
         entries = sorted(found.entries[key], key=lambda e: (e[0], e[1]))
         shown: list[Provenance] = []
@@ -356,7 +361,7 @@ def _answer(found: _Found, by_key: dict[str, _Tag], subject_type: str, subject_i
         t = by_key[key]
         out.append(SurfaceTag(key=key, name=t.name, framework=t.framework, provenance=shown, paths=len(entries)))
     return Surface(subject_type=subject_type, subject_id=subject_id, subject_label=label,  # type: ignore[arg-type]
-                   ancestors=ancestors, tags=out, lineage=list(lineage.values()))
+                   ancestors=ancestors, tags=out).with_steps(list(lineage.values()))
 
 
 def of_sample(session: Session, sample_id: uuid.UUID) -> Surface:
