@@ -30,6 +30,7 @@ from core.storage import open_store
 from domain.approvals.models import ApprovalRequest
 from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
 from domain.audit.sealer import Sealer
+from domain.identity.secrets import configure_hashing
 from domain.roles import Caller
 from domain.runs.messages import Outcome
 from domain.runs.models import ControlResult, RunControl, RunHistory, RunLaunch, RunRead
@@ -44,6 +45,8 @@ log = structlog.get_logger("flasktrack.api")
 
 
 def build_platform(settings: Settings) -> Platform:
+    configure_hashing(settings.password_hash_time_cost, settings.password_hash_memory_kib,
+                      settings.password_hash_parallelism)
     engine = make_engine(app_url(settings))
     key = load_signing_key(settings.resolved_signing_key_path, settings.signing_key)
     keys_dir = settings.resolved_signing_key_path.parent

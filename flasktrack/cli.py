@@ -59,8 +59,10 @@ def _with_database() -> Settings:
 
 def _owner() -> tuple[Settings, object]:
     from core.db import TenantSessions, make_engine, owner_url
+    from domain.identity.secrets import configure_hashing
 
     s = _with_database()
+    configure_hashing(s.password_hash_time_cost, s.password_hash_memory_kib, s.password_hash_parallelism)
     return s, TenantSessions(make_engine(owner_url(s), pool_size=2))
 
 

@@ -3,6 +3,7 @@ a fresh database per test session with the real migrations, the real API app."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +20,13 @@ from flasktrack.postgres import scratch_database, scratch_server, upgrade_schema
 from tests.support import PASSWORD, Org, make_org
 
 __all__ = ["PASSWORD", "Org", "make_org"]
+
+# Passwords hashed at argon2id's lowest cost, in this process and every service it starts (they read the same
+# environment): the suite creates hundreds of accounts, and at the production cost hashing them was the largest
+# share of its time. Verification, lockouts and timing equality work the same at any cost.
+os.environ.setdefault("FLASKTRACK_PASSWORD_HASH_TIME_COST", "1")
+os.environ.setdefault("FLASKTRACK_PASSWORD_HASH_MEMORY_KIB", "1024")
+os.environ.setdefault("FLASKTRACK_PASSWORD_HASH_PARALLELISM", "1")
 
 
 
