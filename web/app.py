@@ -404,7 +404,9 @@ def create_web_app() -> FastAPI:
         app.include_router(pages)
 
     from web import approvals, protocols  # their pages use this module's helpers: imported once it is loaded
+    from web import registry as registry_pages
     from web import runs as run_pages
-    for router in (run_pages.router, approvals.router, protocols.router):
+    from web import samples as sample_pages
+    for router in (run_pages.router, approvals.router, protocols.router, registry_pages.router, sample_pages.router):
         app.include_router(router)
     return app

@@ -112,6 +112,13 @@ def children(session: Session, item_id: uuid.UUID, *, limit: int = 6) -> list[It
     return [from_row(ItemRow, r) for r in rows]
 
 
+def codes(session: Session, ids: set[uuid.UUID] | list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The codes of these records, in one query (a list's locations, suppliers)."""
+    rows = session.execute(text("SELECT id, code FROM registry_items WHERE org_id = current_org() AND id = ANY(:i)"),
+                           {"i": list(ids)}).all()
+    return {r.id: r.code for r in rows}
+
+
 @dataclass(frozen=True)
 class ItemFilter:
     """What a list is narrowed to. `archived`: exclude (default), include, or only archived records."""
