@@ -4,6 +4,7 @@ refused with the reason; launch validation; malformed addresses never 500."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from sqlalchemy import text
@@ -151,3 +152,34 @@ def test_the_live_inbox_refreshing_itself_does_not_keep_an_idle_session_alive(cl
     r = web.get("/ui/inbox", headers=poll)
     assert r.status_code == 204 and r.headers["HX-Redirect"].startswith("/ui/login")  # the open page logs out
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_a_closed_approval_shows_the_hash_that_was_signed_not_the_current_one(client, owner):
+    from tests.ui.test_manager import open_task, reviewed_protocol
+
+    org = make_org(owner, client)
+    key = reviewed_protocol(owner, org)
+    run_id = client.post("/api/v1/runs", headers=org.headers(Role.lab_manager),
+                         json={"protocol_key": key, "subjects": [{"type": "sample", "id": "S-7"}]}).json()["id"]
+    weigh = open_task(client, org, run_id, "weigh")
+    done = client.post(f"/api/v1/tasks/{weigh['id']}/complete", headers=org.headers(Role.technician),
+                       json={"values": {"mass_g": 12.5}, "checklist": {"balance_calibrated": True}})
+    assert done.status_code == 200, done.text
+    review = open_task(client, org, run_id, "review", Role.lab_manager)
+    web = signed_in(client, org, Role.lab_manager)
+    before = web.get(f"/ui/approvals/{review['id']}").text
+    shown = re.search(r'id="content-hash">([0-9a-f]{64})<', before).group(1)  # type: ignore[union-attr]
+    signed = client.post(f"/api/v1/runs/{run_id}/approvals", headers=org.headers(Role.lab_manager),
+                         json={"task_id": review["id"], "decision": "approve", "password": PASSWORD})
+    assert signed.status_code == 200, signed.text
+    page = web.get(f"/ui/approvals/{review['id']}").text
+    assert "Signed by" in page and f'id="content-hash">{shown}<' in page and 'id="hash-changed"' not in page
+    # Were the records ever to hash otherwise (a later signature on record here stands for that), the page shows
+    # the hash the latest signature bound, and says that today's records differ.
+    with owner.begin(org.id) as s:
+        s.execute(text("INSERT INTO signatures (id, org_id, signer_id, signer_name, meaning, entity_type, entity_id,"
+                       " content_hash) VALUES (:i, :o, :u, 'Later Signer', 'reviewed', 'task', :t, :h)"),
+                  {"i": uuid.uuid4(), "o": org.id, "u": org.users[Role.lab_manager][0], "t": review["id"],
+                   "h": "ab" * 32})
+    page = web.get(f"/ui/approvals/{review['id']}").text
+    assert f'id="content-hash">{"ab" * 32}<' in page and 'id="hash-changed"' in page and shown in page
