@@ -284,8 +284,8 @@ def create_web_app() -> FastAPI:
             # One row more than a page tells whether a next page exists.
             rows = tasks.inbox(session, caller, chosen, limit=page * INBOX_PAGE + 1)
             shown = rows[(page - 1) * INBOX_PAGE: page * INBOX_PAGE]
-            subjects = {r: ", ".join(f"{x.type} {x.id}" for x in runs.get(session, r).subjects)
-                        for r in {t.run_id for t in shown}}
+            subjects = {r: ", ".join(f"{x['type']} {x['id']}" for x in found)
+                        for r, found in runs.subjects_of(session, {t.run_id for t in shown}).items()}
         return _render(request, "inbox.html", {"tasks": shown, "subjects": subjects, "view": view if view in views
                                                else "role", "page": page, "more": len(rows) > page * INBOX_PAGE})
 
@@ -306,7 +306,7 @@ def create_web_app() -> FastAPI:
             found = [r for st in wanted for r in runs.list_runs(session, status=st, limit=page * INBOX_PAGE + 1)]
             found.sort(key=lambda r: r.launched_at, reverse=True)
             shown = found[(page - 1) * INBOX_PAGE: page * INBOX_PAGE]
-            waiting = {r.id: runs.waiting_for(session, r) for r in shown}
+            waiting = runs.waiting_for_runs(session, shown)  # set at a time: two statements for the page
         return _render(request, "runs.html", {"runs": shown, "waiting": waiting, "status": chosen, "page": page,
                                               "more": len(found) > page * INBOX_PAGE})
 
