@@ -404,9 +404,11 @@ def create_web_app() -> FastAPI:
         app.include_router(pages)
 
     from web import approvals, protocols  # their pages use this module's helpers: imported once it is loaded
+    from web import records as record_pages
     from web import registry as registry_pages
     from web import runs as run_pages
     from web import samples as sample_pages
-    for router in (run_pages.router, approvals.router, protocols.router, registry_pages.router, sample_pages.router):
+    for router in (run_pages.router, approvals.router, protocols.router, registry_pages.router, sample_pages.router,
+                   record_pages.router):
         app.include_router(router)
     return app

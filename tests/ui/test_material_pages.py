@@ -157,3 +157,19 @@ def test_another_organizations_records_are_not_found_and_on_record(client, org_a
     denied = client.get("/api/v1/audit", params={"action": "deny", "entity_id": f"GET /ui/registry/plasmid/{item}"},
                         headers=org_b.headers(Role.auditor)).json()["items"]
     assert denied and denied[0]["reason"].startswith("not found")
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
+       b"\x00\x00\x00\x0cIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def test_the_walkthroughs_reads_have_pages_notifications_evidence(client, org_a, org_b):
+    web = signed_in(client, org_a, Role.lab_manager)
+    assert web.get("/ui/notifications").status_code == 200
+    up = client.post("/api/v1/evidence", headers=org_a.headers(Role.technician),
+                     files={"file": (f"plates-{uuid.uuid4().hex[:6]}.png", PNG, "image/png")})
+    assert up.status_code in (200, 201), up.text
+    page = web.get(f"/ui/evidence/{up.json()['id']}")
+    assert page.status_code == 200 and up.json()["sha256"] in page.text
+    other = signed_in(client, org_b, Role.lab_manager)
+    assert other.get(f"/ui/evidence/{up.json()['id']}").status_code == 404
