@@ -114,7 +114,7 @@ def test_a_technician_finds_a_sample_by_code_moves_it_and_derives_children(clien
     r = post(web, f"{page}/move", {"to_location_id": room, "reason": "kept cold until plating"}, page)
     assert r.status_code == 303
     shown = web.get(page).text
-    assert "kept cold until plating" in shown and "Cold room" in shown
+    assert "kept cold until plating" in shown and "Cold room" in shown and 'id="refusal"' not in shown
     r = post(web, f"{page}/status", {"status": "in_use", "reason": "plating today"}, page)
     assert r.status_code == 303 and ">in use<" in web.get(page).text
     r = post(web, f"{page}/status", {"status": "received", "reason": "back"}, page)
