@@ -10,6 +10,7 @@ import uuid
 from sqlalchemy import text
 
 from domain.roles import Role
+from tests.runs.conftest import wait_for
 from tests.runs.support import approve_protocol, one_task
 from tests.support import PASSWORD, make_org
 from tests.ui.conftest import csrf_of, log_in, pages_client
@@ -183,3 +184,43 @@ def test_a_closed_approval_shows_the_hash_that_was_signed_not_the_current_one(cl
                    "h": "ab" * 32})
     page = web.get(f"/ui/approvals/{review['id']}").text
     assert f'id="content-hash">{"ab" * 32}<' in page and 'id="hash-changed"' in page and shown in page
+
+
+def test_the_runs_board_and_the_inbox_read_a_page_set_at_a_time(client, owner, temporal_api):
+    """What each run waits for and each task's subject are read for the whole page at once: the statements a page
+    makes do not grow with its rows."""
+    from sqlalchemy import event
+
+    org = make_org(owner, client)
+    key = f"n1-{uuid.uuid4().hex[:6]}"
+    approve_protocol(owner, org.id, one_task(key, due="PT2H"))
+    manager, tech = signed_in(client, org, Role.lab_manager), signed_in(client, org, Role.technician)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    def counted(web, path: str) -> int:  # type: ignore[no-untyped-def]
+        statements.clear()
+        event.listen(temporal_api.sessions.engine, "before_cursor_execute", seen)
+        try:
+            assert web.get(path).status_code == 200
+        finally:
+            event.remove(temporal_api.sessions.engine, "before_cursor_execute", seen)
+        return sum(1 for s in statements if "FROM tasks" in s or "FROM runs" in s or "FROM step_events" in s)
+
+    def launch(n: int) -> None:
+        for _ in range(n):
+            r = client.post("/api/v1/runs", headers=org.headers(Role.lab_manager),
+                            json={"protocol_key": key, "subjects": [{"type": "sample", "id": "S-7"}]})
+            assert r.status_code == 201, r.text
+        wait_for(lambda: len(client.get("/api/v1/tasks", headers=org.headers(Role.technician)).json()) >= total[0],
+                 timeout=60)
+
+    total = [2]
+    launch(2)
+    few = counted(manager, "/ui/runs"), counted(tech, "/ui/inbox")
+    assert all(few), "the pages' statements are seen"
+    total[0] = 6
+    launch(4)
+    assert (counted(manager, "/ui/runs"), counted(tech, "/ui/inbox")) == few
