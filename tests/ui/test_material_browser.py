@@ -14,6 +14,7 @@ from domain.roles import Role
 from tests.ui.conftest import screenshot
 from tests.ui.test_browser import launch_two_steps
 from tests.ui.test_browser_roles import log_in, serious_violations
+from tests.ui.test_manager import open_task, reviewed_protocol
 from tests.ui.test_role_pages import sealed
 
 pytestmark = pytest.mark.usefixtures("chromium")
@@ -133,6 +134,14 @@ def test_the_material_and_manager_pages_have_no_serious_accessibility_violation(
                 json={"parent_ids": [made["id"]], "operation": "subculture", "count": 1})
     place = location(client, org_a, "Growth room")
     batch = client.get("/api/v1/batches", params={"q": "B-7"}, headers=org_a.headers(Role.auditor)).json()["items"][0]
+    key = reviewed_protocol(owner, org_a)  # an approval to look at: its weighing done, its review open
+    run_id = client.post("/api/v1/runs", headers=org_a.headers(Role.lab_manager),
+                         json={"protocol_key": key, "subjects": [{"type": "sample", "id": made["code"]}]}).json()["id"]
+    weigh = open_task(client, org_a, run_id, "weigh")
+    done = client.post(f"/api/v1/tasks/{weigh['id']}/complete", headers=org_a.headers(Role.technician),
+                       json={"values": {"mass_g": 12.5}, "checklist": {"balance_calibrated": True}})
+    assert done.status_code == 200, done.text
+    review = open_task(client, org_a, run_id, "review", Role.lab_manager)
     found: dict[str, list[str]] = {}
     pages = {
         Role.technician: ["/ui/samples", f"/ui/samples/{made['id']}", "/ui/batches", f"/ui/batches/{batch['id']}",
@@ -140,7 +149,8 @@ def test_the_material_and_manager_pages_have_no_serious_accessibility_violation(
         Role.lab_manager: ["/ui/registry/strain/new", f"/ui/registry/location/{place}/edit",
                            f"/ui/registry/location/{place}", f"/ui/samples/{made['id']}", f"/ui/batches/{batch['id']}",
                            "/ui/runs/new", f"/ui/runs/{task['run_id']}", "/ui/protocols",
-                           f"/ui/protocols/{task['protocol_key']}", "/ui/protocols/new"],
+                           f"/ui/protocols/{task['protocol_key']}", f"/ui/protocols/{key}/versions/1",
+                           "/ui/protocols/new", f"/ui/approvals/{review['id']}", "/ui/notifications"],
     }
     shots = {f"/ui/batches/{batch['id']}": "batch", "/ui/samples": "samples", "/ui/runs/new": "run-launch",
              "/ui/protocols": "protocols"}
