@@ -284,8 +284,7 @@ def create_web_app() -> FastAPI:
             # One row more than a page tells whether a next page exists.
             rows = tasks.inbox(session, caller, chosen, limit=page * INBOX_PAGE + 1)
             shown = rows[(page - 1) * INBOX_PAGE: page * INBOX_PAGE]
-            subjects = {r: ", ".join(f"{x['type']} {x['id']}" for x in found)
-                        for r, found in runs.subjects_of(session, {t.run_id for t in shown}).items()}
+            subjects = runs.subjects_of(session, {t.run_id for t in shown})  # one statement for the page
         return _render(request, "inbox.html", {"tasks": shown, "subjects": subjects, "view": view if view in views
                                                else "role", "page": page, "more": len(rows) > page * INBOX_PAGE})
 
@@ -351,8 +350,8 @@ def create_web_app() -> FastAPI:
         t = await run_in_threadpool(work)
         if request.headers.get("hx-request") and form.get("from") == "inbox":
             with s.sessions.begin(caller.org_id) as session:
-                subject = ", ".join(f"{x.type} {x.id}" for x in runs.get(session, t.run_id).subjects)
-            return _render(request, "_task_row.html", {"t": t, "subjects": {t.run_id: subject}})
+                subjects = runs.subjects_of(session, {t.run_id})
+            return _render(request, "_task_row.html", {"t": t, "subjects": subjects})
         back = f"{PREFIX}/inbox" if form.get("from") == "inbox" else f"{PREFIX}/tasks/{task_id}"
         return RedirectResponse(back, status_code=303)
 

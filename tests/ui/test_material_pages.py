@@ -173,3 +173,22 @@ def test_the_walkthroughs_reads_have_pages_notifications_evidence(client, org_a,
     assert page.status_code == 200 and up.json()["sha256"] in page.text
     other = signed_in(client, org_b, Role.lab_manager)
     assert other.get(f"/ui/evidence/{up.json()['id']}").status_code == 404
+
+
+def test_a_manager_releases_a_batch_with_a_reason_and_a_technician_may_not(client, org_a):
+    r = client.post("/api/v1/batches", headers={**org_a.headers(Role.technician), "X-Request-ID": str(uuid.uuid4())},
+                    json={"batch_type": "media", "name": f"MS pour {uuid.uuid4().hex[:6]}", "record": {"ph": 5.8}})
+    assert r.status_code == 201, r.text
+    page = f"/ui/batches/{r.json()['id']}"
+    tech = signed_in(client, org_a, Role.technician)
+    assert r.json()["code"] in tech.get("/ui/batches", params={"q": r.json()["name"]}).text
+    assert post(tech, f"{page}/status", {"status": "released", "reason": "sterile"}, page).status_code == 403
+    web = signed_in(client, org_a, Role.lab_manager)
+    r = post(web, f"{page}/status", {"status": "released", "reason": ""}, page)
+    assert r.status_code == 422 and 'id="status-reason-error"' in r.text
+    r = post(web, f"{page}/status", {"status": "released", "reason": "sterility check passed"}, page)
+    assert r.status_code == 303
+    shown = web.get(page).text
+    assert 'id="batch-status">released<' in shown and "sterility check passed" in shown
+    inbox = tech.get("/ui/inbox")
+    assert inbox.status_code == 200
