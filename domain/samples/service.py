@@ -140,7 +140,9 @@ def unusable_reason(row: SampleRow) -> str | None:
 def check_location(session: Session, location_id: uuid.UUID | None) -> None:
     if location_id is None:
         return
-    row = session.execute(text("SELECT kind, code, archived_at FROM registry_items WHERE id = :i"),
+    # Locked (key share) until the transaction ends: a location being archived meanwhile waits for this sample to
+    # be stored (and then refuses: it is not empty), or this sees it archived (domain/registry/service.py).
+    row = session.execute(text("SELECT kind, code, archived_at FROM registry_items WHERE id = :i FOR KEY SHARE"),
                           {"i": location_id}).first()
     if row is None or row.kind != "location":
         raise Invalid("no such storage location", reasons=[f"location {location_id}: not a storage location of "
