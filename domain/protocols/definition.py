@@ -105,6 +105,7 @@ class ProducesDef(_Document):
     count: int | None = None
     count_field: str | None = None
     from_field: str | list[str] | None = None
+    batch_field: str | None = None  # a batch_ref field: the batch the new samples join
 
 
 class TaskStep(_StepDef):
@@ -117,6 +118,7 @@ class TaskStep(_StepDef):
     escalation: EscalationDef | None = None
     produces: ProducesDef | None = None
     consumes: list[str] = []  # sample_ref fields whose samples the step uses up
+    uses: list[str] = []  # sample_ref fields whose samples are in use until the run completes, then used up
 
 
 class ApprovalStep(_StepDef):

@@ -28,6 +28,7 @@ from domain.runs.messages import ENDED, ControlRun, FinishRun, RunRef, Waiting
 from domain.runs.models import RunDetail, RunLaunch, RunRead, TimelineEntry, subject_filter
 from domain.runs.rows import RUN_COLUMNS, RunRow, VersionRow, run_row
 from domain.samples import refs
+from domain.samples import steps as material
 from domain.tasks import lifecycle
 
 # ---------------------------------------------------------------- launch and read
@@ -243,8 +244,11 @@ def finish(session: Session, msg: FinishRun) -> str:
         return current.status
     before, after = records.set_run_status(session, msg.run.run_id, msg.status, msg.reason)
     lifecycle.close_open(session, msg.run, actor=SYSTEM_ACTOR, reason=msg.reason or f"run {msg.status}")
+    # A completed run has used up the material its steps had in use (`uses`); a rejected one leaves it in use.
+    used = material.finish(session, msg.run, SYSTEM_ACTOR) if msg.status == "completed" else []
     records.step_event(session, msg.run, key=f"run_{msg.status}", event=f"run_{msg.status}", step_key="",
-                       step_kind="run", actor=SYSTEM_ACTOR, detail={"reason": msg.reason})
+                       step_kind="run", actor=SYSTEM_ACTOR,
+                       detail={"reason": msg.reason, **({"consumed": used} if used else {})})
     audit.record(session, org_id=msg.run.org_id, actor=SYSTEM_ACTOR, action=f"run_{msg.status}", entity_type="run",
                  entity_id=msg.run.run_id, before={"status": before.status}, after={"status": after.status},
                  reason=msg.reason)
