@@ -77,3 +77,20 @@ def org_a(owner: TenantSessions, client: TestClient) -> Org:
 @pytest.fixture(scope="session")
 def org_b(owner: TenantSessions, client: TestClient) -> Org:
     return make_org(owner, client)
+
+
+@pytest.fixture
+def analyst_lake(platform: Platform, tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A Flight SQL server over a fresh lake folder of this test, signing in the platform's members (an analyst's
+    email and password), as analysts reach the lake: (the lake folder to drain the outbox into, the URI to
+    connect to)."""
+    from flight.server import FlightSqlServer
+    from flight.service import PlatformAuthenticator
+
+    lake_dir = tmp_path / "lake"
+    server = FlightSqlServer("grpc://127.0.0.1:0", str(lake_dir),
+                             PlatformAuthenticator(platform.sessions, platform.settings))
+    try:
+        yield lake_dir, f"grpc://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
