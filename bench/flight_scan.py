@@ -12,8 +12,9 @@ form-shaped Delta table partitioned by org_id, then measures, best of --repeat:
       user postgres db test if reachable, else $FLASKTRACK_BENCH_PG_URL; the table lives
       in the bench_flight schema, created and dropped by this run).
 
-The last line is `vs in-process X  vs psycopg Y`: X = our full scan ÷ in-process full scan,
-Y = psycopg full fetch ÷ our full scan.
+The last line is `vs in-process X  vs psycopg Y  engine X2  aggregate X3`: X = our full scan ÷ in-process
+full scan, Y = psycopg full fetch ÷ our full scan, X2 and X3 = ours ÷ in-process for the filtered scan through
+the SQL engine and for the 12-group aggregate.
 """
 
 from __future__ import annotations
@@ -306,7 +307,10 @@ def main() -> None:
         print(f"psycopg fetchall   {'full scan':22s} {pg[0] * 1000:8.1f} ms  ({pg[1]:,} rows)")
     x = flight_scan / local_scan
     y = (pg[0] / flight_scan) if pg is not None else float("nan")
-    print(f"vs in-process {x:.2f}  vs psycopg {y:.1f}")
+    x2 = best[("flight", ENGINE_SCAN)][0] / best[("local", ENGINE_SCAN)][0]
+    x3 = best[("flight", AGGREGATE)][0] / best[("local", AGGREGATE)][0]
+    print(f"  load average {os.getloadavg()[0]:.2f}")
+    print(f"vs in-process {x:.2f}  vs psycopg {y:.1f}  engine {x2:.2f}  aggregate {x3:.2f}")
 
 
 if __name__ == "__main__":
