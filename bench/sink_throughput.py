@@ -125,11 +125,12 @@ def load_outbox(url: str, orgs: list[str], n: int) -> float:
         # COPY text format: escape backslashes; JSON from orjson has no raw tabs or newlines.
         buf.write(f"{org}\t{topic}\t".encode() + body.replace(b"\\", b"\\\\") + b"\n")
     with psycopg.connect(libpq_url(url)) as c, c.cursor() as cur:
-        with cur.copy("COPY outbox (org_id, topic, payload) FROM STDIN") as cp:
+        # COPY goes to the table: `outbox` is a view over `outbox_rows` since migration 0027.
+        with cur.copy("COPY outbox_rows (org_id, topic, payload) FROM STDIN") as cp:
             cp.write(buf.getvalue())
         c.commit()
     with psycopg.connect(libpq_url(url), autocommit=True) as c:
-        c.execute("VACUUM ANALYZE outbox")
+        c.execute("VACUUM ANALYZE outbox_rows")
     return time.perf_counter() - started
 
 
