@@ -21,6 +21,7 @@ background; a connection serves one query and is closed afterwards.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import queue
 import re
@@ -327,14 +328,19 @@ class Sandbox:
     """
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, settings: SandboxSettings, deadline: Deadline | None = None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        settings: SandboxSettings,
+        deadline: Deadline | None = None,
+        registered: dict[str, object] | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
         self.deadline = deadline or Deadline(settings.timeout_s)
         self.expired = False  # the deadline passed while DuckDB worked on this connection
         self._timer: threading.Timer | None = None
-        self._registered: set[str] = set()
+        # name -> the dataset its view reads (set up ahead by a sandbox pool, or here)
+        self._registered: dict[str, object] = dict(registered or {})
         self._closed = False
         self._lock = threading.Lock()
         self._busy = 0  # DuckDB calls running on worker threads
@@ -342,16 +348,25 @@ class Sandbox:
         self._after_close: list[Callable[[], object]] = []
 
     def register(self, name: str, dataset: pads.Dataset, select: str = "SELECT * FROM {base}") -> None:
-        """Expose `dataset` as <catalog>.main.<name>: a view (`select` over `{base}`) of a registered Arrow scan."""
-        if name in self._registered:
+        """Expose `dataset` as <catalog>.main.<name>: a view (`select` over `{base}`) of a registered Arrow scan.
+
+        A name already registered with another dataset (set up ahead, before the table's newest version) is
+        pointed at this one."""
+        known = self._registered.get(name)
+        if known is dataset:
             return
-        source = f"__flasktrack_src_{len(self._registered)}"
+        source = f"__flasktrack_src_{next(_SOURCE_NUMBERS)}"
         self.con.register(source, dataset)
         self.con.execute(
-            f"CREATE VIEW {quote_ident(self.settings.catalog)}.main.{quote_ident(name)} "
+            f"CREATE {'OR REPLACE ' if known is not None else ''}VIEW "
+            f"{quote_ident(self.settings.catalog)}.main.{quote_ident(name)} "
             f"AS {select.format(base=quote_ident(source))}"
         )
-        self._registered.add(name)
+        self._registered[name] = dataset
+
+    @property
+    def registered(self) -> dict[str, object]:
+        return dict(self._registered)
 
     def arm(self, deadline: Deadline) -> None:
         """Interrupt DuckDB when `deadline` passes (at once if it already has); until `disarm()`."""
@@ -487,7 +502,12 @@ class Sandbox:
             self._expire()  # a worker still runs: make it stop at DuckDB's next check
 
     def _finish_close(self) -> None:
+        """Closing a database costs milliseconds of CPU: done off the query's path (its answer is complete), on
+        a thread of its own that the interpreter waits for at exit (DuckDB must not be inside a call then)."""
         self.disarm()
+        threading.Thread(target=self._close_now, name="lake-sandbox-close", daemon=False).start()
+
+    def _close_now(self) -> None:
         with contextlib.suppress(Exception):
             self.con.close()
         for callback in self._after_close:
@@ -504,6 +524,7 @@ class Sandbox:
 
 
 _END = object()
+_SOURCE_NUMBERS = itertools.count()  # names of registered Arrow scans (queries cannot name them: check_references)
 
 
 @dataclass(frozen=True)
