@@ -352,7 +352,8 @@ class Sandbox:
 
         A name already registered with another dataset (set up ahead, before the table's newest version) is
         pointed at this one."""
-        known = self._registered.get(name)
+        key = name.lower()  # DuckDB's names are case-insensitive, quoted or not: "RUNS" is runs
+        known = self._registered.get(key)
         if known is dataset:
             return
         source = f"__flasktrack_src_{next(_SOURCE_NUMBERS)}"
@@ -362,7 +363,7 @@ class Sandbox:
             f"{quote_ident(self.settings.catalog)}.main.{quote_ident(name)} "
             f"AS {select.format(base=quote_ident(source))}"
         )
-        self._registered[name] = dataset
+        self._registered[key] = dataset
 
     @property
     def registered(self) -> dict[str, object]:
