@@ -68,7 +68,8 @@ def server() -> str:
 
 
 def postgres_cpu_s() -> float | None:
-    """CPU seconds used so far by the embedded server's processes (postmaster children), from /proc."""
+    """CPU seconds used so far by the embedded server's processes (postmaster, live and exited children), from
+    /proc: connections closed during the run (pool overflow) count too."""
     try:
         postmaster = int((PGDATA / "postmaster.pid").read_text().split()[0]) if PGDATA else None
     except (OSError, ValueError):
@@ -76,6 +77,11 @@ def postgres_cpu_s() -> float | None:
     if postmaster is None:
         return None
     ticks = 0
+    try:  # the postmaster itself, and the backends that have exited (it waited for them: cutime, cstime)
+        own = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += sum(int(v) for v in own[11:15])
+    except OSError:
+        return None
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
