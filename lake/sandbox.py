@@ -155,6 +155,12 @@ def duckdb_keywords() -> list[str]:
 
 
 _ALLOWED = {duckdb.StatementType.SELECT}
+# DuckDB type ids whose names are plain SQL type names (no user-chosen text such as ENUM values or STRUCT keys).
+_PLAIN_TYPES = frozenset({
+    "boolean", "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
+    "ubigint", "uhugeint", "float", "double", "decimal", "varchar", "blob", "date", "time", "timestamp",
+    "timestamp with time zone", "timestamp_s", "timestamp_ms", "timestamp_ns", "interval", "uuid",
+})
 
 
 def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -387,7 +393,21 @@ class Sandbox:
     def result_schema(self, sql: str) -> pa.Schema:
         """The Arrow schema of the query's result, without running it (bounded by the deadline)."""
         with self._translated():
-            return self._bounded(lambda: self.con.sql(sql).limit(0).to_arrow_table().schema)
+            return self._bounded(lambda: self._schema_of(sql))
+
+    def _schema_of(self, sql: str) -> pa.Schema:
+        """Bound, the query's columns have DuckDB types; when all are plain scalars, DuckDB converts a row of typed
+        NULLs to Arrow instead of planning the query itself under a LIMIT 0 (which starts the scans of its tables:
+        milliseconds). Either way DuckDB's own Arrow conversion decides the types, on this connection."""
+        relation = self.con.sql(sql)
+        names, types = relation.columns, relation.types
+        unique = len({n.lower() for n in names}) == len(names)  # else DuckDB's Arrow names get suffixes (a, a_1)
+        if names and unique and all(t.id in _PLAIN_TYPES for t in types):
+            probe = "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS c{i}" for i, t in enumerate(types))
+            check_statement(self.con, probe)
+            typed = self.con.sql(probe).to_arrow_table().schema
+            return pa.schema([f.with_name(n) for f, n in zip(typed, names, strict=True)])
+        return relation.limit(0).to_arrow_table().schema
 
     def stream(self, sql: str, batch_size: int) -> pa.RecordBatchReader:
         """Start the query; batches are produced as the reader is consumed."""
