@@ -214,8 +214,10 @@ def in_process_runner(lake: Path, org_id: str) -> tuple[Runner, Callable[[], Non
 Timings = dict[tuple[str, str], tuple[float, int]]  # (runner, query) → (best seconds, rows)
 
 
-def interleaved(runners: dict[str, Runner], queries: list[str], repeat: int) -> Timings:
-    """Best of `repeat` for every (runner, query), alternating runners so both see the same load."""
+def interleaved(runners: dict[str, Runner], queries: list[str], repeat: int, settle_s: float = 0.0) -> Timings:
+    """Best of `repeat` for every (runner, query), alternating runners so both see the same load. With `settle_s`,
+    a pause after each run (not timed): what a run leaves to do in the background (the server closes the query's
+    database and builds the next one) is then not done while the other runner is timed."""
     best: Timings = {}
     for sql in queries:
         for run in runners.values():
@@ -227,6 +229,7 @@ def interleaved(runners: dict[str, Runner], queries: list[str], repeat: int) -> 
                 elapsed = time.perf_counter() - t0
                 if (name, sql) not in best or elapsed < best[(name, sql)][0]:
                     best[(name, sql)] = (elapsed, rows)
+                time.sleep(settle_s)
     return best
 
 
@@ -276,6 +279,8 @@ def main() -> None:
     parser.add_argument("--batch-bytes", type=int, default=8 * 1024 * 1024)
     parser.add_argument("--prefetch", type=int, default=4, help="batches the server may prepare ahead")
     parser.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL comparison")
+    parser.add_argument("--settle-ms", type=float, default=0.0,
+                        help="untimed pause after each run, so background work of one run does not slow the next")
     args = parser.parse_args()
 
     root = Path(os.environ.get("FLASKTRACK_BENCH_DIR", Path(tempfile.gettempdir()) / "flasktrack-bench"))
@@ -292,7 +297,7 @@ def main() -> None:
         cleanup.callback(close_ours)
         local, close_local = in_process_runner(lake, org_id)
         cleanup.callback(close_local)
-        best = interleaved({"flight": ours, "local": local}, queries, args.repeat)
+        best = interleaved({"flight": ours, "local": local}, queries, args.repeat, args.settle_ms / 1000)
     assert best[("flight", FULL_SCAN)][1] == best[("local", FULL_SCAN)][1] == best[("flight", ENGINE_SCAN)][1]
     labels = {FULL_SCAN: "full scan", ENGINE_SCAN: "full scan via engine", AGGREGATE: "aggregate"}
     for who, title in (("flight", "flight sql (ADBC)"), ("local", "duckdb in-process")):
