@@ -252,14 +252,15 @@ class OutboxFence:
     holders or by a transaction already finished. Once all of those holders are gone (the lock is released after
     the commit is visible), every row with an id <= H is either visible or never will be: H is settled.
 
-    A candidate (H, holders) is noted at every claim; the newest one whose holders are all gone is the fence. In a
-    steady flow the previous claim's candidate has settled by the next (writers' transactions are short); with no
-    writer in flight the fresh one settles at once. A claim with no newer settled candidate waits up to `wait_s`.
+    A candidate (H, holders) is noted at every claim; the newest one whose holders are all gone is the fence. With
+    no writer in flight the fresh one settles at once; otherwise the claim waits for it up to `quick_wait_s` when
+    an older candidate has settled meanwhile, up to `wait_s` when none has (then it claims what is settled).
     The sequence must keep CACHE 1 (serial's default): a backend's cached ids would be handed out unseen.
     """
 
-    def __init__(self, wait_s: float = 0.5) -> None:
+    def __init__(self, wait_s: float = 0.5, quick_wait_s: float = 0.05) -> None:
         self.wait_s = wait_s
+        self.quick_wait_s = quick_wait_s
         self._candidates: list[tuple[int, frozenset[str]]] = []
         self._settled = 0
         self._lock = threading.Lock()
@@ -274,23 +275,25 @@ class OutboxFence:
             last = cur.execute(self._LAST_ID).fetchone()
             holders = self._holders(cur)  # read after the sequence: anyone who drew an id <= last is here or done
             assert last is not None  # one row, always
-            self._candidates = [*self._candidates[-255:], (int(last[0]), holders)]  # older ones settle no sooner
-            deadline = time.monotonic() + self.wait_s
+            fresh = int(last[0])
+            self._candidates = [*self._candidates[-255:], (fresh, holders)]  # older ones settle no sooner
+            before, started = self._settled, time.monotonic()
             while True:
-                advanced = self._advance(holders)
-                if advanced or not self._candidates or time.monotonic() >= deadline:
+                self._advance(holders)
+                waited = time.monotonic() - started
+                # The fresh candidate usually settles within milliseconds (writers' transactions are short):
+                # worth a short wait even when an older one has; a long one only when nothing moved at all.
+                if (self._settled >= fresh or waited >= self.wait_s
+                        or (self._settled > before and waited >= self.quick_wait_s)):
                     return self._settled
                 time.sleep(0.005)
                 holders = self._holders(cur)
 
-    def _advance(self, live: frozenset[str]) -> bool:
+    def _advance(self, live: frozenset[str]) -> None:
         newest = max((h for h, held in self._candidates if not held & live), default=None)
-        if newest is None:
-            return False
-        self._candidates = [(h, held) for h, held in self._candidates if h > newest]
-        advanced = newest > self._settled
-        self._settled = max(self._settled, newest)
-        return advanced
+        if newest is not None:
+            self._candidates = [(h, held) for h, held in self._candidates if h > newest]
+            self._settled = max(self._settled, newest)
 
     def _holders(self, cur: Cursor[TupleRow]) -> frozenset[str]:
         row = cur.execute(self._HOLDERS).fetchone()
