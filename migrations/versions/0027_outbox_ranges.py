@@ -19,13 +19,13 @@ Rows a sink stamped before this migration (batch_id set on the row) stay as they
 sink's recovery first. The sink role may insert and delete batch records; it no longer updates outbox rows.
 
 Revision ID: 0027
-Revises: 0021
+Revises: 0028
 """
 
 from alembic import op
 
 revision = "0027"
-down_revision = "0021"
+down_revision = "0028"
 branch_labels = None
 depends_on = None
 
