@@ -219,8 +219,12 @@ def audit_verify(
     file: Annotated[Path | None, typer.Option(help="a JSONL export to verify offline")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="the signed checkpoint for --file")] = None,
     public_key: Annotated[list[Path] | None, typer.Option(help="trusted public key file or folder")] = None,
+    witness: Annotated[Path | None, typer.Option(
+        help="a signed checkpoint kept outside the database (an earlier checkpoint file, or a package's "
+             "checkpoint.json): the log must still extend it")] = None,
 ) -> None:
-    """Recompute the hash chain and check the signed checkpoints. Exit 0 when intact, 1 when tampered."""
+    """Recompute the hash chain and the Merkle tree and check the signed checkpoints. Exit 0 when intact, 1 when
+    tampered."""
     from core.db import TenantSessions
     from domain.audit import service
     from domain.audit.checkpoints import Checkpoint, CheckpointStore
@@ -236,6 +240,12 @@ def audit_verify(
         (out if r.ok else err).print(r.summary())
         raise typer.Exit(0 if r.ok else 1)
     keys = _keys(get_settings(), public_key)  # a key file that cannot be read is told before the database
+    seen = None
+    if witness is not None:
+        try:
+            seen = Checkpoint.from_json(witness.read_bytes())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise typer.BadParameter(f"{witness}: not a signed audit checkpoint ({exc})", param_hint="--witness")
     s, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
     with sessions.begin(None) as db:
@@ -244,11 +254,16 @@ def audit_verify(
         orgs = [o for o in orgs if o.slug == org]
         if not orgs:
             raise NotFound(f"no organization '{org}'")
+    if seen is not None:
+        orgs = [o for o in orgs if str(o.id) == seen.org_id]
+        if not orgs:
+            raise NotFound(f"the witness checkpoint is for organization {seen.org_id}, which is not here")
     store = CheckpointStore(s.resolved_checkpoint_dir)
     bad = 0
     for o in orgs:
         with sessions.begin(o.id) as db:
-            r = service.verify_org(db, o.id, store=store, keys=keys)  # type: ignore[arg-type]
+            r = service.verify_org(db, o.id, store=store, keys=keys,  # type: ignore[arg-type]
+                                   merkle_tree=True, witness=seen)
         line = r.summary().replace(f"org {r.org_id}", f"org {o.slug}")
         if r.ok:
             out.print(line)

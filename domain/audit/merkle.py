@@ -58,22 +58,26 @@ def root(leaves: Sequence[bytes]) -> bytes:
 Frontier = list[tuple[int, bytes]]  # the perfect pieces of [0, n): (level, hash), highest level first
 
 
-def frontier_extend(frontier: Frontier, size: int, leaves: Iterable[bytes]) -> tuple[Frontier, list[tuple[int, int, bytes]]]:
+def frontier_extend(frontier: Frontier, size: int, leaves: Iterable[bytes], *,
+                    keep_from: int = 0) -> tuple[Frontier, list[tuple[int, int, bytes]]]:
     """Append leaf hashes to a tree of `size` leaves given by its frontier (the compact range of [0, size)).
-    Returns the new frontier and every perfect subtree completed on the way as (level, index, hash)."""
+    Returns the new frontier and every perfect subtree of level `keep_from` or more completed on the way, as
+    (level, index, hash)."""
     stack = list(frontier)
     done: list[tuple[int, int, bytes]] = []
     n = size
     for leaf in leaves:
         level, h = 0, leaf
-        done.append((0, n, h))
+        if keep_from == 0:
+            done.append((0, n, h))
         idx = n
         while stack and stack[-1][0] == level:
             _, left = stack.pop()
             h = node_hash(left, h)
             level += 1
             idx >>= 1
-            done.append((level, idx, h))
+            if level >= keep_from:
+                done.append((level, idx, h))
         stack.append((level, h))
         n += 1
     return stack, done
