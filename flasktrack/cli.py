@@ -275,6 +275,27 @@ def audit_verify(
     raise typer.Exit(1 if bad else 0)
 
 
+@audit_app.command("verify-package")
+def audit_verify_package(
+    file: Annotated[Path, typer.Argument(help="the package archive (zip) to verify")],
+    public_key: Annotated[Path, typer.Option(help="the checkpoint key you trust (PEM), e.g. from "
+                                                  "GET /api/v1/audit/public-key")],
+) -> None:
+    """Verify an auditor's package offline, with nothing but the archive and the key: the manifest's and the
+    checkpoint's signatures, every file's hash, and each entry's inclusion proof from its own bytes to the signed
+    Merkle root. Exit 0 when it holds, 1 when it is rejected (the first reason, then the others)."""
+    from domain.audit.package_verify import load_public_key, verify_package
+
+    key = load_public_key(public_key)
+    if not file.is_file():
+        raise FileNotFoundError(2, "no such file", str(file))
+    r = verify_package(file, key)
+    (out if r.ok else err).print(r.summary(), markup=False, highlight=False, soft_wrap=True)
+    for p in r.problems[1:10]:
+        err.print(f"  also: {p}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if r.ok else 1)
+
+
 @audit_app.command("checkpoint")
 def audit_checkpoint(
     org: Annotated[str | None, typer.Option(help="organization slug; all when omitted")] = None,

@@ -11,6 +11,10 @@ app role may read and insert within its organization (row-level security).
 
 `audit_checkpoints.root_hash`: the Merkle tree head a checkpoint signs (NULL for checkpoints signed before this
 revision, which stay verifiable by their chain head).
+
+`audit_packages`: the auditor's packages (domain/audit/packages.py): who asked for which entries, the checkpoint
+they are proven against, and the archive's hash and object-store key (the archive itself is write-once in the
+object store). Append-only.
 """
 
 from alembic import op
@@ -40,6 +44,29 @@ ALTER TABLE audit_merkle ENABLE ALWAYS TRIGGER audit_merkle_append_only;
 ALTER TABLE audit_merkle ENABLE ALWAYS TRIGGER audit_merkle_no_truncate;
 GRANT SELECT, INSERT ON audit_merkle TO {APP};
 
+CREATE TABLE audit_packages (
+  id uuid PRIMARY KEY,
+  org_id uuid NOT NULL REFERENCES organizations(id),
+  scope jsonb NOT NULL,
+  entries int NOT NULL CHECK (entries >= 0),
+  checkpoint_size bigint NOT NULL,
+  root_hash bytea NOT NULL,
+  sha256 text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{{64}}$'),
+  size_bytes bigint NOT NULL CHECK (size_bytes > 0),
+  object_key text NOT NULL,
+  created_at timestamptz NOT NULL,
+  created_by text NOT NULL,
+  created_by_display text NOT NULL
+);
+CREATE INDEX audit_packages_org ON audit_packages (org_id, created_at DESC);
+ALTER TABLE audit_packages ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON audit_packages USING (org_id = current_org()) WITH CHECK (org_id = current_org());
+CREATE TRIGGER audit_packages_append_only BEFORE UPDATE OR DELETE ON audit_packages
+  FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+CREATE TRIGGER audit_packages_no_truncate BEFORE TRUNCATE ON audit_packages
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+GRANT SELECT, INSERT ON audit_packages TO {APP};
+
 ALTER TABLE audit_checkpoints ADD COLUMN root_hash bytea CHECK (root_hash IS NULL OR length(root_hash) = 32);
 """
 
@@ -50,4 +77,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("ALTER TABLE audit_checkpoints DROP COLUMN IF EXISTS root_hash")
+    op.execute("DROP TABLE IF EXISTS audit_packages")
     op.execute("DROP TABLE IF EXISTS audit_merkle")
