@@ -13,8 +13,8 @@ from api.deps import Instant, Member, Permitted, PlatformDep, SessionDep
 from domain.audit import packages, service
 from domain.audit.models import PackageCreate, PackageRead
 from domain.audit.service import CURSOR_PATTERN, AuditFilter
-from domain.evidence.content import chunks
 from domain.errors import Conflict
+from domain.evidence.content import chunks
 from domain.roles import Caller, Permission
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])

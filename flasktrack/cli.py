@@ -245,7 +245,8 @@ def audit_verify(
         try:
             seen = Checkpoint.from_json(witness.read_bytes())
         except (ValueError, KeyError, TypeError) as exc:
-            raise typer.BadParameter(f"{witness}: not a signed audit checkpoint ({exc})", param_hint="--witness")
+            raise typer.BadParameter(f"{witness}: not a signed audit checkpoint ({exc})",
+                                     param_hint="--witness") from None
     s, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
     with sessions.begin(None) as db:

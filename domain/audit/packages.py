@@ -27,7 +27,7 @@ import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import orjson
 from cryptography.hazmat.primitives import serialization
@@ -92,7 +92,7 @@ def _entities(session: Session, req: PackageCreate) -> list[tuple[str, str]] | N
     ident = uuid.UUID(req.id)
     if session.execute(text(f"SELECT 1 FROM {table} WHERE id = :i"), {"i": ident}).first() is None:
         raise NotFound(f"no {req.scope} {req.id} in this organization")
-    pairs = [(req.scope, str(ident))]
+    pairs: list[tuple[str, str]] = [(req.scope, str(ident))]
     if req.scope == "run":
         tasks = [str(r[0]) for r in session.execute(text("SELECT id FROM tasks WHERE run_id = :i"), {"i": ident})]
         pairs += [("task", t) for t in tasks]
@@ -248,7 +248,7 @@ def build(session: Session, caller: Caller, req: PackageCreate, *, key: SigningK
     while chunk := out.read(1 << 20):
         h.update(chunk)
     out.seek(0)
-    return Built(archive=out, sha256=h.hexdigest(), size_bytes=size, entries=len(entries), checkpoint=cp,
+    return Built(archive=cast(BinaryIO, out), sha256=h.hexdigest(), size_bytes=size, entries=len(entries), checkpoint=cp,
                  filters=filters)
 
 
