@@ -28,6 +28,13 @@ class PackageCreate(BaseModel):
 
     @model_validator(mode="after")
     def _shape(self) -> Self:
+        for name in ("since", "until"):
+            v = getattr(self, name)
+            if v is not None:
+                try:
+                    setattr(self, name, v.astimezone(dt.UTC))
+                except (OverflowError, ValueError):
+                    raise ValueError(f"{name}: not an instant that can be given in UTC") from None
         if self.scope == "period":
             if self.id is not None or self.entity_type is not None:
                 raise ValueError("scope period takes since and until, not id or entity_type")

@@ -85,6 +85,12 @@ def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], 
                        {"include-path-regex": "^/api/v1/audit(/export)?$", "include-method-regex": "^GET$",
                         "checks": {"positive_data_acceptance": {"expected-statuses": [
                             "2xx", "401", "403", "404", "422", "429"]}}},
+                       # An auditor's package names a run, sample or batch (a UUID the schema allows) that must exist
+                       # in the organization (404 otherwise), and its scope decides which other fields it takes
+                       # (`period`: since and until, since first; the others: an id): 422 naming what is wrong.
+                       {"include-path-regex": "^/api/v1/audit/packages$", "include-method-regex": "^POST$",
+                        "checks": {"positive_data_acceptance": {"expected-statuses": [
+                            "2xx", "401", "403", "404", "409", "422", "429"]}}},
                        # Material names other records that must exist and be usable in the organization (a storage
                        # location, a batch, a member, parent samples, a run) and lists take only cursors this API
                        # handed out: a request the schema allows may name none, answered 422 naming the field.
