@@ -358,8 +358,17 @@ def audit_export(
         # The export still goes out, for the investigation; nothing vouches for it.
         err.print(f"warning: {exc.message}; exporting WITHOUT a signed checkpoint")
         verified = False
+    root = None
     with sessions.begin(org_id) as db:
         size, head_hash = service.head(db, org_id)
+        if verified:
+            from domain.audit import tree
+
+            try:  # the tree head too: the checkpoint file then serves as a witness (`audit verify --witness`)
+                tree.extend(db, str(org_id), size)
+                root = tree.root_at(db, str(org_id), size)
+            except tree.TreeGap:
+                root = None
     import datetime as dt
 
     n = 0
@@ -369,7 +378,7 @@ def audit_export(
             fh.write(line)
             n += 1
     if fmt == "jsonl" and verified:
-        cp = sign(key, str(org_id), size, head_hash, dt.datetime.now(dt.UTC))
+        cp = sign(key, str(org_id), size, head_hash, dt.datetime.now(dt.UTC), root)
         cp_path = output.with_name(output.name + ".checkpoint.json")
         cp_path.write_bytes(cp.to_json())
         out.print(f"wrote {size} entries to {output} and the signed checkpoint to {cp_path}")

@@ -248,8 +248,8 @@ def build(session: Session, caller: Caller, req: PackageCreate, *, key: SigningK
     while chunk := out.read(1 << 20):
         h.update(chunk)
     out.seek(0)
-    return Built(archive=cast(BinaryIO, out), sha256=h.hexdigest(), size_bytes=size, entries=len(entries), checkpoint=cp,
-                 filters=filters)
+    return Built(archive=cast(BinaryIO, out), sha256=h.hexdigest(), size_bytes=size, entries=len(entries),
+                 checkpoint=cp, filters=filters)
 
 
 def create(session: Session, caller: Caller, req: PackageCreate, *, key: SigningKey, store: CheckpointStore,

@@ -180,3 +180,20 @@ def _libpq(url: str) -> str:
     from core.db import libpq_url
 
     return libpq_url(url)
+
+
+def test_a_whole_export_is_checked_against_the_signed_tree_head(make_chain):
+    from domain.audit.offline import verify_export
+    from domain.audit.service import AuditFilter
+    from domain.roles import SYSTEM_ACTOR, Caller, Role
+
+    c: Chain = make_chain(25)
+    cp = max((x for _, x in c.store.list(str(c.org)) if x), key=lambda x: x.size)
+    caller = Caller(org_id=c.org, org_slug="x", role=Role.auditor, actor=SYSTEM_ACTOR)
+    with c.app.begin(c.org) as s:
+        lines = list(service.export_lines(s, caller, AuditFilter(), "jsonl", to_seq=cp.size))
+    assert verify_export(lines, cp, c.keys).ok
+    # a checkpoint signed over the right chain head but another tree: the export's entries give away which is true
+    wrong = sign(c.key, cp.org_id, cp.size, cp.head_hash, cp.issued_at, merkle.node_hash(cp.head_hash, cp.head_hash))
+    r = verify_export(lines, wrong, c.keys)
+    assert not r.ok and any("do not give the Merkle root the checkpoint signed" in p.what for p in r.problems)
