@@ -281,16 +281,27 @@ def audit_verify_package(
     file: Annotated[Path, typer.Argument(help="the package archive (zip) to verify")],
     public_key: Annotated[Path, typer.Option(help="the checkpoint key you trust (PEM), e.g. from "
                                                   "GET /api/v1/audit/public-key")],
+    witness: Annotated[Path | None, typer.Option(
+        help="an earlier signed checkpoint you kept: the package's checkpoint must extend it (the package then "
+             "needs its consistency proof: ask with consistent_with)")] = None,
 ) -> None:
     """Verify an auditor's package offline, with nothing but the archive and the key: the manifest's and the
     checkpoint's signatures, every file's hash, and each entry's inclusion proof from its own bytes to the signed
     Merkle root. Exit 0 when it holds, 1 when it is rejected (the first reason, then the others)."""
+    from domain.audit.checkpoints import Checkpoint
     from domain.audit.package_verify import load_public_key, verify_package
 
     key = load_public_key(public_key)
+    seen = None
+    if witness is not None:
+        try:
+            seen = Checkpoint.from_json(witness.read_bytes())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise typer.BadParameter(f"{witness}: not a signed audit checkpoint ({exc})",
+                                     param_hint="--witness") from None
     if not file.is_file():
         raise FileNotFoundError(2, "no such file", str(file))
-    r = verify_package(file, key)
+    r = verify_package(file, key, seen)
     (out if r.ok else err).print(r.summary(), markup=False, highlight=False, soft_wrap=True)
     for p in r.problems[1:10]:
         err.print(f"  also: {p}", markup=False, highlight=False, soft_wrap=True)

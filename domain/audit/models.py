@@ -23,6 +23,10 @@ class PackageCreate(BaseModel):
                                     description="with scope `entity` only")
     since: AwareDatetime | None = Field(default=None, description="entries that occurred at or after this instant")
     until: AwareDatetime | None = Field(default=None, description="entries that occurred before this instant")
+    consistent_with: int | None = Field(
+        default=None, ge=1, le=2**62,
+        description="the size of an earlier signed checkpoint you keep (a witness): the package then carries the "
+                    "RFC 9162 consistency proof from it to the package's checkpoint (`verify-package --witness`)")
     include_files: bool = Field(default=False, description="put the evidence files' bytes in the archive too "
                                                            "(their hashes are always in its evidence manifest)")
 

@@ -72,7 +72,10 @@ def _parse_ts(value: object) -> dt.datetime | None:
         return None
 
 
-def verify_package(archive: str | Path | IO[bytes], key: Ed25519PublicKey) -> PackageResult:
+def verify_package(archive: str | Path | IO[bytes], key: Ed25519PublicKey,
+                   witness: Checkpoint | None = None) -> PackageResult:
+    """Check the package with `key`; with `witness` (an earlier signed checkpoint the verifier kept), also that the
+    package's checkpoint extends it (RFC 9162 consistency proof in `consistency.json`)."""
     res = PackageResult()
     try:
         with zipfile.ZipFile(archive) as z:
@@ -90,22 +93,66 @@ def verify_package(archive: str | Path | IO[bytes], key: Ed25519PublicKey) -> Pa
     except Exception as exc:  # noqa: BLE001 - a damaged archive (zlib errors and the like) is a rejection
         res.problems.append(f"not a readable zip archive ({type(exc).__name__}: {exc})")
         return res
-    _verify(files, key, res)
+    cp = _verify(files, key, res)
+    if witness is not None and cp is not None:
+        _check_witness(files, key, cp, witness, res)
     return res
 
 
-def _verify(files: dict[str, bytes], key: Ed25519PublicKey, res: PackageResult) -> None:
+def _check_witness(files: dict[str, bytes], key: Ed25519PublicKey, cp: Checkpoint, witness: Checkpoint,
+                   res: PackageResult) -> None:
+    bad = res.problems
+    kid = key_id_of(key)
+    problem = witness.check_signature({kid: key})
+    if problem:
+        bad.append(f"witness: {problem}")
+        return
+    if witness.org_id != cp.org_id:
+        bad.append(f"the witness is for org {witness.org_id}, the package for {cp.org_id}")
+        return
+    if witness.root_hash is None:
+        bad.append("the witness signs no Merkle tree head (a checkpoint from before the tree)")
+        return
+    if witness.size > cp.size:
+        bad.append(f"the package's checkpoint ({cp.size} entries) is older than the witness ({witness.size}): the "
+                   f"log shrank, or this is an old package")
+        return
+    assert cp.root_hash is not None
+    if witness.size == cp.size:
+        if witness.root_hash != cp.root_hash:
+            bad.append(f"the witness and the package's checkpoint sign different trees of {cp.size} entries")
+        return
+    try:
+        c = orjson.loads(files["consistency.json"])
+        proof = [bytes.fromhex(h) for h in c["proof"]]
+        sizes = (int(c["first_size"]), int(c["second_size"]))
+    except KeyError:
+        bad.append(f"the package carries no consistency proof (ask for it with consistent_with={witness.size})")
+        return
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        bad.append("consistency.json is not readable")
+        return
+    if sizes != (witness.size, cp.size):
+        bad.append(f"the consistency proof runs from {sizes[0]} to {sizes[1]}, not from the witness's {witness.size} "
+                   f"to {cp.size}")
+    elif not merkle.verify_consistency(witness.size, cp.size, witness.root_hash, cp.root_hash, proof):
+        bad.append(f"the package's checkpoint ({cp.size} entries) does not extend the witness ({witness.size}): "
+                   f"the log was rewritten since the witness was signed")
+
+
+def _verify(files: dict[str, bytes], key: Ed25519PublicKey, res: PackageResult) -> Checkpoint | None:
+    """The checks below the witness; the package's checkpoint when it holds up this far (problems may follow)."""
     bad = res.problems
     # 1. the manifest, signed by the given key
     manifest_bytes, sig = files.get("manifest.json"), files.get("manifest.sig")
     if manifest_bytes is None or sig is None:
         bad.append("manifest.json or manifest.sig is missing")
-        return
+        return None
     try:
         key.verify(base64.b64decode(sig.strip(), validate=True), manifest_bytes)
     except (InvalidSignature, binascii.Error, ValueError):
         bad.append("the manifest's signature does not verify with the given public key")
-        return
+        return None
     try:
         manifest = orjson.loads(manifest_bytes)
         assert isinstance(manifest, dict) and manifest.get("type") == PACKAGE_TYPE
@@ -114,7 +161,7 @@ def _verify(files: dict[str, bytes], key: Ed25519PublicKey, res: PackageResult) 
         assert isinstance(listed, dict)
     except (orjson.JSONDecodeError, AssertionError, KeyError, ValueError, TypeError, AttributeError):
         bad.append("manifest.json is not an audit package manifest")
-        return
+        return None
     res.org_id, res.filters = org, manifest.get("filters") or {}
     # 2. every file as the manifest lists it, and nothing else
     for name, digest in sorted(listed.items()):
@@ -127,31 +174,31 @@ def _verify(files: dict[str, bytes], key: Ed25519PublicKey, res: PackageResult) 
     if extra:
         bad.append(f"file(s) not in the manifest: {', '.join(extra[:5])}")
     if bad:
-        return
+        return None
     # 3. the checkpoint, signed by the given key over a tree head
     try:
         cp = Checkpoint.from_json(files["checkpoint.json"])
     except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
         bad.append("checkpoint.json is not a signed audit checkpoint")
-        return
+        return None
     kid = key_id_of(key)
     if cp.key_id != kid:
         bad.append(f"the checkpoint is signed with key {cp.key_id}, not the given key {kid}")
-        return
+        return None
     problem = cp.check_signature({kid: key})
     if problem:
         bad.append(problem)
-        return
+        return None
     if cp.root_hash is None:
         bad.append("the checkpoint signs no Merkle tree head: nothing to prove entries against")
-        return
+        return None
     if cp.org_id != org:
         bad.append(f"the checkpoint is for org {cp.org_id}, the package for {org}")
-        return
+        return None
     fp = (manifest.get("public_key") or {}).get("key_id")
     if fp != kid:
         bad.append(f"the manifest names key {fp}, not the given key {kid}")
-        return
+        return None
     res.tree_size = cp.size
     # 4. every entry: its leaf from its own bytes, its proof to the signed root
     try:
@@ -164,11 +211,11 @@ def _verify(files: dict[str, bytes], key: Ed25519PublicKey, res: PackageResult) 
             seq = int(p["seq"])
             if int(p["leaf_index"]) != seq - 1 or int(p["tree_size"]) != cp.size or seq in proofs:
                 bad.append(f"the proof of entry {seq} is not for leaf {seq - 1} of the signed tree of {cp.size}")
-                return
+                return None
             proofs[seq] = [bytes.fromhex(h) for h in p["proof"]]
     except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
         bad.append("entries.jsonl or proofs.jsonl is not readable")
-        return
+        return None
     org_u = uuid.UUID(org)
     bodies: list[bytes] = []
     since, until = _parse_ts(res.filters.get("since")), _parse_ts(res.filters.get("until"))
@@ -181,7 +228,7 @@ def _verify(files: dict[str, bytes], key: Ed25519PublicKey, res: PackageResult) 
             occurred = _parse_ts(parsed["occurred_at"])
         except (KeyError, ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
             bad.append(f"an entry after seq {last} is not an audit entry")
-            return
+            return None
         if seq <= last:
             bad.append(f"entry {seq} is out of order or repeated")
         last = seq
@@ -215,3 +262,4 @@ def _verify(files: dict[str, bytes], key: Ed25519PublicKey, res: PackageResult) 
                     bad.append(f"evidence file {f.get('id')}: the bytes included do not hash to {sha[:16]}…")
     except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError):
         bad.append("evidence/manifest.json is not readable")
+    return cp

@@ -64,7 +64,7 @@ def package_key(org_id: uuid.UUID | str, sha256: str) -> str:
 
 def _filters(req: PackageCreate) -> dict[str, Any]:
     out: dict[str, Any] = {"scope": req.scope}
-    for k in ("id", "entity_type"):
+    for k in ("id", "entity_type", "consistent_with"):
         if getattr(req, k) is not None:
             out[k] = getattr(req, k)
     for k in ("since", "until"):
@@ -109,8 +109,8 @@ def _entities(session: Session, req: PackageCreate) -> list[tuple[str, str]] | N
     return pairs
 
 
-def _entries(session: Session, org: str, req: PackageCreate, size: int) -> list[tuple[int, bytes]]:
-    pairs = _entities(session, req)
+def _entries(session: Session, org: str, req: PackageCreate, size: int, pairs: list[tuple[str, str]] | None
+             ) -> list[tuple[int, bytes]]:
     where = "org_id = :o AND seq <= :size"
     params: dict[str, Any] = {"o": org, "size": size, "lim": MAX_ENTRIES + 1}
     binds = []
@@ -178,24 +178,21 @@ def _latest_tree_checkpoint(session: Session, caller: Caller, key: SigningKey, s
 
 def build(session: Session, caller: Caller, req: PackageCreate, *, key: SigningKey, store: CheckpointStore,
           objects: ObjectStore | None = None, now: dt.datetime | None = None) -> Built:
-    """The archive for `req` (a temporary file, positioned at 0). The caller's transaction holds the org's chain
-    head from the checkpoint on, so entries, proofs and checkpoint agree."""
+    """The archive for `req` (a temporary file, positioned at 0).
+
+    Everything that can refuse the request (an unknown target, too many entries or file bytes, a missing file, a
+    `consistent_with` past the log) is checked before the checkpoint is signed: a signed checkpoint file is written
+    outside the database, and one whose database record a failed request rolled back would read as tampering.
+    The org's chain head stays locked from the first seal on, so the entries are every match up to `through`."""
+    from domain.audit import service
+
     org = str(caller.org_id)
-    cp = _latest_tree_checkpoint(session, caller, key, store)
-    assert cp.root_hash is not None
-    entries = _entries(session, org, req, cp.size)
-    proofs = tree.inclusion_proofs(session, org, [seq - 1 for seq, _ in entries], cp.size)
-    evidence = _evidence(session, entries, _entities(session, req) if req.scope != "period" else None)
-    now = now or dt.datetime.now(dt.UTC)
-    files: dict[str, bytes] = {
-        "checkpoint.json": cp.to_json(),
-        "entries.jsonl": b"".join(orjson.dumps({"seq": seq, "body": body.decode("utf-8")}) + b"\n"
-                                  for seq, body in entries),
-        "proofs.jsonl": b"".join(orjson.dumps({"seq": seq, "leaf_index": seq - 1, "tree_size": cp.size,
-                                               "proof": [h.hex() for h in proofs[seq - 1]]}) + b"\n"
-                                 for seq, _ in entries),
-        "public-key.pem": key.public_pem,
-    }
+    service.seal(session, org, wait=True)  # and hold the head until the transaction ends
+    through, _ = service.head(session, org)
+    pairs = _entities(session, req)
+    entries = _entries(session, org, req, through, pairs)
+    evidence = _evidence(session, entries, pairs)
+    blobs: dict[str, bytes] = {}
     included = 0
     for e in evidence:
         e["included"] = False
@@ -210,13 +207,36 @@ def build(session: Session, caller: Caller, req: PackageCreate, *, key: SigningK
 
             try:
                 with objects.open(object_key(org, e["sha256"])) as fh:
-                    files[f"evidence/{e['sha256']}"] = fh.read()
+                    blobs[f"evidence/{e['sha256']}"] = fh.read()
             except ObjectMissing:
                 raise Unavailable(f"the bytes of evidence file {e['id']} are missing from the object store") from None
             e["included"] = True
+    if req.consistent_with is not None and req.consistent_with > through:
+        raise Invalid(f"consistent_with: the log holds {through} entries, fewer than {req.consistent_with}",
+                      reasons=[f"consistent_with: larger than the log ({through} entries)"])
+    pdf = run_record_pdf(session, caller, uuid.UUID(str(req.id))) if req.scope == "run" and run_record_pdf else None
+
+    cp = _latest_tree_checkpoint(session, caller, key, store)  # signs `through` (or more, sealed meanwhile)
+    assert cp.root_hash is not None and cp.size >= through
+    proofs = tree.inclusion_proofs(session, org, [seq - 1 for seq, _ in entries], cp.size)
+    now = now or dt.datetime.now(dt.UTC)
+    files: dict[str, bytes] = {
+        "checkpoint.json": cp.to_json(),
+        "entries.jsonl": b"".join(orjson.dumps({"seq": seq, "body": body.decode("utf-8")}) + b"\n"
+                                  for seq, body in entries),
+        "proofs.jsonl": b"".join(orjson.dumps({"seq": seq, "leaf_index": seq - 1, "tree_size": cp.size,
+                                               "proof": [h.hex() for h in proofs[seq - 1]]}) + b"\n"
+                                 for seq, _ in entries),
+        "public-key.pem": key.public_pem,
+        **blobs,
+    }
+    if pdf is not None:
+        files["run-record.pdf"] = pdf
+    if req.consistent_with is not None:
+        files["consistency.json"] = orjson.dumps({
+            "first_size": req.consistent_with, "second_size": cp.size,
+            "proof": [h.hex() for h in tree.consistency_proof(session, org, req.consistent_with, cp.size)]})
     files["evidence/manifest.json"] = orjson.dumps({"files": evidence}, option=orjson.OPT_INDENT_2)
-    if req.scope == "run" and run_record_pdf is not None:
-        files["run-record.pdf"] = run_record_pdf(session, caller, uuid.UUID(str(req.id)))
     filters = _filters(req)
     manifest = {
         "type": PACKAGE_TYPE,
@@ -226,6 +246,7 @@ def build(session: Session, caller: Caller, req: PackageCreate, *, key: SigningK
         "created_by": {"type": caller.actor.type, "id": caller.actor.id, "display": caller.actor.display},
         "filters": filters,
         "entries": len(entries),
+        "through_seq": through,
         "checkpoint": {"size": cp.size, "root_hash": cp.root_hash.hex(), "head_hash": cp.head_hash.hex(),
                        "key_id": cp.key_id},
         "public_key": key_fingerprint(key),

@@ -239,3 +239,57 @@ def test_unknown_targets_are_not_found(client, lab):
         assert r.status_code == 404, r.text
     assert client.get("/api/v1/audit/packages/00000000-0000-4000-8000-000000000000",
                       headers=lab.headers(Role.auditor)).status_code == 404
+    # a refused request signs nothing: no checkpoint file outside the database without its record inside
+    store = client.app.state.platform.checkpoints
+    before = len(store.list(str(lab.id)))
+    for body in ({"scope": "sample", "id": "00000000-0000-4000-8000-000000000000"},
+                 {"scope": "period", "since": "2020-01-01T00:00:00Z", "until": "2030-01-01T00:00:00Z",
+                  "consistent_with": 10**9}):
+        assert client.post("/api/v1/audit/packages", json=body, headers=lab.headers(Role.auditor)).status_code in (
+            404, 422)
+    assert len(store.list(str(lab.id))) == before
+    v = client.get("/api/v1/audit/verify", headers=lab.headers(Role.auditor)).json()
+    assert v["status"] == "ok", v["problems"]
+
+
+def test_a_later_package_extends_the_checkpoint_an_auditor_kept(sample_package, public_key, client, lab, tmp_path):
+    """The auditor keeps the first package's checkpoint (a witness); a later package carries the consistency proof
+    from it, so the auditor sees offline that the log only grew. A tree that was rewritten does not extend it."""
+    from domain.audit import merkle
+    from domain.audit.checkpoints import Checkpoint, sign
+
+    sid, first = sample_package
+    witness = Checkpoint.from_json(_members(first)["checkpoint.json"])
+    key = load_public_key(public_key)
+    client.patch(f"/api/v1/samples/{sid}", json={"revision": 2, "reason": "later", "name": "Plate B1"},
+                 headers=lab.headers(Role.technician))
+    later = _package(client, lab, {"scope": "sample", "id": sid, "consistent_with": witness.size})
+    assert "consistency.json" in _members(later)
+    r = verify_package(io.BytesIO(later), key, witness)
+    assert r.ok, r.problems
+    without = _package(client, lab, {"scope": "sample", "id": sid})
+    r = verify_package(io.BytesIO(without), key, witness)
+    assert not r.ok and "no consistency proof" in r.problems[0]
+    # a witness of another history (same size, another root, signed by the same key: the history the auditor saw)
+    real = client.app.state.platform.signing_key
+    other = sign(real, witness.org_id, witness.size, witness.head_hash, witness.issued_at,
+                 merkle.node_hash(witness.root_hash or b"", b"rewritten"))
+    r = verify_package(io.BytesIO(later), key, other)
+    assert not r.ok and "does not extend the witness" in r.problems[0], r.problems
+    # and the CLI
+    import subprocess
+    import sys
+
+    (tmp_path / "later.zip").write_bytes(later)
+    (tmp_path / "witness.json").write_bytes(witness.to_json())
+    (tmp_path / "other.json").write_bytes(other.to_json())
+    base = [sys.executable, "-m", "flasktrack.cli", "audit", "verify-package", str(tmp_path / "later.zip"),
+            "--public-key", str(public_key), "--witness"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    ok = subprocess.run([*base, str(tmp_path / "witness.json")], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = subprocess.run([*base, str(tmp_path / "other.json")], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert bad.returncode == 1 and "does not extend the witness" in bad.stderr, bad.stdout + bad.stderr
+    too_big = client.post("/api/v1/audit/packages", json={"scope": "sample", "id": sid, "consistent_with": 10**9},
+                          headers=lab.headers(Role.auditor))
+    assert too_big.status_code == 422 and "consistent_with" in too_big.text
