@@ -1,7 +1,7 @@
 """The audit log's Merkle tree: stored subtree hashes, and the tree head in each signed checkpoint.
 
 Revision ID: 0025
-Revises: 0021
+Revises: 0027
 
 `audit_merkle` keeps the hash of every complete, aligned subtree of 16 leaves or more (RFC 9162 style,
 domain/audit/merkle.py): a tree head or a proof is then a few dozen reads (the stored subtrees plus at most
@@ -20,7 +20,7 @@ object store). Append-only.
 from alembic import op
 
 revision = "0025"
-down_revision = "0021"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 
