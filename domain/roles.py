@@ -48,6 +48,8 @@ class Permission(StrEnum):
     registry_write = "registry.write"
     evidence_upload = "evidence.upload"
     evidence_read = "evidence.read"
+    reports_use = "reports.use"
+    reports_finalize = "reports.finalize"
 
 
 class AuditScope(StrEnum):
@@ -110,6 +112,11 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     # upload or a completion, with the permission each needs.
     Permission.evidence_upload: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician}),
     Permission.evidence_read: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
+    # Reports (domain/reports): the builder (browse the lake's tables, validate, preview, save definitions), executing
+    # reports, exports. Lab managers and scientists read the lake through reports only (not Flight SQL); technicians
+    # do not report. Finalizing is a reviewer's signature.
+    Permission.reports_use: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.auditor, R.analyst}),
+    Permission.reports_finalize: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.auditor}),
 }
 
 
@@ -126,12 +133,13 @@ AUDIT_LOG_TABLE = "audit_log"  # the lake's copy of the audit log
 
 
 def may_read_lake_table(role: Role | str, table: str) -> bool:
-    """Whether `role` may see (list and query) the lake table `table` over Flight SQL.
+    """Whether `role` may see (list and query) the lake table `table` over Flight SQL (roles with `lake.query`) or
+    through reports (roles with `reports.use`).
 
     The lake's `audit_log` follows the API's audit rule: a table cannot be narrowed to part of
     the log, so only roles that read the whole log see it.
     """
-    if role not in ALL_ROLES or not allowed(role, Permission.lake_query):
+    if role not in ALL_ROLES or not (allowed(role, Permission.lake_query) or allowed(role, Permission.reports_use)):
         return False
     if table == AUDIT_LOG_TABLE:
         return audit_scope(role) is AuditScope.whole

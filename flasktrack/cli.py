@@ -412,9 +412,19 @@ def lake_maintain(
     from lake.maintain import maintain_lake
     from lake.writer import Lake
 
-    lake = Lake.from_settings(_settings())
+    from core.db import TenantSessions
+    from domain.reports.service import pinned_versions
+
+    settings, sessions = _owner()
+    assert isinstance(sessions, TenantSessions)
+    lake = Lake.from_settings(settings)
+    try:
+        with sessions.begin(None) as s:
+            pinned = pinned_versions(s)  # what finalized reports read stays readable
+    finally:
+        sessions.engine.dispose()
     for r in maintain_lake(lake, tables=table, retention_hours=retention_hours,
-                           enforce_retention=not allow_short_retention):
+                           enforce_retention=not allow_short_retention, pinned=pinned):
         out.print(r.summary())
 
 

@@ -45,7 +45,8 @@ from lake import schema_meta as schemas
 from lake.tables import PARTITION, published_app_id
 
 SHARED_TABLES = frozenset({"audit_log", "step_events", "runs", "samples", "batches", "lineage_edges",
-                           "sample_movements", "registry_items", "evidence_files", "evidence_links"})
+                           "sample_movements", "registry_items", "evidence_files", "evidence_links",
+                           "reports", "report_executions", "report_exports"})
 TABLE_TYPE = "TABLE"
 
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")

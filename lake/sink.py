@@ -564,6 +564,19 @@ class Sink:
                 stop.wait(wait)
         self.recover()  # a clean stop leaves no claimed batch behind
 
+    def pinned_versions(self) -> dict[str, int]:
+        """table → the oldest Delta version a finalized report read (vacuum keeps it); none on a schema without
+        reports."""
+        try:
+            with self.engine.connect() as conn:
+                if conn.execute(text("SELECT to_regclass('report_pinned_versions')")).scalar() is None:
+                    return {}
+                rows = conn.execute(text("SELECT table_name, version FROM report_pinned_versions")).all()
+        except Exception:  # noqa: BLE001 - without the list, maintenance keeps everything rather than guess
+            log.exception("reading the versions reports pin failed")
+            return {name: 0 for name in self.lake.tables()}
+        return {r.table_name: int(r.version) for r in rows}
+
     def maintain_due(self, first_due: float) -> list[str]:
         """Maintain each table whose turn has come, independently: one table's failure neither stops the
         others nor waits a whole interval (it is retried after `maintain_retry_s`). Returns the names of
@@ -575,11 +588,13 @@ class Sink:
         except Exception:  # noqa: BLE001 - storage outage: the next scan tries again
             log.exception("listing the lake for maintenance failed")
             return done
+        pinned = self.pinned_versions()
         for name in names:
             if time.monotonic() < self._maintenance_due.get(name, first_due):
                 continue
             try:
-                r = maintain.maintain_table(self.lake, name, retention_hours=c.vacuum_retention_hours)
+                r = maintain.maintain_table(self.lake, name, retention_hours=c.vacuum_retention_hours,
+                                            pinned=pinned.get(name))
             except Exception:  # noqa: BLE001 - maintenance is retried soon; data flow goes on
                 log.exception("table maintenance failed; retrying soon", table=name, retry_in_s=c.maintain_retry_s)
                 self._maintenance_due[name] = time.monotonic() + c.maintain_retry_s

@@ -287,11 +287,63 @@ SINK_REJECTS = TableSpec("sink_rejects", "Outbox rows the sink could not type (m
     _c("error", _S, "str", "Why it could not be typed", True),
 ))
 
+REPORTS = TableSpec("reports", "Report definitions and reports through their lifecycle: one row per change (a "
+                    "definition version created; a report created, edited, executed, put in review, finalized), "
+                    "append-only; entity says which.", (
+    ORG,
+    _c("entity", _S, "str", "definition or report", True),
+    _c("id", _S, "str", "The definition version or the report", True),
+    _c("definition_id", _S, "str", "The definition version", True),
+    _c("key", _S, "str", "The definition's key", True),
+    _c("version", _I, "int", "The definition's version", True),
+    _c("kind", _S, "str", "system or custom"),
+    _c("title", _S, "str", "Title"),
+    _c("status", _S, "str", "A report's status after the change: created, updated, in_review or finalized"),
+    _c("actor", _S, "str", "Who made the change"),
+    _c("at", _TS, "ts", "When (UTC)", True),
+    _c("content_hash", _S, "str", "A finalized report's content hash (signed; in the audit chain)"),
+))
+
+REPORT_EXECUTIONS = TableSpec("report_executions", "Every execution of a report: its parameters, row count, "
+                              "duration and the Delta version of every lake table it read (append-only).", (
+    ORG,
+    _c("execution_id", _S, "str", "The execution", True),
+    _c("definition_id", _S, "str", "The definition version executed", True),
+    _c("definition_key", _S, "str", "Its key", True),
+    _c("definition_version", _I, "int", "Its version", True),
+    _c("report_id", _S, "str", "The report it belongs to, if any"),
+    _c("purpose", _S, "str", "execute, or reproduce (a finalized report read again at its pinned versions)", True),
+    _c("parameters", _S, "json", "Parameter values as a JSON object"),
+    _c("table_versions", _S, "json", "Delta version of each table read, as a JSON object"),
+    _c("row_count", _I, "int", "Rows of the result", True),
+    _c("duration_ms", pa.float64(), "number", "How long it took, in milliseconds"),
+    _c("result_sha256", _S, "str", "SHA-256 of the result (Parquet, content-addressed)", True),
+    _c("executed_by", _S, "str", "Who executed it"),
+    _c("executed_by_display", _S, "str", "Their display name at the time"),
+    _c("executed_at", _TS, "ts", "When (UTC)", True),
+))
+
+REPORT_EXPORTS = TableSpec("report_exports", "Every export or download of a report execution (CSV, JSON lines, "
+                           "Parquet, Excel, PDF), append-only.", (
+    ORG,
+    _c("export_id", _S, "str", "The export", True),
+    _c("execution_id", _S, "str", "The execution exported", True),
+    _c("report_id", _S, "str", "Its report, if any"),
+    _c("format", _S, "str", "csv, jsonl, parquet, xlsx or pdf", True),
+    _c("sha256", _S, "str", "SHA-256 of the file handed out", True),
+    _c("size_bytes", _I, "int", "Its size in bytes"),
+    _c("exported_by", _S, "str", "Who exported it"),
+    _c("exported_by_display", _S, "str", "Their display name at the time"),
+    _c("exported_at", _TS, "ts", "When (UTC)", True),
+))
+
 # Outbox topic → the fixed table its payloads become rows of (forms have tables of their own, per form key).
 FIXED_TOPICS: dict[str, TableSpec] = {"step_event": STEP_EVENTS, "run": RUNS, "registry_item": REGISTRY_ITEMS,
                                       "sample": SAMPLES, "batch": BATCHES,
                                       "lineage_edge": LINEAGE_EDGES, "sample_movement": SAMPLE_MOVEMENTS,
-                                      "evidence_file": EVIDENCE_FILES, "evidence_link": EVIDENCE_LINKS}
+                                      "evidence_file": EVIDENCE_FILES, "evidence_link": EVIDENCE_LINKS,
+                                      "report": REPORTS, "report_execution": REPORT_EXECUTIONS,
+                                      "report_export": REPORT_EXPORTS}
 
 FORM_COLUMNS: tuple[Column, ...] = (
     ORG,
