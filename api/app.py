@@ -16,6 +16,7 @@ from api import audit, docs, errors, health, identity, openapi
 from api import evidence as evidence_api
 from api import protocols as protocols_api
 from api import registry as registry_api
+from api import reports as reports_api
 from api import runs as runs_api
 from api import samples as samples_api
 from api import tasks as tasks_api
@@ -141,7 +142,7 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     # Every operation documents the one error model for each status it may answer (api/errors.py).
     for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router,
                    samples_api.router, samples_api.batch_router, registry_api.router,
-                   evidence_api.router):
+                   evidence_api.router, reports_api.router):
         app.include_router(router, responses=errors.AUTHENTICATED, dependencies=[Depends(request_id)])
     # The web pages (web/): HTML, under their own error handling, outside the JSON API's guards.
     app.mount(WEB_PREFIX, pages, name="web")

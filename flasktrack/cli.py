@@ -409,11 +409,10 @@ def lake_maintain(
         help="allow a retention below the tables' deletedFileRetentionDuration (7 days)")] = False,
 ) -> None:
     """Compact small files, write checkpoints and vacuum old files of the Delta tables."""
-    from lake.maintain import maintain_lake
-    from lake.writer import Lake
-
     from core.db import TenantSessions
     from domain.reports.service import pinned_versions
+    from lake.maintain import maintain_lake
+    from lake.writer import Lake
 
     settings, sessions = _owner()
     assert isinstance(sessions, TenantSessions)

@@ -35,7 +35,7 @@ def result_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     plain = table.replace_schema_metadata(None)
     pq.write_table(plain, sink, compression="zstd", write_statistics=False, use_dictionary=False,
-                   store_schema=True, created_by="flasktrack-reports")
+                   store_schema=True)
     return sink.getvalue()
 
 

@@ -129,8 +129,8 @@ TC_CONTAMINATION = SystemReport(
     "       coalesce(s.media_batch, 'unknown') AS medium,\n"
     "       s.submitted_by_display AS operator,\n"
     "       strftime(date_trunc('month', s.submitted_at), '%Y-%m') AS month,\n"
-    "       sum(s.vessels) AS vessels,\n"
-    "       sum(c.contaminated_vessels) AS contaminated_vessels,\n"
+    "       CAST(sum(s.vessels) AS BIGINT) AS vessels,\n"
+    "       CAST(sum(c.contaminated_vessels) AS BIGINT) AS contaminated_vessels,\n"
     "       round(sum(c.contaminated_vessels) / sum(s.vessels), 4) AS contamination_rate\n"
     "FROM form_plant_subculture s\n"
     "JOIN form_shoot_count c ON c.run_id = s.run_id AND c.iteration = s.iteration\n"
@@ -169,7 +169,8 @@ AGRO_EFFICIENCY = SystemReport(
     "science-agro-efficiency", 1, "Agrobacterium transformation efficiency",
     "Leaf discs with kanamycin-resistant shoots over discs put on selection, per strain and construct (plasmid).",
     "SELECT c.strain, coalesce(c.construct, 'unknown') AS construct, count(DISTINCT c.run_id) AS runs,\n"
-    "       sum(p.discs_plated) AS discs_plated, sum(g.discs_with_shoots) AS discs_with_shoots,\n"
+    "       CAST(sum(p.discs_plated) AS BIGINT) AS discs_plated,\n"
+    "       CAST(sum(g.discs_with_shoots) AS BIGINT) AS discs_with_shoots,\n"
     "       round(sum(g.discs_with_shoots) / nullif(sum(p.discs_plated), 0), 4) AS efficiency\n"
     "FROM form_agro_culture c\n"
     "JOIN form_selection_plating p ON p.run_id = c.run_id\n"
