@@ -17,7 +17,8 @@ from tests.support import PASSWORD, Org
 
 SUBCULTURE_FIELDS = [field("media_batch", "batch_ref", "Medium batch used"),
                      field("new_batch", "batch_ref", "New culture batch"),
-                     field("vessels", "integer", "Vessels"), field("explants_per_vessel", "integer", "Explants per vessel")]
+                     field("vessels", "integer", "Vessels"),
+                     field("explants_per_vessel", "integer", "Explants per vessel")]
 SHOOT_FIELDS = [field("shoots", "integer", "Healthy shoots in the batch"),
                 field("contaminated_vessels", "integer", "Contaminated vessels discarded"),
                 field("growth_room_temp_c", "number", "Growth room temperature", "°C"),
