@@ -46,6 +46,8 @@ def chart_png(spec: Mapping[str, Any] | None, table: pa.Table, *, max_rows: int 
     values = [dict(zip(names, row, strict=True)) for row in rows_of(table, max_rows)]
     full = {**dict(spec), "data": {"values": values}}
     full.setdefault("$schema", "https://vega.github.io/schema/vega-lite/v5.json")
+    full.setdefault("width", 480)
+    full.setdefault("height", 220)
     try:
         import vl_convert
 
@@ -126,7 +128,12 @@ def report_document(title: str, context: Sequence[tuple[str, str]], table: pa.Ta
     pdf = _doc(title, f"{title} - Flask Track report", created)
     _pairs(pdf, context)
     if chart is not None:
-        pdf.image(io.BytesIO(chart), w=min(180.0, pdf.epw))
+        from PIL import Image
+
+        with Image.open(io.BytesIO(chart)) as im:
+            width, height = im.size
+        scale = min(200.0 / width, 95.0 / height)  # fits a 200 x 95 mm box, proportions kept
+        pdf.image(io.BytesIO(chart), w=width * scale, h=height * scale)
         pdf.ln(2)
     elif chart_wanted:
         pdf.set_font("Helvetica", "I", 8)

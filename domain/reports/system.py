@@ -152,7 +152,7 @@ FUNGAL_PASSAGES = SystemReport(
     "contamination and sporulation.",
     "SELECT i.parent_culture AS parent_culture, i.new_culture AS new_culture, i.iteration + 1 AS passage,\n"
     "       i.submitted_at AS inoculated_at, i.submitted_by_display AS operator, i.plates,\n"
-    "       g.colony_diameter_mm, g.contaminated, g.contaminant, g.sporulating, i.run_id\n"
+    "       g.colony_diameter_mm, g.contaminated, g.sporulating, i.run_id\n"
     "FROM form_fungal_inoculation i\n"
     "LEFT JOIN form_fungal_growth_check g ON g.run_id = i.run_id AND g.iteration = i.iteration\n"
     "WHERE " + _period("i.submitted_at") + "\nORDER BY i.run_id, passage",
