@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from domain.limits import Input
 from domain.roles import Role
@@ -26,7 +26,7 @@ class ParameterSpec(Input):
     name: str = Field(pattern=NAME)
     type: ParameterType
     label: str | None = Field(default=None, max_length=200)
-    required: bool = True
+    required: StrictBool = True
     default: str | int | float | bool | None = None
     choices: list[str] | None = Field(default=None, max_length=100)
 
@@ -42,7 +42,7 @@ class Layout(Input):
     """How the result is shown as a table: which columns, in which order, with which labels and units."""
 
     columns: list[ColumnLayout] = Field(default_factory=list, max_length=200)
-    max_rows_in_pdf: int = Field(default=500, ge=1, le=5000)
+    max_rows_in_pdf: StrictInt = Field(default=500, ge=1, le=5000)
 
 
 class DefinitionCreate(Input):
@@ -101,7 +101,7 @@ class QueryCheck(Input):
 
 
 class QueryPreview(QueryCheck):
-    limit: int = Field(default=100, ge=1, le=1000)
+    limit: StrictInt = Field(default=100, ge=1, le=1000)
 
 
 class CheckResult(BaseModel):

@@ -96,6 +96,13 @@ def run_schemathesis(app: Any, org: Org, logout_token: str) -> tuple[list[str], 
                        # handed out: a request the schema allows may name none, answered 422 naming the field.
                        {"include-path-regex": "^/api/v1/(samples|batches)",
                         "checks": {"positive_data_acceptance": {"expected-statuses": [
+                            "2xx", "401", "403", "404", "409", "422", "429"]}}},
+                       # A report's SQL is judged by the lake's sandbox (one SELECT over the organization's tables
+                       # that exist), its parameters by the definition they belong to, its lifecycle by its status,
+                       # its reports and executions must exist: a schema-valid request may name none of that,
+                       # answered 404, 409 or 422 with the reason.
+                       {"include-path-regex": "^/api/v1/reports",
+                        "checks": {"positive_data_acceptance": {"expected-statuses": [
                             "2xx", "401", "403", "404", "409", "422", "429"]}}}],
         "continue-on-failure": True,
         # A body over the size limit is refused before it is read: 413 is a refusal like 422.
