@@ -414,14 +414,18 @@ def lake_maintain(
     from lake.maintain import maintain_lake
     from lake.writer import Lake
 
-    settings, sessions = _owner()
-    assert isinstance(sessions, TenantSessions)
-    lake = Lake.from_settings(settings)
+    lake = Lake.from_settings(_settings())
     try:
-        with sessions.begin(None) as s:
-            pinned = pinned_versions(s)  # what finalized reports read stays readable
-    finally:
-        sessions.engine.dispose()
+        _, sessions = _owner()
+        assert isinstance(sessions, TenantSessions)
+        try:
+            with sessions.begin(None) as s:
+                pinned = pinned_versions(s)  # what finalized reports read stays readable
+        finally:
+            sessions.engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - without the database, vacuum keeps every version rather than guess
+        out.print(f"[yellow]the versions finalized reports pin could not be read ({exc}): vacuum keeps them all[/]")
+        pinned = {name: 0 for name in lake.tables()}
     for r in maintain_lake(lake, tables=table, retention_hours=retention_hours,
                            enforce_retention=not allow_short_retention, pinned=pinned):
         out.print(r.summary())

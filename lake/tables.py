@@ -299,8 +299,8 @@ REPORTS = TableSpec("reports", "Report definitions and reports through their lif
     _c("kind", _S, "str", "system or custom"),
     _c("title", _S, "str", "Title"),
     _c("status", _S, "str", "A report's status after the change: created, updated, in_review or finalized"),
-    _c("actor", _S, "str", "Who made the change"),
-    _c("at", _TS, "ts", "When (UTC)", True),
+    _c("changed_by", _S, "str", "Who made the change"),
+    _c("changed_at", _TS, "ts", "When (UTC)", True),
     _c("content_hash", _S, "str", "A finalized report's content hash (signed; in the audit chain)"),
 ))
 

@@ -54,7 +54,7 @@ from domain.reports.models import (
 )
 from domain.reports.rows import DefinitionRow, ExecutionRow, ReportRow
 from domain.reports.system import SYSTEM_REPORTS
-from domain.roles import SYSTEM_ACTOR, Caller, Role
+from domain.roles import SYSTEM_ACTOR, Caller, Permission, Role
 from domain.rows import columns, from_row
 from domain.runs.records import outbox
 
@@ -226,7 +226,7 @@ def share_definition(session: Session, caller: Caller, key: str, data: ShareUpda
 def _definition_payload(d: DefinitionRow) -> dict[str, Any]:
     return {"entity": "definition", "id": str(d.id), "org_id": str(d.org_id), "definition_id": str(d.id),
             "key": d.key, "version": d.version, "kind": d.kind, "title": d.title, "status": None,
-            "actor": d.created_by, "at": format_ts(d.created_at), "content_hash": None}
+            "changed_by": d.created_by, "changed_at": format_ts(d.created_at), "content_hash": None}
 
 
 # ---------------------------------------------------------------- reports
@@ -278,8 +278,8 @@ def list_reports(session: Session, caller: Caller, *, limit: int = 100) -> list[
 
 def _report_payload(r: ReportRow, d: DefinitionRow, actor: str, at: dt.datetime) -> dict[str, Any]:
     return {"entity": "report", "id": str(r.id), "org_id": str(r.org_id), "definition_id": str(d.id), "key": d.key,
-            "version": d.version, "kind": d.kind, "title": r.title, "status": r.status, "actor": actor,
-            "at": format_ts(at), "content_hash": r.content_hash}
+            "version": d.version, "kind": d.kind, "title": r.title, "status": r.status, "changed_by": actor,
+            "changed_at": format_ts(at), "content_hash": r.content_hash}
 
 
 def create_report(session: Session, caller: Caller, data: ReportCreate) -> ReportRead:
@@ -364,6 +364,9 @@ def plan_reproduction(session: Session, caller: Caller, report_id: uuid.UUID | s
 
 def run_record_result(session: Session, caller: Caller, plan: Plan) -> tuple[pa.Table, float]:
     """A run-record definition's rows, read from the operational database in the caller's organization."""
+    if not caller.can(Permission.runs_read):
+        raise Forbidden(f"your role ({caller.role}) may not read runs ({Permission.runs_read}): the run record is "
+                        "the record of a run")
     started = dt.datetime.now(dt.UTC)
     run_id = plan.parameters.get("run_id")
     try:

@@ -121,6 +121,23 @@ def test_a_finalized_contamination_report_is_locked_and_reproduced_after_new_dat
     assert "Tissue culture contamination rate" in words and "form_shoot_count@v" in words
     assert f"lab_manager of {org.slug}" in words and final["content_hash"] in words
 
+    # Reports, executions and exports reach the lake: analysts report on reporting (their own organization only).
+    drain(owner, lake_uri)
+    r = client.post("/api/v1/reports/builder/preview", headers=org.headers(Role.analyst), json={
+        "sql": "SELECT purpose, count(*) AS n, count(DISTINCT definition_key) AS keys FROM report_executions"
+               " GROUP BY ALL ORDER BY purpose"})
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"] == [["execute", 2, 1], ["reproduce", 2, 1]]
+    r = client.post("/api/v1/reports/builder/preview", headers=org.headers(Role.analyst), json={
+        "sql": "SELECT format FROM report_exports ORDER BY format"})
+    assert [row[0] for row in r.json()["rows"]] == ["csv", "jsonl", "parquet", "pdf", "xlsx"]
+    r = client.post("/api/v1/reports/builder/preview", headers=org.headers(Role.analyst), json={
+        "sql": f"SELECT status, content_hash FROM reports WHERE entity = 'report' AND id = '{rid}'"
+               " ORDER BY changed_at"})
+    assert r.status_code == 200, r.text
+    assert [row[0] for row in r.json()["rows"]][-1] == "finalized"
+    assert r.json()["rows"][-1][1] == final["content_hash"]
+
     # Every action is on record.
     with owner.begin(org.id) as s:
         actions = {(a, e) for a, e in s.execute(text(
