@@ -29,6 +29,10 @@ def check_declared(sql: str, specs: Sequence[ParameterSpec]) -> None:
                       reasons=[f"sql: ${n} is not a declared parameter" for n in unknown])
 
 
+def _no() -> Any:
+    raise ValueError("not a string")
+
+
 def _typed(spec: ParameterSpec, value: Any) -> Any:
     t = spec.type
     if t == "integer":
@@ -44,13 +48,15 @@ def _typed(spec: ParameterSpec, value: Any) -> Any:
             raise ValueError("true or false")
         return value
     if t == "date":
-        if not isinstance(value, str):
-            raise ValueError("a date (YYYY-MM-DD)")
-        return dt.date.fromisoformat(value).isoformat()
+        try:
+            return dt.date.fromisoformat(value).isoformat() if isinstance(value, str) else _no()
+        except ValueError:
+            raise ValueError("a date (YYYY-MM-DD)") from None
     if t == "timestamp":
-        if not isinstance(value, str):
-            raise ValueError("a timestamp (RFC 3339 with its offset)")
-        instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        try:
+            instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else _no()
+        except ValueError:
+            raise ValueError("a timestamp (RFC 3339 with its offset)") from None
         if instant.tzinfo is None:
             raise ValueError("a timestamp with its offset")
         return instant.astimezone(dt.UTC).isoformat()
