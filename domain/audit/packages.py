@@ -12,7 +12,7 @@ One zip archive:
     evidence/<sha256>      the files' bytes (only with include_files)
     public-key.pem         the key, for convenience only: the verifier uses the key it is given, and checks the
                            fingerprint in the manifest against it
-    run-record.pdf         the run record, when a renderer is installed (`run_record_pdf`)
+    run-record.pdf         the run record (domain/reports/run_record.py), for a run's package
 
 domain/audit/package_verify.py checks it.
 """
@@ -25,7 +25,6 @@ import hashlib
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
@@ -48,9 +47,6 @@ MAX_ENTRIES = 100_000  # a package is a slice: a larger one is asked for by peri
 MAX_FILE_BYTES = 256 * 1024 * 1024  # evidence bytes in one archive
 EVIDENCE_TARGETS_OF_TASKS = ("task", "checklist_item")
 
-# The run record PDF (the reports work renders it). Installed by whoever provides it:
-# run_record_pdf(session, caller, run_id) -> the PDF's bytes. None: packages go out without it.
-run_record_pdf: Callable[[Session, Caller, uuid.UUID], bytes] | None = None
 
 
 def key_fingerprint(key: SigningKey) -> dict[str, str]:
@@ -214,7 +210,11 @@ def build(session: Session, caller: Caller, req: PackageCreate, *, key: SigningK
     if req.consistent_with is not None and req.consistent_with > through:
         raise Invalid(f"consistent_with: the log holds {through} entries, fewer than {req.consistent_with}",
                       reasons=[f"consistent_with: larger than the log ({through} entries)"])
-    pdf = run_record_pdf(session, caller, uuid.UUID(str(req.id))) if req.scope == "run" and run_record_pdf else None
+    pdf = None
+    if req.scope == "run":
+        from domain.reports.run_record import run_record_pdf  # the reports' renderer; imported where it is used
+
+        pdf = run_record_pdf(session, uuid.UUID(str(req.id)), context=(("audit package", "run record at packing"),))
 
     cp = _latest_tree_checkpoint(session, caller, key, store)  # signs `through` (or more, sealed meanwhile)
     assert cp.root_hash is not None and cp.size >= through

@@ -1,7 +1,7 @@
 """Reports as audited records: definitions (versioned), reports and their lifecycle, executions, exports.
 
 Revision ID: 0024
-Revises: 0021
+Revises: 0025
 
 - `report_definitions`: SQL over the organization's lake tables (or a shipped builder such as the run record),
   typed parameters, a table layout and an optional Vega-Lite chart; one row per version, whose content never
@@ -16,7 +16,7 @@ Revises: 0021
 from alembic import op
 
 revision = "0024"
-down_revision = "0021"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 

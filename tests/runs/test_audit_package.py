@@ -9,6 +9,7 @@ import zipfile
 from typing import Any
 
 import orjson
+import pypdf
 
 from domain.audit.package_verify import verify_package
 from domain.roles import Role
@@ -49,6 +50,9 @@ def test_a_run_package_holds_the_run_its_task_and_evidence_and_verifies_offline(
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         bodies = [orjson.loads(orjson.loads(x)["body"]) for x in z.read("entries.jsonl").splitlines()]
         evidence = orjson.loads(z.read("evidence/manifest.json"))["files"]
+        record = z.read("run-record.pdf")  # listed in the signed manifest, so verified above with the rest
+    text = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(record)).pages)
+    assert "12.5" in text and key in text, text[:400]
     about = {(b["entity"]["type"], b["entity"]["id"]) for b in bodies}
     assert ("run", run_id) in about and ("task", task["id"]) in about
     assert ("task", task["id"]) in {(b["entity"]["type"], b["entity"]["id"]) for b in bodies
