@@ -12,7 +12,10 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
+from api import alerts as alerts_api
 from api import audit, docs, errors, health, identity, openapi
+from api import audits as audits_api
+from api import events as events_api
 from api import evidence as evidence_api
 from api import protocols as protocols_api
 from api import registry as registry_api
@@ -142,7 +145,8 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     # Every operation documents the one error model for each status it may answer (api/errors.py).
     for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router,
                    samples_api.router, samples_api.batch_router, registry_api.router,
-                   evidence_api.router, reports_api.router):
+                   evidence_api.router, reports_api.router, events_api.router, audits_api.router,
+                   alerts_api.router):
         app.include_router(router, responses=errors.AUTHENTICATED, dependencies=[Depends(request_id)])
     # The web pages (web/): HTML, under their own error handling, outside the JSON API's guards.
     app.mount(WEB_PREFIX, pages, name="web")

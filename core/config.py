@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     sink_db_password: SecretStr | None = None
 
     seal_interval_s: float = Field(default=0.05, gt=0)
+
+    # Alerts (domain/alerts): the worker's compliance watch scans every this often for expiring lots and
+    # calibrations and overdue events, and emails new alerts through SMTP when smtp_host is set (core/mail.py).
+    alert_scan_interval_s: float = Field(default=300.0, gt=0)
+    alert_horizon_days: int = Field(default=30, ge=0, le=3650)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    mail_from: str = "flasktrack@localhost"
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -50,6 +50,13 @@ class Permission(StrEnum):
     evidence_read = "evidence.read"
     reports_use = "reports.use"
     reports_finalize = "reports.finalize"
+    events_read = "events.read"
+    events_raise = "events.raise"
+    events_manage = "events.manage"
+    capa_work = "capa.work"
+    audits_read = "audits.read"
+    audits_conduct = "audits.conduct"
+    alerts_read = "alerts.read"
 
 
 class AuditScope(StrEnum):
@@ -117,6 +124,18 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     # do not report. Finalizing is a reviewer's signature.
     Permission.reports_use: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.auditor, R.analyst}),
     Permission.reports_finalize: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.auditor}),
+    # Compliance events (deviations, contaminations, ...): whoever works or inspects raises and reads them; lab
+    # managers run their investigation and CAPA and close them (never the reporter: domain/events/service.py).
+    Permission.events_read: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
+    Permission.events_raise: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
+    Permission.events_manage: frozenset({R.owner, R.admin, R.lab_manager}),
+    # A CAPA action is done by its owner (any bench role) or a lab manager.
+    Permission.capa_work: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician}),
+    # Formal audits: auditors conduct them (scope, findings, outcome, their signature); managers read them.
+    Permission.audits_read: frozenset({R.owner, R.admin, R.lab_manager, R.auditor}),
+    Permission.audits_conduct: frozenset({R.owner, R.admin, R.auditor}),
+    # Alerts: every member reads and acknowledges the alerts addressed to them or their role.
+    Permission.alerts_read: ALL_ROLES,
 }
 
 

@@ -78,6 +78,10 @@ VIEWS: dict[str, View] = {v.name: v for v in (
     current_view("batches", "batch_id", "batch", "batch's"),
     current_view("registry_items", "item_id", "registry record", "record's",
                  " (archived records included: `archived_at` is set)"),
+    current_view("compliance_events", "event_id", "compliance event", "event's"),
+    current_view("capa_actions", "action_id", "CAPA action", "action's"),
+    current_view("audits", "audit_id", "audit", "audit's"),
+    current_view("alerts", "alert_id", "alert", "alert's"),
 )}
 
 

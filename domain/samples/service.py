@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.codes import next_code
-from domain.errors import Conflict, Invalid
+from domain.errors import Conflict, Invalid, NotFound
+from domain.events.hooks import on_sample_status
 from domain.pagination import Page, after, next_cursor, search_query
 from domain.roles import Actor, Caller
 from domain.rows import from_row
@@ -270,6 +271,7 @@ def set_status(session: Session, actor: Actor, org_id: uuid.UUID, before: Sample
                  before={"status": before.status, "status_reason": before.status_reason, "revision": before.revision},
                  after={"status": row.status, "status_reason": row.status_reason, "revision": row.revision},
                  reason=reason, context=context)
+    on_sample_status(session, row, reason, context)  # marked contaminated: a contamination event
     return row
 
 
