@@ -56,6 +56,7 @@ class ComplianceEvent:
         self.inp = inp
         self.state: EventState | None = None
         self.watched: set[str] = set()
+        self.watchers: list[asyncio.Task[None]] = []  # kept referenced while they run
         self.lock = asyncio.Lock()
 
     @workflow.run
@@ -98,7 +99,7 @@ class ComplianceEvent:
         for a in self.state.actions:
             if not a.done and a.id not in self.watched:
                 self.watched.add(a.id)
-                workflow.create_task(self._watch(a.id), name=f"watch {a.id}")
+                self.watchers.append(asyncio.create_task(self._watch(a.id)))
 
     async def _watch(self, action_id: str) -> None:
         """Escalate the action at its due time, then SECOND_LEVEL_AFTER later, unless it is done by then."""
