@@ -175,8 +175,8 @@ def deliver(session: Session, sender: MailSender, *, limit: int = 100) -> int:
                 log.warning("alert email failed", alert_id=str(row.id), error=error)
         else:
             error = "no member to email"
-        session.execute(text("UPDATE alerts SET emailed_at = CASE WHEN :e IS NULL THEN :at END, email_error = :e"
-                             " WHERE id = :i"), {"at": records.now(), "e": error, "i": row.id})
+        session.execute(text("UPDATE alerts SET emailed_at = :at, email_error = :e WHERE id = :i"),
+                        {"at": records.now() if error is None else None, "e": error, "i": row.id})
     return sent
 
 
