@@ -23,8 +23,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.runs import refusal
-from core.mail import MailSender
 from core.db import TenantSessions
+from core.mail import MailSender
 from domain.alerts import service as alerts
 from domain.errors import DomainError, Invalid
 from domain.events import service as events

@@ -20,19 +20,19 @@ from api import temporal
 from api.deps import Permitted, Platform, PlatformDep, SessionDep, in_tx, login_limits
 from api.paging import CursorQuery
 from api.refusals import refused
-from domain.errors import Conflict, DomainError, Invalid, Unavailable
+from domain.errors import Conflict, Invalid, Unavailable
 from domain.events import service
-from domain.events.messages import ActionSpec, EventRef, EventState, EventStep, SignedClosure, workflow_id
+from domain.events.messages import ActionSpec, EventRef, EventStep, SignedClosure, workflow_id
 from domain.events.models import (
     ActionCreate,
     ActionDone,
+    Effectiveness,
     EventClose,
     EventCreate,
     EventDetail,
     EventKind,
     EventRead,
     EventStatus,
-    Effectiveness,
     Investigate,
     RootCause,
 )
@@ -79,18 +79,18 @@ async def _transition(p: Platform, s: Session, caller: Caller, event_id: uuid.UU
     rid = caller.context.request_id
     try:
         await handle.execute_update(ComplianceEvent.transition, msg, id=f"{msg.action}:{rid}" if rid else None,
-                                    rpc_timeout=temporal.UPDATE_TIMEOUT, result_type=EventState)
+                                    rpc_timeout=temporal.UPDATE_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
-        err = temporal._refused(exc)
-        await refused(s, caller, "compliance_event", str(event_id), msg.action, err)
-        raise err from exc
+        why = temporal._refused(exc)
+        await refused(s, caller, "compliance_event", str(event_id), msg.action, why)
+        raise why from exc
     except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
         raise Unavailable(temporal.NO_WORKER.format(s=temporal.UPDATE_TIMEOUT.total_seconds())) from exc
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            err: DomainError = Conflict("the event is closed: its workflow takes no more requests")
-            await refused(s, caller, "compliance_event", str(event_id), msg.action, err)
-            raise err from exc
+            ended = Conflict("the event is closed: its workflow takes no more requests")
+            await refused(s, caller, "compliance_event", str(event_id), msg.action, ended)
+            raise ended from exc
         raise Unavailable(temporal.NO_WORKER.format(s=temporal.UPDATE_TIMEOUT.total_seconds())) from exc
     return await in_tx(s, service.get, event_id)
 

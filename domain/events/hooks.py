@@ -24,8 +24,8 @@ def on_escalation(session: Session, msg: Escalate) -> uuid.UUID | None:
     raise_alert(session, msg.run.org_id, AlertKind.escalation, ("task", msg.task_id),
                 Addressees(roles=tuple(msg.notify_roles)),
                 title=f"{msg.title} is overdue (escalation level {msg.level})",
-                body=f"Run {msg.run.run_id} ({msg.run.protocol_key} v{msg.run.protocol_version}), step '{msg.step_key}',"
-                     f" was due at {msg.due_at.isoformat()}.",
+                body=f"Run {msg.run.run_id} ({msg.run.protocol_key} v{msg.run.protocol_version}), "
+                     f"step '{msg.step_key}', was due at {msg.due_at.isoformat()}.",
                 severity="warning" if msg.level == 0 else "critical",
                 dedupe_key=f"escalation:{msg.task_id}:{msg.level}", due_at=msg.due_at)
     spec = session.execute(text("SELECT spec FROM tasks WHERE id = :t"), {"t": msg.task_id}).scalar()
@@ -35,8 +35,9 @@ def on_escalation(session: Session, msg: Escalate) -> uuid.UUID | None:
     return events.raise_system(
         session, msg.run.org_id, kind=EventKind.deviation, severity=EventSeverity.medium,
         title=f"'{msg.title}' still open at its last escalation level",
-        description=f"Step '{msg.step_key}' of run {msg.run.run_id} ({msg.run.protocol_key} v{msg.run.protocol_version}) "
-                    f"was due at {msg.due_at.isoformat()} and is still open after every escalation level "
+        description=f"Step '{msg.step_key}' of run {msg.run.run_id} "
+                    f"({msg.run.protocol_key} v{msg.run.protocol_version}) was due at {msg.due_at.isoformat()} and is "
+                    f"still open after every escalation level "
                     f"({msg.level}); roles notified last: {', '.join(msg.notify_roles)}.",
         source=EventSource.escalation, source_key=f"escalation:{msg.task_id}:{msg.level}",
         links={"runs": [msg.run.run_id], "steps": [msg.task_id]})

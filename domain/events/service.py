@@ -264,9 +264,10 @@ def mark_started(session: Session, event_id: uuid.UUID | str) -> None:
 
 def content_hash(session: Session, row: EventRow) -> str:
     """SHA-256 of what a closure signs: the event, its links, root cause, actions and effectiveness check."""
-    body = {"event": _view(row), "links": _links(session, row.id).model_dump(mode="json"),
+    event = _view(row)
+    event.pop("revision", None)
+    body = {"event": event, "links": _links(session, row.id).model_dump(mode="json"),
             "actions": [action_read(a).model_dump(mode="json", exclude={"overdue"}) for a in _actions(session, row.id)]}
-    body["event"].pop("revision", None)
     return hashlib.sha256(canonical_bytes(records.jsonable(body))).hexdigest()
 
 

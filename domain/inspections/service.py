@@ -30,7 +30,8 @@ CODE_PREFIX = "AU"
 COLUMNS = ("id, org_id, code, title, framework, period_start, period_end, scope_runs, scope_labs, auditor_id,"
            " auditor_display, status, outcome, summary, content_hash, signature_id, finalized_at, created_at,"
            " created_by, updated_at, revision")
-FINDING_COLUMNS = "id, org_id, audit_id, number, severity, title, description, evidence_ids, event_id, created_at, created_by"
+FINDING_COLUMNS = ("id, org_id, audit_id, number, severity, title, description, evidence_ids, event_id, created_at,"
+                   " created_by")
 
 
 def _row(session: Session, audit_id: uuid.UUID | str, *, lock: bool = False) -> Any:
@@ -72,7 +73,8 @@ def get(session: Session, audit_id: uuid.UUID) -> AuditDetail:
     sig = None
     if row.signature_id is not None:
         s = session.execute(text("SELECT id, signer_id, signer_name, meaning, reason, entity_type, entity_id,"
-                                 " content_hash, signed_at FROM signatures WHERE id = :i"), {"i": row.signature_id}).first()
+                                 " content_hash, signed_at FROM signatures WHERE id = :i"),
+                              {"i": row.signature_id}).first()
         sig = signatures.Signature.model_validate(s._mapping) if s else None
     return AuditDetail(**_read(row).model_dump(), signature=sig,
                        findings=[FindingRead.model_validate(f._mapping) for f in _findings(session, audit_id)])

@@ -55,9 +55,11 @@ async def test_a_late_capa_action_alerts_its_owner_then_the_lab_managers(skippin
     await handle.execute_update(ComplianceEvent.transition, step("investigate"), id=f"i-{uuid.uuid4()}",
                                 result_type=EventState)
     now = await skipping_env.get_current_time()
+    spec = ActionSpec(kind="corrective", description="buy spill trays", owner_id=str(org_a.users[Role.technician][0]),
+                      due_at=now + dt.timedelta(days=1))
     state = await handle.execute_update(ComplianceEvent.transition, step("root_cause", root_cause="no spill tray",
-        actions=[ActionSpec(kind="corrective", description="buy spill trays", owner_id=str(org_a.users[Role.technician][0]),
-                            due_at=now + dt.timedelta(days=1))]), id=f"r-{uuid.uuid4()}", result_type=EventState)
+                                                                         actions=[spec]),
+                                        id=f"r-{uuid.uuid4()}", result_type=EventState)
     assert state.status == "capa"
     action_id = state.actions[0].id
 
@@ -72,8 +74,9 @@ async def test_a_late_capa_action_alerts_its_owner_then_the_lab_managers(skippin
     assert fired[1] == (f"capa_overdue:{action_id}:1", [str(org_a.users[Role.technician][0])], ["lab_manager"])
     with owner.begin(None) as s:
         s.execute(text("SELECT audit_seal(:o, 5000, true)"), {"o": org_a.id})
-        levels = s.execute(text("SELECT convert_from(body, 'UTF8')::jsonb -> 'after' ->> 'level' FROM audit_log WHERE org_id = :o AND"
-                                " entity_type = 'capa_action' AND action = 'escalate' AND entity_id = :a ORDER BY seq"),
+        levels = s.execute(text("SELECT convert_from(body, 'UTF8')::jsonb -> 'after' ->> 'level' FROM audit_log"
+                                " WHERE org_id = :o AND entity_type = 'capa_action' AND action = 'escalate'"
+                                " AND entity_id = :a ORDER BY seq"),
                            {"o": org_a.id, "a": action_id}).scalars().all()
         level = s.execute(text("SELECT escalation_level FROM capa_actions WHERE id = :a"), {"a": action_id}).scalar()
     assert levels == ["0", "1"] and level == 1

@@ -71,7 +71,8 @@ def test_expiry_alerts_are_raised_once_acknowledged_on_record_and_emailed(client
     by_kind = {a["kind"]: a for a in alerts}
     assert set(by_kind) == {"lot_expiry", "calibration_due"}
     assert by_kind["lot_expiry"]["subject_id"] == lot["id"] and soon in by_kind["lot_expiry"]["title"]
-    assert by_kind["calibration_due"]["subject_id"] == hood["id"] and by_kind["calibration_due"]["severity"] == "critical"
+    calibration = by_kind["calibration_due"]
+    assert calibration["subject_id"] == hood["id"] and calibration["severity"] == "critical"
     # Addressed to lab managers: a technician sees none of them, and cannot acknowledge them (404).
     assert client.get("/api/v1/alerts", headers=_h(org, Role.technician)).json()["items"] == []
     alert = by_kind["lot_expiry"]
