@@ -58,6 +58,9 @@ def _spec(a: ActionCreate) -> ActionSpec:
 
 
 async def _ensure_started(p: Platform, caller: Caller, event_id: uuid.UUID) -> None:
+    health = p.temporal_health
+    if health.status == "down" and health.checked_at is not None:  # the probe found it down: answer now, not in 5 s
+        raise Unavailable(f"Temporal is not reachable ({health.error}); try again shortly")
     try:
         await start_event(temporal.client_of(p), p.settings.task_queue, str(caller.org_id), str(event_id),
                           rpc_timeout=temporal.START_TIMEOUT)

@@ -16,6 +16,7 @@ from domain.protocols.loader import example_protocols
 from domain.protocols.models import ProtocolCreate
 from domain.roles import SYSTEM_ACTOR, Actor, Caller, RequestContext, Role
 from domain.signatures import Meaning, SignatureInput
+from flasktrack.demo_events import seed_demo_events
 from flasktrack.demo_lab import seed_demo_lab
 
 log = structlog.get_logger("flasktrack.demo")
@@ -47,6 +48,8 @@ def seed_demo(owner: TenantSessions) -> bool:
                     email=email, display_name=name, password=DEMO_PASSWORD, role=role))
     seed_demo_protocols(owner)
     seed_demo_lab(owner, _demo_caller(owner, Role.lab_manager), _demo_caller(owner, Role.technician))
+    seed_demo_events(owner, _demo_caller(owner, Role.lab_manager), _demo_caller(owner, Role.technician),
+                     _demo_caller(owner, Role.auditor), DEMO_PASSWORD)
     return created
 
 

@@ -74,7 +74,7 @@ class ActionCreate(Input):
     kind: ActionKind
     description: str = Field(min_length=1, max_length=4000)
     owner_id: uuid.UUID = Field(description="the member who does it")
-    due_at: AwareDatetime
+    due_at: AwareDatetime = Field(strict=True)
 
 
 class Investigate(Input):
@@ -95,7 +95,7 @@ class ActionDone(Input):
 class Effectiveness(Input):
     """Whether the actions worked; not effective sends the event back to CAPA for further actions."""
 
-    effective: bool
+    effective: bool = Field(strict=True)
     note: str = Field(min_length=1, max_length=4000)
 
 
