@@ -46,7 +46,8 @@ from lake.tables import PARTITION, published_app_id
 
 SHARED_TABLES = frozenset({"audit_log", "step_events", "runs", "samples", "batches", "lineage_edges",
                            "sample_movements", "registry_items", "evidence_files", "evidence_links",
-                           "reports", "report_executions", "report_exports"})
+                           "reports", "report_executions", "report_exports", "compliance_events", "capa_actions",
+                           "audits", "audit_findings", "alerts"})
 TABLE_TYPE = "TABLE"
 
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
