@@ -21,7 +21,7 @@ from domain.events import service as events
 from domain.events.messages import ActionSpec, EventRef, EventStep, SignedClosure
 from domain.identity.service import LoginLimits
 from domain.inspections import service as inspections
-from domain.inspections.models import AuditCreate, AuditFinalize, FindingCreate, Outcome
+from domain.inspections.models import AuditCreate, AuditFinalize, FindingCreate, FindingSeverity, Outcome
 from domain.roles import Caller, RequestContext
 from domain.runs.messages import ActorRef
 from domain.samples import service as samples
@@ -96,7 +96,7 @@ def seed_demo_events(owner: TenantSessions, manager: Caller, technician: Caller,
             title=AUDIT_TITLE, framework="NIH Guidelines", period_start=last_month_end.replace(day=1),
             period_end=last_month_end, labs=["Tissue culture room 2.14"]))
         inspections.add_finding(s, _ctx(auditor, "finding"), audit.id, FindingCreate(
-            severity="observation", title="Hood pre-filter change not on the hood checklist",
+            severity=FindingSeverity.observation, title="Hood pre-filter change not on the hood checklist",
             description="Corrected through the contamination event's preventive action.", event_id=event_id))
         inspections.finalize(s, _ctx(auditor, "finalize"), audit.id, AuditFinalize(
             outcome=Outcome.passed, summary="rDNA work followed the NIH Guidelines; one observation, corrected.",

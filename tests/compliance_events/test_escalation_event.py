@@ -50,7 +50,8 @@ async def test_the_last_escalation_level_raises_a_deviation(skipping_env, run_qu
     await skipping_env.sleep(dt.timedelta(minutes=45))  # due, not yet at the last level
     with owner.begin(None) as s:
         alerts = await await_for(lambda: s.execute(text(
-            "SELECT dedupe_key, addressed_roles FROM alerts WHERE org_id = :o AND kind = 'escalation' AND body LIKE :r"),
+            "SELECT dedupe_key, addressed_roles FROM alerts WHERE org_id = :o AND kind = 'escalation'"
+            " AND body LIKE :r"),
             {"o": org_a.id, "r": f"%{run.id}%"}).all())
     assert [(a.dedupe_key.rsplit(":", 1)[1], list(a.addressed_roles)) for a in alerts] == [("0", ["technician"])]
     assert _events_of(owner, run.id) == []
