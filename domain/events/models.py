@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
-from domain.limits import Input
+from domain.limits import BodyInstant, Input
 from domain.signatures import Signature
 
 
@@ -74,7 +74,7 @@ class ActionCreate(Input):
     kind: ActionKind
     description: str = Field(min_length=1, max_length=4000)
     owner_id: uuid.UUID = Field(description="the member who does it")
-    due_at: AwareDatetime = Field(strict=True)
+    due_at: BodyInstant
 
 
 class Investigate(Input):

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
-from domain.limits import Input
+from domain.limits import BodyDate, Input
 from domain.signatures import Signature
 
 
@@ -31,8 +31,8 @@ class AuditCreate(Input):
 
     title: str = Field(min_length=1, max_length=200)
     framework: str = Field(min_length=1, max_length=200, description="e.g. NIH Guidelines, BMBL BSL-2")
-    period_start: dt.date = Field(strict=True)
-    period_end: dt.date = Field(strict=True)
+    period_start: BodyDate
+    period_end: BodyDate
     runs: list[uuid.UUID] = Field(default_factory=list, max_length=200)
     labs: list[str] = Field(default_factory=list, max_length=50)
 
@@ -76,8 +76,8 @@ class AuditRead(BaseModel):
     code: str
     title: str
     framework: str
-    period_start: dt.date = Field(strict=True)
-    period_end: dt.date = Field(strict=True)
+    period_start: BodyDate
+    period_end: BodyDate
     scope_runs: list[uuid.UUID]
     scope_labs: list[str]
     auditor_id: uuid.UUID
