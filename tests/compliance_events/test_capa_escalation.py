@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 from activities.events import EventActivities
 from domain.events import service as events
 from domain.events.messages import ActionSpec, EventInput, EventRef, EventState, EventStep, workflow_id
-from domain.events.models import EventCreate
+from domain.events.models import EventCreate, EventKind, EventSeverity, EventSource
 from domain.roles import Role
 from domain.runs.messages import ActorRef
 from tests.runs.conftest import await_for
@@ -112,3 +112,22 @@ async def test_a_capa_action_done_in_time_never_escalates(skipping_env, event_qu
         id=f"c-{uuid.uuid4()}", result_type=EventState)
     await skipping_env.sleep(dt.timedelta(days=3))
     assert _alerts(owner, action_id) == []
+
+
+async def test_the_watch_starts_the_workflow_of_an_event_the_system_raised(skipping_env, event_queue, platform,
+                                                                           owner, org_a):
+    with platform.sessions.begin(org_a.id) as s:
+        event_id = events.raise_system(s, org_a.id, kind=EventKind.contamination, severity=EventSeverity.high,
+                                       title="Plate contaminated", description="d", source=EventSource.contamination,
+                                       source_key=f"test:{uuid.uuid4()}")
+    watch = EventActivities(platform.sessions, client=skipping_env.client, task_queue=event_queue)
+    await watch.scan_all()
+
+    def started():
+        with owner.begin(None) as s:
+            return s.execute(text("SELECT workflow_started_at FROM compliance_events WHERE id = :e"),
+                             {"e": event_id}).scalar()
+
+    assert await await_for(started)
+    handle = skipping_env.client.get_workflow_handle(workflow_id(str(event_id)))
+    assert (await handle.describe()).status.name == "RUNNING"
