@@ -1,7 +1,7 @@
 """Compliance events and their corrective and preventive actions (CAPA), formal audits and their findings, alerts.
 
 Revision ID: 0023
-Revises: 0021
+Revises: 0024
 
 Every table is tenant-scoped (RLS on org_id); nothing is deleted (no DELETE grant). An event's life is driven by
 its Temporal workflow (workflows/event.py); the rows are what the workflow's activities recorded. A system-raised
@@ -19,7 +19,7 @@ roles; reading and acknowledging are recorded on the row and in the audit log.
 from alembic import op
 
 revision = "0023"
-down_revision = "0021"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
