@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.codes import next_code
-from domain.errors import Conflict, Invalid, NotFound
+from domain.errors import Conflict, Invalid
 from domain.events.hooks import on_sample_status
 from domain.pagination import Page, after, next_cursor, search_query
 from domain.roles import Actor, Caller
