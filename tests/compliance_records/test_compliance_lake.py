@@ -20,15 +20,12 @@ from domain.roles import Role
 from domain.runs.messages import ActorRef
 from lake.sink import Sink, SinkSettings
 from lake.writer import Lake
-from tests.evidence.test_evidence_lake import lake_server
 from tests.runs.support import caller
 from tests.support import PASSWORD, make_org
 
-__all__ = ["lake_server"]
 
-
-def test_an_analyst_follows_events_audits_and_alerts_in_the_lake(client, owner, platform, lake_server) -> None:
-    lake_dir, uri = lake_server
+def test_an_analyst_follows_events_audits_and_alerts_in_the_lake(client, owner, platform, analyst_lake) -> None:
+    lake_dir, uri = analyst_lake
     org, other = make_org(owner, client), make_org(owner, client)
     tech, manager, auditor = caller(org, Role.technician), caller(org, Role.lab_manager), caller(org, Role.auditor)
     with platform.sessions.begin(org.id) as s:
