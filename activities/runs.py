@@ -30,6 +30,7 @@ from core.db import TenantSessions
 from domain.approvals import service as approvals
 from domain.compliance import authorizations
 from domain.errors import DomainError, Invalid
+from domain.events.hooks import on_escalation
 from domain.notifications import DatabaseNotifier, Notifier
 from domain.roles import SYSTEM_ACTOR
 from domain.runs import records
@@ -149,6 +150,8 @@ class RunActivities(RunRecords):
         def work() -> bool:
             with self.sessions.begin(msg.run.org_id) as s:
                 fired = tasks.escalate(s, msg, self.notifier)
+                if fired:  # an alert per level; at the last level, a deviation (domain/events/hooks.py)
+                    on_escalation(s, msg)
             if fired:  # False when a retried activity finds the level fired already: counted once
                 metrics.ESCALATIONS.labels(str(msg.level)).inc()
             return fired

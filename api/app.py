@@ -12,11 +12,15 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
+from api import alerts as alerts_api
 from api import audit, docs, errors, health, identity, openapi
+from api import audits as audits_api
 from api import compliance as compliance_api
+from api import events as events_api
 from api import evidence as evidence_api
 from api import protocols as protocols_api
 from api import registry as registry_api
+from api import reports as reports_api
 from api import runs as runs_api
 from api import samples as samples_api
 from api import tasks as tasks_api
@@ -31,6 +35,7 @@ from core.storage import open_store
 from domain.approvals.models import ApprovalRequest
 from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
 from domain.audit.sealer import Sealer
+from domain.identity.secrets import configure_hashing
 from domain.roles import Caller
 from domain.runs.messages import Outcome
 from domain.runs.models import ControlResult, RunControl, RunHistory, RunLaunch, RunRead
@@ -45,6 +50,8 @@ log = structlog.get_logger("flasktrack.api")
 
 
 def build_platform(settings: Settings) -> Platform:
+    configure_hashing(settings.password_hash_time_cost, settings.password_hash_memory_kib,
+                      settings.password_hash_parallelism)
     engine = make_engine(app_url(settings))
     key = load_signing_key(settings.resolved_signing_key_path, settings.signing_key)
     keys_dir = settings.resolved_signing_key_path.parent
@@ -139,7 +146,8 @@ def create_app(platform: Platform | None = None, *, background: bool = True) -> 
     # Every operation documents the one error model for each status it may answer (api/errors.py).
     for router in (identity.router, audit.router, protocols_api.router, runs_api.router, tasks_api.router,
                    samples_api.router, samples_api.batch_router, registry_api.router,
-                   evidence_api.router, compliance_api.router, compliance_api.surface_router):
+                   evidence_api.router, reports_api.router, events_api.router, audits_api.router,
+                   alerts_api.router, compliance_api.router, compliance_api.surface_router):
         app.include_router(router, responses=errors.AUTHENTICATED, dependencies=[Depends(request_id)])
     # The web pages (web/): HTML, under their own error handling, outside the JSON API's guards.
     app.mount(WEB_PREFIX, pages, name="web")

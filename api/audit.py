@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -9,9 +10,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
 from api.deps import Instant, Member, Permitted, PlatformDep, SessionDep
-from domain.audit import service
+from domain.audit import packages, service
+from domain.audit.models import PackageCreate, PackageRead
 from domain.audit.service import CURSOR_PATTERN, AuditFilter
 from domain.errors import Conflict
+from domain.evidence.content import chunks
 from domain.roles import Caller, Permission
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -121,3 +124,26 @@ def entity_state(entity_type: str, entity_id: str,
     """The entity's whole state at a past instant, folded from every entry about it up to then (refusals are
     not state); 404 for an entity this organization's log does not know."""
     return service.entity_state(s, caller, entity_type, entity_id, at)
+
+
+@router.post("/packages", status_code=201, response_model=PackageRead)
+def create_package(body: PackageCreate, caller: Exporter, s: SessionDep, p: PlatformDep) -> PackageRead:
+    """An auditor's package for a run, a sample, a batch, any entity or a period: the matching entries with their
+    inclusion proofs in the Merkle tree a fresh signed checkpoint signs, the evidence manifest (files optional), the
+    applied filters, all in one zip signed by the checkpoint key. Verify it offline with
+    `flasktrack audit verify-package FILE --public-key KEY`. On record (audit action `create`)."""
+    return packages.create(s, caller, body, key=p.signing_key, store=p.checkpoints, objects=p.objects)
+
+
+@router.get("/packages/{package_id}", response_class=StreamingResponse, responses={200: {
+    "description": "The package's zip archive; `ETag` is its SHA-256.",
+    "headers": {"ETag": {"schema": {"type": "string"}, "description": "the SHA-256 of the archive, quoted"}},
+    "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}})
+def download_package(package_id: uuid.UUID, caller: Exporter, s: SessionDep, p: PlatformDep) -> StreamingResponse:
+    """Download a package's archive. Each download is on record (audit action `download`) before the first byte is
+    sent."""
+    meta, content = packages.open_archive(s, caller, p.objects, package_id)
+    return StreamingResponse(chunks(content), media_type="application/zip", headers={
+        "ETag": f'"{meta.sha256}"', "Content-Length": str(meta.size_bytes),
+        "Content-Disposition": f'attachment; filename="audit-package-{meta.id}.zip"',
+        "Cache-Control": "private, no-store"})

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Annotated, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import structlog
 from cachetools import LRUCache
@@ -103,6 +103,8 @@ class Platform:
     # (org, task) → the task's run, which never changes (api/steps.py): a retried completion looks up nothing.
     runs_of_tasks: LRUCache[tuple[uuid.UUID, uuid.UUID], uuid.UUID] = field(
         init=False, default_factory=lambda: LRUCache(maxsize=50_000))
+    # The lake as reports read it (lake/reports.py), opened on first use (api/reports.py).
+    report_lake: Any = field(init=False, default=None)
 
     @contextmanager
     def tx(self, caller: Caller | None) -> Iterator[Session]:

@@ -4,11 +4,14 @@ chain of custody. Handlers authenticate, check the permission, validate, and mak
 
 from __future__ import annotations
 
+import inspect
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from api import temporal
@@ -56,6 +59,36 @@ CREATED: dict[int | str, dict[str, Any]] = {
     200: {"description": "What this X-Request-ID created before (a retry): nothing new."}}
 
 
+# ---------------------------------------------------------------- what samples and batches share
+
+
+def _life_routes(r: APIRouter, kind: Literal["sample", "batch"], read: type[BaseModel], status_body: type[BaseModel],
+                 change_status: Callable[..., BaseModel], archive: Callable[..., BaseModel], status_doc: str) -> None:
+    """`POST /{id}/status`, `/archive` and `/restore` of samples or batches: made here once for both (the path keeps
+    its `sample_id` / `batch_id`, each operation its name: `change_sample_status`, `archive_batch`, …). A status
+    move needs samples.work (batch decisions: samples.manage, asked by the service); archive and restore need
+    samples.manage."""
+    ident = f"{kind}_id"
+
+    def route(action: str, name: str, doc: str, body: type[BaseModel], caller: Any,
+              act: Callable[..., BaseModel]) -> None:
+        def endpoint(**kw: Any) -> BaseModel:
+            return act(kw["s"], kw["caller"], kw[ident], kw["data"])
+
+        endpoint.__name__, endpoint.__doc__ = name, doc
+        # FastAPI reads the parameters (path id, body, caller, session) from the signature.
+        endpoint.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a)
+            for n, a in ((ident, uuid.UUID), ("data", body), ("caller", caller), ("s", SessionDep))])
+        r.add_api_route(f"/{{{ident}:uuid}}/{action}", endpoint, methods=["POST"], response_model=read, name=name)
+
+    route("status", f"change_{kind}_status", status_doc, status_body, Worker, change_status)
+    route("archive", f"archive_{kind}", f"Archive the {kind}: out of lists and work, never deleted.", ArchiveChange,
+          Manager, archive)
+    route("restore", f"restore_{kind}", f"Bring an archived {kind} back.", ArchiveChange, Manager,
+          lambda s, caller, i, data: archive(s, caller, i, data, restore=True))
+
+
 # ---------------------------------------------------------------- samples
 
 
@@ -99,25 +132,6 @@ def get_sample(sample_id: uuid.UUID, caller: Reader, s: SessionDep) -> SampleDet
 def update_sample(sample_id: uuid.UUID, data: SampleUpdate, caller: Worker, s: SessionDep) -> SampleRead:
     """Correct the name, details or batch, naming the revision you read (409 if it changed since) and why."""
     return service.update(s, caller, sample_id, data)
-
-
-@router.post("/{sample_id:uuid}/status", response_model=SampleRead)
-def change_sample_status(sample_id: uuid.UUID, data: StatusChange, caller: Worker, s: SessionDep) -> SampleRead:
-    """Move the sample along its life: received → in_use → consumed / disposed / contaminated (contaminated →
-    disposed), with the reason; another move is refused (409, naming both states)."""
-    return service.change_status(s, caller, sample_id, data)
-
-
-@router.post("/{sample_id:uuid}/archive", response_model=SampleRead)
-def archive_sample(sample_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> SampleRead:
-    """Archive the sample: out of lists and work, never deleted."""
-    return service.archive(s, caller, sample_id, data)
-
-
-@router.post("/{sample_id:uuid}/restore", response_model=SampleRead)
-def restore_sample(sample_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> SampleRead:
-    """Bring an archived sample back."""
-    return service.archive(s, caller, sample_id, data, restore=True)
 
 
 @router.post("/{sample_id:uuid}/parents", response_model=Lineage)
@@ -169,6 +183,11 @@ def sample_locations(sample_id: uuid.UUID, caller: Reader, s: SessionDep,
     return custody.whereabouts(s, sample_id, at)
 
 
+_life_routes(router, "sample", SampleRead, StatusChange, service.change_status, service.archive,
+             "Move the sample along its life: received → in_use → consumed / disposed / contaminated (contaminated →"
+             " disposed), with the reason; another move is refused (409, naming both states).")
+
+
 # ---------------------------------------------------------------- batches
 
 
@@ -201,26 +220,12 @@ def update_batch(batch_id: uuid.UUID, data: BatchUpdate, caller: Worker, s: Sess
     return batches.update(s, caller, batch_id, data)
 
 
-@batch_router.post("/{batch_id:uuid}/status", response_model=BatchRead)
-def change_batch_status(batch_id: uuid.UUID, data: BatchStatusChange, caller: Worker, s: SessionDep) -> BatchRead:
-    """Release or reject an open batch, close a decided one (lab managers: samples.manage), with the reason."""
-    return batches.change_status(s, caller, batch_id, data)
-
-
-@batch_router.post("/{batch_id:uuid}/archive", response_model=BatchRead)
-def archive_batch(batch_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> BatchRead:
-    """Archive the batch: out of lists and work, never deleted."""
-    return batches.archive(s, caller, batch_id, data)
-
-
-@batch_router.post("/{batch_id:uuid}/restore", response_model=BatchRead)
-def restore_batch(batch_id: uuid.UUID, data: ArchiveChange, caller: Manager, s: SessionDep) -> BatchRead:
-    """Bring an archived batch back."""
-    return batches.archive(s, caller, batch_id, data, restore=True)
-
-
 @batch_router.get("/{batch_id:uuid}/trace", response_model=Trace)
 def batch_trace(batch_id: uuid.UUID, caller: Reader, s: SessionDep) -> Trace:
     """Everything that happened to the batch, in time order: changes and decisions, runs, steps that named it,
     its samples, evidence files."""
     return trace.batch_trace(s, caller.org_id, batch_id)
+
+
+_life_routes(batch_router, "batch", BatchRead, BatchStatusChange, batches.change_status, batches.archive,
+             "Release or reject an open batch, close a decided one (lab managers: samples.manage), with the reason.")

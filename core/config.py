@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
+    # argon2id cost for newly hashed passwords (a stored hash keeps the parameters it was made with, so changing
+    # these never locks anyone out). The defaults are argon2-cffi's RFC 9106 low-memory profile; only test
+    # suites, which create hundreds of accounts, should lower them.
+    password_hash_time_cost: int = Field(default=3, ge=1, le=10)
+    password_hash_memory_kib: int = Field(default=64 * 1024, ge=1024, le=1 << 20)
+    password_hash_parallelism: int = Field(default=4, ge=1, le=16)
     # Peers whose X-Forwarded-For is believed (IP addresses or networks), for HTTP and Flight SQL alike.
     trusted_proxies: list[str] = Field(default_factory=list)
     # Flight SQL sessions confirm their login against the database at most this often (≤ 60 s).
@@ -91,6 +97,17 @@ class Settings(BaseSettings):
     sink_db_password: SecretStr | None = None
 
     seal_interval_s: float = Field(default=0.05, gt=0)
+
+    # Alerts (domain/alerts): the worker's compliance watch scans every this often for expiring lots and
+    # calibrations and overdue events, and emails new alerts through SMTP when smtp_host is set (core/mail.py).
+    alert_scan_interval_s: float = Field(default=300.0, gt=0)
+    alert_horizon_days: int = Field(default=30, ge=0, le=3650)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    mail_from: str = "flasktrack@localhost"
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -18,10 +18,20 @@ Query and path parameters go through the same `problem()` (api/app.py), so a NUL
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 INT64_MAX = 2**63 - 1
@@ -146,3 +156,33 @@ class Input(BaseModel):
         if why:
             raise _refuse(why)
         return value
+
+
+_INSTANT_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _instant_text(value: object) -> object:
+    # A body's instant is RFC 3339 text with its offset (what `format: date-time` promises): pydantic alone would
+    # take a number as a Unix time.
+    if isinstance(value, str) and _INSTANT_TEXT.fullmatch(value) or isinstance(value, dt.datetime):
+        return value
+    raise ValueError("an instant with its offset, as in 2026-05-01T09:30:00Z")
+
+
+def _date_text(value: object) -> object:
+    if isinstance(value, str) and _DATE_TEXT.fullmatch(value) or isinstance(value, dt.date):
+        return value
+    raise ValueError("a date, as in 2026-05-01")
+
+
+def _aware_instant(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("an instant needs its offset (Z or ±hh:mm)")
+    return value
+
+
+BodyInstant = Annotated[dt.datetime, BeforeValidator(_instant_text), AfterValidator(_aware_instant)]
+"""An instant in a request body: RFC 3339 text with its offset, nothing else."""
+BodyDate = Annotated[dt.date, BeforeValidator(_date_text)]
+"""A date in a request body: YYYY-MM-DD text, nothing else."""

@@ -52,6 +52,15 @@ class Permission(StrEnum):
     compliance_tag = "compliance.tag"
     compliance_manage = "compliance.manage"
     authorizations_approve = "authorizations.approve"
+    reports_use = "reports.use"
+    reports_finalize = "reports.finalize"
+    events_read = "events.read"
+    events_raise = "events.raise"
+    events_manage = "events.manage"
+    capa_work = "capa.work"
+    audits_read = "audits.read"
+    audits_conduct = "audits.conduct"
+    alerts_read = "alerts.read"
 
 
 class AuditScope(StrEnum):
@@ -122,6 +131,23 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.compliance_tag: frozenset({R.owner, R.admin, R.lab_manager, R.scientist}),
     Permission.compliance_manage: frozenset({R.owner, R.admin, R.lab_manager}),
     Permission.authorizations_approve: frozenset({R.owner, R.admin}),
+    # Reports (domain/reports): the builder (browse the lake's tables, validate, preview, save definitions), executing
+    # reports, exports. Lab managers and scientists read the lake through reports only (not Flight SQL); technicians
+    # do not report. Finalizing is a reviewer's signature.
+    Permission.reports_use: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.auditor, R.analyst}),
+    Permission.reports_finalize: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.auditor}),
+    # Compliance events (deviations, contaminations, ...): whoever works or inspects raises and reads them; lab
+    # managers run their investigation and CAPA and close them (never the reporter: domain/events/service.py).
+    Permission.events_read: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
+    Permission.events_raise: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician, R.auditor}),
+    Permission.events_manage: frozenset({R.owner, R.admin, R.lab_manager}),
+    # A CAPA action is done by its owner (any bench role) or a lab manager.
+    Permission.capa_work: frozenset({R.owner, R.admin, R.lab_manager, R.scientist, R.technician}),
+    # Formal audits: auditors conduct them (scope, findings, outcome, their signature); managers read them.
+    Permission.audits_read: frozenset({R.owner, R.admin, R.lab_manager, R.auditor}),
+    Permission.audits_conduct: frozenset({R.owner, R.admin, R.auditor}),
+    # Alerts: every member reads and acknowledges the alerts addressed to them or their role.
+    Permission.alerts_read: ALL_ROLES,
 }
 
 
@@ -138,12 +164,13 @@ AUDIT_LOG_TABLE = "audit_log"  # the lake's copy of the audit log
 
 
 def may_read_lake_table(role: Role | str, table: str) -> bool:
-    """Whether `role` may see (list and query) the lake table `table` over Flight SQL.
+    """Whether `role` may see (list and query) the lake table `table` over Flight SQL (roles with `lake.query`) or
+    through reports (roles with `reports.use`).
 
     The lake's `audit_log` follows the API's audit rule: a table cannot be narrowed to part of
     the log, so only roles that read the whole log see it.
     """
-    if role not in ALL_ROLES or not allowed(role, Permission.lake_query):
+    if role not in ALL_ROLES or not (allowed(role, Permission.lake_query) or allowed(role, Permission.reports_use)):
         return False
     if table == AUDIT_LOG_TABLE:
         return audit_scope(role) is AuditScope.whole

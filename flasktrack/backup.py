@@ -11,6 +11,12 @@ is finished by the restored sink's recovery either way. The audit export is not 
 `audit_log` table is taken at its newest version that exported nothing past the snapshot's sealed heads.
 Checkpoint files are those the snapshot's `audit_checkpoints` records, so the two stores agree.
 
+Evidence files live in the object store (a folder, or S3: core/storage.py), not in the database: the backup copies
+the object of every evidence file the snapshot has a row for (`objects/evidence/<org>/<sha256>`; an upload stores its
+object before its row commits, and objects are never deleted, so each is there), checking that its bytes still hash
+to their name. Restore puts them back into the store `settings` name, write-once (an object already there with the
+same key is the same bytes, and left as it is).
+
 The backup is a folder (or a .tar / .tar.gz of one) with a manifest of every file's SHA-256: restore checks
 all of them before it changes anything, and refuses a damaged or incomplete backup.
 """
@@ -26,10 +32,10 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import orjson
 import psycopg
@@ -38,8 +44,10 @@ from sqlalchemy.engine import make_url
 
 from core.config import Settings
 from core.db import libpq_url, owner_url
+from core.storage import ObjectMissing, ObjectStore, check_key, open_store
 from domain.audit.checkpoints import CheckpointStore, load_public_keys
 from domain.errors import DomainError
+from domain.evidence.service import object_key
 from flasktrack.postgres import pg_tool
 from lake import snapshot
 from lake.tables import AUDIT_LOG, audit_app_id
@@ -108,12 +116,18 @@ class LakeEntry(TypedDict):
     tables: dict[str, TableEntry]
 
 
+class ObjectsEntry(TypedDict):
+    uri: str  # the object store it was backed up from
+    keys: dict[str, str]  # object key → its SHA-256 (an evidence file's key ends with it: content-addressed)
+
+
 class Manifest(TypedDict):
     format: int
     created_at: str
     database: DatabaseEntry
     audit: AuditEntry
     lake: LakeEntry
+    objects: NotRequired[ObjectsEntry]  # absent in backups taken before evidence files were backed up
     signing_key: str | None  # path in the backup, only when asked for
     temporal: str | None  # the Temporal dev server's database file, only when asked for
     files: dict[str, FileEntry]
@@ -135,6 +149,7 @@ class Report:
     checkpoints: int = 0
     signing_key: bool = False
     temporal: bool = False
+    objects: int = 0  # evidence files (object store)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -144,7 +159,7 @@ class Report:
         key += "; with the Temporal dev server's database" if self.temporal else ""
         return (f"{self.what} {self.where}: {self.files} files, {self.bytes / 1e6:.1f} MB in {self.seconds:.2f} s; "
                 f"audit entries {sum(self.heads.values())} in {len(self.heads)} orgs, {self.checkpoints} signed "
-                f"checkpoints; lake tables: {lake}{key}")
+                f"checkpoints; {self.objects} evidence files; lake tables: {lake}{key}")
 
 
 # ---------------------------------------------------------------- helpers
@@ -265,6 +280,8 @@ def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, w
                  for n, lg, b, cd, cr in snap.execute(_GRANTEES).fetchall()]
         versions = snapshot.current_versions(lake)
         hold.rollback()  # writers go on
+        evidence = [(str(o), str(h)) for o, h in snap.execute(
+            "SELECT DISTINCT org_id::text, sha256 FROM evidence_files ORDER BY 1, 2").fetchall()]
         every_org = [str(o) for (o,) in hold.execute("SELECT id::text FROM organizations").fetchall()]
         hold.rollback()
         report.timings["hold"] = time.perf_counter() - t
@@ -295,6 +312,10 @@ def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, w
         tables[name] = TableEntry(uri=lake.uri(name), version=version, files=len(tv.files))
         report.tables[name] = version
     report.timings["lake"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    objects = _copy_objects(settings, evidence, folder, report)
+    report.timings["objects"] = time.perf_counter() - t
 
     t = time.perf_counter()
     store = CheckpointStore(settings.resolved_checkpoint_dir)
@@ -341,6 +362,7 @@ def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, w
         database=DatabaseEntry(dump=DUMP, server_version_num=version_num, roles=roles),
         audit=AuditEntry(heads=heads, checkpoints=report.checkpoints),
         lake=LakeEntry(root=lake.root, tables=tables),
+        objects=objects,
         signing_key=SIGNING_KEY if include_signing_key else None,
         temporal=TEMPORAL_DB if with_temporal else None,
         files=files,
@@ -353,13 +375,74 @@ def _write_backup(settings: Settings, folder: Path, include_signing_key: bool, w
     report.bytes = sum(f["bytes"] for f in files.values()) + len(body)
 
 
+OBJECTS = "objects"  # the backup's folder of object-store files, under their keys
+
+
+def _objects_store(settings: Settings) -> ObjectStore:
+    return open_store(settings.resolved_objects_uri, settings.resolved_objects_storage_options)
+
+
+def _copy_objects(settings: Settings, evidence: list[tuple[str, str]], folder: Path, report: Report
+                  ) -> ObjectsEntry:
+    """Copy the object of each evidence file (org, sha256) into `folder/objects/<key>`, hashing as it goes: a
+    missing object, or one whose bytes no longer hash to its name, is left out with a warning (the backup of the
+    rest is still worth having; `restore` then says which files it could not bring back)."""
+    store = _objects_store(settings)
+    keys: dict[str, str] = {}
+    for org, sha in evidence:
+        key = object_key(org, sha)
+        target = folder / OBJECTS / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha256()
+        try:
+            with closing(store.open(key)) as src, target.open("wb") as out:
+                while chunk := src.read(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+        except ObjectMissing:
+            target.unlink(missing_ok=True)
+            report.warnings.append(f"evidence file {key} is missing from the object store: not in the backup")
+            continue
+        if h.hexdigest() != sha:
+            target.unlink()
+            report.warnings.append(f"evidence file {key} is damaged in the object store (its bytes hash to "
+                                   f"{h.hexdigest()}): not in the backup")
+            continue
+        keys[key] = sha
+    report.objects = len(keys)
+    return ObjectsEntry(uri=settings.resolved_objects_uri, keys=keys)  # credentials are options, never in it
+
+
+def _restore_objects(settings: Settings, folder: Path, manifest: Manifest, report: Report) -> None:
+    """Put the backup's evidence files into the object store `settings` name (write-once), then read each back
+    and check its SHA-256: a store that did not keep the bytes fails the restore, naming the file."""
+    entry = manifest.get("objects")
+    if not entry:
+        return
+    store = _objects_store(settings)
+    bad: list[str] = []
+    for key, sha in sorted(entry["keys"].items()):
+        check_key(key)
+        with (folder / OBJECTS / key).open("rb") as src:
+            store.put_once(key, src)
+        h = hashlib.sha256()
+        with closing(store.open(key)) as back:
+            while chunk := back.read(_CHUNK):
+                h.update(chunk)
+        if h.hexdigest() != sha:
+            bad.append(f"{key}: the store holds other bytes under this key (SHA-256 {h.hexdigest()})")
+        report.objects += 1
+    if bad:
+        raise BackupRefused(f"{len(bad)} evidence file(s) did not come back as they were backed up",
+                            reasons=bad[:5])
+
+
 def _copy_temporal(settings: Settings, url: str, target: Path) -> list[str]:
     """Copy the Temporal dev server's database (SQLite's online backup: a consistent file even while the server
     runs). Workflow histories and our tables are two stores: they are at one point in time only when no worker
     moved a run between this copy and the database snapshot, so take it with the workers stopped; a worker
     heard from in the last 15 s is named in a warning."""
     import sqlite3
-    from contextlib import closing
 
     source = settings.data_dir / TEMPORAL_DB
     if not source.is_file():
@@ -467,6 +550,10 @@ def restore_backup(settings: Settings, src: Path) -> Report:
                 raise BackupRefused(f"lake table {name} did not come back at version {meta['version']}")
             report.tables[name] = meta["version"]
         report.timings["lake"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        _restore_objects(settings, folder, manifest, report)
+        report.timings["objects"] = time.perf_counter() - t
 
         t = time.perf_counter()
         for rel in manifest["files"]:

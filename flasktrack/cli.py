@@ -59,8 +59,10 @@ def _with_database() -> Settings:
 
 def _owner() -> tuple[Settings, object]:
     from core.db import TenantSessions, make_engine, owner_url
+    from domain.identity.secrets import configure_hashing
 
     s = _with_database()
+    configure_hashing(s.password_hash_time_cost, s.password_hash_memory_kib, s.password_hash_parallelism)
     return s, TenantSessions(make_engine(owner_url(s), pool_size=2))
 
 
@@ -217,8 +219,12 @@ def audit_verify(
     file: Annotated[Path | None, typer.Option(help="a JSONL export to verify offline")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="the signed checkpoint for --file")] = None,
     public_key: Annotated[list[Path] | None, typer.Option(help="trusted public key file or folder")] = None,
+    witness: Annotated[Path | None, typer.Option(
+        help="a signed checkpoint kept outside the database (an earlier checkpoint file, or a package's "
+             "checkpoint.json): the log must still extend it")] = None,
 ) -> None:
-    """Recompute the hash chain and check the signed checkpoints. Exit 0 when intact, 1 when tampered."""
+    """Recompute the hash chain and the Merkle tree and check the signed checkpoints. Exit 0 when intact, 1 when
+    tampered."""
     from core.db import TenantSessions
     from domain.audit import service
     from domain.audit.checkpoints import Checkpoint, CheckpointStore
@@ -234,6 +240,13 @@ def audit_verify(
         (out if r.ok else err).print(r.summary())
         raise typer.Exit(0 if r.ok else 1)
     keys = _keys(get_settings(), public_key)  # a key file that cannot be read is told before the database
+    seen = None
+    if witness is not None:
+        try:
+            seen = Checkpoint.from_json(witness.read_bytes())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise typer.BadParameter(f"{witness}: not a signed audit checkpoint ({exc})",
+                                     param_hint="--witness") from None
     s, sessions = _owner()
     assert isinstance(sessions, TenantSessions)
     with sessions.begin(None) as db:
@@ -242,11 +255,16 @@ def audit_verify(
         orgs = [o for o in orgs if o.slug == org]
         if not orgs:
             raise NotFound(f"no organization '{org}'")
+    if seen is not None:
+        orgs = [o for o in orgs if str(o.id) == seen.org_id]
+        if not orgs:
+            raise NotFound(f"the witness checkpoint is for organization {seen.org_id}, which is not here")
     store = CheckpointStore(s.resolved_checkpoint_dir)
     bad = 0
     for o in orgs:
         with sessions.begin(o.id) as db:
-            r = service.verify_org(db, o.id, store=store, keys=keys)  # type: ignore[arg-type]
+            r = service.verify_org(db, o.id, store=store, keys=keys,  # type: ignore[arg-type]
+                                   merkle_tree=True, witness=seen)
         line = r.summary().replace(f"org {r.org_id}", f"org {o.slug}")
         if r.ok:
             out.print(line)
@@ -256,6 +274,38 @@ def audit_verify(
             for p in r.problems[1:6]:
                 err.print(f"  also: seq {p.seq}: {p.what}")
     raise typer.Exit(1 if bad else 0)
+
+
+@audit_app.command("verify-package")
+def audit_verify_package(
+    file: Annotated[Path, typer.Argument(help="the package archive (zip) to verify")],
+    public_key: Annotated[Path, typer.Option(help="the checkpoint key you trust (PEM), e.g. from "
+                                                  "GET /api/v1/audit/public-key")],
+    witness: Annotated[Path | None, typer.Option(
+        help="an earlier signed checkpoint you kept: the package's checkpoint must extend it (the package then "
+             "needs its consistency proof: ask with consistent_with)")] = None,
+) -> None:
+    """Verify an auditor's package offline, with nothing but the archive and the key: the manifest's and the
+    checkpoint's signatures, every file's hash, and each entry's inclusion proof from its own bytes to the signed
+    Merkle root. Exit 0 when it holds, 1 when it is rejected (the first reason, then the others)."""
+    from domain.audit.checkpoints import Checkpoint
+    from domain.audit.package_verify import load_public_key, verify_package
+
+    key = load_public_key(public_key)
+    seen = None
+    if witness is not None:
+        try:
+            seen = Checkpoint.from_json(witness.read_bytes())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise typer.BadParameter(f"{witness}: not a signed audit checkpoint ({exc})",
+                                     param_hint="--witness") from None
+    if not file.is_file():
+        raise FileNotFoundError(2, "no such file", str(file))
+    r = verify_package(file, key, seen)
+    (out if r.ok else err).print(r.summary(), markup=False, highlight=False, soft_wrap=True)
+    for p in r.problems[1:10]:
+        err.print(f"  also: {p}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if r.ok else 1)
 
 
 @audit_app.command("checkpoint")
@@ -319,8 +369,17 @@ def audit_export(
         # The export still goes out, for the investigation; nothing vouches for it.
         err.print(f"warning: {exc.message}; exporting WITHOUT a signed checkpoint")
         verified = False
+    root = None
     with sessions.begin(org_id) as db:
         size, head_hash = service.head(db, org_id)
+        if verified:
+            from domain.audit import tree
+
+            try:  # the tree head too: the checkpoint file then serves as a witness (`audit verify --witness`)
+                tree.extend(db, str(org_id), size)
+                root = tree.root_at(db, str(org_id), size)
+            except tree.TreeGap:
+                root = None
     import datetime as dt
 
     n = 0
@@ -330,7 +389,7 @@ def audit_export(
             fh.write(line)
             n += 1
     if fmt == "jsonl" and verified:
-        cp = sign(key, str(org_id), size, head_hash, dt.datetime.now(dt.UTC))
+        cp = sign(key, str(org_id), size, head_hash, dt.datetime.now(dt.UTC), root)
         cp_path = output.with_name(output.name + ".checkpoint.json")
         cp_path.write_bytes(cp.to_json())
         out.print(f"wrote {size} entries to {output} and the signed checkpoint to {cp_path}")
@@ -350,12 +409,25 @@ def lake_maintain(
         help="allow a retention below the tables' deletedFileRetentionDuration (7 days)")] = False,
 ) -> None:
     """Compact small files, write checkpoints and vacuum old files of the Delta tables."""
+    from core.db import TenantSessions
+    from domain.reports.service import pinned_versions
     from lake.maintain import maintain_lake
     from lake.writer import Lake
 
     lake = Lake.from_settings(_settings())
+    try:
+        _, sessions = _owner()
+        assert isinstance(sessions, TenantSessions)
+        try:
+            with sessions.begin(None) as s:
+                pinned = pinned_versions(s)  # what finalized reports read stays readable
+        finally:
+            sessions.engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - without the database, vacuum keeps every version rather than guess
+        out.print(f"[yellow]the versions finalized reports pin could not be read ({exc}): vacuum keeps them all[/]")
+        pinned = {name: 0 for name in lake.tables()}
     for r in maintain_lake(lake, tables=table, retention_hours=retention_hours,
-                           enforce_retention=not allow_short_retention):
+                           enforce_retention=not allow_short_retention, pinned=pinned):
         out.print(r.summary())
 
 

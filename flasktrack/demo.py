@@ -16,6 +16,7 @@ from domain.protocols.loader import example_protocols
 from domain.protocols.models import ProtocolCreate
 from domain.roles import SYSTEM_ACTOR, Actor, Caller, RequestContext, Role
 from domain.signatures import Meaning, SignatureInput
+from flasktrack.demo_events import seed_demo_events
 from flasktrack.demo_lab import seed_demo_compliance, seed_demo_lab
 
 log = structlog.get_logger("flasktrack.demo")
@@ -49,6 +50,7 @@ def seed_demo(owner: TenantSessions) -> bool:
     manager, technician = _demo_caller(owner, Role.lab_manager), _demo_caller(owner, Role.technician)
     seed_demo_lab(owner, manager, technician)
     seed_demo_compliance(owner, manager, _demo_caller(owner, Role.scientist), technician)
+    seed_demo_events(owner, manager, technician, _demo_caller(owner, Role.auditor), DEMO_PASSWORD)
     return created
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.db import TenantSessions
+from domain.canonical import format_ts
 from domain.compliance import authorizations, checklists, tags
 from domain.compliance.models import (
     AuthorizationCreate,
@@ -31,6 +32,7 @@ from domain.compliance.models import (
 from domain.registry import service as registry
 from domain.registry.models import ItemCreate, Kind
 from domain.roles import Caller, RequestContext
+from domain.runs.records import outbox
 from domain.samples import batches, lineage
 from domain.samples import service as samples
 from domain.samples.models import BatchCreate, BatchType, ChildSpec, Component, Derivation, SampleCreate
@@ -143,6 +145,7 @@ def seed_demo_lab(owner: TenantSessions, manager: Caller, technician: Caller) ->
             children=[ChildSpec(sample_type="culture", name=OVERNIGHT_CULTURE, location_id=growth,
                                 attributes={"medium": "LB rifampicin gentamicin kanamycin", "od600": 0.8})],
             reason="overnight culture for the transformation"))
+        seed_demo_history(s, technician)
     return True
 
 
@@ -197,3 +200,100 @@ def seed_demo_compliance(owner: TenantSessions, manager: Caller, scientist: Call
             children=[ChildSpec(sample_type="callus", name=TRANSFORMED_CALLUS)],
             reason="leaf discs co-cultivated with the overnight culture; callus on selection"))
     return True
+
+
+def _field(key: str, label: str, type_: str, unit: str | None = None) -> dict[str, Any]:
+    return {"key": key, "label": label, "type": type_, "unit": unit, "required": True}
+
+
+_SUBCULTURE = [_field("media_batch", "Medium batch used", "batch_ref"), _field("new_batch", "New culture batch",
+               "batch_ref"), _field("vessels", "Vessels", "integer"), _field("explants_per_vessel",
+                                                                               "Explants per vessel", "integer")]
+_SHOOTS = [_field("shoots", "Healthy shoots in the batch", "integer"),
+           _field("contaminated_vessels", "Contaminated vessels discarded", "integer"),
+           _field("growth_room_temp_c", "Growth room temperature", "number", "°C"),
+           _field("photoperiod_h", "Photoperiod", "integer", "h")]
+_INOCULATION = [_field("parent_culture", "Parent culture", "sample_ref"), _field("new_culture", "New culture",
+                "sample_ref"), _field("media_batch", "Plate batch used", "batch_ref"),
+                _field("plates", "Plates inoculated", "integer")]
+_GROWTH = [_field("incubator_temp_c", "Incubator temperature", "number", "°C"),
+           _field("colony_diameter_mm", "Colony diameter", "number", "mm"),
+           _field("contaminated", "Contamination seen", "boolean"), _field("sporulating", "Sporulating", "boolean")]
+_AGRO = [_field("strain", "Agrobacterium strain", "choice"), _field("construct", "Binary vector construct",
+         "sample_ref"), _field("od600", "OD600 after resuspension", "number", "OD600")]
+_PLATING = [_field("discs_plated", "Discs on selection", "integer"), _field("kanamycin_mg_l", "Kanamycin", "number",
+            "mg/L")]
+_SCORE = [_field("discs_with_shoots", "Discs with kanamycin-resistant shoots", "integer"),
+          _field("contaminated_plates", "Plates with fungal or bacterial contamination", "integer")]
+
+# The lab's last quarter, as its science reports read it (docs/reports.md works the contamination rate by hand):
+# (line, medium batch, operator, month, [(vessels, contaminated vessels) per subculture cycle]).
+DEMO_SUBCULTURES: tuple[tuple[str, str, str, str, list[tuple[int, int]]], ...] = (
+    ("SR1", "MS-BAP-0901", "Tariq Technician", "2026-09", [(40, 2), (40, 6)]),
+    ("SR1", "MS-BAP-1002", "Tariq Technician", "2026-10", [(48, 3)]),
+    ("Desiree", "MS-BAP-1002", "Sam Scientist", "2026-10", [(30, 3), (30, 0)]),
+    ("Desiree", "MS-BAP-1101", "Tariq Technician", "2026-11", [(36, 9)]),
+)
+# (isolate's first culture, colony diameter per passage in mm, contaminated passage or None)
+DEMO_PASSAGES = (("PO-17 master culture", [62.0, 58.5, 55.0, 41.5], 3),)
+# (strain, construct, discs plated, discs with shoots)
+DEMO_TRANSFORMATIONS = (("GV3101", "pBIN19-GFP", 118, 64), ("GV3101", "pBIN19-GFP", 96, 41),
+                        ("GV3101", "pCAMBIA1301", 110, 27))
+
+
+def seed_demo_history(s: Session, technician: Caller) -> None:
+    """The lab's recent bench history, as the lake has it (runs and their form rows through the outbox): what the
+    science reports (domain/reports/system.py) read on a fresh demo. Written once, with the lab itself."""
+    org = technician.org_id
+
+    def run(key: str, protocol: str, subject: dict[str, str], at: str) -> str:
+        run_id = str(uuid.uuid5(org, f"demo-history:{key}"))
+        outbox(s, org, "run", {"run_id": run_id, "org_id": str(org), "protocol_key": protocol, "protocol_version": 1,
+                               "status": "completed", "launched_by": technician.actor.id, "launched_at": at,
+                               "updated_at": at, "ended_at": at, "subjects": [subject], "parameters": {},
+                               "time_scale": 1.0, "revision": 1})
+        return run_id
+
+    def form(run_id: str, protocol: str, step: str, form_key: str, fields: list[dict[str, Any]],
+             values: dict[str, Any], at: str, by: str, iteration: int = 0) -> None:
+        outbox(s, org, "form_submission", {
+            "submission_id": str(uuid.uuid5(uuid.UUID(run_id), f"{step}:{iteration}")), "org_id": str(org),
+            "run_id": run_id, "protocol_key": protocol, "protocol_version": 1, "step_key": step, "form_key": form_key,
+            "iteration": iteration, "submitted_by": technician.actor.id, "submitted_by_display": by,
+            "submitted_at": at, "fields": fields, "values": values})
+
+    def day(month: str, d: int) -> str:
+        return format_ts(dt.datetime.fromisoformat(f"{month}-{d:02d}T10:00:00+00:00"))
+
+    tc = "plant-tissue-subculture"
+    for n, (line, medium, operator, month, cycles) in enumerate(DEMO_SUBCULTURES):
+        rid = run(f"tc:{n}", tc, {"type": "batch", "id": line}, day(month, 1))
+        for i, (vessels, lost) in enumerate(cycles):
+            form(rid, tc, "subculture", "plant_subculture", _SUBCULTURE,
+                 {"media_batch": medium, "new_batch": f"{line}-{month}-{i + 1}", "vessels": vessels,
+                  "explants_per_vessel": 5}, day(month, 2 + i), operator, i)
+            form(rid, tc, "shoot_count", "shoot_count", _SHOOTS,
+                 {"shoots": (vessels - lost) * 4, "contaminated_vessels": lost, "growth_room_temp_c": 24.5,
+                  "photoperiod_h": 16}, day(month, 20 + i), operator, i)
+    fp = "fungal-culture-passage"
+    for n, (isolate, diameters, contaminated_at) in enumerate(DEMO_PASSAGES):
+        rid = run(f"fungal:{n}", fp, {"type": "sample", "id": isolate}, day("2026-10", 1))
+        parent = isolate
+        for i, diameter in enumerate(diameters):
+            child = f"PO-17 passage {i + 4}"
+            form(rid, fp, "inoculation", "fungal_inoculation", _INOCULATION,
+                 {"parent_culture": parent, "new_culture": child, "media_batch": "PDA-1001", "plates": 3},
+                 day("2026-10", 1 + 7 * i), "Tariq Technician", i)
+            form(rid, fp, "growth_check", "fungal_growth_check", _GROWTH,
+                 {"incubator_temp_c": 25.0, "colony_diameter_mm": diameter, "contaminated": i == contaminated_at,
+                  "sporulating": False}, day("2026-10", 6 + 7 * i), "Tariq Technician", i)
+            parent = child
+    at = "agrobacterium-transformation"
+    for n, (strain, construct, plated, shoots) in enumerate(DEMO_TRANSFORMATIONS):
+        rid = run(f"agro:{n}", at, {"type": "batch", "id": EXPLANT_BATCH}, day("2026-11", 2 + n))
+        form(rid, at, "culture_prep", "agro_culture", _AGRO, {"strain": strain, "construct": construct,
+                                                              "od600": 0.5}, day("2026-11", 2 + n), "Sam Scientist")
+        form(rid, at, "selection_transfer", "selection_plating", _PLATING,
+             {"discs_plated": plated, "kanamycin_mg_l": 100}, day("2026-11", 5 + n), "Sam Scientist")
+        form(rid, at, "regeneration_check", "regeneration_score", _SCORE,
+             {"discs_with_shoots": shoots, "contaminated_plates": 1}, day("2026-11", 25 + n), "Sam Scientist")

@@ -64,7 +64,7 @@ from lake.catalog import (
     TimeTravelError,
     parse_table_ref,
 )
-from lake.query import bind
+from lake.query import OrgSandboxes, bind
 from lake.sandbox import (
     ConnectionPool,
     Deadline,
@@ -185,7 +185,9 @@ class FlightSqlServer(flight.FlightServerBase):
             catalog=catalog_name,
             spill_dir=spill_dir,
         )
-        self.pool = ConnectionPool(self.settings, size=warm_connections)
+        # A warm connection for an organization's first query; then sandboxes built ahead for it (lake/query.py).
+        self.pool = ConnectionPool(self.settings, size=min(warm_connections, 1))
+        self.sandboxes = OrgSandboxes(self.settings, self.catalog, per_key=warm_connections, fallback=self.pool)
         self.max_batch_bytes = max_batch_bytes
         self.max_row_bytes = max(max_row_bytes, 1)
         self.prefetch_batches = prefetch_batches
@@ -219,6 +221,7 @@ class FlightSqlServer(flight.FlightServerBase):
         super().shutdown()
         self._tickets.close_all()
         self._prepared.close_all()
+        self.sandboxes.close()
         self.pool.close()
 
     # --- Flight RPCs ----------------------------------------------------------------------
@@ -361,7 +364,7 @@ class FlightSqlServer(flight.FlightServerBase):
             return self._entry(
                 context, session, sql, schema, (name,), started, None, deadline, prepared, scan=dataset
             )
-        sandbox = Sandbox(self.pool.take(), self.settings, deadline)
+        sandbox = self.sandboxes.take(principal.org_id, principal.role, deadline)
         datasets: dict[str, OrgDataset] = {}
         try:
             bind(sandbox, self.catalog, principal.org_id, principal.role, sql, datasets)
@@ -373,6 +376,7 @@ class FlightSqlServer(flight.FlightServerBase):
         except Exception as raw:  # noqa: BLE001 - every failure is audited, then mapped to a status
             exc = sandbox.translate(raw)
             sandbox.close()
+            self.sandboxes.finished(principal.org_id, principal.role, ())
             outcome: Outcome = "refused" if isinstance(exc, SqlRefused) else "error"
             self._audit(
                 principal,
@@ -537,6 +541,7 @@ class FlightSqlServer(flight.FlightServerBase):
                 release = self._slots.release if acquired else None
                 if sandbox is not None:
                     sandbox.close(then=release)
+                    self.sandboxes.finished(principal.org_id, principal.role, entry.tables)
                 elif release is not None:
                     release()
                 self._audit(

@@ -45,7 +45,9 @@ from lake import schema_meta as schemas
 from lake.tables import PARTITION, published_app_id
 
 SHARED_TABLES = frozenset({"audit_log", "step_events", "runs", "samples", "batches", "lineage_edges",
-                           "sample_movements", "registry_items", "evidence_files", "evidence_links"})
+                           "sample_movements", "registry_items", "evidence_files", "evidence_links",
+                           "reports", "report_executions", "report_exports", "compliance_events", "capa_actions",
+                           "audits", "audit_findings", "alerts"})
 TABLE_TYPE = "TABLE"
 
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
@@ -62,27 +64,26 @@ class View:
     description: str
 
 
+def current_view(base: str, key: str, what: str, plural: str, extra: str = "") -> View:
+    """`<base>_current`: of `base` (one row per revision), only each record's row (by `key`) with the highest
+    revision."""
+    return View(f"{base}_current", base,
+                f"SELECT * FROM {{base}} QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY revision DESC) = 1",
+                f"The current state of each {what}: of `{base}` (one row per revision), only each {plural} row with "
+                f"the highest revision{extra}.")
+
+
 VIEWS: dict[str, View] = {v.name: v for v in (
-    View("runs_current", "runs",
-         "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY revision DESC) = 1",
-         "The current state of each protocol run: of `runs` (one row per revision), only each run's row with "
-         "the highest revision."),
-    View("samples_current", "samples",
-         "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY revision DESC) = 1",
-         "The current state of each sample: of `samples` (one row per revision), only each sample's row with "
-         "the highest revision."),
-    View("batches_current", "batches",
-         "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY batch_id ORDER BY revision DESC) = 1",
-         "The current state of each batch: of `batches` (one row per revision), only each batch's row with "
-         "the highest revision."),
-    View("registry_items_current", "registry_items",
-         "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY revision DESC) = 1",
-         "The current state of each registry record: of `registry_items` (one row per revision), only each "
-         "record's row with the highest revision (archived records included: `archived_at` is set)."),
-    View("authorizations_current", "authorizations",
-         "SELECT * FROM {base} QUALIFY row_number() OVER (PARTITION BY authorization_id ORDER BY revision DESC) = 1",
-         "The current state of each authorization record: of `authorizations` (one row per revision), only each "
-         "record's row with the highest revision."),
+    current_view("runs", "run_id", "protocol run", "run's"),
+    current_view("samples", "sample_id", "sample", "sample's"),
+    current_view("batches", "batch_id", "batch", "batch's"),
+    current_view("registry_items", "item_id", "registry record", "record's",
+                 " (archived records included: `archived_at` is set)"),
+    current_view("compliance_events", "event_id", "compliance event", "event's"),
+    current_view("capa_actions", "action_id", "CAPA action", "action's"),
+    current_view("audits", "audit_id", "audit", "audit's"),
+    current_view("alerts", "alert_id", "alert", "alert's"),
+    current_view("authorizations", "authorization_id", "authorization record", "record's"),
 )}
 
 

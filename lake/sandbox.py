@@ -21,6 +21,7 @@ background; a connection serves one query and is closed afterwards.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import queue
 import re
@@ -154,6 +155,12 @@ def duckdb_keywords() -> list[str]:
 
 
 _ALLOWED = {duckdb.StatementType.SELECT}
+# DuckDB type ids whose names are plain SQL type names (no user-chosen text such as ENUM values or STRUCT keys).
+_PLAIN_TYPES = frozenset({
+    "boolean", "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
+    "ubigint", "uhugeint", "float", "double", "decimal", "varchar", "blob", "date", "time", "timestamp",
+    "timestamp with time zone", "timestamp_s", "timestamp_ms", "timestamp_ns", "interval", "uuid",
+})
 
 
 def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -327,14 +334,19 @@ class Sandbox:
     """
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, settings: SandboxSettings, deadline: Deadline | None = None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        settings: SandboxSettings,
+        deadline: Deadline | None = None,
+        registered: dict[str, object] | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
         self.deadline = deadline or Deadline(settings.timeout_s)
         self.expired = False  # the deadline passed while DuckDB worked on this connection
         self._timer: threading.Timer | None = None
-        self._registered: set[str] = set()
+        # name -> the dataset its view reads (set up ahead by a sandbox pool, or here)
+        self._registered: dict[str, object] = dict(registered or {})
         self._closed = False
         self._lock = threading.Lock()
         self._busy = 0  # DuckDB calls running on worker threads
@@ -342,16 +354,26 @@ class Sandbox:
         self._after_close: list[Callable[[], object]] = []
 
     def register(self, name: str, dataset: pads.Dataset, select: str = "SELECT * FROM {base}") -> None:
-        """Expose `dataset` as <catalog>.main.<name>: a view (`select` over `{base}`) of a registered Arrow scan."""
-        if name in self._registered:
+        """Expose `dataset` as <catalog>.main.<name>: a view (`select` over `{base}`) of a registered Arrow scan.
+
+        A name already registered with another dataset (set up ahead, before the table's newest version) is
+        pointed at this one."""
+        key = name.lower()  # DuckDB's names are case-insensitive, quoted or not: "RUNS" is runs
+        known = self._registered.get(key)
+        if known is dataset:
             return
-        source = f"__flasktrack_src_{len(self._registered)}"
+        source = f"__flasktrack_src_{next(_SOURCE_NUMBERS)}"
         self.con.register(source, dataset)
         self.con.execute(
-            f"CREATE VIEW {quote_ident(self.settings.catalog)}.main.{quote_ident(name)} "
+            f"CREATE {'OR REPLACE ' if known is not None else ''}VIEW "
+            f"{quote_ident(self.settings.catalog)}.main.{quote_ident(name)} "
             f"AS {select.format(base=quote_ident(source))}"
         )
-        self._registered.add(name)
+        self._registered[key] = dataset
+
+    @property
+    def registered(self) -> dict[str, object]:
+        return dict(self._registered)
 
     def arm(self, deadline: Deadline) -> None:
         """Interrupt DuckDB when `deadline` passes (at once if it already has); until `disarm()`."""
@@ -371,7 +393,21 @@ class Sandbox:
     def result_schema(self, sql: str) -> pa.Schema:
         """The Arrow schema of the query's result, without running it (bounded by the deadline)."""
         with self._translated():
-            return self._bounded(lambda: self.con.sql(sql).limit(0).to_arrow_table().schema)
+            return self._bounded(lambda: self._schema_of(sql))
+
+    def _schema_of(self, sql: str) -> pa.Schema:
+        """Bound, the query's columns have DuckDB types; when all are plain scalars, DuckDB converts a row of typed
+        NULLs to Arrow instead of planning the query itself under a LIMIT 0 (which starts the scans of its tables:
+        milliseconds). Either way DuckDB's own Arrow conversion decides the types, on this connection."""
+        relation = self.con.sql(sql)
+        names, types = relation.columns, relation.types
+        unique = len({n.lower() for n in names}) == len(names)  # else DuckDB's Arrow names get suffixes (a, a_1)
+        if names and unique and all(t.id in _PLAIN_TYPES for t in types):
+            probe = "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS c{i}" for i, t in enumerate(types))
+            check_statement(self.con, probe)
+            typed = self.con.sql(probe).to_arrow_table().schema
+            return pa.schema([f.with_name(n) for f, n in zip(typed, names, strict=True)])
+        return relation.limit(0).to_arrow_table().schema
 
     def stream(self, sql: str, batch_size: int) -> pa.RecordBatchReader:
         """Start the query; batches are produced as the reader is consumed."""
@@ -487,7 +523,12 @@ class Sandbox:
             self._expire()  # a worker still runs: make it stop at DuckDB's next check
 
     def _finish_close(self) -> None:
+        """Closing a database costs milliseconds of CPU: done off the query's path (its answer is complete), on
+        a thread of its own that the interpreter waits for at exit (DuckDB must not be inside a call then)."""
         self.disarm()
+        threading.Thread(target=self._close_now, name="lake-sandbox-close", daemon=False).start()
+
+    def _close_now(self) -> None:
         with contextlib.suppress(Exception):
             self.con.close()
         for callback in self._after_close:
@@ -504,6 +545,7 @@ class Sandbox:
 
 
 _END = object()
+_SOURCE_NUMBERS = itertools.count()  # names of registered Arrow scans (queries cannot name them: check_references)
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,30 @@
 
 A batch goes through three durable steps, and a crash between any two loses and repeats nothing:
 
-1. claim: one PostgreSQL transaction stamps up to `batch_rows` unbatched outbox rows with a new batch id
-   (drawn from the outbox's own id sequence: durable and increasing; rows locked FOR UPDATE SKIP LOCKED);
+1. claim: one PostgreSQL transaction records a batch as one `outbox_batches` row: a new batch id (drawn from the
+   outbox's own id sequence: durable and increasing), the id range `[first_id, last_id]` holding up to
+   `batch_rows` unclaimed rows of the sink's topics, those topics, when and by whom. The rows themselves are not
+   touched (migration 0027); the range is read after the claim commits;
 2. commit: for each target table, append the batch's rows with the Delta app transaction
    (`flasktrack-sink`, batch id), unless the table's recorded version already covers the batch
    (checked on the same DeltaTable object the commit goes through, see lake/writer.py);
-3. acknowledge: delete the batch's outbox rows.
+3. acknowledge: delete the batch's range of outbox rows and its record, in one transaction.
+
+A range must never pass over a row that is still being written: ids are drawn when a row is inserted, not when
+it commits, so a transaction holding id 10 may commit after one holding id 11. The claim goes no further than
+`_fence` (the highest id every writer of which has finished); see `OutboxFence`.
 
 On start, and after any error, batches that were claimed but not acknowledged are finished first, in
 batch order, before a new one is claimed. One sink is active at a time (a PostgreSQL advisory lock):
 batches must reach each table in increasing order, or a lower batch would be skipped as already done.
+Claims are serialized by a table lock on `outbox_batches` besides, and an exclusion constraint keeps any two
+claimed ranges apart.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -192,23 +202,34 @@ def _typed_parts(batch_id: int, routed: dict[str, list[tuple[OutboxRow, dict[str
     return parts
 
 
-_DUE = text(
-    """SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8
-       FROM (SELECT created_at FROM outbox WHERE batch_id IS NULL AND topic = ANY(:topics)
-             ORDER BY id LIMIT :n) s"""
-)
+# Rows not yet claimed: past every pending batch's range (claims are contiguous and in id order; once no batch is
+# pending, from the start again, so rows of a topic an older sink did not know are taken by a newer one).
+# `batch_id IS NULL`: rows stamped by a sink before migration 0027 belong to their own (legacy) batch.
+_UNCLAIMED = """FROM outbox_rows WHERE id > (SELECT coalesce(max(last_id), 0) FROM outbox_batches)
+                  AND batch_id IS NULL AND topic = ANY(%(topics)s)"""
+_DUE = f"""SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8
+           FROM (SELECT created_at {_UNCLAIMED} ORDER BY id LIMIT %(n)s) s"""
 # The claim and the batch read go through the psycopg cursor: tens of thousands of rows per batch.
-_NEXT_BATCH = "SELECT nextval(pg_get_serial_sequence('outbox', 'id'))"
+_NEXT_BATCH = "SELECT nextval(pg_get_serial_sequence('outbox_rows', 'id'))"
 _SPLIT = "topic = 'form_submission' AND jsonb_typeof(payload->'fields') = 'array'"
 _ROW = (f"id, org_id::text, topic, CASE WHEN {_SPLIT} THEN (payload - 'fields')::text ELSE payload::text END, "
         f"CASE WHEN {_SPLIT} THEN (payload->'fields')::text END")
-_CLAIM = f"""UPDATE outbox SET batch_id = %(batch)s WHERE id IN (
-               SELECT id FROM outbox WHERE batch_id IS NULL AND topic = ANY(%(topics)s)
-               ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
-             RETURNING {_ROW}"""
-_PENDING = text("SELECT DISTINCT batch_id FROM outbox WHERE batch_id IS NOT NULL ORDER BY batch_id")
-_BATCH_ROWS = f"SELECT {_ROW} FROM outbox WHERE batch_id = %(b)s ORDER BY id"
-_ACK = text("DELETE FROM outbox WHERE batch_id = :b")
+# Claims wait for each other (and for a backup's hold on the outbox, flasktrack/backup.py), not for readers.
+_SERIALIZE = "LOCK TABLE outbox_batches IN SHARE ROW EXCLUSIVE MODE"
+_RANGE = (f"SELECT min(id), max(id), count(*)"
+          f" FROM (SELECT id {_UNCLAIMED} AND id <= %(fence)s ORDER BY id LIMIT %(n)s) s")
+_RECORD = """INSERT INTO outbox_batches (id, first_id, last_id, topics, row_count, claimed_by)
+             VALUES (%(b)s, %(first)s, %(last)s, %(topics)s, %(rows)s, %(by)s)"""
+_PENDING = text("SELECT id FROM outbox_batches UNION SELECT DISTINCT batch_id FROM outbox_rows"
+                " WHERE batch_id IS NOT NULL ORDER BY 1")
+_RANGE_OF = "SELECT first_id, last_id, topics FROM outbox_batches WHERE id = %(b)s"
+_IN_RANGE = "id BETWEEN %(first)s AND %(last)s AND topic = ANY(%(topics)s) AND batch_id IS NULL"
+_RANGE_ROWS = f"SELECT {_ROW} FROM outbox_rows WHERE {_IN_RANGE} ORDER BY id"
+_ACK_RANGE = f"DELETE FROM outbox_rows WHERE {_IN_RANGE}"
+_ACK_RECORD = "DELETE FROM outbox_batches WHERE id = %(b)s"
+_LEGACY_ROWS = f"SELECT {_ROW} FROM outbox_rows WHERE batch_id = %(b)s ORDER BY id"
+_ACK_LEGACY = "DELETE FROM outbox_rows WHERE batch_id = %(b)s"
+OUTBOX_FENCE_KEY = 0x6F7574626F78  # the shared advisory lock outbox writers hold (migration 0027's trigger)
 
 
 def _cursor(conn: Connection) -> Cursor[TupleRow]:
@@ -216,6 +237,67 @@ def _cursor(conn: Connection) -> Cursor[TupleRow]:
     raw = conn.connection.driver_connection
     assert raw is not None  # a checked-out connection always has one
     return raw.cursor()
+
+
+class OutboxFence:
+    """How far a claim may go: the highest outbox id every writer of which has finished (committed or rolled back).
+
+    Ids are drawn from a sequence as rows are inserted, and transactions commit in any order: claiming a range up to
+    the highest visible id could pass over id 10 still being written when 11 has committed, and 10 would never be
+    claimed. Of the two ways out (a commit-ordered sequence, or claim only up to what every in-flight writer has
+    settled) the first puts every writer behind one lock at commit; this takes the second, without making writers
+    wait for anyone: migration 0027's statement trigger makes each statement that inserts outbox rows take a
+    *shared* advisory lock (OUTBOX_FENCE_KEY) before its ids are drawn, held to the end of its transaction.
+    Then, reading the sequence's last value H and then the lock's holders: every id <= H was drawn by one of those
+    holders or by a transaction already finished. Once all of those holders are gone (the lock is released after
+    the commit is visible), every row with an id <= H is either visible or never will be: H is settled.
+
+    A candidate (H, holders) is noted at every claim; the newest one whose holders are all gone is the fence. With
+    no writer in flight the fresh one settles at once; otherwise the claim waits for it up to `quick_wait_s` when
+    an older candidate has settled meanwhile, up to `wait_s` when none has (then it claims what is settled).
+    The sequence must keep CACHE 1 (serial's default): a backend's cached ids would be handed out unseen.
+    """
+
+    def __init__(self, wait_s: float = 0.5, quick_wait_s: float = 0.05) -> None:
+        self.wait_s = wait_s
+        self.quick_wait_s = quick_wait_s
+        self._candidates: list[tuple[int, frozenset[str]]] = []
+        self._settled = 0
+        self._lock = threading.Lock()
+
+    _LAST_ID = "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM outbox_id_seq"
+    _HOLDERS = ("SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks WHERE locktype = 'advisory'"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                f" AND classid = {OUTBOX_FENCE_KEY >> 32} AND objid = {OUTBOX_FENCE_KEY & 0xFFFFFFFF} AND objsubid = 1")
+
+    def settled(self, cur: Cursor[TupleRow]) -> int:
+        with self._lock:
+            last = cur.execute(self._LAST_ID).fetchone()
+            holders = self._holders(cur)  # read after the sequence: anyone who drew an id <= last is here or done
+            assert last is not None  # one row, always
+            fresh = int(last[0])
+            self._candidates = [*self._candidates[-255:], (fresh, holders)]  # older ones settle no sooner
+            before, started = self._settled, time.monotonic()
+            while True:
+                self._advance(holders)
+                waited = time.monotonic() - started
+                # The fresh candidate usually settles within milliseconds (writers' transactions are short):
+                # worth a short wait even when an older one has; a long one only when nothing moved at all.
+                if (self._settled >= fresh or waited >= self.wait_s
+                        or (self._settled > before and waited >= self.quick_wait_s)):
+                    return self._settled
+                time.sleep(0.005)
+                holders = self._holders(cur)
+
+    def _advance(self, live: frozenset[str]) -> None:
+        newest = max((h for h, held in self._candidates if not held & live), default=None)
+        if newest is not None:
+            self._candidates = [(h, held) for h, held in self._candidates if h > newest]
+            self._settled = max(self._settled, newest)
+
+    def _holders(self, cur: Cursor[TupleRow]) -> frozenset[str]:
+        row = cur.execute(self._HOLDERS).fetchone()
+        return frozenset(row[0]) if row else frozenset()
 
 
 class AnotherSinkActive(RuntimeError):
@@ -238,6 +320,8 @@ class Sink:
         # Maintenance is scheduled per table: a table created after a round, or whose round failed, is
         # not left waiting for the next daily round.
         self._maintenance_due: dict[str, float] = {}
+        self._fence = OutboxFence()
+        self._claimer = f"{socket.gethostname()}:{os.getpid()}"
         self.batches = 0
         self.rows = 0
 
@@ -254,7 +338,13 @@ class Sink:
             self._commit_part(batch_id, name, part)
         self._fault_point("after_commit")
         with self.engine.begin() as conn:
-            conn.execute(_ACK, {"b": batch_id})
+            cur = _cursor(conn)
+            claimed = cur.execute(_RANGE_OF, {"b": batch_id}).fetchone()
+            if claimed is None:  # stamped on the rows by a sink before migration 0027
+                cur.execute(_ACK_LEGACY, {"b": batch_id})
+            else:
+                cur.execute(_ACK_RANGE, {"first": claimed[0], "last": claimed[1], "topics": claimed[2]})
+                cur.execute(_ACK_RECORD, {"b": batch_id})
         self.batches += 1
         self.rows += len(rows)
         metrics.DELTA_COMMIT_SECONDS.observe(time.perf_counter() - started)
@@ -293,7 +383,9 @@ class Sink:
         """Whether a batch should close now (full, or its oldest row is old enough); else how long to wait."""
         c = self.config
         with self.engine.connect() as conn:
-            count, age = conn.execute(_DUE, {"topics": list(TOPICS), "n": c.batch_rows}).one()
+            row = _cursor(conn).execute(_DUE, {"topics": list(TOPICS), "n": c.batch_rows}).fetchone()
+        assert row is not None  # an aggregate: one row
+        count, age = row
         metrics.OUTBOX_DEPTH.set(count)  # counted up to one batch: beyond that, the age tells the lag
         metrics.OUTBOX_AGE.set(age)
         if count >= c.batch_rows or (count and age >= c.batch_max_age_s):
@@ -301,15 +393,40 @@ class Sink:
         return False, min(c.poll_interval_s, c.batch_max_age_s - age) if count else c.poll_interval_s
 
     def claim(self) -> tuple[int, list[OutboxRow]]:
-        """Step 1: stamp the next batch id on up to batch_rows unbatched rows, committed."""
+        """Step 1: record the next batch, the range of up to batch_rows unclaimed rows, committed; then read it."""
+        topics = list(TOPICS)
         with self.engine.begin() as conn:
             cur = _cursor(conn)
+            fence = self._fence.settled(cur)
+            cur.execute(_SERIALIZE)
+            found = cur.execute(_RANGE, {"topics": topics, "fence": fence, "n": self.config.batch_rows}).fetchone()
+            assert found is not None  # an aggregate: one row
+            first, last, count = found
+            if not count:
+                return 0, []
             next_id = cur.execute(_NEXT_BATCH).fetchone()
             assert next_id is not None  # nextval always answers one row
             batch_id = int(next_id[0])
-            cur.execute(_CLAIM, {"topics": list(TOPICS), "n": self.config.batch_rows, "batch": batch_id})
-            rows = cur.fetchall()
-        return batch_id, sorted((OutboxRow(*r) for r in rows), key=lambda r: r.id)
+            cur.execute(_RECORD, {"b": batch_id, "first": first, "last": last, "topics": topics, "rows": count,
+                                  "by": self._claimer})
+        # The range is settled (no row can appear in it) and claimed: read it outside the claim's lock.
+        return batch_id, self._read_range(first, last, topics)
+
+    def _read_range(self, first: int, last: int, topics: list[str]) -> list[OutboxRow]:
+        with self.engine.connect() as conn:
+            cur = _cursor(conn)
+            cur.execute(_RANGE_ROWS, {"first": first, "last": last, "topics": topics})
+            return [OutboxRow(*r) for r in cur.fetchall()]
+
+    def batch_rows(self, batch_id: int) -> list[OutboxRow]:
+        """The rows of a claimed, unacknowledged batch."""
+        with self.engine.connect() as conn:
+            cur = _cursor(conn)
+            claimed = cur.execute(_RANGE_OF, {"b": batch_id}).fetchone()
+            if claimed is None:  # stamped on the rows by a sink before migration 0027
+                cur.execute(_LEGACY_ROWS, {"b": batch_id})
+                return [OutboxRow(*r) for r in cur.fetchall()]
+        return self._read_range(*claimed)
 
     def _next_claim(self) -> tuple[int, list[OutboxRow]]:
         if self._ahead is not None:
@@ -332,10 +449,7 @@ class Sink:
         with self.engine.connect() as conn:
             pending = [b for (b,) in conn.execute(_PENDING).all()]
         for b in pending:
-            with self.engine.connect() as conn:
-                cur = _cursor(conn)
-                cur.execute(_BATCH_ROWS, {"b": b})
-                rows = [OutboxRow(*r) for r in cur.fetchall()]
+            rows = self.batch_rows(b)
             log.info("finishing an unacknowledged batch", batch_id=b, rows=len(rows))
             self.commit_batch(b, rows)
         return len(pending)
@@ -345,7 +459,7 @@ class Sink:
         older backup, or recreated, under a kept lake): move the sequence past the highest one."""
         floor = max((self.lake.txn_version(n, SINK_APP_ID) for n in self.lake.tables()), default=0)
         with self.engine.begin() as conn:
-            seq = conn.execute(text("SELECT pg_get_serial_sequence('outbox', 'id')")).scalar_one()
+            seq = conn.execute(text("SELECT pg_get_serial_sequence('outbox_rows', 'id')")).scalar_one()
             last = conn.execute(text(f"SELECT last_value FROM {seq}")).scalar_one()
             if floor >= last:
                 conn.execute(text("SELECT setval(CAST(:s AS regclass), :v)"), {"s": seq, "v": floor + 1})
@@ -450,6 +564,19 @@ class Sink:
                 stop.wait(wait)
         self.recover()  # a clean stop leaves no claimed batch behind
 
+    def pinned_versions(self) -> dict[str, int]:
+        """table → the oldest Delta version a finalized report read (vacuum keeps it); none on a schema without
+        reports."""
+        try:
+            with self.engine.connect() as conn:
+                if conn.execute(text("SELECT to_regclass('report_pinned_versions')")).scalar() is None:
+                    return {}
+                rows = conn.execute(text("SELECT table_name, version FROM report_pinned_versions")).all()
+        except Exception:  # noqa: BLE001 - without the list, maintenance keeps everything rather than guess
+            log.exception("reading the versions reports pin failed")
+            return {name: 0 for name in self.lake.tables()}
+        return {r.table_name: int(r.version) for r in rows}
+
     def maintain_due(self, first_due: float) -> list[str]:
         """Maintain each table whose turn has come, independently: one table's failure neither stops the
         others nor waits a whole interval (it is retried after `maintain_retry_s`). Returns the names of
@@ -461,11 +588,13 @@ class Sink:
         except Exception:  # noqa: BLE001 - storage outage: the next scan tries again
             log.exception("listing the lake for maintenance failed")
             return done
+        pinned = self.pinned_versions()
         for name in names:
             if time.monotonic() < self._maintenance_due.get(name, first_due):
                 continue
             try:
-                r = maintain.maintain_table(self.lake, name, retention_hours=c.vacuum_retention_hours)
+                r = maintain.maintain_table(self.lake, name, retention_hours=c.vacuum_retention_hours,
+                                            pinned=pinned.get(name))
             except Exception:  # noqa: BLE001 - maintenance is retried soon; data flow goes on
                 log.exception("table maintenance failed; retrying soon", table=name, retry_in_s=c.maintain_retry_s)
                 self._maintenance_due[name] = time.monotonic() + c.maintain_retry_s

@@ -337,11 +337,169 @@ SINK_REJECTS = TableSpec("sink_rejects", "Outbox rows the sink could not type (m
     _c("error", _S, "str", "Why it could not be typed", True),
 ))
 
+REPORTS = TableSpec("reports", "Report definitions and reports through their lifecycle: one row per change (a "
+                    "definition version created; a report created, edited, executed, put in review, finalized), "
+                    "append-only; entity says which.", (
+    ORG,
+    _c("entity", _S, "str", "definition or report", True),
+    _c("id", _S, "str", "The definition version or the report", True),
+    _c("definition_id", _S, "str", "The definition version", True),
+    _c("key", _S, "str", "The definition's key", True),
+    _c("version", _I, "int", "The definition's version", True),
+    _c("kind", _S, "str", "system or custom"),
+    _c("title", _S, "str", "Title"),
+    _c("status", _S, "str", "A report's status after the change: created, updated, in_review or finalized"),
+    _c("changed_by", _S, "str", "Who made the change"),
+    _c("changed_at", _TS, "ts", "When (UTC)", True),
+    _c("content_hash", _S, "str", "A finalized report's content hash (signed; in the audit chain)"),
+))
+
+REPORT_EXECUTIONS = TableSpec("report_executions", "Every execution of a report: its parameters, row count, "
+                              "duration and the Delta version of every lake table it read (append-only).", (
+    ORG,
+    _c("execution_id", _S, "str", "The execution", True),
+    _c("definition_id", _S, "str", "The definition version executed", True),
+    _c("definition_key", _S, "str", "Its key", True),
+    _c("definition_version", _I, "int", "Its version", True),
+    _c("report_id", _S, "str", "The report it belongs to, if any"),
+    _c("purpose", _S, "str", "execute, or reproduce (a finalized report read again at its pinned versions)", True),
+    _c("parameters", _S, "json", "Parameter values as a JSON object"),
+    _c("table_versions", _S, "json", "Delta version of each table read, as a JSON object"),
+    _c("row_count", _I, "int", "Rows of the result", True),
+    _c("duration_ms", pa.float64(), "number", "How long it took, in milliseconds"),
+    _c("result_sha256", _S, "str", "SHA-256 of the result (Parquet, content-addressed)", True),
+    _c("executed_by", _S, "str", "Who executed it"),
+    _c("executed_by_display", _S, "str", "Their display name at the time"),
+    _c("executed_at", _TS, "ts", "When (UTC)", True),
+))
+
+REPORT_EXPORTS = TableSpec("report_exports", "Every export or download of a report execution (CSV, JSON lines, "
+                           "Parquet, Excel, PDF), append-only.", (
+    ORG,
+    _c("export_id", _S, "str", "The export", True),
+    _c("execution_id", _S, "str", "The execution exported", True),
+    _c("report_id", _S, "str", "Its report, if any"),
+    _c("format", _S, "str", "csv, jsonl, parquet, xlsx or pdf", True),
+    _c("sha256", _S, "str", "SHA-256 of the file handed out", True),
+    _c("size_bytes", _I, "int", "Its size in bytes"),
+    _c("exported_by", _S, "str", "Who exported it"),
+    _c("exported_by_display", _S, "str", "Their display name at the time"),
+    _c("exported_at", _TS, "ts", "When (UTC)", True),
+))
+
+_B, _D = pa.bool_(), pa.date32()
+
+COMPLIANCE_EVENTS = TableSpec("compliance_events", "Compliance events (deviations, contaminations, incidents, near "
+                              "misses, equipment failures): one row per revision, so each event's path open → "
+                              "investigating → capa → effectiveness_check → closed is kept; the view "
+                              "compliance_events_current holds each event's latest.", (
+    ORG,
+    _c("event_id", _S, "str", "The event", True),
+    _c("code", _S, "str", "Its human-readable code, e.g. CE-000012", True),
+    _c("kind", _S, "str", "deviation, contamination, incident, near_miss or equipment_failure", True),
+    _c("severity", _S, "str", "low, medium, high or critical", True),
+    _c("title", _S, "str", "What happened, in a line"),
+    _c("status", _S, "str", "open, investigating, capa, effectiveness_check or closed at this revision", True),
+    _c("source", _S, "str", "person, or what raised it: escalation, contamination, gate_override", True),
+    _c("reporter_id", _S, "str", "Who raised it (user id, or flasktrack for the platform)"),
+    _c("reporter_display", _S, "str", "Their display name at the time"),
+    _c("root_cause", _S, "str", "The investigation's root cause"),
+    _c("effective", _B, "bool", "Whether the actions were judged effective"),
+    _c("closed_at", _TS, "ts", "When it was closed with a signature (UTC)"),
+    _c("closed_by", _S, "str", "Who closed it"),
+    _c("created_at", _TS, "ts", "When it was raised (UTC)", True),
+    _c("updated_at", _TS, "ts", "When this revision was recorded (UTC)", True),
+    _c("revision", _I, "int", "Revision number of the event, increasing", True),
+))
+
+CAPA_ACTIONS = TableSpec("capa_actions", "Corrective and preventive actions of compliance events: one row per "
+                         "revision (created, escalated, done); the view capa_actions_current holds each action's "
+                         "latest.", (
+    ORG,
+    _c("action_id", _S, "str", "The action", True),
+    _c("event_id", _S, "str", "The compliance event it belongs to", True),
+    _c("kind", _S, "str", "corrective or preventive", True),
+    _c("description", _S, "str", "What is to be done"),
+    _c("owner_id", _S, "str", "Member who owns it", True),
+    _c("owner_display", _S, "str", "Their display name"),
+    _c("due_at", _TS, "ts", "When it is due (UTC)", True),
+    _c("status", _S, "str", "open or done", True),
+    _c("done_at", _TS, "ts", "When it was done (UTC)"),
+    _c("done_by", _S, "str", "Who marked it done"),
+    _c("escalation_level", _I, "int", "-1 none; 0 owner alerted at the due time; 1 lab managers alerted"),
+    _c("created_at", _TS, "ts", "When it was created (UTC)"),
+    _c("updated_at", _TS, "ts", "When this revision was recorded (UTC)", True),
+    _c("revision", _I, "int", "Revision number of the action, increasing", True),
+))
+
+AUDITS = TableSpec("audits", "Formal audits: one row per revision (draft, finalized); a finalized audit never "
+                   "changes again and carries the content hash its auditor signed. The view audits_current holds "
+                   "each audit's latest.", (
+    ORG,
+    _c("audit_id", _S, "str", "The audit", True),
+    _c("code", _S, "str", "Its human-readable code, e.g. AU-000003", True),
+    _c("title", _S, "str", "Its title"),
+    _c("framework", _S, "str", "Framework audited against (name or code)", True),
+    _c("period_start", _D, "date", "First day of the period audited", True),
+    _c("period_end", _D, "date", "Last day of the period audited", True),
+    _c("scope_runs", _S, "json", "Runs in scope, JSON list of ids"),
+    _c("scope_labs", _S, "json", "Labs in scope, JSON list of names"),
+    _c("auditor_id", _S, "str", "The auditor (user id)", True),
+    _c("auditor_display", _S, "str", "Their display name"),
+    _c("status", _S, "str", "draft or finalized", True),
+    _c("outcome", _S, "str", "pass, conditional or fail (once finalized)"),
+    _c("content_hash", _S, "str", "SHA-256 the auditor signed, hex"),
+    _c("finalized_at", _TS, "ts", "When it was finalized (UTC)"),
+    _c("created_at", _TS, "ts", "When it was opened (UTC)"),
+    _c("updated_at", _TS, "ts", "When this revision was recorded (UTC)", True),
+    _c("revision", _I, "int", "Revision number of the audit, increasing", True),
+))
+
+AUDIT_FINDINGS = TableSpec("audit_findings", "Findings of formal audits, one row each (append-only), linked to "
+                           "evidence files and, when corrective work follows, to a compliance event.", (
+    ORG,
+    _c("finding_id", _S, "str", "The finding", True),
+    _c("audit_id", _S, "str", "The audit", True),
+    _c("number", _I, "int", "Its number in the audit, from 1", True),
+    _c("severity", _S, "str", "observation, minor, major or critical", True),
+    _c("title", _S, "str", "The finding, in a line"),
+    _c("evidence_ids", _S, "json", "Evidence files, JSON list of ids"),
+    _c("event_id", _S, "str", "The compliance event tracking the corrective work, if any"),
+    _c("created_at", _TS, "ts", "When it was recorded (UTC)", True),
+    _c("created_by", _S, "str", "Who recorded it"),
+))
+
+ALERTS = TableSpec("alerts", "Alerts (expiring lots, calibrations, authorizations, qualifications; escalations; "
+                   "events and CAPA actions past due): one row per revision (raised, read, acknowledged); the view "
+                   "alerts_current holds each alert's latest.", (
+    ORG,
+    _c("alert_id", _S, "str", "The alert", True),
+    _c("kind", _S, "str", "lot_expiry, calibration_due, escalation, event_overdue, capa_overdue, "
+                          "authorization_expiry, qualification_expiry or other", True),
+    _c("severity", _S, "str", "info, notice, warning or critical"),
+    _c("subject_type", _S, "str", "What it is about: registry_item, task, compliance_event, capa_action, ...", True),
+    _c("subject_id", _S, "str", "Its id", True),
+    _c("title", _S, "str", "The alert, in a line"),
+    _c("addressed_users", _S, "json", "Members it is addressed to, JSON list of user ids"),
+    _c("addressed_roles", _S, "json", "Roles it is addressed to, JSON list"),
+    _c("due_at", _TS, "ts", "The date it is about (expiry, due time), UTC"),
+    _c("created_at", _TS, "ts", "When it was raised (UTC)", True),
+    _c("read_at", _TS, "ts", "When it was first read (UTC)"),
+    _c("acknowledged_at", _TS, "ts", "When it was acknowledged (UTC)"),
+    _c("acknowledged_by", _S, "str", "Who acknowledged it"),
+    _c("emailed_at", _TS, "ts", "When it was emailed (UTC)"),
+    _c("revision", _I, "int", "Revision number of the alert, increasing", True),
+))
+
 # Outbox topic → the fixed table its payloads become rows of (forms have tables of their own, per form key).
 FIXED_TOPICS: dict[str, TableSpec] = {"step_event": STEP_EVENTS, "run": RUNS, "registry_item": REGISTRY_ITEMS,
                                       "sample": SAMPLES, "batch": BATCHES,
                                       "lineage_edge": LINEAGE_EDGES, "sample_movement": SAMPLE_MOVEMENTS,
                                       "evidence_file": EVIDENCE_FILES, "evidence_link": EVIDENCE_LINKS,
+                                      "report": REPORTS, "report_execution": REPORT_EXECUTIONS,
+                                      "report_export": REPORT_EXPORTS,
+                                      "compliance_events": COMPLIANCE_EVENTS, "capa_actions": CAPA_ACTIONS,
+                                      "audits": AUDITS, "audit_findings": AUDIT_FINDINGS, "alerts": ALERTS,
                                       "authorization": AUTHORIZATIONS, "qualification": QUALIFICATIONS,
                                       "surface_snapshot": SURFACE_SNAPSHOTS}
 

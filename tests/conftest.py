@@ -3,6 +3,7 @@ a fresh database per test session with the real migrations, the real API app."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +20,13 @@ from flasktrack.postgres import scratch_database, scratch_server, upgrade_schema
 from tests.support import PASSWORD, Org, make_org
 
 __all__ = ["PASSWORD", "Org", "make_org"]
+
+# Passwords hashed at argon2id's lowest cost, in this process and every service it starts (they read the same
+# environment): the suite creates hundreds of accounts, and at the production cost hashing them was the largest
+# share of its time. Verification, lockouts and timing equality work the same at any cost.
+os.environ.setdefault("FLASKTRACK_PASSWORD_HASH_TIME_COST", "1")
+os.environ.setdefault("FLASKTRACK_PASSWORD_HASH_MEMORY_KIB", "1024")
+os.environ.setdefault("FLASKTRACK_PASSWORD_HASH_PARALLELISM", "1")
 
 
 
@@ -69,3 +77,20 @@ def org_a(owner: TenantSessions, client: TestClient) -> Org:
 @pytest.fixture(scope="session")
 def org_b(owner: TenantSessions, client: TestClient) -> Org:
     return make_org(owner, client)
+
+
+@pytest.fixture
+def analyst_lake(platform: Platform, tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A Flight SQL server over a fresh lake folder of this test, signing in the platform's members (an analyst's
+    email and password), as analysts reach the lake: (the lake folder to drain the outbox into, the URI to
+    connect to)."""
+    from flight.server import FlightSqlServer
+    from flight.service import PlatformAuthenticator
+
+    lake_dir = tmp_path / "lake"
+    server = FlightSqlServer("grpc://127.0.0.1:0", str(lake_dir),
+                             PlatformAuthenticator(platform.sessions, platform.settings))
+    try:
+        yield lake_dir, f"grpc://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()

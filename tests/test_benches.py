@@ -81,3 +81,9 @@ def test_backup_bench_leaves_nothing_running():
 def test_pages_bench_leaves_nothing_running():
     out = _run_alone(["bench/pages.py"], FLASKTRACK_BENCH_RUNS="4", FLASKTRACK_BENCH_REQUESTS="2")
     assert out.strip().splitlines()[-1].startswith("p50 ratio "), out
+
+
+def test_audit_package_bench_leaves_nothing_running():
+    out = _run_alone(["bench/audit_package.py", "--entries", "3000", "--run-entries", "12"])
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("package build ") and "  verify " in last and "  whole-chain " in last, out[-2000:]

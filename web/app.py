@@ -284,8 +284,7 @@ def create_web_app() -> FastAPI:
             # One row more than a page tells whether a next page exists.
             rows = tasks.inbox(session, caller, chosen, limit=page * INBOX_PAGE + 1)
             shown = rows[(page - 1) * INBOX_PAGE: page * INBOX_PAGE]
-            subjects = {r: ", ".join(f"{x.type} {x.id}" for x in runs.get(session, r).subjects)
-                        for r in {t.run_id for t in shown}}
+            subjects = runs.subjects_of(session, {t.run_id for t in shown})  # one statement for the page
         return _render(request, "inbox.html", {"tasks": shown, "subjects": subjects, "view": view if view in views
                                                else "role", "page": page, "more": len(rows) > page * INBOX_PAGE})
 
@@ -306,7 +305,7 @@ def create_web_app() -> FastAPI:
             found = [r for st in wanted for r in runs.list_runs(session, status=st, limit=page * INBOX_PAGE + 1)]
             found.sort(key=lambda r: r.launched_at, reverse=True)
             shown = found[(page - 1) * INBOX_PAGE: page * INBOX_PAGE]
-            waiting = {r.id: runs.waiting_for(session, r) for r in shown}
+            waiting = runs.waiting_for_runs(session, shown)  # set at a time: two statements for the page
         return _render(request, "runs.html", {"runs": shown, "waiting": waiting, "status": chosen, "page": page,
                                               "more": len(found) > page * INBOX_PAGE})
 
@@ -351,8 +350,8 @@ def create_web_app() -> FastAPI:
         t = await run_in_threadpool(work)
         if request.headers.get("hx-request") and form.get("from") == "inbox":
             with s.sessions.begin(caller.org_id) as session:
-                subject = ", ".join(f"{x.type} {x.id}" for x in runs.get(session, t.run_id).subjects)
-            return _render(request, "_task_row.html", {"t": t, "subjects": {t.run_id: subject}})
+                subjects = runs.subjects_of(session, {t.run_id})
+            return _render(request, "_task_row.html", {"t": t, "subjects": subjects})
         back = f"{PREFIX}/inbox" if form.get("from") == "inbox" else f"{PREFIX}/tasks/{task_id}"
         return RedirectResponse(back, status_code=303)
 
@@ -404,7 +403,11 @@ def create_web_app() -> FastAPI:
         app.include_router(pages)
 
     from web import approvals, protocols  # their pages use this module's helpers: imported once it is loaded
+    from web import records as record_pages
+    from web import registry as registry_pages
     from web import runs as run_pages
-    for router in (run_pages.router, approvals.router, protocols.router):
+    from web import samples as sample_pages
+    for router in (run_pages.router, approvals.router, protocols.router, registry_pages.router, sample_pages.router,
+                   record_pages.router):
         app.include_router(router)
     return app

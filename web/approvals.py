@@ -49,6 +49,7 @@ class Approval:
     content_hash: str
     reviewed: list[Reviewed]
     blocked: list[str]  # why this person may not sign now (the gates' own words)
+    signed: approvals.SignedAs | None = None  # a closed approval's signature: the hash it bound, not today's
 
 
 def _value(v: Any) -> str:
@@ -90,6 +91,7 @@ def _approval(caller: Caller, request: Request, task_id: uuid.UUID) -> Approval:
             done = tasks.get(session, uuid.UUID(str(r["task_id"])))
             reviewed.append(_reviewed(done, r))
         blocked: list[str] = []
+        signed = approvals.signature_of(session, task_id) if task.status != "open" else None
         if task.status == "open":
             forbidden, conflicts, _ = approvals.approval_gates(session, row, ActorRef.of(caller), "approve", None)
             blocked = forbidden + conflicts
@@ -98,7 +100,7 @@ def _approval(caller: Caller, request: Request, task_id: uuid.UUID) -> Approval:
                               f"(allowed: {', '.join(task.roles)})")
     subject = ", ".join(f"{x.type} {x.id}" for x in run.subjects)
     return Approval(task=task, subject=subject, meaning=str(row.spec.get("meaning", "approved")),
-                    content_hash=content_hash, reviewed=reviewed, blocked=blocked)
+                    content_hash=content_hash, reviewed=reviewed, blocked=blocked, signed=signed)
 
 
 def _page(request: Request, approval: Approval, *, message: str | None = None, reasons: list[str] | None = None,

@@ -11,17 +11,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.events import EventActivities
 from activities.runs import RunActivities
 from core import metrics
 from core.config import Settings
 from core.db import TenantSessions, app_url, make_engine
 from core.heartbeat import start_heartbeat
+from core.mail import sender_from
 from domain.audit.checkpoints import CheckpointStore, SigningKey, load_signing_key
 from domain.audit.sealer import Sealer
+from domain.events.messages import WatchInput
 from workflows import ProtocolRun
+from workflows.event import ComplianceEvent, ComplianceWatch
 
 log = structlog.get_logger("flasktrack.worker")
 
@@ -63,6 +68,17 @@ def signing_key(settings: Settings) -> SigningKey | None:
     return None
 
 
+async def start_watch(client: Client, settings: Settings) -> None:
+    """The compliance watch (workflows/event.py): one per task queue, started by whichever worker comes first."""
+    try:
+        await client.start_workflow(
+            ComplianceWatch.run, WatchInput(every_seconds=settings.alert_scan_interval_s),
+            id=f"compliance-watch-{settings.task_queue}", task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    except Exception as exc:  # noqa: BLE001 - the worker serves without it; logged
+        log.warning("compliance watch not started", error=str(exc)[:200])
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     sessions = TenantSessions(make_engine(app_url(settings), pool_size=ACTIVITY_THREADS))
     sealer = Sealer(sessions, interval_s=settings.seal_interval_s,
@@ -75,13 +91,17 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         client = await connect(settings, stop)
         if client is None:
             return
+        event_activities = EventActivities(sessions, client=client, task_queue=settings.task_queue,
+                                           mail=sender_from(settings), horizon_days=settings.alert_horizon_days)
         with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as pool:
-            worker = Worker(client, task_queue=settings.task_queue, workflows=[ProtocolRun],
-                            activities=RunActivities(sessions).all(), activity_executor=pool,
-                            max_concurrent_activities=ACTIVITY_THREADS,
+            worker = Worker(client, task_queue=settings.task_queue,
+                            workflows=[ProtocolRun, ComplianceEvent, ComplianceWatch],
+                            activities=[*RunActivities(sessions).all(), *event_activities.all()],
+                            activity_executor=pool, max_concurrent_activities=ACTIVITY_THREADS,
                             max_concurrent_local_activities=ACTIVITY_THREADS)
             log.info("worker serving", task_queue=settings.task_queue, temporal=temporal_address(settings))
             async with worker:
+                await start_watch(client, settings)
                 await stop.wait()
     finally:
         beats.set()

@@ -7,8 +7,10 @@ the values submitted. Nobody approves work they performed in the run (segregatio
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
+from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import text
@@ -107,6 +109,25 @@ def check_approval(session: Session, caller: Caller, task: TaskRow, decision: st
 def signed_hash(session: Session, signature_id: str) -> str:
     row = session.execute(text("SELECT content_hash FROM signatures WHERE id = :s"), {"s": signature_id}).one()
     return str(row.content_hash)
+
+
+@dataclass(frozen=True)
+class SignedAs:
+    """The signature a closed approval carries: what was signed (the hash then), by whom, meaning what, when."""
+
+    signer_name: str
+    meaning: str
+    content_hash: str
+    signed_at: dt.datetime
+    reason: str | None
+
+
+def signature_of(session: Session, task_id: uuid.UUID | str) -> SignedAs | None:
+    """The latest signature on this approval task, or None (an open one, or one closed without a signature)."""
+    row = session.execute(text("SELECT signer_name, meaning, content_hash, signed_at, reason FROM signatures"
+                               " WHERE org_id = current_org() AND entity_type = 'task' AND entity_id = :t"
+                               " ORDER BY signed_at DESC LIMIT 1"), {"t": str(task_id)}).first()
+    return SignedAs(row.signer_name, row.meaning, row.content_hash, row.signed_at, row.reason) if row else None
 
 
 def _verified_signature(d: Decision) -> signatures.Signature | None:

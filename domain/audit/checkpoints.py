@@ -25,7 +25,8 @@ from pydantic import SecretStr
 from core.signing import ed25519_from_secret
 from domain.canonical import canonical_bytes, format_ts, parse_ts
 
-CHECKPOINT_TYPE = "flasktrack-audit-checkpoint/1"
+CHECKPOINT_TYPE = "flasktrack-audit-checkpoint/1"  # chain head only (signed before the Merkle tree)
+CHECKPOINT_TYPE_V2 = "flasktrack-audit-checkpoint/2"  # chain head and Merkle tree head (size, root)
 
 
 def key_id_of(public_key: Ed25519PublicKey) -> str:
@@ -111,36 +112,41 @@ class Checkpoint:
     issued_at: dt.datetime
     key_id: str
     signature: bytes
+    root_hash: bytes | None = None  # the Merkle tree head over entries 1..size (None: a /1 checkpoint)
 
     def signed_bytes(self) -> bytes:
-        return signed_payload(self.org_id, self.size, self.head_hash, self.issued_at, self.key_id)
+        return signed_payload(self.org_id, self.size, self.head_hash, self.issued_at, self.key_id, self.root_hash)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "type": CHECKPOINT_TYPE,
-                "org_id": self.org_id,
-                "size": self.size,
-                "head_hash": self.head_hash.hex(),
-                "issued_at": format_ts(self.issued_at),
-                "key_id": self.key_id,
-                "signature": base64.b64encode(self.signature).decode(),
-            },
-            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
-        )
+        d: dict[str, Any] = {
+            "type": CHECKPOINT_TYPE if self.root_hash is None else CHECKPOINT_TYPE_V2,
+            "org_id": self.org_id,
+            "size": self.size,
+            "head_hash": self.head_hash.hex(),
+            "issued_at": format_ts(self.issued_at),
+            "key_id": self.key_id,
+            "signature": base64.b64encode(self.signature).decode(),
+        }
+        if self.root_hash is not None:
+            d["root_hash"] = self.root_hash.hex()
+        return orjson.dumps(d, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Checkpoint:
         d: dict[str, Any] = orjson.loads(data)
-        if d.get("type") != CHECKPOINT_TYPE:
+        if not isinstance(d, dict) or d.get("type") not in (CHECKPOINT_TYPE, CHECKPOINT_TYPE_V2):
             raise ValueError("not a Flask Track audit checkpoint")
+        root = bytes.fromhex(d["root_hash"]) if d["type"] == CHECKPOINT_TYPE_V2 else None
+        if root is not None and len(root) != 32:
+            raise ValueError("checkpoint root_hash is not a SHA-256 hash")
         return cls(
             org_id=d["org_id"],
             size=int(d["size"]),
             head_hash=bytes.fromhex(d["head_hash"]),
             issued_at=parse_ts(d["issued_at"]),
             key_id=d["key_id"],
-            signature=base64.b64decode(d["signature"]),
+            signature=base64.b64decode(d["signature"], validate=True),
+            root_hash=root,
         )
 
     def check_signature(self, keys: dict[str, Ed25519PublicKey]) -> str | None:
@@ -155,22 +161,27 @@ class Checkpoint:
         return None
 
 
-def signed_payload(org_id: str, size: int, head_hash: bytes, issued_at: dt.datetime, key_id: str) -> bytes:
-    return canonical_bytes(
-        {
-            "type": CHECKPOINT_TYPE,
-            "org_id": org_id,
-            "size": size,
-            "head_hash": head_hash.hex(),
-            "issued_at": format_ts(issued_at),
-            "key_id": key_id,
-        }
-    )
+def signed_payload(org_id: str, size: int, head_hash: bytes, issued_at: dt.datetime, key_id: str,
+                   root_hash: bytes | None = None) -> bytes:
+    """What the key signs. A /2 checkpoint adds the Merkle tree head (its size is `size`); the type is signed
+    too, so a /2 checkpoint cannot be passed off as a /1 one without its root, nor the reverse."""
+    d: dict[str, Any] = {
+        "type": CHECKPOINT_TYPE if root_hash is None else CHECKPOINT_TYPE_V2,
+        "org_id": org_id,
+        "size": size,
+        "head_hash": head_hash.hex(),
+        "issued_at": format_ts(issued_at),
+        "key_id": key_id,
+    }
+    if root_hash is not None:
+        d["root_hash"] = root_hash.hex()
+    return canonical_bytes(d)
 
 
-def sign(key: SigningKey, org_id: str, size: int, head_hash: bytes, issued_at: dt.datetime) -> Checkpoint:
-    sig = key.private.sign(signed_payload(org_id, size, head_hash, issued_at, key.key_id))
-    return Checkpoint(org_id, size, head_hash, issued_at, key.key_id, sig)
+def sign(key: SigningKey, org_id: str, size: int, head_hash: bytes, issued_at: dt.datetime,
+         root_hash: bytes | None = None) -> Checkpoint:
+    sig = key.private.sign(signed_payload(org_id, size, head_hash, issued_at, key.key_id, root_hash))
+    return Checkpoint(org_id, size, head_hash, issued_at, key.key_id, sig, root_hash)
 
 
 class CheckpointStore:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from domain.audit import merkle
 from domain.audit.chain import GENESIS, Problem, VerifyResult, verify_rows
 from domain.audit.checkpoints import Checkpoint
 
@@ -76,20 +77,32 @@ def verify_export(
             anchors[checkpoint.size] = checkpoint.head_hash
 
     last_seq = [start_seq - 1]
+    # A whole export (from seq 1) under a checkpoint that signs a tree head: the tree over its entries too.
+    tree_size = checkpoint.size if (checkpoint is not None and checkpoint.root_hash is not None and start_seq == 1
+                                    and anchors) else 0
+    org_u = uuid.UUID(org_id)
+    leaves: list[bytes] = []
 
     def rows() -> Iterator[tuple[Any, ...]]:
         yield first
         last_seq[0] = first[0]
+        if first[0] <= tree_size:
+            leaves.append(merkle.leaf_hash(merkle.leaf_input(first[0], org_u, first[2])))
         for n, line in numbered:
             row = _parse(line)
             if row is None:
                 problems.append(Problem(last_seq[0] + 1, f"line {n} is not an export entry"))
                 return
             last_seq[0] = row[0]
+            if row[0] <= tree_size:
+                leaves.append(merkle.leaf_hash(merkle.leaf_input(row[0], org_u, row[2])))
             yield row
 
     res = verify_rows(org_id, rows(), anchors=anchors, start_seq=start_seq, start_prev=start_prev,
                       with_derived=False)
+    signed_root = checkpoint.root_hash if checkpoint is not None else None
+    if tree_size and len(leaves) == tree_size and res.ok and merkle.root(leaves) != signed_root:
+        problems.append(Problem(tree_size, "the entries do not give the Merkle root the checkpoint signed"))
     if checkpoint is not None and not problems and not res.problems and checkpoint.size < res.head_seq:
         problems.append(Problem(checkpoint.size + 1,
                                 f"the checkpoint covers only {checkpoint.size} entries but the export runs to seq "

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.db import libpq_url
+from domain.audit import merkle, tree
 from domain.audit.chain import GENESIS, Problem, VerifyResult, verify_rows
 from domain.audit.checkpoints import Checkpoint, CheckpointStore, SigningKey, sign
 from domain.audit.parallel import ROW_COLUMNS, default_workers, verify_chain
@@ -87,20 +88,39 @@ def write_checkpoint(
     if last is not None and int(last) >= size:
         return None
     _verify_since_last_checkpoint(session, org, size, head_hash, key, store)
-    cp = sign(key, org, size, head_hash, dt.datetime.now(dt.UTC))
+    root = _extend_tree(session, org, size, key, store)
+    cp = sign(key, org, size, head_hash, dt.datetime.now(dt.UTC), root)
     store.write(cp)
     session.execute(
         text(
-            "INSERT INTO audit_checkpoints (org_id, size, head_hash, key_id, signature, issued_at) "
-            "VALUES (:o, :s, :h, :k, :sig, :t)"
+            "INSERT INTO audit_checkpoints (org_id, size, head_hash, key_id, signature, issued_at, root_hash) "
+            "VALUES (:o, :s, :h, :k, :sig, :t, :r)"
         ),
-        {"o": cp.org_id, "s": cp.size, "h": cp.head_hash, "k": cp.key_id, "sig": cp.signature, "t": cp.issued_at},
+        {"o": cp.org_id, "s": cp.size, "h": cp.head_hash, "k": cp.key_id, "sig": cp.signature, "t": cp.issued_at,
+         "r": cp.root_hash},
     )
     if requested_by is not None:
         record(session, org_id=org, actor=requested_by, action="checkpoint", entity_type="audit_checkpoint",
                entity_id=str(cp.size), after={"size": cp.size, "head_hash": cp.head_hash.hex(), "key_id": cp.key_id,
-                                              "issued_at": cp.issued_at}, context=context)
+                                              "root_hash": root.hex(), "issued_at": cp.issued_at}, context=context)
     return cp
+
+
+def _extend_tree(session: Session, org: str, size: int, key: SigningKey, store: CheckpointStore) -> bytes:
+    """Grow the stored Merkle tree to `size` leaves and return its head. The stored subtrees must still give the
+    root the latest tree-signing checkpoint signed (O(log n) reads), so a tampered tree is never signed over."""
+    keys = {key.key_id: key.public}
+    signed = [c for _, c in store.list(org) if c is not None and c.org_id == org and c.root_hash is not None
+              and c.size <= size and c.check_signature(keys) is None]
+    base = max(signed, key=lambda c: c.size, default=None)
+    try:
+        if base is not None and tree.root_at(session, org, base.size) != base.root_hash:
+            raise ChainNotVerified(f"not signing the head of org {org}: the stored Merkle tree no longer gives the "
+                                   f"root the checkpoint of size {base.size} signed")
+        tree.extend(session, org, size)
+        return tree.root_at(session, org, size)
+    except tree.TreeGap as exc:
+        raise ChainNotVerified(f"not signing the head of org {org}: Merkle tree: {exc}") from None
 
 
 def _verify_since_last_checkpoint(
@@ -152,9 +172,11 @@ def _checkpoint_anchors(
     store: CheckpointStore,
     keys: dict[str, Ed25519PublicKey],
     problems: list[Problem],
+    roots: dict[int, bytes] | None = None,
 ) -> dict[int, bytes]:
     """Check the checkpoint files and the database's record of them against each other;
-    return size → head hash for every checkpoint that holds up."""
+    return size → head hash for every checkpoint that holds up (and fill `roots`: size → the Merkle tree
+    head signed at that size, for those that sign one)."""
     anchors: dict[int, bytes] = {}
     files: dict[tuple[int, bytes, bytes], Checkpoint] = {}
     for path, cp in store.list(org_id):
@@ -173,6 +195,9 @@ def _checkpoint_anchors(
             problems.append(Problem(cp.size, f"two signed checkpoints of size {cp.size} disagree"))
             continue
         anchors[cp.size] = cp.head_hash
+        if roots is not None and cp.root_hash is not None:
+            if roots.setdefault(cp.size, cp.root_hash) != cp.root_hash:
+                problems.append(Problem(cp.size, f"two signed checkpoints of size {cp.size} disagree"))
     recorded = session.execute(
         text("SELECT size, head_hash, signature FROM audit_checkpoints WHERE org_id = :o ORDER BY size"),
         {"o": org_id},
@@ -199,11 +224,18 @@ def verify_org(
     keys: dict[str, Ed25519PublicKey],
     chunk: int = 2000,
     workers: int | None = None,
+    merkle_tree: bool = False,
+    witness: Checkpoint | None = None,
 ) -> VerifyResult:
     """Verify one org's whole chain as stored, against its signed checkpoints and its sealed head.
 
     Seals what is pending first and keeps the org's head row locked for the rest of the
-    transaction, so the chain verified is exactly the chain the head describes."""
+    transaction, so the chain verified is exactly the chain the head describes.
+
+    `merkle_tree`: also rebuild the Merkle tree from the entries, compare it with the stored subtrees and with
+    every signed tree head. `witness`: a signed checkpoint kept outside the database (implies `merkle_tree`):
+    the chain must still hold its head, the tree its root, and the latest signed tree head must be consistent
+    with it (an RFC 9162 consistency proof)."""
     org = str(org_id)
     problems: list[Problem] = []
     try:
@@ -213,7 +245,19 @@ def verify_org(
         # e.g. a row forged at the next seq: the sealer's INSERT collides with it
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         problems.append(Problem(None, f"pending entries cannot be sealed into the chain: {reason}"))
-    anchors = _checkpoint_anchors(session, org, store, keys, problems)
+    roots: dict[int, bytes] = {}
+    anchors = _checkpoint_anchors(session, org, store, keys, problems, roots)
+    if witness is not None:
+        bad = witness.check_signature(keys)
+        if bad:
+            problems.append(Problem(witness.size, f"witness: {bad}"))
+            witness = None
+        elif witness.org_id != org:
+            problems.append(Problem(None, f"witness checkpoint is for org {witness.org_id}, not {org}"))
+            witness = None
+        elif anchors.setdefault(witness.size, witness.head_hash) != witness.head_hash:
+            problems.append(Problem(witness.size, f"the witness checkpoint of size {witness.size} and a signed "
+                                                  f"checkpoint of the same size disagree"))
     sealed_head = _sealed_head(session, org)
     raw = session.connection().connection.driver_connection
     assert raw is not None
@@ -223,7 +267,48 @@ def verify_org(
     result.problems[:0] = problems
     if not result.stopped_early:
         result.problems.extend(_head_problems(result, sealed_head))
+    if (merkle_tree or witness is not None) and not result.stopped_early:
+        result.problems.extend(_tree_problems(session, org, result.head_seq, roots, witness))
     return result
+
+
+def _tree_problems(session: Session, org: str, size: int, roots: dict[int, bytes],
+                   witness: Checkpoint | None) -> list[Problem]:
+    """The Merkle tree rebuilt from the entries against the signed tree heads, the stored subtrees and the witness."""
+    out: list[Problem] = []
+    sizes = set(roots) | ({witness.size} if witness is not None else set())
+    try:
+        rebuilt = tree.rebuild(session, org, size, sizes)
+    except tree.TreeGap as exc:
+        return [Problem(None, f"the Merkle tree cannot be rebuilt from the chain: {exc}")]
+    for n, r in sorted(roots.items()):
+        if n in rebuilt.roots and rebuilt.roots[n] != r:
+            out.append(Problem(n, f"the Merkle tree head signed at size {n} differs from the tree over the entries"))
+    if rebuilt.bad_nodes:
+        out.append(Problem(None, f"{len(rebuilt.bad_nodes)} stored Merkle subtree(s) differ from the entries "
+                                 f"(first: level {rebuilt.bad_nodes[0][0]}, index {rebuilt.bad_nodes[0][1]})"))
+    if witness is None or witness.root_hash is None:
+        return out
+    m = witness.size
+    if m > size:
+        out.append(Problem(size + 1, f"the witness checkpoint covers {m} entries, the chain ends at seq {size}"))
+        return out
+    if rebuilt.roots.get(m) != witness.root_hash:
+        out.append(Problem(m, f"the entries 1..{m} no longer give the Merkle root the witness checkpoint signed: "
+                              f"history was rewritten"))
+    # What a remote witness checks: the latest signed tree head extends the witness's, by a consistency proof.
+    later = max((n for n in roots if m <= n <= size), default=None)
+    if later is not None:
+        try:
+            proof = tree.consistency_proof(session, org, m, later)
+        except tree.TreeGap as exc:
+            out.append(Problem(later, f"no consistency proof from the witness to size {later}: {exc}"))
+            return out
+        if not merkle.verify_consistency(m, later, witness.root_hash, roots[later], proof):
+            out.append(Problem(m, f"the signed tree head of size {later} is not consistent with the witness "
+                                  f"checkpoint of size {m} (RFC 9162 consistency proof fails): history was "
+                                  f"rewritten and signed over"))
+    return out
 
 
 def _libpq_url(session: Session) -> str | None:

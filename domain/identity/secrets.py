@@ -12,6 +12,17 @@ _hasher = PasswordHasher()  # argon2id with the library's current recommended pa
 # Compared against when the account does not exist, so timing does not reveal which emails exist.
 _DUMMY_HASH = _hasher.hash("flasktrack-no-such-user")
 
+
+def configure_hashing(time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """The argon2id cost for passwords hashed from now on in this process (set once at start-up from the
+    settings). Verification reads the parameters from each stored hash, so older hashes keep working."""
+    global _hasher, _DUMMY_HASH
+    if (time_cost, memory_kib, parallelism) == (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism):
+        return
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+    # The unknown-account comparison costs what a real one does.
+    _DUMMY_HASH = _hasher.hash("flasktrack-no-such-user")
+
 SESSION_PREFIX = "ftk_"
 API_KEY_PREFIX = "ftak_"
 

@@ -422,6 +422,7 @@ class _Compiler:
             produces=self._produces(step, path),
             consumes=self._consumes(step, path),
             requires_qualification=self._qualification(step, path),
+            uses=self._uses(step, path),
         )
 
     def _qualification(self, step: TaskStep, path: str) -> str | None:
@@ -456,13 +457,22 @@ class _Compiler:
         for i, key in enumerate(sources):
             self._ref_field(step, key, f"{path}.from_field" + (f"[{i}]" if isinstance(p.from_field, list) else ""),
                             ("sample_ref",))
+        if p.batch_field is not None:
+            self._ref_field(step, p.batch_field, f"{path}.batch_field", ("batch_ref",))
         return Produces(sample_type=p.type, operation=p.operation, count=p.count if p.count_field is None else None,
-                        count_field=p.count_field, from_fields=sources)
+                        count_field=p.count_field, from_fields=sources, batch_field=p.batch_field)
 
     def _consumes(self, step: TaskStep, path: str) -> list[str]:
         for i, key in enumerate(step.consumes):
             self._ref_field(step, key, f"{path}.consumes[{i}]", ("sample_ref",))
         return list(step.consumes)
+
+    def _uses(self, step: TaskStep, path: str) -> list[str]:
+        for i, key in enumerate(step.uses):
+            self._ref_field(step, key, f"{path}.uses[{i}]", ("sample_ref",))
+            if key in step.consumes:
+                self.problem(f"{path}.uses[{i}]", f"'{key}' is consumed by this step already")
+        return list(step.uses)
 
     def _approval(self, step: ApprovalStep, path: str, earlier: Sequence[Step], common: dict[str, Any]) -> ApprovalNode:
         self._roles(step.roles, f"{path}.roles")

@@ -107,6 +107,7 @@ class ProducesDef(_Document):
     count: int | None = None
     count_field: str | None = None
     from_field: str | list[str] | None = None
+    batch_field: str | None = None  # a batch_ref field: the batch the new samples join
 
 
 class TaskStep(_StepDef):
@@ -120,6 +121,7 @@ class TaskStep(_StepDef):
     produces: ProducesDef | None = None
     consumes: list[str] = []  # sample_ref fields whose samples the step uses up
     requires_qualification: str | None = None  # a course whose current training record the performer must have
+    uses: list[str] = []  # sample_ref fields whose samples are in use until the run completes, then used up
 
 
 class ApprovalStep(_StepDef):

@@ -87,6 +87,7 @@ class Produces(_Frozen):
     count: int | None = None  # when no count_field
     count_field: str | None = None  # an integer field of the form
     from_fields: list[str] = []  # sample_ref fields naming the parents
+    batch_field: str | None = None  # a batch_ref field naming the (open) batch they join
 
 
 class TaskNode(_Node):
@@ -101,6 +102,9 @@ class TaskNode(_Node):
     produces: Produces | None = None
     consumes: list[str] = []  # sample_ref fields whose samples completing the step marks consumed
     requires_qualification: str | None = None  # the course whose current training record the performer needs
+    # sample_ref fields whose samples completing the step marks in_use (still usable: a rework round may name them
+    # again); the run's completion marks them consumed (domain/samples/steps.py `finish`)
+    uses: list[str] = []
 
 
 class ApprovalNode(_Node):

@@ -112,6 +112,13 @@ def children(session: Session, item_id: uuid.UUID, *, limit: int = 6) -> list[It
     return [from_row(ItemRow, r) for r in rows]
 
 
+def codes(session: Session, ids: set[uuid.UUID] | list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The codes of these records, in one query (a list's locations, suppliers)."""
+    rows = session.execute(text("SELECT id, code FROM registry_items WHERE org_id = current_org() AND id = ANY(:i)"),
+                           {"i": list(ids)}).all()
+    return {r.id: r.code for r in rows}
+
+
 @dataclass(frozen=True)
 class ItemFilter:
     """What a list is narrowed to. `archived`: exclude (default), include, or only archived records."""
@@ -350,6 +357,43 @@ def changed_fields(before: ItemRow, after: ItemRow) -> list[str]:
     return out + [f"attributes.{k}" for k in keys if before.attributes.get(k) != after.attributes.get(k)]
 
 
+# What is stored in a location or anywhere below it (its whole subtree, archived places too: a box archived with
+# samples left in it still holds them): samples not archived and not gone (consumed, disposed), their batches.
+_STORED = text("""
+WITH RECURSIVE tree(id) AS (
+  SELECT CAST(:i AS uuid)
+  UNION
+  SELECT r.id FROM registry_items r JOIN tree t ON r.parent_id = t.id
+   WHERE r.org_id = current_org() AND r.kind = 'location'
+)
+SELECT count(*) AS samples, count(DISTINCT s.batch_id) AS batches,
+       (array_agg(s.code ORDER BY s.code))[1:5] AS codes
+  FROM samples s
+ WHERE s.org_id = current_org() AND s.location_id IN (SELECT id FROM tree)
+   AND s.archived_at IS NULL AND s.status NOT IN ('consumed', 'disposed')
+""")
+_OPEN_CHILDREN = text("SELECT count(*) FROM registry_items WHERE org_id = current_org() AND parent_id = :i"
+                      " AND archived_at IS NULL")
+
+
+def _check_empty(session: Session, location: ItemRow) -> None:
+    """A storage location is archived only when nothing is stored in it or below it: Conflict naming how many
+    samples (of how many batches) and child locations are still there. The location is locked by the caller, and
+    moves into it lock it too (domain/samples/service.py `check_location`): no sample slips in meanwhile."""
+    found = session.execute(_STORED, {"i": location.id}).one()
+    if not found.samples:
+        return
+    open_children = int(session.execute(_OPEN_CHILDREN, {"i": location.id}).scalar_one())
+    n, b = int(found.samples), int(found.batches)
+    codes = ", ".join(found.codes) + (", …" if n > len(found.codes) else "")
+    batches = f" of {b} batch{'es' if b != 1 else ''}" if b else ""
+    raise Conflict(
+        f"{location.code} still stores {n} sample{'s' if n != 1 else ''}{batches} in it or in a location below it"
+        f" ({codes}), and holds {open_children} child location{'s' if open_children != 1 else ''} not archived:"
+        " move the samples out (or dispose of them) first",
+        reasons=[f"samples: {n}", f"batches: {b}", f"child_locations: {open_children}"])
+
+
 def set_archived(session: Session, caller: Caller, kind: Kind, item_id: uuid.UUID, data: ArchiveRequest,
                  archived: bool) -> ItemRow:
     """Archive (hide from lists, keep for ever) or restore a record, with the reason."""
@@ -358,6 +402,8 @@ def set_archived(session: Session, caller: Caller, kind: Kind, item_id: uuid.UUI
     if archived:
         if before.archived_at is not None:
             raise Conflict(f"{before.code} is archived already")
+        if kind == Kind.location:
+            _check_empty(session, before)
         held = children(session, item_id)
         if held:
             codes = ", ".join(c.code for c in held[:5]) + (", …" if len(held) > 5 else "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -27,6 +28,7 @@ from domain.runs.messages import ENDED, ControlRun, FinishRun, RunRef, Waiting
 from domain.runs.models import RunDetail, RunLaunch, RunRead, TimelineEntry, subject_filter
 from domain.runs.rows import RUN_COLUMNS, RunRow, VersionRow, run_row
 from domain.samples import refs
+from domain.samples import steps as material
 from domain.tasks import lifecycle
 
 # ---------------------------------------------------------------- launch and read
@@ -136,21 +138,44 @@ def detail(session: Session, run_id: uuid.UUID) -> RunDetail:
 def waiting_for(session: Session, run: RunRead) -> list[Waiting]:
     """What the run waits for, as its records tell: a hold, open tasks (until due), timers running (until they
     fire). Nothing once it has ended."""
-    if run.status in ENDED:
-        return []
-    waiting = [Waiting(kind="hold", reason=run.status_reason)] if run.status == "on_hold" else []
-    waiting += [Waiting(kind=t.kind, step_key=t.step_key, title=t.title, task_id=t.task_id, iteration=t.iteration,
-                        until=t.due_at) for t in lifecycle.open_briefs(session, run.id)]
-    timers = session.execute(
-        text("SELECT s.step_key, s.iteration, s.detail->>'fires_at' AS fires_at, s.detail->>'title' AS title"
-             " FROM step_events s"
-             " WHERE s.run_id = :r AND s.event = 'timer_started' AND NOT EXISTS (SELECT 1 FROM step_events f"
-             " WHERE f.run_id = s.run_id AND f.event = 'timer_fired' AND f.step_key = s.step_key"
-             " AND f.iteration = s.iteration) ORDER BY s.occurred_at"), {"r": run.id},
-    ).all()
-    waiting += [Waiting(kind="timer", step_key=t.step_key, title=t.title or "", iteration=t.iteration,
-                        until=parse_ts(t.fires_at) if t.fires_at else None) for t in timers]
-    return waiting
+    return waiting_for_runs(session, [run])[run.id]
+
+
+# Timers started and not fired yet, of the runs named: one statement for a page of runs.
+_RUNNING_TIMERS = text(
+    "SELECT s.run_id, s.step_key, s.iteration, s.detail->>'fires_at' AS fires_at, s.detail->>'title' AS title"
+    " FROM step_events s"
+    " WHERE s.run_id = ANY(:r) AND s.event = 'timer_started' AND NOT EXISTS (SELECT 1 FROM step_events f"
+    " WHERE f.run_id = s.run_id AND f.event = 'timer_fired' AND f.step_key = s.step_key"
+    " AND f.iteration = s.iteration) ORDER BY s.run_id, s.occurred_at")
+
+
+def waiting_for_runs(session: Session, runs: Sequence[RunRead]) -> dict[uuid.UUID, list[Waiting]]:
+    """`waiting_for` of a page of runs, set at a time: two statements however many runs (the runs board)."""
+    out: dict[uuid.UUID, list[Waiting]] = {r.id: [] for r in runs}
+    live = [r for r in runs if r.status not in ENDED]
+    if not live:
+        return out
+    ids = [r.id for r in live]
+    briefs = lifecycle.open_briefs_of(session, ids)
+    timers: dict[uuid.UUID, list[Any]] = {}
+    for t in session.execute(_RUNNING_TIMERS, {"r": ids}).all():
+        timers.setdefault(t.run_id, []).append(t)
+    for run in live:
+        waiting = [Waiting(kind="hold", reason=run.status_reason)] if run.status == "on_hold" else []
+        waiting += [Waiting(kind=t.kind, step_key=t.step_key, title=t.title, task_id=t.task_id,
+                            iteration=t.iteration, until=t.due_at) for t in briefs.get(run.id, [])]
+        waiting += [Waiting(kind="timer", step_key=t.step_key, title=t.title or "", iteration=t.iteration,
+                            until=parse_ts(t.fires_at) if t.fires_at else None) for t in timers.get(run.id, [])]
+        out[run.id] = waiting
+    return out
+
+
+def subjects_of(session: Session, run_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, str]]]:
+    """The subjects of these runs as stored (`{"type", "id"}`), in one statement (the inbox's subject column)."""
+    rows = session.execute(text("SELECT id, subjects FROM runs WHERE org_id = current_org() AND id = ANY(:r)"),
+                           {"r": list(set(run_ids))}).all()
+    return {r.id: list(r.subjects or []) for r in rows}
 
 
 def list_runs(session: Session, *, status: str | None = None, protocol_key: str | None = None,
@@ -219,8 +244,11 @@ def finish(session: Session, msg: FinishRun) -> str:
         return current.status
     before, after = records.set_run_status(session, msg.run.run_id, msg.status, msg.reason)
     lifecycle.close_open(session, msg.run, actor=SYSTEM_ACTOR, reason=msg.reason or f"run {msg.status}")
+    # A completed run has used up the material its steps had in use (`uses`); a rejected one leaves it in use.
+    used = material.finish(session, msg.run, SYSTEM_ACTOR) if msg.status == "completed" else []
     records.step_event(session, msg.run, key=f"run_{msg.status}", event=f"run_{msg.status}", step_key="",
-                       step_kind="run", actor=SYSTEM_ACTOR, detail={"reason": msg.reason})
+                       step_kind="run", actor=SYSTEM_ACTOR,
+                       detail={"reason": msg.reason, **({"consumed": used} if used else {})})
     audit.record(session, org_id=msg.run.org_id, actor=SYSTEM_ACTOR, action=f"run_{msg.status}", entity_type="run",
                  entity_id=msg.run.run_id, before={"status": before.status}, after={"status": after.status},
                  reason=msg.reason)

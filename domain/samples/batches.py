@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.codes import next_code
-from domain.errors import Conflict, Forbidden, Invalid, NotFound
+from domain.errors import Conflict, Forbidden, Invalid
 from domain.pagination import Page, after, next_cursor, search_query
 from domain.roles import Caller, Permission
 from domain.rows import from_row
 from domain.runs import records
 from domain.samples import service as samples
+from domain.samples import tables
 from domain.samples.models import (
     BATCH_DECISIONS,
     BATCH_TRANSITIONS,
@@ -35,7 +36,8 @@ from domain.samples.rows import BATCH_COLUMNS, SAMPLE_COLUMNS, BatchRow, SampleR
 
 
 def read(row: BatchRow) -> BatchRead:
-    return BatchRead.model_validate(row, from_attributes=True)
+    """What the API shows of a row: all of it but the organization."""
+    return BatchRead.model_construct(**row.model_dump(exclude={"org_id"}))
 
 
 def payload(row: BatchRow) -> dict[str, object]:
@@ -50,24 +52,16 @@ def _view(row: BatchRow) -> dict[str, Any]:
     return read(row).model_dump(mode="json", exclude={"created_at", "created_by", "updated_at"})
 
 
+BATCHES = tables.Table("batch", "batches", BatchRow, BATCH_COLUMNS, payload)
+
+
 def row_of(session: Session, batch_id: uuid.UUID | str, *, lock: bool = False) -> BatchRow:
-    row = session.execute(text(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = :i" + (" FOR UPDATE" if lock else "")),
-                          {"i": str(batch_id)}).first()
-    if row is None:
-        raise NotFound(f"no batch {batch_id}")
-    return from_row(BatchRow, row)
+    return tables.row_of(session, BATCHES, batch_id, lock=lock)
 
 
 def find(session: Session, ref: str) -> BatchRow | None:
     """The batch named by its id or its code (`B-000007`), or None."""
-    try:
-        ident: uuid.UUID | None = uuid.UUID(ref)
-    except ValueError:
-        ident = None
-    where = "id = :v" if ident else "code = :v AND org_id = current_org()"
-    sql = f"SELECT {BATCH_COLUMNS} FROM batches WHERE {where}"
-    row = session.execute(text(sql), {"v": str(ident) if ident else ref}).first()
-    return from_row(BatchRow, row) if row else None
+    return tables.find(session, BATCHES, ref)
 
 
 def unusable_reason(row: BatchRow) -> str | None:
@@ -125,11 +119,7 @@ def create(session: Session, caller: Caller, data: BatchCreate) -> tuple[BatchRe
 
 
 def _revise(session: Session, batch_id: uuid.UUID, sets: str, params: dict[str, object]) -> BatchRow:
-    row = from_row(BatchRow, session.execute(
-        text(f"UPDATE batches SET {sets}, revision = revision + 1, updated_at = :now WHERE id = :i"
-             f" RETURNING {BATCH_COLUMNS}"), {**params, "now": records.now(), "i": batch_id}).one())
-    records.outbox(session, row.org_id, "batch", payload(row))
-    return row
+    return tables.revise(session, BATCHES, batch_id, sets, params)
 
 
 def _editable(before: BatchRow, revision: int | None) -> None:
@@ -178,11 +168,4 @@ def change_status(session: Session, caller: Caller, batch_id: uuid.UUID, data: B
 
 def archive(session: Session, caller: Caller, batch_id: uuid.UUID, data: ArchiveChange, *,
             restore: bool = False) -> BatchRead:
-    before = row_of(session, batch_id, lock=True)
-    if (before.archived_at is None) == restore:
-        return read(before)
-    row = _revise(session, batch_id, "archived_at = CASE WHEN :r THEN NULL ELSE :now END", {"r": restore})
-    audit.record(session, org_id=caller.org_id, actor=caller.actor, action="restore" if restore else "archive",
-                 entity_type="batch", entity_id=batch_id, before={"archived_at": records.jsonable(before.archived_at)},
-                 after={"archived_at": records.jsonable(row.archived_at)}, reason=data.reason, context=caller.context)
-    return read(row)
+    return read(tables.set_archived(session, caller, BATCHES, batch_id, data.reason, restore=restore))

@@ -5,54 +5,27 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+
+from pydantic import ConfigDict
 
 from domain.rows import columns
+from domain.samples.models import BatchRead, SampleRead
 
 
-@dataclass(frozen=True)
-class SampleRow:
-    """A samples row: one revision of the sample (the lake keeps each)."""
+class SampleRow(SampleRead):
+    """A samples row: one revision of the sample (the lake keeps each), as the API shows it and its organization."""
 
-    id: uuid.UUID
+    model_config = ConfigDict(frozen=True)
+
     org_id: uuid.UUID
-    code: str
-    sample_type: str
-    name: str
-    status: str
-    status_reason: str | None
-    location_id: uuid.UUID | None
-    owner_id: uuid.UUID | None
-    owner_display: str | None
-    batch_id: uuid.UUID | None
-    attributes: dict[str, Any]
-    created_in_run: uuid.UUID | None
-    created_in_step: str | None
-    archived_at: dt.datetime | None
-    created_at: dt.datetime
-    created_by: str
-    updated_at: dt.datetime
-    revision: int
 
 
-@dataclass(frozen=True)
-class BatchRow:
-    """A batches row: one revision of the batch and its record."""
+class BatchRow(BatchRead):
+    """A batches row: one revision of the batch and its record, as the API shows it and its organization."""
 
-    id: uuid.UUID
+    model_config = ConfigDict(frozen=True)
+
     org_id: uuid.UUID
-    code: str
-    batch_type: str
-    name: str
-    status: str
-    record: dict[str, Any]
-    created_in_run: uuid.UUID | None
-    created_in_step: str | None
-    archived_at: dt.datetime | None
-    created_at: dt.datetime
-    created_by: str
-    updated_at: dt.datetime
-    revision: int
 
 
 @dataclass(frozen=True)

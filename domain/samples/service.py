@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.codes import next_code
-from domain.errors import Conflict, Invalid, NotFound
+from domain.errors import Conflict, Invalid
+from domain.events.hooks import on_sample_status
 from domain.pagination import Page, after, next_cursor, search_query
 from domain.roles import Actor, Caller
 from domain.rows import from_row
 from domain.runs import records
-from domain.samples import custody
+from domain.samples import custody, tables
 from domain.samples.models import (
     SAMPLE_TRANSITIONS,
     UNUSABLE,
@@ -40,7 +41,8 @@ COMPONENT_KINDS = ("species", "strain", "plasmid", "ingredient", "lot")
 
 
 def read(row: SampleRow) -> SampleRead:
-    return SampleRead.model_validate(row, from_attributes=True)
+    """What the API shows of a row: all of it but the organization."""
+    return SampleRead.model_construct(**row.model_dump(exclude={"org_id"}))
 
 
 def payload(row: SampleRow) -> dict[str, object]:
@@ -66,25 +68,17 @@ def sample_id_for(org_id: uuid.UUID, request_id: str) -> uuid.UUID:
 # ---------------------------------------------------------------- reading
 
 
+SAMPLES = tables.Table("sample", "samples", SampleRow, SAMPLE_COLUMNS, payload)
+
+
 def row_of(session: Session, sample_id: uuid.UUID | str, *, lock: bool = False) -> SampleRow:
     """The sample as it is now (by id); NotFound when the organization has no such sample."""
-    row = session.execute(text(f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE id = :i"
-                               + (" FOR UPDATE" if lock else "")), {"i": str(sample_id)}).first()
-    if row is None:
-        raise NotFound(f"no sample {sample_id}")
-    return from_row(SampleRow, row)
+    return tables.row_of(session, SAMPLES, sample_id, lock=lock)
 
 
 def find(session: Session, ref: str) -> SampleRow | None:
     """The sample named by its id or its code (`S-000123`), or None."""
-    try:
-        ident: uuid.UUID | None = uuid.UUID(ref)
-    except ValueError:
-        ident = None
-    where = "id = :v" if ident else "code = :v AND org_id = current_org()"
-    sql = f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE {where}"
-    row = session.execute(text(sql), {"v": str(ident) if ident else ref}).first()
-    return from_row(SampleRow, row) if row else None
+    return tables.find(session, SAMPLES, ref)
 
 
 def get(session: Session, sample_id: uuid.UUID) -> SampleDetail:
@@ -140,7 +134,9 @@ def unusable_reason(row: SampleRow) -> str | None:
 def check_location(session: Session, location_id: uuid.UUID | None) -> None:
     if location_id is None:
         return
-    row = session.execute(text("SELECT kind, code, archived_at FROM registry_items WHERE id = :i"),
+    # Locked (key share) until the transaction ends: a location being archived meanwhile waits for this sample to
+    # be stored (and then refuses: it is not empty), or this sees it archived (domain/registry/service.py).
+    row = session.execute(text("SELECT kind, code, archived_at FROM registry_items WHERE id = :i FOR KEY SHARE"),
                           {"i": location_id}).first()
     if row is None or row.kind != "location":
         raise Invalid("no such storage location", reasons=[f"location {location_id}: not a storage location of "
@@ -174,11 +170,7 @@ def member_display(session: Session, user_id: uuid.UUID) -> str:
 
 
 def _revise(session: Session, sample_id: uuid.UUID, sets: str, params: dict[str, object]) -> SampleRow:
-    row = from_row(SampleRow, session.execute(
-        text(f"UPDATE samples SET {sets}, revision = revision + 1, updated_at = :now WHERE id = :i"
-             f" RETURNING {SAMPLE_COLUMNS}"), {**params, "now": records.now(), "i": sample_id}).one())
-    records.outbox(session, row.org_id, "sample", payload(row))
-    return row
+    return tables.revise(session, SAMPLES, sample_id, sets, params)
 
 
 def _expect(row: SampleRow, revision: int | None) -> None:
@@ -279,6 +271,7 @@ def set_status(session: Session, actor: Actor, org_id: uuid.UUID, before: Sample
                  before={"status": before.status, "status_reason": before.status_reason, "revision": before.revision},
                  after={"status": row.status, "status_reason": row.status_reason, "revision": row.revision},
                  reason=reason, context=context)
+    on_sample_status(session, row, reason, context)  # marked contaminated: a contamination event
     return row
 
 
@@ -293,12 +286,4 @@ def change_status(session: Session, caller: Caller, sample_id: uuid.UUID, data: 
 def archive(session: Session, caller: Caller, sample_id: uuid.UUID, data: ArchiveChange, *,
             restore: bool = False) -> SampleRead:
     """Archive (hide from lists and work) or restore a sample; never deleted."""
-    before = row_of(session, sample_id, lock=True)
-    if (before.archived_at is None) == restore:
-        return read(before)  # already so
-    row = _revise(session, sample_id, "archived_at = CASE WHEN :r THEN NULL ELSE :now END", {"r": restore})
-    audit.record(session, org_id=caller.org_id, actor=caller.actor, action="restore" if restore else "archive",
-                 entity_type="sample", entity_id=sample_id,
-                 before={"archived_at": records.jsonable(before.archived_at)},
-                 after={"archived_at": records.jsonable(row.archived_at)}, reason=data.reason, context=caller.context)
-    return read(row)
+    return read(tables.set_archived(session, caller, SAMPLES, sample_id, data.reason, restore=restore))

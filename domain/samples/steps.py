@@ -1,7 +1,12 @@
-"""What a completed step does to material, declared in the protocol (`produces`, `consumes`; domain/protocols):
-it creates N child samples derived from the samples its form names, with lineage edges recorded with the run, step
-and task, and marks the samples it used up consumed. All of it in the completion's own transaction
+"""What a completed step does to material, declared in the protocol (`produces`, `consumes`, `uses`;
+domain/protocols): it creates N child samples derived from the samples its form names (in the batch a `batch_ref`
+field names, if the step says so), with lineage edges recorded with the run, step and task; it marks the samples it
+used up consumed, and those it works with (`uses`) in_use. All of it in the completion's own transaction
 (domain/tasks/service.py `complete`), so a step is completed with its material or not at all.
+
+`uses` is for material a rework round may name again: an approval rejected back to an earlier step repeats the
+forms that named it, and a consumed sample would be refused there. In use, it stays usable for the whole run; the
+run's completion (`finish`, in the completion's transaction) marks it consumed, naming the run.
 
 Child ids derive from the task id: a retried completion activity creates nothing twice.
 """
@@ -18,8 +23,8 @@ from domain import audit
 from domain.protocols.plan import TaskNode
 from domain.roles import Actor
 from domain.runs.messages import RunRef
-from domain.samples import lineage, service
-from domain.samples.models import MAX_PRODUCED, Provenance, SampleCreate
+from domain.samples import batches, lineage, service
+from domain.samples.models import MAX_PRODUCED, UNUSABLE, Provenance, SampleCreate
 
 
 def _count(step: TaskNode, values: Mapping[str, object]) -> int:
@@ -61,13 +66,16 @@ def apply(session: Session, run: RunRef, *, task_id: str, step: TaskNode, values
         parent_ids = list(dict.fromkeys(row.id for row in parents))
         person = actor.type == "user"
         holder = (uuid.UUID(actor.id) if person else None, actor.display if person else None)
+        batch_ref = values.get(p.batch_field) if p.batch_field else None
+        batch = batches.find(session, batch_ref.strip()) if isinstance(batch_ref, str) and batch_ref.strip() else None
+        batch_id = batch.id if batch is not None else None
         for i in range(_count(step, values)):
             ident = child_id(task_id, i)
             if session.execute(text("SELECT 1 FROM samples WHERE id = :i"), {"i": ident}).first() is not None:
                 continue  # made by this completion before
             name = f"{parents[0].code} {p.operation} {i + 1}" if parents else f"{step.key} {i + 1}"
             data = SampleCreate(sample_type=p.sample_type, name=name[:200],  # type: ignore[arg-type]
-                                location_id=parents[0].location_id if parents else None)
+                                location_id=parents[0].location_id if parents else None, batch_id=batch_id)
             row = service.insert(session, actor, org_id, ident, data, owner=holder, run_id=prov.run_id,
                                  step_key=step.key)
             if parent_ids:
@@ -86,4 +94,34 @@ def apply(session: Session, run: RunRef, *, task_id: str, step: TaskNode, values
         service.set_status(session, actor, org_id, locked, "consumed",
                            f"used up by step '{step.key}' of run {run.run_id}")
         consumed.append(locked.code)
-    return {"produced": produced, "consumed": consumed}
+    in_use: list[str] = []
+    for key in step.uses:
+        ref = values.get(key)
+        sample = service.find(session, ref.strip()) if isinstance(ref, str) and ref.strip() else None
+        if sample is None or sample.status in UNUSABLE:
+            continue  # refused before (form_problems), or used up by this very completion
+        if sample.status == "received":
+            locked = service.row_of(session, sample.id, lock=True)
+            service.set_status(session, actor, org_id, locked, "in_use",
+                               f"in use by run {run.run_id} (step '{step.key}') until it completes")
+        in_use.append(sample.code)
+    return {"produced": produced, "consumed": consumed, "in_use": list(dict.fromkeys(in_use))}
+
+
+def finish(session: Session, run: RunRef, actor: Actor) -> list[str]:
+    """The run completed: the samples its steps had in use (`uses`, recorded in their completion events) are used
+    up now. Those consumed, disposed or contaminated meanwhile are left as they are. The codes marked consumed."""
+    org_id = uuid.UUID(str(run.org_id))
+    codes = session.execute(
+        text("SELECT DISTINCT jsonb_array_elements_text(detail->'in_use') FROM step_events WHERE run_id = :r"
+             " AND event = 'completed' AND jsonb_typeof(detail->'in_use') = 'array'"), {"r": str(run.run_id)}
+    ).scalars().all()
+    done: list[str] = []
+    for code in sorted(codes):
+        sample = service.find(session, code)
+        if sample is None or sample.status in UNUSABLE or sample.archived_at is not None:
+            continue
+        locked = service.row_of(session, sample.id, lock=True)
+        service.set_status(session, actor, org_id, locked, "consumed", f"used up by run {run.run_id} (completed)")
+        done.append(locked.code)
+    return done

@@ -42,6 +42,15 @@ def _audit(session: Session, org_id: uuid.UUID, kind: str, ident: uuid.UUID) -> 
     return out
 
 
+# The forms whose `sample_ref` / `batch_ref` fields named the record: through form_refs (migration 0028), one row
+# per such value, by its btree index (org_id, ref_type, ref). Text equality is leakproof, so the index serves under
+# row-level security too (a GIN index over the submissions' JSON would not be used as the application role).
+FORMS_NAMING = text(
+    "SELECT f.run_id, f.step_key, f.task_id, f.submitted_at, f.submitted_by_display, r.field_key AS field"
+    " FROM form_refs r JOIN form_submissions f ON f.id = r.submission_id"
+    " WHERE r.org_id = current_org() AND r.ref_type = :kind AND r.ref = ANY(:n)")
+
+
 def _runs_and_steps(session: Session, kind: Literal["sample", "batch"], names: list[str]) -> list[TraceEntry]:
     subjects = [json.dumps([{"type": kind, "id": n}]) for n in names]
     runs = session.execute(
@@ -57,11 +66,7 @@ def _runs_and_steps(session: Session, kind: Literal["sample", "batch"], names: l
         out += [TraceEntry(at=e.occurred_at, kind="step", actor=e.actor_display, run_id=e.run_id,
                            step_key=e.step_key or None,
                            summary=f"{e.event}" + (f" step '{e.step_key}'" if e.step_key else "")) for e in events]
-    forms = session.execute(
-        text("SELECT f.run_id, f.step_key, f.task_id, f.submitted_at, f.submitted_by_display, fd->>'key' AS field"
-             " FROM form_submissions f CROSS JOIN LATERAL jsonb_array_elements(f.fields) fd"
-             " WHERE f.org_id = current_org() AND fd->>'type' = :ft AND f.field_values->>(fd->>'key') = ANY(:n)"),
-        {"ft": f"{kind}_ref", "n": names}).all()
+    forms = session.execute(FORMS_NAMING, {"kind": kind, "n": names}).all()
     out += [TraceEntry(at=f.submitted_at, kind="step", actor=f.submitted_by_display, run_id=f.run_id,
                        step_key=f.step_key, summary=f"named in step '{f.step_key}' (field {f.field})",
                        detail={"task_id": str(f.task_id), "field": f.field}) for f in forms]

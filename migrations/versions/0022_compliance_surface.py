@@ -2,7 +2,7 @@
 authorization rules and records, qualifications, and each run's compliance state.
 
 Revision ID: 0022
-Revises: 0021
+Revises: 0023
 
 Every table is tenant-scoped (RLS on org_id). Tags are a per-organization controlled vocabulary, seeded here
 for existing organizations (and by domain/compliance/vocabulary.py for new ones). A tag attachment is a fact
@@ -15,7 +15,7 @@ found last: held or not, and why.
 from alembic import op
 
 revision = "0022"
-down_revision = "0021"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 

@@ -3,41 +3,17 @@ sees only their organization's."""
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import adbc_driver_flightsql.dbapi as flight_sql
-import pytest
 
 from domain.roles import Role
-from flight.server import FlightSqlServer
-from flight.service import PlatformAuthenticator
 from lake.sink import Sink, SinkSettings
 from lake.writer import Lake
 from tests.evidence.support import CSV, make_sample, png, uploaded
 from tests.support import PASSWORD, make_org
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def lake_server(platform, tmp_path):
-    lake_dir = tmp_path / "lake"
-    port = _free_port()
-    server = FlightSqlServer(f"grpc://127.0.0.1:{port}", str(lake_dir),
-                             PlatformAuthenticator(platform.sessions, platform.settings))
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield lake_dir, f"grpc://127.0.0.1:{port}"
-    server.shutdown()
-
-
-def test_an_analyst_joins_evidence_files_and_their_links(client, owner, lake_server) -> None:
-    lake_dir, uri = lake_server
+def test_an_analyst_joins_evidence_files_and_their_links(client, owner, analyst_lake) -> None:
+    lake_dir, uri = analyst_lake
     org, other = make_org(owner, client), make_org(owner, client)
     sample_id, _ = make_sample(owner, org)
     photo = uploaded(client, org, png(41), filename="plate.png",

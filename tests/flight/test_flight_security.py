@@ -366,7 +366,8 @@ def test_waiting_for_a_query_slot_spends_the_same_time_limit(one_slot_server: st
     assert set(outcomes) == {"first", "second"}, outcomes
     for elapsed, message in outcomes.values():
         assert "timeout" in message and "TIMEOUT" in message, message  # DEADLINE_EXCEEDED, not "server busy"
-        assert elapsed < 3.5, outcomes  # limit 2 s; a fresh limit after the wait would make it >= 4 s
+        # Limit 2 s; a fresh limit after the wait would make it >= 4 s. The margin below 4 s is for a busy machine.
+        assert elapsed < 3.9, outcomes
 
 
 def test_a_ticket_has_what_is_left_of_its_statements_time_limit(one_slot_server: str) -> None:

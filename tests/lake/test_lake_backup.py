@@ -41,7 +41,9 @@ def test_a_backup_beside_a_busy_sink_restores_every_row_exactly_once(database_ur
         writer.start()
         try:
             deadline = time.monotonic() + 60
-            while not (Path(kit.lake_uri) / "step_events").exists() or kit.table("step_events", org).num_rows < 200:
+            # The table's folder appears before its first commit: wait for the commit itself.
+            first_commit = Path(kit.lake_uri) / "step_events" / "_delta_log" / f"{0:020d}.json"
+            while not first_commit.exists() or kit.table("step_events", org).num_rows < 200:
                 assert time.monotonic() < deadline, "the sink never wrote"
                 time.sleep(0.1)
             committed_before = len(inserted)

@@ -4,42 +4,18 @@ Flight SQL with a real ADBC client, one organization's rows only."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 
 import adbc_driver_flightsql.dbapi as flight_sql
-import pytest
 
 from domain.roles import Role
-from flight.server import FlightSqlServer
-from flight.service import PlatformAuthenticator
 from lake.sink import Sink, SinkSettings
 from lake.writer import Lake
 from tests.registry.support import BASE, make
 from tests.support import PASSWORD, make_org
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def analyst_server(platform, tmp_path):
-    lake_dir = tmp_path / "lake"
-    port = _free_port()
-    server = FlightSqlServer(f"grpc://127.0.0.1:{port}", str(lake_dir),
-                             PlatformAuthenticator(platform.sessions, platform.settings))
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield lake_dir, f"grpc://127.0.0.1:{port}"
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-def test_every_revision_reaches_the_lake_and_the_current_view_holds_the_last(client, owner, analyst_server):
-    lake_dir, uri = analyst_server
+def test_every_revision_reaches_the_lake_and_the_current_view_holds_the_last(client, owner, analyst_lake):
+    lake_dir, uri = analyst_lake
     org, other = make_org(owner, client), make_org(owner, client)
     h = org.headers(Role.lab_manager)
     hood = make(client, org, "equipment", "Laminar-flow hood", attributes={"calibration_due": "2027-02-01"})

@@ -57,7 +57,8 @@ def _plant_values(step: str, seen: int) -> dict[str, Any]:
         "media_prep": {"ms_salts_lot": "MS-1", "ph": "5.75", "bap_mg_l": "1.00", "agar_g_l": "8.0", "vessels": 40,
                        "media_batch": "MS-B1", "prepared_on": "2024-05-01"},
         "explant_prep": {"source_batch": "ST-1", "explant_type": "nodal_segment", "explants": 80},
-        "subculture": {"media_batch": "MS-B1", "new_batch": f"ST-{seen + 2}", "vessels": 16, "explants_per_vessel": 5},
+        "subculture": {"source_vessel": "S-1", "media_batch": "MS-B1", "new_batch": f"ST-{seen + 2}", "vessels": 16,
+                       "explants_per_vessel": 5},
         "shoot_count": {"shoots": 150 if seen == 0 else 240, "contaminated_vessels": 1, "growth_room_temp_c": "22.0",
                         "photoperiod_h": 16},
     }[step]

@@ -3,8 +3,6 @@ Delta → Flight SQL → an analyst's ADBC client, with the platform's real iden
 
 from __future__ import annotations
 
-import socket
-import threading
 import uuid
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -13,8 +11,6 @@ import pytest
 from sqlalchemy import text
 
 from domain.roles import Role
-from flight.server import FlightSqlServer
-from flight.service import PlatformAuthenticator
 from lake.sink import Sink, SinkSettings
 from lake.writer import Lake
 from tests.runs.conftest import wait_for
@@ -22,30 +18,12 @@ from tests.runs.support import approve_protocol, complete, one_task, open_tasks
 from tests.support import PASSWORD, make_org
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def analyst_server(platform, tmp_path):
-    lake_dir = tmp_path / "lake"
-    port = _free_port()
-    server = FlightSqlServer(f"grpc://127.0.0.1:{port}", str(lake_dir), PlatformAuthenticator(platform.sessions,
-                                                                                               platform.settings))
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield lake_dir, f"grpc://127.0.0.1:{port}"
-    server.shutdown()
-
-
 def _connect(uri: str, user: str, password: str):
     return flight_sql.connect(uri, db_kwargs={"username": user, "password": password})
 
 
-def test_completed_step_reaches_the_analyst(client, temporal_api, owner, analyst_server):
-    lake_dir, uri = analyst_server
+def test_completed_step_reaches_the_analyst(client, temporal_api, owner, analyst_lake):
+    lake_dir, uri = analyst_lake
     org = make_org(owner, client)
     other = make_org(owner, client)
     key = f"weigh-{uuid.uuid4().hex[:6]}"

@@ -3,38 +3,19 @@ view), one per edge and per movement, queried by an analyst over Flight SQL, the
 
 from __future__ import annotations
 
-import socket
-import threading
 import uuid
 
 import adbc_driver_flightsql.dbapi as flight_sql
-import pytest
 
 from domain.roles import Role
-from flight.server import FlightSqlServer
-from flight.service import PlatformAuthenticator
 from lake.sink import Sink, SinkSettings
 from lake.writer import Lake
 from tests.samples.material import batch, location, sample, status
 from tests.support import PASSWORD
 
 
-@pytest.fixture
-def flight_uri(platform, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = FlightSqlServer(f"grpc://127.0.0.1:{port}", str(tmp_path / "lake"),
-                             PlatformAuthenticator(platform.sessions, platform.settings))
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield tmp_path / "lake", f"grpc://127.0.0.1:{port}"
-    server.shutdown()
-    thread.join(10)
-
-
-def test_material_reaches_the_analyst(client, owner, org_a, org_b, flight_uri):
-    lake_dir, uri = flight_uri
+def test_material_reaches_the_analyst(client, owner, org_a, org_b, analyst_lake):
+    lake_dir, uri = analyst_lake
     b = batch(client, org_a, name=f"MS medium {uuid.uuid4().hex[:4]}")
     parent = sample(client, org_a, batch_id=b["id"], location_id=str(location(owner, org_a.id)))
     status(client, org_a, parent["id"], "in_use")

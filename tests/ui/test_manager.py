@@ -55,7 +55,8 @@ def test_a_manager_launches_a_run_and_holds_it(page, web_url, client, owner, org
     page.get_by_role("button", name="Launch").click()
     page.wait_for_url(re.compile(r"/ui/runs/[0-9a-f-]{36}\?done=launched"))
     run_id = page.url.split("/ui/runs/")[1].split("?")[0]
-    assert "sample S-2024-0042, batch B-7" in page.content() and "medium_batch: MS-7" in page.content()
+    facts = page.locator("dl.facts").inner_text()
+    assert "sample S-2024-0042, batch B-7" in facts and "medium_batch: MS-7" in facts
     open_task(client, org_a, run_id, "weigh")
     page.reload()
     page.get_by_label("Reason to put on hold").fill("balance out for calibration")

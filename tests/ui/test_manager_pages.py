@@ -4,11 +4,13 @@ refused with the reason; launch validation; malformed addresses never 500."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from sqlalchemy import text
 
 from domain.roles import Role
+from tests.runs.conftest import wait_for
 from tests.runs.support import approve_protocol, one_task
 from tests.support import PASSWORD, make_org
 from tests.ui.conftest import csrf_of, log_in, pages_client
@@ -151,3 +153,74 @@ def test_the_live_inbox_refreshing_itself_does_not_keep_an_idle_session_alive(cl
     r = web.get("/ui/inbox", headers=poll)
     assert r.status_code == 204 and r.headers["HX-Redirect"].startswith("/ui/login")  # the open page logs out
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_a_closed_approval_shows_the_hash_that_was_signed_not_the_current_one(client, owner):
+    from tests.ui.test_manager import open_task, reviewed_protocol
+
+    org = make_org(owner, client)
+    key = reviewed_protocol(owner, org)
+    run_id = client.post("/api/v1/runs", headers=org.headers(Role.lab_manager),
+                         json={"protocol_key": key, "subjects": [{"type": "sample", "id": "S-7"}]}).json()["id"]
+    weigh = open_task(client, org, run_id, "weigh")
+    done = client.post(f"/api/v1/tasks/{weigh['id']}/complete", headers=org.headers(Role.technician),
+                       json={"values": {"mass_g": 12.5}, "checklist": {"balance_calibrated": True}})
+    assert done.status_code == 200, done.text
+    review = open_task(client, org, run_id, "review", Role.lab_manager)
+    web = signed_in(client, org, Role.lab_manager)
+    before = web.get(f"/ui/approvals/{review['id']}").text
+    shown = re.search(r'id="content-hash">([0-9a-f]{64})<', before).group(1)  # type: ignore[union-attr]
+    signed = client.post(f"/api/v1/runs/{run_id}/approvals", headers=org.headers(Role.lab_manager),
+                         json={"task_id": review["id"], "decision": "approve", "password": PASSWORD})
+    assert signed.status_code == 200, signed.text
+    page = web.get(f"/ui/approvals/{review['id']}").text
+    assert "Signed by" in page and f'id="content-hash">{shown}<' in page and 'id="hash-changed"' not in page
+    # Were the records ever to hash otherwise (a later signature on record here stands for that), the page shows
+    # the hash the latest signature bound, and says that today's records differ.
+    with owner.begin(org.id) as s:
+        s.execute(text("INSERT INTO signatures (id, org_id, signer_id, signer_name, meaning, entity_type, entity_id,"
+                       " content_hash) VALUES (:i, :o, :u, 'Later Signer', 'reviewed', 'task', :t, :h)"),
+                  {"i": uuid.uuid4(), "o": org.id, "u": org.users[Role.lab_manager][0], "t": review["id"],
+                   "h": "ab" * 32})
+    page = web.get(f"/ui/approvals/{review['id']}").text
+    assert f'id="content-hash">{"ab" * 32}<' in page and 'id="hash-changed"' in page and shown in page
+
+
+def test_the_runs_board_and_the_inbox_read_a_page_set_at_a_time(client, owner, temporal_api):
+    """What each run waits for and each task's subject are read for the whole page at once: the statements a page
+    makes do not grow with its rows."""
+    from sqlalchemy import event
+
+    org = make_org(owner, client)
+    key = f"n1-{uuid.uuid4().hex[:6]}"
+    approve_protocol(owner, org.id, one_task(key, due="PT2H"))
+    manager, tech = signed_in(client, org, Role.lab_manager), signed_in(client, org, Role.technician)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    def counted(web, path: str) -> int:  # type: ignore[no-untyped-def]
+        statements.clear()
+        event.listen(temporal_api.sessions.engine, "before_cursor_execute", seen)
+        try:
+            assert web.get(path).status_code == 200
+        finally:
+            event.remove(temporal_api.sessions.engine, "before_cursor_execute", seen)
+        return sum(1 for s in statements if "FROM tasks" in s or "FROM runs" in s or "FROM step_events" in s)
+
+    def launch(n: int) -> None:
+        for _ in range(n):
+            r = client.post("/api/v1/runs", headers=org.headers(Role.lab_manager),
+                            json={"protocol_key": key, "subjects": [{"type": "sample", "id": "S-7"}]})
+            assert r.status_code == 201, r.text
+        wait_for(lambda: len(client.get("/api/v1/tasks", headers=org.headers(Role.technician)).json()) >= total[0],
+                 timeout=60)
+
+    total = [2]
+    launch(2)
+    few = counted(manager, "/ui/runs"), counted(tech, "/ui/inbox")
+    assert all(few), "the pages' statements are seen"
+    total[0] = 6
+    launch(4)
+    assert (counted(manager, "/ui/runs"), counted(tech, "/ui/inbox")) == few
