@@ -6,11 +6,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api import alerts as alerts_api
 from api import audit, docs, errors, health, identity, openapi
@@ -44,9 +46,10 @@ from lake.query import LakeQueries
 from web import PREFIX as WEB_PREFIX
 from web import Services as WebServices
 from web import create_web_app
-from web.actions import ControlAction, RunActions
+from web.actions import ControlAction, ReportActions, RunActions
 
 log = structlog.get_logger("flasktrack.api")
+T = TypeVar("T")
 
 
 def build_platform(settings: Settings) -> Platform:
@@ -99,11 +102,29 @@ def web_services(p: Platform) -> WebServices:
             return (await runs_api.run_history(p, s, run_id))[0]
 
     settings = p.settings
+    reports = ReportActions(
+        tables=lambda caller: run_in_threadpool(reports_api.builder_tables, caller, p),
+        validate=lambda caller, data: _with_session(caller, reports_api.builder_validate, data, caller, platform=p),
+        preview=lambda caller, data: _with_session(caller, reports_api.builder_preview, data, caller, platform=p),
+        save=lambda caller, data: _with_session(caller, reports_api.create_definition, data, caller, platform=p),
+        create=lambda caller, data: _with_session(caller, reports_api.create_report, data, caller),
+        update=lambda caller, rid, data: _with_session(caller, reports_api.update_report, rid, data, caller),
+        execute=lambda caller, rid: _with_session(caller, reports_api.execute_report, rid, caller, platform=p),
+        submit=lambda caller, rid, data: _with_session(caller, reports_api.submit_for_review, rid, data, caller),
+        finalize=lambda caller, rid, data: _with_session(caller, reports_api.finalize_report, rid, data, caller,
+                                                         platform=p))
+
+    async def _with_session(caller: Caller, handler: Callable[..., Awaitable[T]], *args: Any,
+                            platform: Platform | None = None) -> T:
+        """One of api/reports.py's handlers as its route calls it: (…, caller, session[, platform])."""
+        async with session(caller) as s:
+            return await handler(*args, s, *([platform] if platform is not None else []))
+
     lake = LakeQueries(settings.resolved_lake_uri, storage_options=settings.resolved_lake_storage_options or None)
     return WebServices(settings=settings, sessions=p.sessions, complete_task=complete_task,
                        checkpoints=p.checkpoints, public_keys=p.public_keys, lake=lake,
                        runs=RunActions(launch=launch, control=control, decide=decide, history=history),
-                       objects=p.objects)
+                       objects=p.objects, reports=reports)
 
 
 def create_app(platform: Platform | None = None, *, background: bool = True) -> FastAPI:

@@ -13,7 +13,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from domain.analysis import LakeTable
 from domain.approvals.models import ApprovalRequest
+from domain.reports.models import (
+    CheckResult,
+    DefinitionCreate,
+    DefinitionRead,
+    ExecutionResult,
+    Finalize,
+    PreviewResult,
+    QueryCheck,
+    QueryPreview,
+    ReportCreate,
+    ReportRead,
+    ReportUpdate,
+    Submit,
+)
 from domain.roles import Caller
 from domain.runs.messages import Outcome
 from domain.runs.models import ControlResult, RunControl, RunHistory, RunLaunch, RunRead
@@ -29,3 +44,20 @@ class RunActions:
     control: Callable[[Caller, uuid.UUID, ControlAction, RunControl], Awaitable[ControlResult]]
     decide: Callable[[Caller, uuid.UUID, ApprovalRequest], Awaitable[Outcome]]  # the run, the signed decision
     history: Callable[[Caller, uuid.UUID], Awaitable[RunHistory]]
+
+
+@dataclass(frozen=True)
+class ReportActions:
+    """The API's own report handlers (api/reports.py) bound to its platform: the sandbox's check before a save, the
+    lake's executions, and the refusals on record (409s and 422s) exactly as over HTTP. Each raises the domain's
+    error when refused; reads the pages make through domain/reports/service.py directly."""
+
+    tables: Callable[[Caller], Awaitable[list[LakeTable]]]
+    validate: Callable[[Caller, QueryCheck], Awaitable[CheckResult]]
+    preview: Callable[[Caller, QueryPreview], Awaitable[PreviewResult]]
+    save: Callable[[Caller, DefinitionCreate], Awaitable[DefinitionRead]]
+    create: Callable[[Caller, ReportCreate], Awaitable[ReportRead]]
+    update: Callable[[Caller, uuid.UUID, ReportUpdate], Awaitable[ReportRead]]
+    execute: Callable[[Caller, uuid.UUID], Awaitable[ExecutionResult]]
+    submit: Callable[[Caller, uuid.UUID, Submit], Awaitable[ReportRead]]
+    finalize: Callable[[Caller, uuid.UUID, Finalize], Awaitable[ReportRead]]

@@ -45,7 +45,7 @@ from domain.tasks import service as tasks
 from domain.tasks.models import TaskCompletion, TaskFilter, TaskRead
 from web import evidence as evidence_pages
 from web import sessions
-from web.actions import RunActions
+from web.actions import ReportActions, RunActions
 from web.forms import FormView, form_view, place_reasons, submitted
 
 log = structlog.get_logger("flasktrack.web")
@@ -68,6 +68,7 @@ class Services:
     public_keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)  # and the keys that check them
     lake: LakeQueries | None = None  # the analyst's console (lake/query.py, handed in by the API app)
     objects: ObjectStore | None = None  # evidence files (web/evidence.py)
+    reports: ReportActions | None = None  # the API's report handlers (web/reports.py)
 
 
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -405,9 +406,10 @@ def create_web_app() -> FastAPI:
     from web import approvals, protocols  # their pages use this module's helpers: imported once it is loaded
     from web import records as record_pages
     from web import registry as registry_pages
+    from web import reports as report_pages
     from web import runs as run_pages
     from web import samples as sample_pages
-    for router in (run_pages.router, approvals.router, protocols.router, registry_pages.router, sample_pages.router,
-                   record_pages.router):
+    for router in (report_pages.router, run_pages.router, approvals.router, protocols.router, registry_pages.router,
+                   sample_pages.router, record_pages.router):
         app.include_router(router)
     return app
