@@ -249,7 +249,7 @@ def _chart(d: DefinitionRead, table: Any) -> tuple[str | None, str | None]:
     if not d.chart:
         return None, None
     try:
-        svg = render.chart_svg(d.chart, table, max_rows=CHART_ROWS)
+        svg = render.chart_svg({"width": 560, "height": 260, **d.chart}, table, max_rows=CHART_ROWS)
     except Exception as exc:  # noqa: BLE001 - a chart that cannot be drawn must not lose the page
         return None, f"The chart could not be drawn: {str(exc)[:300]}"
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode(), None
