@@ -37,6 +37,11 @@ def latin1(value: object) -> str:
     return s.encode("latin-1", "replace").decode("latin-1")
 
 
+# A chart is drawn from the execution's rows only: a spec that names a URL (a layer's data, an image) is refused,
+# so an author's chart never makes the server fetch anything (vl-convert allows every URL by default).
+NO_URLS: list[str] = []
+
+
 def chart_png(spec: Mapping[str, Any] | None, table: pa.Table, *, max_rows: int = 5000) -> bytes | None:
     """The Vega-Lite chart over the execution's rows as PNG; None without a spec, or when it cannot be drawn (the
     PDF then says so)."""
@@ -51,7 +56,7 @@ def chart_png(spec: Mapping[str, Any] | None, table: pa.Table, *, max_rows: int 
     try:
         import vl_convert
 
-        png: bytes = vl_convert.vegalite_to_png(vl_spec=full, scale=2)
+        png: bytes = vl_convert.vegalite_to_png(vl_spec=full, scale=2, allowed_base_urls=NO_URLS)
         return png
     except Exception as exc:  # noqa: BLE001 - a chart that cannot be drawn must not lose the report
         log.warning("report chart not drawn", error=str(exc)[:500])
@@ -63,7 +68,8 @@ def chart_svg(spec: Mapping[str, Any], table: pa.Table, *, max_rows: int = 5000)
 
     names = table.column_names
     values = [dict(zip(names, row, strict=True)) for row in rows_of(table, max_rows)]
-    svg: str = vl_convert.vegalite_to_svg(vl_spec={**dict(spec), "data": {"values": values}})
+    svg: str = vl_convert.vegalite_to_svg(vl_spec={**dict(spec), "data": {"values": values}},
+                                          allowed_base_urls=NO_URLS)
     return svg
 
 

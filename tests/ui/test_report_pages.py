@@ -165,3 +165,19 @@ def test_another_organizations_report_and_export_are_not_found(client, owner, pl
     r = web.post(f"/ui/reports/{rid}/execute", data={"csrf_token": csrf_of(page.text)})
     assert r.status_code == 404
     assert web.get("/ui/reports/not-a-report").status_code == 404
+
+
+def test_a_chart_that_names_a_url_is_not_drawn_and_fetches_nothing(client, owner, platform) -> None:
+    org = contamination_lab(client, owner, platform)
+    sci = org.headers(Role.scientist)
+    chart = {"layer": [{"mark": "bar", "encoding": {"x": {"field": "operator", "type": "nominal"}}},
+                       {"mark": "point", "data": {"url": "http://127.0.0.1:9/internal.json"},
+                        "encoding": {"x": {"field": "a", "type": "nominal"}}}]}
+    d = client.post("/api/v1/reports/definitions", headers=sci, json={
+        "key": "tc-url", "title": "With a URL", "sql": SQL.replace("$min_vessels", "0"), "chart": chart})
+    assert d.status_code == 201, d.text
+    rid = client.post("/api/v1/reports", headers=sci, json={"definition_id": d.json()["id"]}).json()["id"]
+    assert client.post(f"/api/v1/reports/{rid}/execute", headers=sci).status_code == 200
+    page = signed_in(client, org, Role.scientist).get(f"/ui/reports/{rid}")
+    assert page.status_code == 200 and 'id="chart-problem"' in page.text
+    assert "External data url not allowed" in page.text and 'id="result"' in page.text
