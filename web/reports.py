@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -149,9 +150,12 @@ def typed(spec: ParameterSpec, raw: str) -> Any:
             raise ValueError("an integer") from None
     if spec.type == "number":
         try:
-            return float(raw)
+            number = float(raw)
         except ValueError:
             raise ValueError("a number") from None
+        if not math.isfinite(number):
+            raise ValueError("a finite number")
+        return number
     if spec.type == "boolean":
         if raw.lower() in ("true", "yes", "1"):
             return True
