@@ -99,6 +99,17 @@ def _is_text(annotation: Any) -> bool:
             and any(_is_text(a) for a in typing.get_args(annotation)))
 
 
+def _each_text_member_limited(annotation: Any) -> bool:
+    """A union of text and other types (a parameter's default: text, a number or a flag) states its limit on the
+    text member, `Annotated[str, Field(max_length=…)]`, since a union-wide max_length cannot apply to numbers."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return False
+    texts = [a for a in typing.get_args(annotation) if _is_text(a)]
+    return bool(texts) and all(typing.get_origin(a) is typing.Annotated and any(
+        getattr(m, "max_length", None) for f in typing.get_args(a)[1:] for m in getattr(f, "metadata", [f]))
+        for a in texts)
+
+
 def test_every_request_model_goes_through_the_layer_and_states_its_text_limits():
     request_models: set[type[BaseModel]] = set()
     app = create_app()
@@ -115,4 +126,5 @@ def test_every_request_model_goes_through_the_layer_and_states_its_text_limits()
         for name, field in model.model_fields.items():
             if _is_text(field.annotation) and name not in ("email",):  # EmailStr: 254 characters by its own rule
                 limits = [getattr(m, "max_length", None) for m in field.metadata]
-                assert any(limits), f"{model.__name__}.{name} states no max_length"
+                assert any(limits) or _each_text_member_limited(field.annotation), \
+                    f"{model.__name__}.{name} states no max_length"

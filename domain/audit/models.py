@@ -6,16 +6,16 @@ import datetime as dt
 import uuid
 from typing import Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from domain.limits import Input
 
 PackageScope = Literal["run", "sample", "batch", "entity", "period"]
 SCOPE_DOC = ("`run` (the run, its tasks and their evidence), `sample` or `batch` (it and its evidence), `entity` (any "
              "entity the log names: `entity_type` and `id`), or `period` (every entry between `since` and `until`)")
 
 
-class PackageCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PackageCreate(Input):
     scope: PackageScope = Field(description=SCOPE_DOC)
     id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$",
                            description="the run, sample or batch id (a UUID), or the entity's id; not for `period`")

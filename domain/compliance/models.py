@@ -46,7 +46,7 @@ class TagRead(BaseModel):
 
 
 class TagCreate(Input):
-    key: str = Field(pattern=TAG_KEY, description="e.g. `recombinant_dna`, `BSL-2`")
+    key: str = Field(pattern=TAG_KEY, max_length=40, description="e.g. `recombinant_dna`, `BSL-2`")
     name: SafeText = Field(min_length=1, max_length=120)
     description: SafeText = Field(default="", max_length=2000)
     framework: SafeText = Field(default="", max_length=200)
@@ -56,11 +56,11 @@ class TagAttach(Input):
     """Attach a tag (by key) to a registry record, protocol (by key), protocol step (a protocol version's id and
     the step's key), sample or batch."""
 
-    tag: str = Field(pattern=TAG_KEY)
+    tag: str = Field(max_length=40, pattern=TAG_KEY)
     target_type: TargetType
     target_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                            description="the record's id; a protocol's key; a step's protocol version id")
-    step_key: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$", description="steps only")
+    step_key: str | None = Field(max_length=64, default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$", description="steps only")
     reason: SafeText = Reason
 
 
@@ -148,7 +148,7 @@ class Surface(BaseModel):
 # ---------------------------------------------------------------- frameworks, checklists
 
 
-TagKey = Annotated[str, Field(pattern=TAG_KEY)]
+TagKey = Annotated[str, Field(max_length=40, pattern=TAG_KEY)]
 
 
 class Scope(Input):
@@ -158,14 +158,14 @@ class Scope(Input):
     all: list[TagKey] = Field(default=[], max_length=20, description="every one of these tags")
     none: list[TagKey] = Field(default=[], max_length=20, description="none of these tags")
     entity_type: Literal["sample", "batch"] | None = Field(default=None, description="the run has a subject of it")
-    protocol_key: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{1,63}$")
+    protocol_key: str | None = Field(max_length=64, default=None, pattern=r"^[a-z][a-z0-9_-]{1,63}$")
     step_kind: Literal["task"] | None = None
-    step_key: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    step_key: str | None = Field(max_length=64, default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$")
     role: str | None = Field(default=None, max_length=40, description="the step is done by this role")
 
 
 class FrameworkCreate(Input):
-    key: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+    key: str = Field(max_length=40, pattern=r"^[a-z][a-z0-9_-]{0,39}$")
     name: SafeText = Field(min_length=1, max_length=200)
     description: SafeText = Field(default="", max_length=2000)
 
@@ -179,7 +179,7 @@ class FrameworkRead(BaseModel):
 
 
 class ChecklistItemCreate(Input):
-    key: str = Field(pattern=ITEM_KEY, description="unique in the organization; the task's checklist key is "
+    key: str = Field(max_length=64, pattern=ITEM_KEY, description="unique in the organization; the task's checklist key is "
                                                    "`compliance_<key>`")
     text: SafeText = Field(min_length=1, max_length=500)
     scope: Scope
@@ -214,7 +214,7 @@ class AuthorizationCreate(Input):
     authorization_type: SafeText = Field(min_length=1, max_length=80, description="e.g. `IBC approval`")
     title: SafeText = Field(min_length=1, max_length=200)
     issuer: SafeText = Field(min_length=1, max_length=200, description="e.g. the Institutional Biosafety Committee")
-    protocol_keys: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{1,63}$")]] = Field(
+    protocol_keys: list[Annotated[str, Field(max_length=64, pattern=r"^[a-z][a-z0-9_-]{1,63}$")]] = Field(
         default=[], max_length=50, description="protocols covered; empty: every one")
     tags: list[TagKey] = Field(default=[], max_length=20, description="tags covered; empty: every one the type is for")
     valid_from: Instant
@@ -245,7 +245,7 @@ class AuthorizationRead(BaseModel):
 
 class QualificationCreate(Input):
     user_id: uuid.UUID
-    course: str = Field(pattern=COURSE, description="e.g. `biosafety_bsl2`")
+    course: str = Field(max_length=64, pattern=COURSE, description="e.g. `biosafety_bsl2`")
     completed_on: Day
     expires_on: Day | None = None
     evidence_id: uuid.UUID | None = None

@@ -49,7 +49,10 @@ SEED = (
 
 
 def seed(session: Session, org_id: uuid.UUID | str) -> None:
-    """The twelve tags in this organization (those it has already are left as they are)."""
+    """The twelve tags in this organization (those it has already are left as they are). On a schema older than
+    the compliance tables (an organization made before an upgrade) nothing: migration 0022 seeds them then."""
+    if session.execute(text("SELECT to_regclass('compliance_tags')")).scalar() is None:
+        return
     for tag in SEED:
         session.execute(
             text("INSERT INTO compliance_tags (id, org_id, key, name, description, framework, created_at, created_by)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
@@ -23,11 +23,11 @@ SHARE_ROLES = (Role.owner, Role.admin, Role.lab_manager, Role.scientist, Role.au
 class ParameterSpec(Input):
     """A typed parameter: `$name` in the SQL."""
 
-    name: str = Field(pattern=NAME)
+    name: str = Field(max_length=64, pattern=NAME)
     type: ParameterType
     label: str | None = Field(default=None, max_length=200)
     required: StrictBool = True
-    default: str | int | float | bool | None = None
+    default: Annotated[str, Field(max_length=1000)] | int | float | bool | None = None
     choices: list[str] | None = Field(default=None, max_length=100)
 
 
@@ -46,7 +46,7 @@ class Layout(Input):
 
 
 class DefinitionCreate(Input):
-    key: str = Field(pattern=KEY, description="stable name; an edit is a new version of the same key")
+    key: str = Field(max_length=80, pattern=KEY, description="stable name; an edit is a new version of the same key")
     title: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     sql: str = Field(min_length=1, max_length=20000, description="one SELECT over the organization's lake tables; "

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 from domain.limits import Input, Key, key_problem
 
 _REF = r"^[^\s\x00-\x1f\x7f-\x9f]{1,128}$"  # an id: no spaces, no control characters
-EvidenceId = Annotated[str, Field(pattern=_REF)]
+EvidenceId = Annotated[str, Field(max_length=128, pattern=_REF)]
 
 
 class TaskCompletion(Input):

@@ -233,7 +233,8 @@ def test_the_list_pages_with_a_cursor_and_filters(client, org) -> None:
     assert bad.status_code == 422
 
 
-def test_another_organization_sees_nothing_of_it(client, org, org_b) -> None:
+def test_another_organization_sees_nothing_of_it(client, owner, org) -> None:
+    org_b = make_org(owner, client)  # its own: the shared second organization's store holds other tests' files
     e = uploaded(client, org, png(11))
     for path in (f"/api/v1/evidence/{e['id']}", f"/api/v1/evidence/{e['id']}/content"):
         assert client.get(path, headers=org_b.headers(Role.admin)).status_code == 404, path

@@ -26,13 +26,21 @@ def _tenant_tables(owner, readable_by_app: bool = False) -> list[str]:
 
 def test_every_table_with_org_id_has_row_level_security(owner):
     tables = _tenant_tables(owner)
-    assert {"memberships", "audit_log", "audit_pending", "outbox", "api_keys"} <= set(tables)
+    assert {"memberships", "audit_log", "audit_pending", "outbox_rows", "api_keys"} <= set(tables)
     with owner.begin(None) as s:
         rows = s.execute(text(
             "SELECT relname, relrowsecurity, (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) "
             "FROM pg_class c WHERE relname = ANY(:t) AND relkind = 'r'"), {"t": tables}).all()
     missing = [r[0] for r in rows if not r[1] or r[2] == 0]
     assert not missing, f"tables without RLS: {missing}"
+    # A view over tenant rows (the outbox over outbox_rows) reads as its caller, so the tables' policies apply.
+    with owner.begin(None) as s:
+        views = dict(s.execute(text(
+            "SELECT c.relname, coalesce('security_invoker=true' = ANY(c.reloptions), false) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'v' "
+            "AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'org_id')")).all())
+    assert "outbox" in views
+    assert not [v for v, invoker in views.items() if not invoker], f"views reading as their owner: {views}"
 
 
 def test_app_role_cannot_bypass_rls_and_owns_nothing(owner, platform):

@@ -17,6 +17,7 @@ FIELDS = [{"key": "parent", "type": "sample_ref"}, {"key": "n", "type": "integer
 
 
 def test_the_forms_naming_a_sample_are_found_by_index_under_row_level_security(owner, org_a):
+    form_key = f"f_{uuid.uuid4().hex[:8]}"
     with owner.begin(org_a.id) as s:
         try:
             # 100,000 submissions of this organization (references and their trigger skipped: replica mode).
@@ -24,13 +25,14 @@ def test_the_forms_naming_a_sample_are_found_by_index_under_row_level_security(o
             s.execute(text(
                 "INSERT INTO form_submissions (id, org_id, run_id, task_id, step_key, form_key, iteration,"
                 " submitted_by, submitted_by_display, submitted_at, fields, field_values, checklist, evidence)"
-                " SELECT gen_random_uuid(), :o, gen_random_uuid(), gen_random_uuid(), 'subculture', 'f', 0, 'u',"
+                " SELECT gen_random_uuid(), :o, gen_random_uuid(), gen_random_uuid(), 'subculture', :k, 0, 'u',"
                 " 'U', now(), CAST(:f AS jsonb), jsonb_build_object('parent', 'S-X' || g, 'n', 3, 'medium',"
                 " 'B-X' || (g % 100), 'note', 'S-X7'), '[]', '[]' FROM generate_series(1, :n) g"),
-                {"o": org_a.id, "f": json.dumps(FIELDS), "n": N})
+                {"o": org_a.id, "f": json.dumps(FIELDS), "n": N, "k": form_key})
             s.execute(text("INSERT INTO form_refs SELECT r.* FROM form_submissions f,"
-                           " LATERAL form_refs_of(f.id, f.org_id, f.fields, f.field_values) r WHERE f.org_id = :o"),
-                      {"o": org_a.id})
+                           " LATERAL form_refs_of(f.id, f.org_id, f.fields, f.field_values) r"
+                           " WHERE f.org_id = :o AND f.form_key = :k"),  # only these: other tests' forms have theirs
+                      {"o": org_a.id, "k": form_key})
             s.execute(text("SET LOCAL session_replication_role = origin"))
             s.execute(text("ANALYZE form_refs"))
             s.execute(text("ANALYZE form_submissions"))
