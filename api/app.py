@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -37,6 +38,9 @@ from core.storage import open_store
 from domain.approvals.models import ApprovalRequest
 from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
 from domain.audit.sealer import Sealer
+from domain.compliance.models import AuthorizationRead, AuthorizationSign
+from domain.events.models import Effectiveness as EventEffectiveness
+from domain.events.models import EventClose, EventCreate, EventDetail, Investigate, RootCause
 from domain.identity.secrets import configure_hashing
 from domain.roles import Caller
 from domain.runs.messages import Outcome
@@ -46,7 +50,7 @@ from lake.query import LakeQueries
 from web import PREFIX as WEB_PREFIX
 from web import Services as WebServices
 from web import create_web_app
-from web.actions import ControlAction, ReportActions, RunActions
+from web.actions import ComplianceActions, ControlAction, EventAction, ReportActions, RunActions
 
 log = structlog.get_logger("flasktrack.api")
 T = TypeVar("T")
@@ -101,6 +105,25 @@ def web_services(p: Platform) -> WebServices:
         async with session(caller) as s:
             return (await runs_api.run_history(p, s, run_id))[0]
 
+    async def sign_authorization(caller: Caller, auth_id: uuid.UUID, data: AuthorizationSign) -> AuthorizationRead:
+        async with session(caller) as s:
+            return await compliance_api.sign_authorization(auth_id, data, caller, s, p)
+
+    async def raise_event(caller: Caller, data: EventCreate) -> EventDetail:
+        async with session(caller) as s:
+            return (await events_api.raise_and_start(p, s, caller, data))[0]
+
+    steps: dict[str, tuple[type[BaseModel], Callable[..., Awaitable[EventDetail]]]] = {
+        "investigate": (Investigate, events_api.investigate), "root_cause": (RootCause, events_api.root_cause),
+        "effectiveness": (EventEffectiveness, events_api.effectiveness), "close": (EventClose, events_api.close)}
+
+    async def event_step(caller: Caller, event_id: uuid.UUID, action: EventAction, data: BaseModel) -> EventDetail:
+        model, handler = steps[action]
+        if not isinstance(data, model):
+            raise TypeError(f"{action} takes {model.__name__}")
+        async with session(caller) as s:
+            return await handler(event_id, data, caller, s, p)
+
     settings = p.settings
     reports = ReportActions(
         tables=lambda caller: run_in_threadpool(reports_api.builder_tables, caller, p),
@@ -124,7 +147,9 @@ def web_services(p: Platform) -> WebServices:
     return WebServices(settings=settings, sessions=p.sessions, complete_task=complete_task,
                        checkpoints=p.checkpoints, public_keys=p.public_keys, lake=lake,
                        runs=RunActions(launch=launch, control=control, decide=decide, history=history),
-                       objects=p.objects, reports=reports)
+                       objects=p.objects, reports=reports,
+                       compliance=ComplianceActions(sign_authorization=sign_authorization, raise_event=raise_event,
+                                                    event_step=event_step))
 
 
 def create_app(platform: Platform | None = None, *, background: bool = True) -> FastAPI:

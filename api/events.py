@@ -103,17 +103,24 @@ def _step(caller: Caller, event_id: uuid.UUID, action: str, **fields: Any) -> Ev
                      actor=ActorRef.of(caller), request=caller.context, **fields)
 
 
+async def raise_and_start(p: Platform, s: Session, caller: Caller, data: EventCreate) -> tuple[EventDetail, bool]:
+    """The event written (or the one this request id raised before) and its workflow started; the API's and the
+    pages' path (web/compliance.py)."""
+    event, created = await in_tx(s, service.create, caller, data)
+    try:
+        await _ensure_started(p, caller, event.id)
+    except Unavailable as exc:  # the worker's watch starts it later; the event is on record
+        log.warning("event workflow not started now", event_id=str(event.id), error=exc.message)
+    return event, created
+
+
 @router.post("", response_model=EventDetail, status_code=201, responses=CREATED)
 async def raise_event(data: EventCreate, caller: Raiser, s: SessionDep, p: PlatformDep) -> JSONResponse:
     """Raise a compliance event (deviation, contamination, incident, near miss, equipment failure) with what it is
     about: runs, steps (task ids), samples, batches, equipment and evidence files of your organization (422
     otherwise). It opens (code `CE-000001`) and runs as a workflow. Retrying with the same X-Request-ID returns it
     (200)."""
-    event, created = await in_tx(s, service.create, caller, data)
-    try:
-        await _ensure_started(p, caller, event.id)
-    except Unavailable as exc:  # the worker's watch starts it later; the event is on record
-        log.warning("event workflow not started now", event_id=str(event.id), error=exc.message)
+    event, created = await raise_and_start(p, s, caller, data)
     return JSONResponse(status_code=201 if created else 200, content=event.model_dump(mode="json"))
 
 

@@ -13,8 +13,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import BaseModel
+
 from domain.analysis import LakeTable
 from domain.approvals.models import ApprovalRequest
+from domain.compliance.models import AuthorizationRead, AuthorizationSign
+from domain.events.models import EventCreate, EventDetail
 from domain.reports.models import (
     CheckResult,
     DefinitionCreate,
@@ -34,6 +38,7 @@ from domain.runs.messages import Outcome
 from domain.runs.models import ControlResult, RunControl, RunHistory, RunLaunch, RunRead
 
 ControlAction = Literal["hold", "resume", "cancel"]
+EventAction = Literal["investigate", "root_cause", "effectiveness", "close"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +66,15 @@ class ReportActions:
     execute: Callable[[Caller, uuid.UUID], Awaitable[ExecutionResult]]
     submit: Callable[[Caller, uuid.UUID, Submit], Awaitable[ReportRead]]
     finalize: Callable[[Caller, uuid.UUID, Finalize], Awaitable[ReportRead]]
+
+
+@dataclass(frozen=True)
+class ComplianceActions:
+    """The API's paths for what reaches a workflow (api/compliance.py, api/events.py): signing an authorization
+    (then open runs check their authorizations again), raising an event (its workflow started), and an event's
+    transition as an Update on its workflow (`data` the API's body model for the action). Each raises the
+    domain's error when refused, on record as in the API."""
+
+    sign_authorization: Callable[[Caller, uuid.UUID, AuthorizationSign], Awaitable[AuthorizationRead]]
+    raise_event: Callable[[Caller, EventCreate], Awaitable[EventDetail]]
+    event_step: Callable[[Caller, uuid.UUID, EventAction, BaseModel], Awaitable[EventDetail]]

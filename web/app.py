@@ -45,7 +45,7 @@ from domain.tasks import service as tasks
 from domain.tasks.models import TaskCompletion, TaskFilter, TaskRead
 from web import evidence as evidence_pages
 from web import sessions
-from web.actions import ReportActions, RunActions
+from web.actions import ComplianceActions, ReportActions, RunActions
 from web.forms import FormView, form_view, place_reasons, submitted
 
 log = structlog.get_logger("flasktrack.web")
@@ -69,6 +69,7 @@ class Services:
     lake: LakeQueries | None = None  # the analyst's console (lake/query.py, handed in by the API app)
     objects: ObjectStore | None = None  # evidence files (web/evidence.py)
     reports: ReportActions | None = None  # the API's report handlers (web/reports.py)
+    compliance: ComplianceActions | None = None  # authorizations signed, events raised and moved (web/compliance.py)
 
 
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -404,12 +405,13 @@ def create_web_app() -> FastAPI:
         app.include_router(pages)
 
     from web import approvals, protocols  # their pages use this module's helpers: imported once it is loaded
+    from web import compliance as compliance_pages
     from web import records as record_pages
     from web import registry as registry_pages
     from web import reports as report_pages
     from web import runs as run_pages
     from web import samples as sample_pages
-    for router in (report_pages.router, run_pages.router, approvals.router, protocols.router, registry_pages.router,
-                   sample_pages.router, record_pages.router):
+    for router in (compliance_pages.router, report_pages.router, run_pages.router, approvals.router, protocols.router,
+                   registry_pages.router, sample_pages.router, record_pages.router):
         app.include_router(router)
     return app

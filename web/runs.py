@@ -25,6 +25,7 @@ from domain.tasks.models import TaskFilter
 from web.acting import PAGE, acting, field_errors, new_request_id, on_record, page_number
 from web.actions import ControlAction
 from web.app import PREFIX, _caller, _check_csrf, _form, _render, _require, _services, _text
+from web.compliance import Compliance, compliance_of
 
 router = APIRouter()
 MAX_SUBJECT_LINES = 500
@@ -141,14 +142,15 @@ async def _run_page(request: Request, caller: Caller, run_id: uuid.UUID, *, page
                     status: int = 200) -> HTMLResponse:
     s = _services(request)
 
-    def read() -> tuple[Any, list[Any]]:
+    def read() -> tuple[Any, list[Any], Compliance | None]:
         with s.sessions.begin(caller.org_id) as session:
             detail = runs.detail(session, run_id)  # NotFound for another organization's run (404, on record)
+            compliance = compliance_of(session, caller, "run", run_id)
             open_now = tasks.inbox(session, caller, TaskFilter(run_id=run_id), limit=PAGE) \
                 if caller.can(Permission.tasks_read) else []
-        return detail, open_now
+        return detail, open_now, compliance
 
-    detail, open_now = await run_in_threadpool(read)
+    detail, open_now, compliance = await run_in_threadpool(read)
     history = await s.runs.history(caller, run_id) if caller.can(Permission.runs_history) else None
     lines = _timeline(history, detail.steps, temporal)
     page = page_number(page)
@@ -157,7 +159,7 @@ async def _run_page(request: Request, caller: Caller, run_id: uuid.UUID, *, page
         "run": detail, "open_now": open_now, "timeline": shown, "page": page, "more": len(lines) > page * PAGE,
         "temporal": temporal, "temporal_state": history.temporal if history else None, "message": message,
         "errors": errors or {}, "done": done, "controls": _controls(caller, detail.status),
-        "request_id": new_request_id()}, status=status)
+        "request_id": new_request_id(), "compliance": compliance}, status=status)
 
 
 def _controls(caller: Caller, status: str) -> list[tuple[str, str]]:

@@ -44,6 +44,7 @@ from domain.samples.models import (
 )
 from web.acting import PAGE, acting, new_request_id
 from web.app import PREFIX, _caller, _render, _require, _services
+from web.compliance import compliance_of
 from web.registry import MAX_OPTIONS, PLURAL, attempt, cursor_ok, place, posted, search_ok
 
 router = APIRouter()
@@ -197,6 +198,7 @@ def _sample_page(request: Request, caller: Caller, sample_id: uuid.UUID, *, mess
         descendants = tree(lineage.graph(session, sample_id, "descendants", TREE_DEPTH))
         story = trace.sample_trace(session, caller.org_id, sample_id)
         batch = batches.row_of(session, sample.batch_id) if sample.batch_id else None
+        compliance = compliance_of(session, caller, "sample", sample_id)
         locations = members = []
         if may_work and sample.archived_at is None:
             locations = sorted(((str(i.id), f"{i.code} — {i.name}") for i in registry.list_items(
@@ -209,7 +211,8 @@ def _sample_page(request: Request, caller: Caller, sample_id: uuid.UUID, *, mess
         "next_states": SAMPLE_TRANSITIONS.get(sample.status, ()), "operations": OPERATIONS, "types": SAMPLE_TYPES,
         "message": message, "problem": problem, "reasons": reasons or [], "errors": errors or {},
         "values": values or {}, "may_work": may_work, "may_manage": caller.can(Permission.samples_manage),
-        "may_audit": caller.can(Permission.audit_read), "request_id": new_request_id(), "plural": PLURAL},
+        "may_audit": caller.can(Permission.audit_read), "request_id": new_request_id(), "plural": PLURAL,
+        "compliance": compliance},
         status=status)
 
 
