@@ -85,32 +85,58 @@ def test_an_authorization_is_signed_in_the_page_and_its_recorder_is_refused(clie
     assert "Signed" in signer.get(path + "?signed=1").text
 
 
-def test_an_event_is_raised_about_a_sample_and_moved_on_by_a_manager_only(client, owner, org_a):
+def test_an_event_is_raised_about_a_sample_and_taken_to_its_signed_closure_in_the_pages(client, owner, org_a):
     m = agro_material(client, org_a)
-    tech = signed_in(client, org_a, Role.technician)
+    manager = signed_in(client, org_a, Role.lab_manager)
     form = f"/ui/events/new?sample={m['plate']['id']}"
-    assert m["plate"]["id"] in tech.get(form).text
-    r = post(tech, "/ui/events", {"kind": "contamination", "severity": "high", "title": "",
-                                  "description": "fungal growth", "sample": m["plate"]["id"]}, form)
+    assert m["plate"]["id"] in manager.get(form).text
+    r = post(manager, "/ui/events", {"kind": "contamination", "severity": "high", "title": "",
+                                     "description": "fungal growth", "sample": m["plate"]["id"]}, form)
     assert r.status_code == 422 and 'id="title-error"' in r.text  # the server's message beside the field
-    r = post(tech, "/ui/events", {"kind": "contamination", "severity": "high", "title": "Fungus on the plate",
-                                  "description": "fungal growth at day 3", "sample": m["plate"]["id"]}, form)
+    r = post(manager, "/ui/events", {"kind": "contamination", "severity": "high", "title": "Fungus on the plate",
+                                     "description": "fungal growth at day 3", "sample": m["plate"]["id"]}, form)
     assert r.status_code == 303, r.text[-2000:]
     event_id = re.search(r"/events/([0-9a-f-]{36})\?done=raised", r.headers["location"]).group(1)  # type: ignore[union-attr]
-    page = tech.get(f"/ui/events/{event_id}")
-    assert page.status_code == 200 and "Fungus on the plate" in page.text and "raised it" in page.text
-    assert "Start the investigation" not in page.text  # the next transition is the manager's
     path = f"/ui/events/{event_id}"
+    # A technician reads it, but the transitions are a manager's: refused (403, on record).
+    tech = signed_in(client, org_a, Role.technician)
+    page = tech.get(path)
+    assert page.status_code == 200 and "Fungus on the plate" in page.text and "raised it" in page.text
+    assert "Start the investigation" not in page.text
     r = post(tech, f"{path}/investigate", {}, path)
     assert r.status_code == 403
     assert str(org_a.users[Role.technician][0]) in denials(client, owner, org_a, f"POST {path}/investigate")
-    manager = signed_in(client, org_a, Role.lab_manager)
+    # The manager investigates and records the root cause with one action for the technician (workflow Updates).
     assert "Start the investigation" in manager.get(path).text
-    r = post(manager, f"{path}/investigate", {"reason": "check the hood"}, path)
+    assert post(manager, f"{path}/investigate", {"reason": "check the hood"}, path).status_code == 303
+    due = (dt.date.today() + dt.timedelta(days=7)).isoformat()
+    r = post(manager, f"{path}/root_cause", {"root_cause": "hood filter", "action_kind": "corrective",
+                                             "action": "replace the filter", "owner_id": "not a member",
+                                             "due_at": due}, path)
+    assert r.status_code == 422 and "owner_id" in r.text  # nothing moved
+    r = post(manager, f"{path}/root_cause", {"root_cause": "hood filter", "action_kind": "corrective",
+                                             "action": "replace the filter",
+                                             "owner_id": str(org_a.users[Role.technician][0]), "due_at": due}, path)
     assert r.status_code == 303, r.text[-2000:]
     got = client.get(f"/api/v1/events/{event_id}", headers=org_a.headers(Role.auditor)).json()
-    assert got["status"] == "investigating" and got["links"]["samples"] == [m["plate"]["id"]]
-    assert "events" in manager.get("/ui/events").text.lower() and got["code"] in manager.get("/ui/events").text
+    assert got["status"] == "capa" and got["links"]["samples"] == [m["plate"]["id"]]
+    done = client.post(f"/api/v1/events/{event_id}/actions/{got['actions'][0]['id']}/complete",
+                       json={"note": "filter replaced"},
+                       headers={**org_a.headers(Role.technician), "X-Request-ID": uuid.uuid4().hex})
+    assert done.status_code == 200, done.text
+    r = post(manager, f"{path}/effectiveness", {"effective": "yes", "note": "two clean weeks"}, path)
+    assert r.status_code == 303, r.text[-2000:]
+    # Its reporter does not close it: refused with the reason; another manager signs the closure.
+    assert "its reporter does not close it" in manager.get(path).text
+    r = post(manager, f"{path}/close", {"password": PASSWORD}, path)
+    assert r.status_code == 403 and 'id="refusal"' in r.text
+    admin = signed_in(client, org_a, Role.admin)
+    r = post(admin, f"{path}/close", {"password": PASSWORD, "reason": "effective"}, path)
+    assert r.status_code == 303, r.text[-2000:]
+    got = client.get(f"/api/v1/events/{event_id}", headers=org_a.headers(Role.auditor)).json()
+    assert got["status"] == "closed" and got["signature"]["signer_name"] == f"admin of {org_a.slug}"
+    page = admin.get(path).text
+    assert "closed, signed by" in page and got["code"] in admin.get("/ui/events").text
 
 
 def test_an_alert_is_read_and_acknowledged_in_the_page(client, owner, platform, org_a):
