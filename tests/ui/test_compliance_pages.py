@@ -1,7 +1,8 @@
-"""The compliance pages without a browser: a sample's compliance surface with each tag's path; an authorization
-signed in the page with the password re-entered (whoever recorded it refused with the reason, a wrong password
-refused and on record); an event raised about a sample and moved on by a lab manager through its workflow (a
-technician refused, on record); an alert read and acknowledged; another organization's records not found."""
+"""The compliance pages without a browser: a sample's and a run's compliance surface and status; an authorization
+signed in the page with the password re-entered, so a run held for it goes on (whoever recorded it refused with
+the reason, a wrong password refused, a technician refused and on record); an event raised about a sample and
+taken to its signed closure through its workflow (a technician and the reporter refused); an alert read and
+acknowledged (on record); another organization's records not found."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from domain.alerts.models import Addressees
 from domain.alerts.service import raise_alert
 from domain.roles import Role
 from tests.compliance.support import BASE, agro_material, tag
-from tests.support import PASSWORD
+from tests.compliance.test_enforcement import item, launch, open_task, subculture
+from tests.runs.conftest import wait_for
+from tests.runs.support import approve_protocol
+from tests.support import PASSWORD, make_org
 from tests.ui.conftest import csrf_of, log_in, pages_client
 from tests.ui.test_role_pages import sealed
 
@@ -184,3 +188,35 @@ def test_another_organizations_compliance_records_are_not_found(client, owner, o
     assert r.status_code == 404
     assert client.get(f"{BASE}/authorizations/{auth['id']}", headers=org_a.headers(Role.auditor)).json()[
         "status"] == "pending"
+
+
+def test_a_run_held_for_an_ibc_approval_resumes_when_it_is_signed_in_the_page(client, owner):
+    """The demo's story in the pages: the run page shows the hold with its reason and the surface; the owner signs
+    the IBC approval in the page; the run goes on by itself; its task page lists the framework's item."""
+    org = make_org(owner, client)
+    m = agro_material(client, org)
+    tag(client, org, "recombinant_dna", "plasmid", m["plasmid"]["id"])
+    fw = client.post(f"{BASE}/frameworks", json={"key": "nih", "name": "NIH Guidelines"},
+                     headers=org.headers(Role.lab_manager)).json()
+    item(client, org, fw["id"], "rdna_waste", {"any": ["recombinant_dna"], "step_kind": "task"})
+    r = client.post(f"{BASE}/authorization-rules", json={"tags": ["recombinant_dna"],
+                                                         "authorization_type": "IBC approval"},
+                    headers=org.headers(Role.lab_manager))
+    assert r.status_code == 201, r.text
+    key = f"sub-{uuid.uuid4().hex[:6]}"
+    approve_protocol(owner, org.id, subculture(key))
+    run_id = launch(client, org, key, m["plate"]["code"])
+    wait_for(lambda: client.get(f"/api/v1/runs/{run_id}", headers=org.headers(Role.lab_manager)).json()["status"]
+             == "on_hold" or None)
+    manager = signed_in(client, org, Role.lab_manager)
+    run_page = manager.get(f"/ui/runs/{run_id}").text
+    status = run_page[run_page.index('id="compliance-status"'):]
+    assert status.startswith('id="compliance-status">On hold') and "IBC approval" in status
+    assert "recombinant_dna" in run_page[run_page.index('id="compliance-surface"'):]
+    auth = authorization(client, org, Role.lab_manager)
+    path = f"/ui/authorizations/{auth['id']}"
+    r = post(signed_in(client, org, Role.owner), f"{path}/sign", {"password": PASSWORD}, path)
+    assert r.status_code == 303, r.text[-2000:]
+    task = open_task(client, org, run_id)  # the run went on by itself: its step opened
+    page = signed_in(client, org, Role.technician).get(f"/ui/tasks/{task['id']}").text
+    assert "Flow hood wiped down" in page and "rdna_waste done" in page
