@@ -106,7 +106,7 @@ def _authorization_page(request: Request, caller: Caller, auth_id: uuid.UUID, *,
                         reasons: list[str] | None = None, signed: bool = False, status: int = 200) -> HTMLResponse:
     with _services(request).sessions.begin(caller.org_id) as session:
         a = authorizations.get(session, auth_id)  # NotFound for another organization's (404, on record)
-        content_hash = authorizations.content_hash(authorizations._row(session, auth_id))
+        content_hash = authorizations.hash_of(session, auth_id)
     return _render(request, "authorization.html", {
         "a": a, "content_hash": content_hash, "message": message, "reasons": reasons or [], "signed": signed,
         "may_sign": caller.can(Permission.authorizations_approve) and a.status == "pending",

@@ -138,6 +138,11 @@ def content_hash(r: object) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def hash_of(session: Session, auth_id: uuid.UUID) -> str:
+    """The content hash a signature of the authorization would bind now (shown on its page before signing)."""
+    return content_hash(_row(session, auth_id))
+
+
 def sign(session: Session, caller: Caller, auth_id: uuid.UUID, data: AuthorizationSign,
          limits: identity.LoginLimits) -> AuthorizationRead:
     """The approver's e-signature (password re-entered, meaning `approved`) puts the record in force."""

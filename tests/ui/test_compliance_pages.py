@@ -220,3 +220,21 @@ def test_a_run_held_for_an_ibc_approval_resumes_when_it_is_signed_in_the_page(cl
     task = open_task(client, org, run_id)  # the run went on by itself: its step opened
     page = signed_in(client, org, Role.technician).get(f"/ui/tasks/{task['id']}").text
     assert "Flow hood wiped down" in page and "rdna_waste done" in page
+
+
+def test_bad_input_to_the_compliance_pages_is_a_clear_refusal_that_changes_nothing(client, org_a):
+    manager = signed_in(client, org_a, Role.lab_manager)
+    for path in ("/ui/events?cursor=garbage", "/ui/alerts?cursor=%00x", "/ui/events?status=nonsense"):
+        r = manager.get(path)
+        assert r.status_code in (200, 422) and "<h1>" in r.text, path
+    for path in ("/ui/events/not-an-id", "/ui/authorizations/42", f"/ui/events/{uuid.uuid4()}"):
+        assert manager.get(path).status_code == 404, path
+    before = client.get("/api/v1/events", headers=org_a.headers(Role.auditor)).json()["items"]
+    for data in ({"kind": "nonsense", "severity": "low", "title": "t", "description": "d"},
+                 {"kind": "deviation", "severity": "low", "title": "t", "description": "d", "sample": "S-1\x00"},
+                 {"kind": "deviation", "severity": "low", "title": "t", "description": "d", "run": str(uuid.uuid4())}):
+        r = post(manager, "/ui/events", data, "/ui/events/new")
+        assert r.status_code == 422 and ('role="alert"' in r.text or 'class="error"' in r.text), r.text[-1500:]
+    r = post(manager, f"/ui/events/{uuid.uuid4()}/nonsense", {}, "/ui/events")
+    assert r.status_code == 404
+    assert client.get("/api/v1/events", headers=org_a.headers(Role.auditor)).json()["items"] == before
