@@ -39,8 +39,8 @@ from domain.approvals.models import ApprovalRequest
 from domain.audit.checkpoints import CheckpointStore, load_public_keys, load_signing_key
 from domain.audit.sealer import Sealer
 from domain.compliance.models import AuthorizationRead, AuthorizationSign
+from domain.events.models import ActionDone, EventClose, EventCreate, EventDetail, Investigate, RootCause
 from domain.events.models import Effectiveness as EventEffectiveness
-from domain.events.models import EventClose, EventCreate, EventDetail, Investigate, RootCause
 from domain.identity.secrets import configure_hashing
 from domain.roles import Caller
 from domain.runs.messages import Outcome
@@ -124,6 +124,11 @@ def web_services(p: Platform) -> WebServices:
         async with session(caller) as s:
             return await handler(event_id, data, caller, s, p)
 
+    async def complete_action(caller: Caller, event_id: uuid.UUID, action_id: uuid.UUID,
+                              data: ActionDone) -> EventDetail:
+        async with session(caller) as s:
+            return await events_api.complete_action(event_id, action_id, data, caller, s, p)
+
     settings = p.settings
     reports = ReportActions(
         tables=lambda caller: run_in_threadpool(reports_api.builder_tables, caller, p),
@@ -149,7 +154,7 @@ def web_services(p: Platform) -> WebServices:
                        runs=RunActions(launch=launch, control=control, decide=decide, history=history),
                        objects=p.objects, reports=reports,
                        compliance=ComplianceActions(sign_authorization=sign_authorization, raise_event=raise_event,
-                                                    event_step=event_step))
+                                                    event_step=event_step, complete_action=complete_action))
 
 
 def create_app(platform: Platform | None = None, *, background: bool = True) -> FastAPI:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from domain.analysis import LakeTable
 from domain.approvals.models import ApprovalRequest
 from domain.compliance.models import AuthorizationRead, AuthorizationSign
-from domain.events.models import EventCreate, EventDetail
+from domain.events.models import ActionDone, EventCreate, EventDetail
 from domain.reports.models import (
     CheckResult,
     DefinitionCreate,
@@ -72,9 +72,10 @@ class ReportActions:
 class ComplianceActions:
     """The API's paths for what reaches a workflow (api/compliance.py, api/events.py): signing an authorization
     (then open runs check their authorizations again), raising an event (its workflow started), and an event's
-    transition as an Update on its workflow (`data` the API's body model for the action). Each raises the
+    transition or a CAPA action's completion as an Update on its workflow (`data` the API's body model). Each raises the
     domain's error when refused, on record as in the API."""
 
     sign_authorization: Callable[[Caller, uuid.UUID, AuthorizationSign], Awaitable[AuthorizationRead]]
     raise_event: Callable[[Caller, EventCreate], Awaitable[EventDetail]]
     event_step: Callable[[Caller, uuid.UUID, EventAction, BaseModel], Awaitable[EventDetail]]
+    complete_action: Callable[[Caller, uuid.UUID, uuid.UUID, ActionDone], Awaitable[EventDetail]]  # event, action

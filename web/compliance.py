@@ -31,6 +31,7 @@ from domain.errors import DomainError, Invalid, Unavailable
 from domain.events import service as events
 from domain.events.models import (
     ActionCreate,
+    ActionDone,
     EventClose,
     EventCreate,
     EventDetail,
@@ -238,7 +239,9 @@ def _event_page(request: Request, caller: Caller, event_id: uuid.UUID, *, messag
     return _render(request, "event.html", {
         "e": e, "timeline": _timeline(e), "next": nxt, "members": members, "message": message,
         "reasons": reasons or [], "done": done, "request_id": new_request_id(),
-        "is_reporter": e.reporter_id == str(caller.actor.id)}, status=status)
+        "is_reporter": e.reporter_id == str(caller.actor.id),
+        "may_complete": e.status.value == "capa" and caller.can(Permission.capa_work),
+        "manager": caller.can(Permission.events_manage), "me": str(caller.user_id)}, status=status)
 
 
 def _members(session: Session) -> list[Any]:
@@ -249,7 +252,7 @@ def _members(session: Session) -> list[Any]:
 def event_page(request: Request, event_id: uuid.UUID, done: str | None = None) -> HTMLResponse:
     caller = _caller(request)
     _require(caller, Permission.events_read)
-    return _event_page(request, caller, event_id, done=done if done in (*EVENT_ACTIONS, "raised") else None)
+    return _event_page(request, caller, event_id, done=done if done in (*EVENT_ACTIONS, "raised", "action") else None)
 
 
 def _step_data(action: EventAction, form: dict[str, str]) -> BaseModel:
@@ -291,6 +294,30 @@ async def event_step(request: Request, event_id: uuid.UUID, action: str) -> Resp
                                                message=f"Not done: {exc.message}", reasons=exc.reasons,
                                                status=exc.status))
     return RedirectResponse(f"{PREFIX}/events/{event_id}?done={action}", status_code=303)
+
+
+@router.post("/events/{event_id}/actions/{action_id}/complete")
+async def complete_action(request: Request, event_id: uuid.UUID, action_id: uuid.UUID) -> Response:
+    """A CAPA action marked done with what was done (its owner or a lab manager: the workflow decides)."""
+    caller = _caller(request)
+    form = _text(await _form(request))
+    await _check_csrf(request, caller, form)
+    _require(caller, Permission.capa_work)
+    s = _services(request)
+    try:
+        data = ActionDone(note=form.get("note", "").strip()[:5000])
+    except ValidationError:
+        return await run_in_threadpool(partial(_event_page, request, caller, event_id, status=422,
+                                               message="Not done: say what was done (up to 4000 characters)."))
+    who = acting(request, caller, s.settings, form)
+    try:
+        await _actions(request).complete_action(who, event_id, action_id, data)
+    except DomainError as exc:
+        await on_record(request, s.sessions, who, exc)
+        return await run_in_threadpool(partial(_event_page, request, caller, event_id,
+                                               message=f"Not done: {exc.message}", reasons=exc.reasons,
+                                               status=exc.status))
+    return RedirectResponse(f"{PREFIX}/events/{event_id}?done=action", status_code=303)
 
 
 # ------------------------------------------------------------------ alerts
