@@ -60,7 +60,8 @@ class TagAttach(Input):
     target_type: TargetType
     target_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                            description="the record's id; a protocol's key; a step's protocol version id")
-    step_key: str | None = Field(max_length=64, default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$", description="steps only")
+    step_key: str | None = Field(max_length=64, default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$",
+                                 description="steps only")
     reason: SafeText = Reason
 
 
@@ -179,8 +180,8 @@ class FrameworkRead(BaseModel):
 
 
 class ChecklistItemCreate(Input):
-    key: str = Field(max_length=64, pattern=ITEM_KEY, description="unique in the organization; the task's checklist key is "
-                                                   "`compliance_<key>`")
+    key: str = Field(max_length=64, pattern=ITEM_KEY,
+                     description="unique in the organization; the task's checklist key is `compliance_<key>`")
     text: SafeText = Field(min_length=1, max_length=500)
     scope: Scope
 
