@@ -206,6 +206,160 @@ AUDIT_DENIALS = SystemReport(
     SINCE_UNTIL, _cols(("seq", "Seq"), ("occurred_at", "At"), ("actor", "Actor"), ("action", "Action"),
                        ("entity_type", "Entity type"), ("entity_id", "Entity"), ("reason", "Reason")))
 
+# Compliance (domain/compliance, domain/events, domain/inspections). Ageing and expiry count whole days up to `as_of`
+# (today when not given: give a date to make a finalized report mean the same day whenever it is re-read).
+AS_OF = {"name": "as_of", "type": "date", "label": "As of (default: today, UTC)", "required": False}
+_AS_OF = "coalesce($as_of, current_date)"
+WITHIN = {"name": "within_days", "type": "integer", "label": "Expiring within (days)", "required": False,
+          "default": 90}
+SEVERITY_ORDER = ["critical", "high", "major", "medium", "minor", "low", "observation"]
+
+
+def _days(day: str) -> str:
+    """Whole days from `day` (a DATE expression) to the report's as-of date."""
+    return f"date_diff('day', {day}, {_AS_OF})"
+
+
+def _left(day: str) -> str:
+    """Whole days from the report's as-of date to `day` (negative once past)."""
+    return f"date_diff('day', {_AS_OF}, {day})"
+
+
+COMPLIANCE_OPEN_EVENTS = SystemReport(
+    "compliance-open-events", 1, "Open deviations and other compliance events",
+    "Every compliance event not yet closed (deviations, contaminations, incidents, near misses, equipment failures), "
+    "with its status and age in days on the as-of date, oldest first.",
+    "SELECT code, kind, severity, status, title, CAST(created_at AS DATE) AS raised_on,\n"
+    f"       {_days('CAST(created_at AS DATE)')} AS age_days,\n"
+    f"       CASE WHEN {_days('CAST(created_at AS DATE)')} <= 7 THEN '0-7 days'\n"
+    f"            WHEN {_days('CAST(created_at AS DATE)')} <= 30 THEN '8-30 days'\n"
+    f"            WHEN {_days('CAST(created_at AS DATE)')} <= 90 THEN '31-90 days' ELSE 'over 90 days' END AS age,\n"
+    "       reporter_display AS raised_by\n"
+    "FROM compliance_events_current\n"
+    f"WHERE status <> 'closed' AND CAST(created_at AS DATE) <= {_AS_OF} AND ($kind IS NULL OR kind = $kind)\n"
+    "ORDER BY age_days DESC, code",
+    [AS_OF, {"name": "kind", "type": "string", "label": "Kind", "required": False,
+             "choices": ["deviation", "contamination", "incident", "near_miss", "equipment_failure"]}],
+    _cols(("code", "Event"), ("kind", "Kind"), ("severity", "Severity"), ("status", "Status"), ("title", "What"),
+          ("raised_on", "Raised", "", "date"), ("age_days", "Age", "days"), ("raised_by", "Raised by")),
+    {"mark": "bar", "encoding": {
+        "x": {"field": "age", "type": "ordinal", "title": "Open for",
+              "sort": ["0-7 days", "8-30 days", "31-90 days", "over 90 days"]},
+        "y": {"aggregate": "count", "type": "quantitative", "title": "Open events"},
+        "color": {"field": "severity", "type": "nominal", "sort": SEVERITY_ORDER}}})
+
+COMPLIANCE_CAPA_AGEING = SystemReport(
+    "compliance-capa-ageing", 1, "CAPA ageing",
+    "Every corrective or preventive action still open, with its event, owner, due date, age and days past due on "
+    "the as-of date and how far it has escalated; most overdue first.",
+    "SELECT e.code AS event_code, e.kind AS event_kind, e.severity AS event_severity, a.kind, a.description,\n"
+    "       coalesce(a.owner_display, a.owner_id) AS owner, CAST(a.due_at AS DATE) AS due_on,\n"
+    f"       {_days('CAST(coalesce(a.created_at, a.updated_at) AS DATE)')} AS age_days,\n"
+    f"       greatest({_days('CAST(a.due_at AS DATE)')}, 0) AS days_overdue,\n"
+    f"       CASE WHEN CAST(a.due_at AS DATE) < {_AS_OF} THEN 'overdue' ELSE 'not yet due' END AS state,\n"
+    "       CASE coalesce(a.escalation_level, -1) WHEN -1 THEN 'none' WHEN 0 THEN 'owner alerted'\n"
+    "            ELSE 'lab managers alerted' END AS escalation\n"
+    "FROM capa_actions_current a JOIN compliance_events_current e USING (event_id)\n"
+    f"WHERE a.status = 'open' AND CAST(coalesce(a.created_at, a.updated_at) AS DATE) <= {_AS_OF}\n"
+    "ORDER BY days_overdue DESC, due_on, event_code, a.kind",
+    [AS_OF],
+    _cols(("event_code", "Event"), ("event_kind", "Event kind"), ("kind", "Action"), ("description", "What"),
+          ("owner", "Owner"), ("due_on", "Due", "", "date"), ("age_days", "Age", "days"),
+          ("days_overdue", "Overdue", "days"), ("escalation", "Escalation")),
+    {"mark": "bar", "encoding": {
+        "y": {"field": "owner", "type": "nominal", "title": "Owner"},
+        "x": {"aggregate": "count", "type": "quantitative", "title": "Open actions"},
+        "color": {"field": "state", "type": "nominal", "sort": ["overdue", "not yet due"],
+                  "scale": {"domain": ["overdue", "not yet due"], "range": ["#d62728", "#9ecae1"]}}}})
+
+_EXPIRY_STATE = ("CASE WHEN {d} < 0 THEN 'expired' WHEN {d} <= 30 THEN 'within 30 days' "
+                 "ELSE 'within the window' END")
+
+COMPLIANCE_AUTH_EXPIRY = SystemReport(
+    "compliance-authorization-expiry", 1, "Authorization expiry",
+    "Authorization records (IBC approvals, permits, ...) in force or awaiting signature that have expired or expire "
+    "within the window, on the as-of date; soonest first. A run whose surface needs one waits on hold once it "
+    "lapses.",
+    "SELECT code, authorization_type, title, issuer, status, CAST(valid_until AS DATE) AS valid_until,\n"
+    f"       {_left('CAST(valid_until AS DATE)')} AS days_left,\n"
+    "       " + _EXPIRY_STATE.format(d=_left('CAST(valid_until AS DATE)')) + " AS state\n"
+    "FROM authorizations_current\n"
+    f"WHERE status IN ('active', 'pending') AND {_left('CAST(valid_until AS DATE)')} <= "
+    "coalesce($within_days, 90)\nORDER BY days_left, code",
+    [AS_OF, WITHIN],
+    _cols(("code", "Record"), ("authorization_type", "Type"), ("title", "Title"), ("issuer", "Issuer"),
+          ("status", "Status"), ("valid_until", "Valid until", "", "date"), ("days_left", "Days left", "days"),
+          ("state", "State")),
+    {"mark": "bar", "encoding": {
+        "y": {"field": "code", "type": "nominal", "title": "Authorization", "sort": {"field": "days_left"}},
+        "x": {"field": "days_left", "type": "quantitative", "title": "Days left"},
+        "color": {"field": "state", "type": "nominal", "sort": ["expired", "within 30 days", "within the window"]}}})
+
+COMPLIANCE_QUAL_EXPIRY = SystemReport(
+    "compliance-qualification-expiry", 1, "Qualification expiry",
+    "Each member's latest training record per course that has expired or expires within the window, on the as-of "
+    "date; soonest first. A step requiring the course refuses a person whose training has expired. (The lake's "
+    "training records name members by user id.)",
+    "WITH latest AS (\n  SELECT * FROM qualifications\n"
+    f"  WHERE completed_on <= {_AS_OF}\n"
+    "  QUALIFY row_number() OVER (PARTITION BY user_id, course ORDER BY completed_on DESC, recorded_at DESC) = 1\n)\n"
+    "SELECT q.user_id AS member, q.course, q.completed_on, q.expires_on,\n"
+    f"       {_left('q.expires_on')} AS days_left,\n"
+    "       " + _EXPIRY_STATE.format(d=_left('q.expires_on')) + " AS state\n"
+    "FROM latest q\n"
+    f"WHERE q.expires_on IS NOT NULL AND {_left('q.expires_on')} <= coalesce($within_days, 90)\n"
+    "ORDER BY days_left, member, q.course",
+    [AS_OF, WITHIN],
+    _cols(("member", "Member (user id)"), ("course", "Course"), ("completed_on", "Completed", "", "date"),
+          ("expires_on", "Expires", "", "date"), ("days_left", "Days left", "days"), ("state", "State")),
+    {"mark": "bar", "encoding": {
+        "y": {"field": "member", "type": "nominal", "title": "Member"},
+        "x": {"aggregate": "count", "type": "quantitative", "title": "Courses"},
+        "color": {"field": "state", "type": "nominal", "sort": ["expired", "within 30 days", "within the window"]}}})
+
+COMPLIANCE_CHECKLIST_REFUSALS = SystemReport(
+    "compliance-checklist-refusals", 1, "Checklist refusals",
+    "Task completions refused because a checklist item was not confirmed, per item (compliance_<key>: an item a "
+    "framework attached by the run's compliance surface; else the protocol's own), month and person, from the "
+    "audit log's refusals in the period. Reads the audit log: for the roles that read all of it (auditor, "
+    "admin, owner).",
+    "WITH refused AS (\n"
+    "  SELECT seq, occurred_at, coalesce(actor_display, actor_id) AS person, entity_id AS task_id,\n"
+    "         unnest(json_extract_string(body, '$.after.reasons[*]')) AS why\n"
+    "  FROM audit_log\n  WHERE action = 'refuse' AND entity_type = 'task' AND " + _period("occurred_at") + "\n)\n"
+    "SELECT split_part(substr(why, 11), ':', 1) AS item,\n"
+    "       starts_with(substr(why, 11), 'compliance_') AS from_framework,\n"
+    "       strftime(date_trunc('month', occurred_at), '%Y-%m') AS month, person,\n"
+    "       count(DISTINCT seq) AS refusals, count(DISTINCT task_id) AS tasks, max(occurred_at) AS last_at\n"
+    "FROM refused\nWHERE why LIKE 'checklist.%: not confirmed'\nGROUP BY ALL\n"
+    "ORDER BY month, refusals DESC, item, person",
+    SINCE_UNTIL, _cols(("item", "Checklist item"), ("from_framework", "From a framework"), ("month", "Month"),
+                       ("person", "Person"), ("refusals", "Refusals"), ("tasks", "Tasks"), ("last_at", "Last")),
+    {"mark": "bar", "encoding": {
+        "y": {"field": "item", "type": "nominal", "title": "Checklist item"},
+        "x": {"aggregate": "sum", "field": "refusals", "type": "quantitative", "title": "Refused completions"},
+        "color": {"field": "person", "type": "nominal"}}})
+
+COMPLIANCE_FINDINGS = SystemReport(
+    "compliance-audit-findings", 1, "Audit findings by framework",
+    "Findings recorded in the period per framework audited against and severity: how many, in how many audits, "
+    "how many in finalized audits and how many have a compliance event tracking their corrective work.",
+    "SELECT a.framework, f.severity, count(*) AS findings, count(DISTINCT a.audit_id) AS audits,\n"
+    "       count(*) FILTER (WHERE a.status = 'finalized') AS in_finalized_audits,\n"
+    "       count(f.event_id) AS with_corrective_event\n"
+    "FROM audit_findings f JOIN audits_current a USING (audit_id)\n"
+    "WHERE " + _period("f.created_at") + "\nGROUP BY a.framework, f.severity\n"
+    "ORDER BY a.framework, list_position(['critical', 'major', 'minor', 'observation'], f.severity)",
+    SINCE_UNTIL, _cols(("framework", "Framework"), ("severity", "Severity"), ("findings", "Findings"),
+                       ("audits", "Audits"), ("in_finalized_audits", "In finalized audits"),
+                       ("with_corrective_event", "With a corrective event")),
+    {"mark": "bar", "encoding": {
+        "x": {"field": "framework", "type": "nominal", "title": "Framework"},
+        "y": {"aggregate": "sum", "field": "findings", "type": "quantitative", "title": "Findings"},
+        "color": {"field": "severity", "type": "nominal", "sort": ["critical", "major", "minor", "observation"]}}})
+
 SYSTEM_REPORTS: tuple[SystemReport, ...] = (RUN_RECORD, OPS_RUNS, OPS_ESCALATIONS, OPS_CYCLE, OPS_WORKLOAD,
                                             TC_CONTAMINATION, FUNGAL_PASSAGES, AGRO_EFFICIENCY, AUDIT_ACTIVITY,
-                                            AUDIT_DENIALS)
+                                            AUDIT_DENIALS, COMPLIANCE_OPEN_EVENTS, COMPLIANCE_CAPA_AGEING,
+                                            COMPLIANCE_AUTH_EXPIRY, COMPLIANCE_QUAL_EXPIRY,
+                                            COMPLIANCE_CHECKLIST_REFUSALS, COMPLIANCE_FINDINGS)
