@@ -135,6 +135,11 @@ class ProtocolRun:
     @workflow.init
     def __init__(self, inp: RunInput) -> None:
         self.inp = inp
+        # One local activity in flight at a time. Parallel branches would otherwise have several, resolved in the
+        # order they finish on first execution but in scheduling order on replay: the branches would then resume
+        # in another order and issue their next commands under other sequence numbers (nondeterminism; seen as a
+        # query's replay decoding one record's answer as another's). Records take milliseconds: serial is cheap.
+        self._one_record = asyncio.Lock()
         resume = inp.resume
         self.values: dict[str, dict[str, object]] = dict(resume.values) if resume else {}
         self.reached: dict[str, int] = dict(resume.reached) if resume else {}
@@ -554,8 +559,9 @@ class ProtocolRun:
     async def _record(self, activity: Record[Msg, Answer], arg: Msg) -> Answer:
         """One of the interpreter's own records, retried until the database takes it."""
         try:
-            return await workflow.execute_local_activity_method(
-                activity, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
+            async with self._one_record:
+                return await workflow.execute_local_activity_method(
+                    activity, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
         except (ActivityError, ApplicationError) as exc:
             # Only a refusal ends the retries here, and the interpreter's records are never refused unless
             # something is badly wrong: fail the workflow task (Temporal retries it, the UI shows why), never
@@ -565,8 +571,9 @@ class ProtocolRun:
     async def _request(self, activity: Record[Msg, Answer], arg: Msg, doing: str) -> Answer:
         """A person's request recorded by its activity; its refusal or failure fails the update, not the run."""
         try:
-            return await workflow.execute_local_activity_method(
-                activity, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=REQUEST_RETRY)
+            async with self._one_record:
+                return await workflow.execute_local_activity_method(
+                    activity, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=REQUEST_RETRY)
         except (ActivityError, ApplicationError) as exc:
             # A local activity's last failure arrives as its ApplicationError itself (no ActivityError around it).
             cause = exc.cause if isinstance(exc, ActivityError) else exc
