@@ -119,6 +119,15 @@ async def _check_csrf(request: Request, caller: Caller, form: Mapping[str, str])
                         "changed): reload the page and send it again")
 
 
+async def posted(request: Request, permission: Permission) -> tuple[Caller, dict[str, str]]:
+    """The signed-in person and the form they sent, its CSRF token checked, the permission required."""
+    caller = _caller(request)
+    form = _text(await _form(request))
+    await _check_csrf(request, caller, form)
+    _require(caller, permission)
+    return caller, form
+
+
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
     caller: Caller | None = getattr(request.state, "caller", None)
     base = {"caller": caller, "prefix": PREFIX, "now": dt.datetime.now(dt.UTC),

@@ -46,7 +46,7 @@ from domain.identity import service as identity
 from domain.roles import Caller, Permission
 from web.acting import PAGE, acting, field_errors, new_request_id, on_record
 from web.actions import ComplianceActions, EventAction
-from web.app import PREFIX, _caller, _check_csrf, _form, _render, _require, _services, _text
+from web.app import PREFIX, _caller, _check_csrf, _form, _render, _require, _services, _text, posted
 
 router = APIRouter()
 EVENT_ACTIONS: tuple[EventAction, ...] = get_args(EventAction)
@@ -123,10 +123,7 @@ def authorization_page(request: Request, auth_id: uuid.UUID, signed: bool = Fals
 
 @router.post("/authorizations/{auth_id}/sign")
 async def sign_authorization(request: Request, auth_id: uuid.UUID) -> Response:
-    caller = _caller(request)
-    form = _text(await _form(request))
-    await _check_csrf(request, caller, form)
-    _require(caller, Permission.authorizations_approve)
+    caller, form = await posted(request, Permission.authorizations_approve)
     s = _services(request)
 
     async def again(message: str, reasons: list[str], status: int) -> HTMLResponse:
@@ -186,10 +183,7 @@ def event_new(request: Request, sample: str = "", run: str = "") -> HTMLResponse
 
 @router.post("/events")
 async def raise_event(request: Request) -> Response:
-    caller = _caller(request)
-    form = _text(await _form(request))
-    await _check_csrf(request, caller, form)
-    _require(caller, Permission.events_raise)
+    caller, form = await posted(request, Permission.events_raise)
     s = _services(request)
     values = {k: form.get(k, "")[:10_000] for k in ("kind", "severity", "title", "description", "sample", "run",
                                                    "request_id")}
@@ -299,10 +293,7 @@ async def event_step(request: Request, event_id: uuid.UUID, action: str) -> Resp
 @router.post("/events/{event_id}/actions/{action_id}/complete")
 async def complete_action(request: Request, event_id: uuid.UUID, action_id: uuid.UUID) -> Response:
     """A CAPA action marked done with what was done (its owner or a lab manager: the workflow decides)."""
-    caller = _caller(request)
-    form = _text(await _form(request))
-    await _check_csrf(request, caller, form)
-    _require(caller, Permission.capa_work)
+    caller, form = await posted(request, Permission.capa_work)
     s = _services(request)
     try:
         data = ActionDone(note=form.get("note", "").strip()[:5000])

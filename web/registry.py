@@ -34,7 +34,7 @@ from domain.roles import Caller, Permission
 from domain.samples import batches
 from domain.samples import service as samples
 from web.acting import PAGE, field_errors
-from web.app import PREFIX, _caller, _check_csrf, _form, _render, _require, _services, _text
+from web.app import PREFIX, _caller, _render, _require, _services, posted
 
 router = APIRouter()
 KINDS = [k.value for k in Kind]
@@ -44,15 +44,6 @@ MAX_OPTIONS = 500  # records offered in a choice (a parent, a supplier, a locati
 
 
 # ------------------------------------------------------------------ what the material pages share
-
-
-async def posted(request: Request, permission: Permission) -> tuple[Caller, dict[str, str]]:
-    """The signed-in person and the form they sent, its CSRF token checked, the permission required."""
-    caller = _caller(request)
-    form = _text(await _form(request))
-    await _check_csrf(request, caller, form)
-    _require(caller, permission)
-    return caller, form
 
 
 async def attempt(request: Request, caller: Caller, work: Callable[[Session], object]) -> DomainError | None:

@@ -47,7 +47,7 @@ from domain.roles import Caller, Permission
 from domain.signatures import Meaning, SignatureInput
 from web.acting import acting, field_errors, on_record
 from web.actions import ReportActions
-from web.app import PREFIX, _caller, _check_csrf, _form, _render, _require, _services, _text
+from web.app import PREFIX, _caller, _check_csrf, _form, _render, _require, _services, _text, posted
 
 router = APIRouter()
 SHOWN_ROWS = 200  # rows of an execution on its page (exports carry them all)
@@ -84,10 +84,7 @@ def reports_list(request: Request, saved: str | None = None) -> HTMLResponse:
 
 @router.post("/reports")
 async def new_report(request: Request) -> Response:
-    caller = _caller(request)
-    form = _text(await _form(request))
-    await _check_csrf(request, caller, form)
-    _require(caller, Permission.reports_use)
+    caller, form = await posted(request, Permission.reports_use)
     try:
         definition_id = uuid.UUID(form.get("definition_id", ""))
     except ValueError:
@@ -312,19 +309,16 @@ async def _refused_in_place(request: Request, who: Caller, report_id: uuid.UUID,
 
 @router.post("/reports/{report_id}/execute")
 async def execute(request: Request, report_id: uuid.UUID) -> Response:
-    caller = _caller(request)
-    form = _text(await _form(request))
-    await _check_csrf(request, caller, form)
-    _require(caller, Permission.reports_use)
+    caller, form = await posted(request, Permission.reports_use)
     who = acting(request, caller, _services(request).settings, form)
     actions = _actions(request)
-    posted = {k[len("param."):]: v for k, v in form.items() if k.startswith("param.")}
+    sent = {k[len("param."):]: v for k, v in form.items() if k.startswith("param.")}
     try:
         shown = await run_in_threadpool(_shown, request, who, report_id)
         values: dict[str, Any] = {}
         problems = []
         for spec in shown.definition.parameters:
-            text = posted.get(spec.name, "").strip()
+            text = sent.get(spec.name, "").strip()
             if not text:
                 continue
             try:
@@ -337,16 +331,13 @@ async def execute(request: Request, report_id: uuid.UUID) -> Response:
             await actions.update(who, report_id, ReportUpdate(parameters=values, reason="parameters set on the page"))
         await actions.execute(who, report_id)
     except DomainError as exc:
-        return await _refused_in_place(request, who, report_id, exc, posted)
+        return await _refused_in_place(request, who, report_id, exc, sent)
     return RedirectResponse(f"{PREFIX}/reports/{report_id}?done=executed", status_code=303)
 
 
 @router.post("/reports/{report_id}/review")
 async def review(request: Request, report_id: uuid.UUID) -> Response:
-    caller = _caller(request)
-    form = _text(await _form(request))
-    await _check_csrf(request, caller, form)
-    _require(caller, Permission.reports_use)
+    caller, form = await posted(request, Permission.reports_use)
     who = acting(request, caller, _services(request).settings, form)
     try:
         await _actions(request).submit(who, report_id, Submit(reason=form.get("reason", "").strip()[:2000] or None))
@@ -357,10 +348,7 @@ async def review(request: Request, report_id: uuid.UUID) -> Response:
 
 @router.post("/reports/{report_id}/finalize")
 async def finalize(request: Request, report_id: uuid.UUID) -> Response:
-    caller = _caller(request)
-    form = _text(await _form(request))
-    await _check_csrf(request, caller, form)
-    _require(caller, Permission.reports_finalize)
+    caller, form = await posted(request, Permission.reports_finalize)
     who = acting(request, caller, _services(request).settings, form)
     try:
         try:

@@ -43,9 +43,9 @@ from domain.samples.models import (
     StatusChange,
 )
 from web.acting import PAGE, acting, new_request_id
-from web.app import PREFIX, _caller, _render, _require, _services
+from web.app import PREFIX, _caller, _render, _require, _services, posted
 from web.compliance import compliance_of
-from web.registry import MAX_OPTIONS, PLURAL, attempt, cursor_ok, place, posted, search_ok
+from web.registry import MAX_OPTIONS, PLURAL, attempt, cursor_ok, place, search_ok
 
 router = APIRouter()
 TREE_DEPTH = 6  # generations shown each way
